@@ -1,0 +1,49 @@
+# weightgen: every stage is a Hydra entry point; pass overrides with ARGS="key=value ...".
+PYTHON ?= python3
+VENV ?= .venv
+# A GPU user picks another torch, e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda index>".
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,export
+ARGS ?=
+BIN := $(VENV)/bin
+CONSTRAINTS := $(VENV)/torch-constraint.txt
+
+.PHONY: install test test-fast lint quickstart pairs dataset generator generate finetune bench experiments clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(CONSTRAINTS)
+	$(BIN)/pip install --constraint $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@$(BIN)/python -c "import torch; print('installed torch', torch.__version__, '(cuda:', torch.cuda.is_available(), ')')"
+
+test:
+	$(BIN)/python -m pytest tests
+
+test-fast:
+	$(BIN)/python -m pytest tests -m "not slow"
+
+lint:
+	$(BIN)/ruff check weightgen tests experiments
+
+quickstart:
+	$(BIN)/weightgen-quickstart $(ARGS)
+
+pairs:
+	$(BIN)/weightgen-pairs $(ARGS)
+
+dataset:
+	$(BIN)/weightgen-dataset $(ARGS)
+
+generator:
+	$(BIN)/weightgen-train-generator $(ARGS)
+
+finetune:
+	$(BIN)/weightgen-finetune $(ARGS)
+
+bench:
+	$(BIN)/weightgen-bench experiment=bench $(ARGS)
+
+clean:
+	rm -rf outputs multirun wandb lightning_logs
