@@ -1,0 +1,253 @@
+"""The built-in concept set (nearly 300 procedural concepts), its fixed split, and subset selection.
+
+Concepts are built from named *parts*, each one op with fixed parameters:
+- structure parts (blur, sharpen, emboss, sketch, cartoon, pixelate, posterise, vignette),
+- colour parts (14 tints, sepia, three gradings, three colour maps, three seasons, invert,
+  grayscale, solarize, two duotones),
+- variant parts (other parameter settings and tone ops), used only on their own.
+Every part is a single-op concept, and every structure x colour pairing is a two-op concept
+"structure+colour" (structure first), except pairings that would repeat another concept
+(grayscale after the already grey sketch and emboss).
+
+The split rule (fixed, by name, so it never changes with the code around it):
+- "combination" test concepts: the pairings in `HELDOUT_COMBINATIONS`. Each structure part is
+  held out with two colour parts; every part keeps its single-op concept and many other pairings
+  in train, so a test combination is a new pairing of seen parts and its recipe is in no train
+  concept.
+- "paraphrase" test concepts: for each id in `PARAPHRASED`, a copy of that train concept (same
+  recipe) whose prompt uses the ops' alternative phrasings ("an old brown photograph look"
+  instead of "a sepia tone"): the generator must map new words to a seen edit.
+Everything else is train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from weightgen.concepts.ops import NAMED_COLOURS, describe_recipe
+from weightgen.concepts.spec import Concept
+
+STRUCTURE_PARTS: dict[str, dict[str, Any]] = {
+    "blur": {"op": "blur", "sigma": 1.5},
+    "sharpen": {"op": "sharpen", "amount": 2.0},
+    "emboss": {"op": "emboss"},
+    "sketch": {"op": "sketch"},
+    "cartoon": {"op": "cartoon"},
+    "pixelate": {"op": "pixelate", "block": 4},
+    "posterise": {"op": "posterise", "levels": 4},
+    "vignette": {"op": "vignette", "strength": 0.7},
+}
+
+COLOUR_PARTS: dict[str, dict[str, Any]] = {
+    **{f"tint_{name}": {"op": "tint", "colour": name} for name in NAMED_COLOURS},
+    "sepia": {"op": "sepia"},
+    "grade_warm": {"op": "grade", "style": "warm"},
+    "grade_cool": {"op": "grade", "style": "cool"},
+    "grade_teal_orange": {"op": "grade", "style": "teal_orange"},
+    "thermal": {"op": "colormap", "palette": "thermal"},
+    "night_vision": {"op": "colormap", "palette": "night_vision"},
+    "xray": {"op": "colormap", "palette": "xray"},
+    "winter": {"op": "season", "look": "winter"},
+    "sunset": {"op": "season", "look": "sunset"},
+    "autumn": {"op": "season", "look": "autumn"},
+    "invert": {"op": "invert"},
+    "grayscale": {"op": "grayscale"},
+    "solarize": {"op": "solarize"},
+    "duotone_navy_gold": {"op": "duotone", "dark": "navy", "light": "gold"},
+    "duotone_purple_orange": {"op": "duotone", "dark": "purple", "light": "orange"},
+}
+
+VARIANT_PARTS: dict[str, dict[str, Any]] = {
+    "blur_slight": {"op": "blur", "sigma": 0.75},
+    "blur_heavy": {"op": "blur", "sigma": 3.0},
+    "sharpen_slight": {"op": "sharpen", "amount": 0.8},
+    "emboss_deep": {"op": "emboss", "strength": 2.0},
+    "sketch_bold": {"op": "sketch", "darkness": 12.0},
+    "cartoon_flat": {"op": "cartoon", "levels": 3},
+    "pixelate_fine": {"op": "pixelate", "block": 2},
+    "pixelate_coarse": {"op": "pixelate", "block": 8},
+    "posterise_2": {"op": "posterise", "levels": 2},
+    "posterise_3": {"op": "posterise", "levels": 3},
+    "posterise_6": {"op": "posterise", "levels": 6},
+    "vignette_soft": {"op": "vignette", "strength": 0.4},
+    "sepia_light": {"op": "sepia", "strength": 0.5},
+    "grade_warm_mild": {"op": "grade", "style": "warm", "strength": 0.5},
+    "solarize_strong": {"op": "solarize", "threshold": 0.3},
+    "contrast_high": {"op": "contrast", "factor": 1.6},
+    "contrast_low": {"op": "contrast", "factor": 0.6},
+    "brighten": {"op": "brightness", "delta": 0.2},
+    "darken": {"op": "brightness", "delta": -0.2},
+    "saturate": {"op": "saturation", "factor": 1.8},
+    "mute": {"op": "saturation", "factor": 0.4},
+    "duotone_teal_pink": {"op": "duotone", "dark": "teal", "light": "pink"},
+}
+
+# Pairings that would equal another concept's edit: grayscale of an already grey image.
+_REDUNDANT_PAIRS = {("sketch", "grayscale"), ("emboss", "grayscale")}
+
+HELDOUT_COMBINATIONS: tuple[tuple[str, str], ...] = (
+    ("blur", "sepia"),
+    ("blur", "night_vision"),
+    ("sharpen", "autumn"),
+    ("sharpen", "tint_blue"),
+    ("emboss", "tint_gold"),
+    ("emboss", "grade_teal_orange"),
+    ("sketch", "tint_red"),
+    ("sketch", "thermal"),
+    ("cartoon", "tint_teal"),
+    ("cartoon", "sunset"),
+    ("pixelate", "tint_purple"),
+    ("pixelate", "winter"),
+    ("posterise", "xray"),
+    ("posterise", "tint_pink"),
+    ("vignette", "grade_warm"),
+    ("vignette", "duotone_navy_gold"),
+)
+
+PARAPHRASED: tuple[str, ...] = (
+    "sepia",
+    "grayscale",
+    "cartoon",
+    "pixelate",
+    "thermal",
+    "winter",
+    "blur+tint_blue",
+    "sketch+sepia",
+)
+
+_PARAPHRASE_VARIANT = 1  # which of the ops' phrasings a paraphrase uses (train uses 0)
+
+
+def _instruction(prompt: str) -> str:
+    return f"give the photo {prompt}"
+
+
+def _concept(concept_id: str, parts: Sequence[str], steps: list[dict], **fields) -> Concept:
+    prompt = describe_recipe(steps)
+    return Concept(
+        id=concept_id,
+        prompt=prompt,
+        recipe=steps,
+        instruction=_instruction(prompt),
+        parts=tuple(parts),
+        **fields,
+    )
+
+
+def builtin_concepts() -> list[Concept]:
+    """All built-in concepts in a fixed order: singles, then pairings, then paraphrases."""
+    heldout = set(HELDOUT_COMBINATIONS)
+    singles = {**STRUCTURE_PARTS, **COLOUR_PARTS, **VARIANT_PARTS}
+    concepts = [_concept(name, [name], [step]) for name, step in singles.items()]
+    for structure, structure_step in STRUCTURE_PARTS.items():
+        for colour, colour_step in COLOUR_PARTS.items():
+            if (structure, colour) in _REDUNDANT_PAIRS:
+                continue
+            is_test = (structure, colour) in heldout
+            concepts.append(
+                _concept(
+                    f"{structure}+{colour}",
+                    [structure, colour],
+                    [structure_step, colour_step],
+                    split="test" if is_test else "train",
+                    holdout="combination" if is_test else None,
+                )
+            )
+    by_id = {concept.id: concept for concept in concepts}
+    for source_id in PARAPHRASED:
+        source = by_id[source_id]
+        prompt = describe_recipe(source.recipe, variant=_PARAPHRASE_VARIANT)
+        concepts.append(
+            Concept(
+                id=f"{source_id}.paraphrase",
+                prompt=prompt,
+                recipe=source.recipe,
+                instruction=_instruction(prompt),
+                split="test",
+                parts=source.parts,
+                holdout="paraphrase",
+            )
+        )
+    return concepts
+
+
+def split_concepts(concepts: Sequence[Concept]) -> tuple[list[Concept], list[Concept]]:
+    """(train, test) by each concept's `split`, order kept."""
+    train = [c for c in concepts if c.split == "train"]
+    test = [c for c in concepts if c.split == "test"]
+    return train, test
+
+
+def _ops(concept: Concept) -> set[str]:
+    return {step.op for step in concept.recipe or ()}
+
+
+def _pick_tests(test: list[Concept], n_test: int, rng: np.random.Generator) -> list[Concept]:
+    """Seeded shuffle within each holdout kind, then take the kinds in turn (both get tested)."""
+    groups: dict[str | None, list[Concept]] = {}
+    for concept in test:
+        groups.setdefault(concept.holdout, []).append(concept)
+    queues = [[group[i] for i in rng.permutation(len(group))] for group in groups.values()]
+    picks: list[Concept] = []
+    while len(picks) < n_test:
+        for queue in queues:
+            if queue and len(picks) < n_test:
+                picks.append(queue.pop(0))
+    return picks
+
+
+def _pick_train(
+    train: list[Concept], n_train: int, tests: list[Concept], rng: np.random.Generator
+) -> list[Concept]:
+    """Greedy: first cover what the picked tests need (a paraphrase's own recipe, a
+    combination's parts), then new ops, then new parts; ties go to a seeded order."""
+    needed_recipes = {t.recipe for t in tests if t.holdout == "paraphrase"}
+    needed_parts = {p for t in tests if t.holdout != "paraphrase" for p in t.parts}
+    candidates = [train[i] for i in rng.permutation(len(train))]
+    covered_ops: set[str] = set()
+    covered_parts: set[str] = set()
+    picks: list[Concept] = []
+
+    def score(concept: Concept) -> tuple[int, int, int, int]:
+        parts = set(concept.parts)
+        return (
+            int(concept.recipe in needed_recipes),
+            len((parts & needed_parts) - covered_parts),
+            len(_ops(concept) - covered_ops),
+            len(parts - covered_parts),
+        )
+
+    for _ in range(n_train):
+        best = max(candidates, key=score)  # max keeps the first of equals: the seeded order
+        candidates.remove(best)
+        picks.append(best)
+        needed_recipes.discard(best.recipe)
+        covered_ops |= _ops(best)
+        covered_parts |= set(best.parts)
+    return picks
+
+
+def select_concepts(
+    concepts: Sequence[Concept], n_train: int | None, n_test: int | None, seed: int
+) -> list[Concept]:
+    """A deterministic subset: `n_train` train and `n_test` test concepts (None = all).
+
+    Test picks alternate between holdout kinds in a seeded order. Train picks are chosen
+    greedily so that the picked tests are answerable (a paraphrase's source edit and each part
+    of a combination are in train, when `n_train` allows), then so that they spread over as many
+    ops and parts as possible: a 12-concept quickstart still covers most op families.
+    Returns train picks then test picks, each in the order of `concepts`.
+    """
+    train, test = split_concepts(concepts)
+    for name, n, pool in (("n_train", n_train, train), ("n_test", n_test, test)):
+        if n is not None and not 0 <= n <= len(pool):
+            split = name.removeprefix("n_")
+            raise ValueError(f"{name}={n} is out of range: there are {len(pool)} {split} concepts")
+    rng = np.random.default_rng(seed)
+    tests = test if n_test is None else _pick_tests(test, n_test, rng)
+    trains = train if n_train is None else _pick_train(train, n_train, tests, rng)
+    order = {concept.id: index for index, concept in enumerate(concepts)}
+    return sorted(trains, key=lambda c: order[c.id]) + sorted(tests, key=lambda c: order[c.id])

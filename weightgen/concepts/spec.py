@@ -1,0 +1,194 @@
+"""The Concept record (text + how to make its targets) and concept files (YAML or JSONL).
+
+A concept is what one adapter is trained for: a prompt the weight generator is conditioned on,
+plus either a procedural `recipe` (exact targets) or an `instruction` for a diffusion editor.
+Files are validated on load so a typo fails at once, naming the entry, not hours into a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from weightgen.concepts.ops import Step, normalize_recipe
+from weightgen.utils.io import PathLike, atomic_write_text
+
+SPLITS = ("train", "test")
+HOLDOUT_KINDS = ("combination", "paraphrase")
+# Ids name files in the weight store, so they must be safe file names.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One editing concept.
+
+    recipe: canonical procedural steps (see `ops.normalize_recipe`); lists of dicts are accepted
+        and normalised. instruction: text for the diffusion editor. At least one is required.
+    split: "train" (the weight generator learns it) or "test" (held out from it).
+    family: the ops of the recipe joined by "+" (derived when not given), e.g. "cartoon+tint".
+    parts: named building blocks of the concept, e.g. ("cartoon", "tint_teal"): held-out
+        combinations are new pairings of parts seen in training.
+    holdout: for test concepts, how they are new: "combination" or "paraphrase".
+    """
+
+    id: str
+    prompt: str
+    recipe: tuple[Step, ...] | None = None
+    instruction: str | None = None
+    split: str = "train"
+    family: str = ""
+    parts: tuple[str, ...] = ()
+    holdout: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
+            raise ValueError(
+                f"concept id {self.id!r} is invalid: use letters, digits and _ . + - "
+                "(it names files in the weight store)"
+            )
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError(f"concept {self.id!r}: the prompt is missing or empty")
+        if self.recipe is None and self.instruction is None:
+            raise ValueError(
+                f"concept {self.id!r}: give a recipe (procedural editor) or an instruction "
+                "(diffusion editor); it has neither"
+            )
+        if self.instruction is not None and (
+            not isinstance(self.instruction, str) or not self.instruction.strip()
+        ):
+            raise ValueError(f"concept {self.id!r}: the instruction must be non-empty text")
+        if self.split not in SPLITS:
+            raise ValueError(
+                f"concept {self.id!r}: unknown split {self.split!r}; use one of {', '.join(SPLITS)}"
+            )
+        if self.holdout is not None and (self.holdout not in HOLDOUT_KINDS or self.split != "test"):
+            raise ValueError(
+                f"concept {self.id!r}: holdout {self.holdout!r} needs split 'test' and one of "
+                f"{', '.join(HOLDOUT_KINDS)}"
+            )
+        if self.recipe is not None:
+            try:
+                recipe = normalize_recipe(self.recipe)
+            except ValueError as err:
+                raise ValueError(f"concept {self.id!r}: {err}") from err
+            object.__setattr__(self, "recipe", recipe)
+            if not self.family:
+                object.__setattr__(self, "family", "+".join(step.op for step in recipe))
+        if not isinstance(self.parts, list | tuple) or not all(
+            isinstance(part, str) for part in self.parts
+        ):
+            raise ValueError(
+                f"concept {self.id!r}: parts must be a list of names, got {self.parts!r}"
+            )
+        object.__setattr__(self, "parts", tuple(self.parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples), no empty optional fields: ready for YAML/JSON."""
+        row: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "split": self.split}
+        if self.recipe is not None:
+            row["recipe"] = [step.to_dict() for step in self.recipe]
+        if self.instruction is not None:
+            row["instruction"] = self.instruction
+        if self.family:
+            row["family"] = self.family
+        if self.parts:
+            row["parts"] = list(self.parts)
+        if self.holdout is not None:
+            row["holdout"] = self.holdout
+        return row
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Concept:
+        if not isinstance(row, Mapping):
+            raise ValueError(f"a concept must be a mapping of fields, got {type(row).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(row) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {', '.join(unknown)}; concept fields are: {', '.join(known)}"
+            )
+        missing = [key for key in ("id", "prompt") if key not in row]
+        if missing:
+            raise ValueError(f"missing field(s): {', '.join(missing)}")
+        recipe = row.get("recipe")
+        if recipe is not None and not isinstance(recipe, list | tuple):
+            raise ValueError(f"recipe must be a list of steps like [{{op: sepia}}], got {recipe!r}")
+        return cls(**row)
+
+
+def _entries(path: Path) -> list[tuple[str, Any]]:
+    """(location, raw entry) pairs, so errors can point at the entry or line."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in _YAML_SUFFIXES:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if isinstance(data, Mapping) and "concepts" in data:
+            data = data["concepts"]
+        if not isinstance(data, list):
+            raise ValueError(
+                f"{path}: expected a list of concepts or a mapping {{concepts: [...]}}"
+            )
+        return [(f"entry {index}", row) for index, row in enumerate(data, start=1)]
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from err
+        return rows
+    raise ValueError(
+        f"{path}: unknown concept file type {path.suffix!r}; use .yaml, .yml or .jsonl"
+    )
+
+
+def load_concepts(path: PathLike) -> list[Concept]:
+    """Read and validate a concept file; every error names the file, the entry and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"concept file {path} does not exist; check concepts.path")
+    concepts: list[Concept] = []
+    seen: dict[str, str] = {}
+    for where, row in _entries(path):
+        label = f"{path}: {where}"
+        if isinstance(row, Mapping) and "id" in row:
+            label += f" (id {row['id']!r})"
+        try:
+            concept = Concept.from_dict(row)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label}: {err}") from err
+        if concept.id in seen:
+            raise ValueError(
+                f"{label}: duplicate concept id {concept.id!r} (first at {seen[concept.id]}); "
+                "ids must be unique"
+            )
+        seen[concept.id] = where
+        concepts.append(concept)
+    if not concepts:
+        raise ValueError(f"{path}: contains no concepts")
+    return concepts
+
+
+def save_concepts(concepts: Iterable[Concept], path: PathLike) -> None:
+    """Write concepts atomically as YAML ({concepts: [...]}) or JSONL, chosen by the suffix."""
+    path = Path(path)
+    rows = [concept.to_dict() for concept in concepts]
+    if path.suffix in _YAML_SUFFIXES:
+        text = yaml.safe_dump({"concepts": rows}, sort_keys=False, allow_unicode=True)
+    elif path.suffix == ".jsonl":
+        text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    else:
+        raise ValueError(f"{path}: unknown concept file type {path.suffix!r}; use .yaml or .jsonl")
+    atomic_write_text(path, text)
