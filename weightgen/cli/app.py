@@ -1,0 +1,27 @@
+"""The one way entry points start: compose ``conf/weightgen.yaml`` with Hydra, hand a Workspace on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from weightgen.workspace import Workspace
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_NAME = "weightgen"
+
+
+def entry_point(task: Callable[[Workspace], dict | None]) -> Callable[[], None]:
+    """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON."""
+
+    @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        summary = task(Workspace(cfg))
+        if summary is not None:
+            print(json.dumps(summary, indent=2, default=str))
+
+    return main

@@ -1,0 +1,6 @@
+"""weightgen-dataset: base GAN + per-concept adapters into the weight store (builder.stage, shard)."""
+
+from weightgen.cli.app import entry_point
+from weightgen.gan.dataset_builder import build_weight_dataset
+
+main = entry_point(build_weight_dataset)

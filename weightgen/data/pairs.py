@@ -1,0 +1,169 @@
+"""The paired-data cache: (source, target) crops per concept, built once, read by every stage.
+
+Layout of ``root``::
+
+    sources.safetensors        train/val source crops (uint8 [N,S,S,3]), shared by all concepts
+    targets/<concept>.safetensors   train/val edited crops of that concept
+    manifest.json              the data settings and, per concept, prompt, split, file, sha256
+
+Building is resumable: a concept whose file is listed with a matching sha256 and recipe is
+skipped, so a killed build continues where it stopped. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from weightgen.data.sources import Photo, random_crops
+from weightgen.utils.grid import save_grid
+from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """What the crops depend on; a cache built with other settings is never silently reused."""
+
+    size: int = 64
+    n_train: int = 256
+    n_val: int = 32
+    seed: int = 0
+    max_zoom: float = 3.0
+    photos: str = "bundled"
+
+
+@dataclass
+class ConceptPairs:
+    """uint8 [N,S,S,3] arrays of one concept."""
+
+    train_source: np.ndarray
+    train_target: np.ndarray
+    val_source: np.ndarray
+    val_target: np.ndarray
+
+
+def concept_fingerprint(concept) -> str:
+    """What a concept's targets depend on besides the sources: its recipe or instruction."""
+    recipe = getattr(concept, "recipe", None)
+    return json.dumps(
+        {"recipe": [dict(step) for step in recipe] if recipe else None,
+         "instruction": getattr(concept, "instruction", None)},
+        sort_keys=True,
+    )
+
+
+class PairStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.is_file():
+            raise FileNotFoundError(
+                f"no pair cache at {self.root}; build it first (`make pairs` or weightgen-pairs)"
+            )
+        return json.loads(self.manifest_path.read_text())
+
+    def _target_path(self, concept_id: str) -> Path:
+        return self.root / "targets" / f"{concept_id}.safetensors"
+
+    def build(
+        self,
+        concepts: Sequence,
+        editor,
+        settings: PairSettings,
+        train_photos: list[Photo],
+        val_photos: list[Photo],
+        progress: bool = True,
+    ) -> dict:
+        """Make (or complete) the cache for ``concepts``; returns the manifest."""
+        manifest = self._open_or_create(settings, train_photos, val_photos)
+        sources = load_safetensors(self.root / "sources.safetensors", manifest["sources_sha256"])
+        for concept in tqdm(concepts, desc="pairs", unit="concept", disable=not progress):
+            entry = manifest["concepts"].get(concept.id)
+            fingerprint = concept_fingerprint(concept)
+            if entry and entry["fingerprint"] == fingerprint and self._target_path(concept.id).is_file():
+                continue
+            targets = {
+                part: torch.from_numpy(np.ascontiguousarray(editor.edit(sources[part].numpy(), concept)))
+                for part in ("train", "val")
+            }
+            for part, array in targets.items():
+                if array.shape != sources[part].shape or array.dtype != torch.uint8:
+                    raise ValueError(
+                        f"editor returned {tuple(array.shape)} {array.dtype} for concept "
+                        f"{concept.id}; expected uint8 {tuple(sources[part].shape)}"
+                    )
+            sha = atomic_save_safetensors(targets, self._target_path(concept.id))
+            manifest["concepts"][concept.id] = {
+                "prompt": concept.prompt,
+                "split": getattr(concept, "split", "train"),
+                "file": f"targets/{concept.id}.safetensors",
+                "sha256": sha,
+                "fingerprint": fingerprint,
+            }
+            atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def _open_or_create(self, settings: PairSettings, train_photos, val_photos) -> dict:
+        wanted = asdict(settings) | {
+            "train_photos": [p.name for p in train_photos],
+            "val_photos": [p.name for p in val_photos],
+        }
+        if self.manifest_path.is_file():
+            manifest = self.manifest()
+            if manifest["settings"] != wanted:
+                raise ValueError(
+                    f"the pair cache at {self.root} was built with settings "
+                    f"{manifest['settings']}, not {wanted}; use another data.pairs_dir or delete it"
+                )
+            return manifest
+        rng = np.random.default_rng(settings.seed)
+        crops = {
+            "train": random_crops(train_photos, settings.n_train, settings.size, rng, settings.max_zoom),
+            "val": random_crops(val_photos, settings.n_val, settings.size, rng, settings.max_zoom),
+        }
+        sha = atomic_save_safetensors(
+            {k: torch.from_numpy(v) for k, v in crops.items()}, self.root / "sources.safetensors"
+        )
+        manifest = {"settings": wanted, "sources_sha256": sha, "concepts": {}}
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def load(self, concept_id: str) -> ConceptPairs:
+        """One concept's pairs, checksums verified; an unknown concept names the fix."""
+        manifest = self.manifest()
+        entry = manifest["concepts"].get(concept_id)
+        if entry is None:
+            raise KeyError(
+                f"concept {concept_id!r} has no pairs in {self.root}; build them with "
+                f"weightgen-pairs (known: {len(manifest['concepts'])} concepts)"
+            )
+        sources = load_safetensors(self.root / "sources.safetensors", manifest["sources_sha256"])
+        targets = load_safetensors(self.root / entry["file"], entry["sha256"])
+        return ConceptPairs(
+            sources["train"].numpy(), targets["train"].numpy(),
+            sources["val"].numpy(), targets["val"].numpy(),
+        )
+
+    def preview(self, path: str | Path, concept_ids: Sequence[str], per_row: int = 4) -> Path:
+        """A PNG with a row per concept: ``per_row`` validation sources, then their targets."""
+        rows, labels = [], []
+        for concept_id in concept_ids:
+            pairs = self.load(concept_id)
+            rows.append(list(pairs.val_source[:per_row]) + list(pairs.val_target[:per_row]))
+            labels.append(concept_id)
+        columns = [f"source {i}" for i in range(per_row)] + [f"target {i}" for i in range(per_row)]
+        return save_grid(path, rows, labels, columns)

@@ -1,0 +1,280 @@
+"""The GAN dataset builder: base GAN once, then one adapter per concept into the weight store.
+
+Stages (``builder.stage``): ``base`` (pairs + base GAN), ``adapters`` (this shard's concepts),
+``merge`` (join shard manifests, check completeness), ``all`` (the three in one process).
+With several shards, run ``base`` once, ``adapters`` per shard (in parallel, on any machines that
+see the run folder), then ``merge``.
+
+Every adapter starts from the same base and the same adapter seed, so all adapters share one
+coordinate system. A concept is complete when all its checkpoint steps are in the shard's
+manifest; an incomplete one (the build was killed during it) is trained again from its start, so
+its checkpoints always come from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from copy import deepcopy
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from weightgen.concepts.spec import Concept
+from weightgen.data.build_pairs import build_pairs_with_preview
+from weightgen.data.datamodule import PairsDataModule
+from weightgen.gan.adapters import Adapter, count_parameters
+from weightgen.gan.evaluate import evaluate, generate
+from weightgen.gan.module import GANModule
+from weightgen.training import make_trainer
+from weightgen.utils.grid import save_grid, to_uint8
+from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
+from weightgen.weights.store import Shard, WeightStore
+from weightgen.workspace import Workspace, finish_loggers
+
+log = logging.getLogger(__name__)
+
+STAGES = ("all", "base", "adapters", "merge")
+
+
+@dataclass
+class BaseGAN:
+    """The frozen starting point of every adapter (and of every fine-tune)."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    meta: dict
+
+    def fresh_copy(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return deepcopy(self.generator), deepcopy(self.discriminator)
+
+
+def build_networks(ws: Workspace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Generator and discriminator as configured, randomly initialised (seeded by the caller)."""
+    generator = instantiate(ws.cfg.gan.generator, text_dim=ws.text_encoder.dim)
+    return generator, instantiate(ws.cfg.gan.discriminator)
+
+
+def gan_module(ws: Workspace, generator, discriminator, text, adapter=None, **loss) -> GANModule:
+    kwargs = dict(ws.cfg.gan.loss) | loss
+    return GANModule(generator, discriminator, text.tokens, text.mask, adapter=adapter, **kwargs)
+
+
+def architecture(ws: Workspace) -> dict:
+    """What a set of weights is only valid for: recorded with the base and every generator."""
+    return {
+        "generator": OmegaConf.to_container(ws.cfg.gan.generator, resolve=True),
+        "text_encoder": ws.text_encoder.config(),
+        "image_size": int(ws.cfg.data.size),
+    }
+
+
+def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
+    """Train the base GAN on the mix of train concepts (skipped if it is already on disk)."""
+    base_dir = Path(ws.cfg.paths.base_dir)
+    if (base_dir / "base.json").is_file():
+        return load_base(ws)
+    builder = ws.cfg.builder
+    concepts = ws.train_concepts
+    if not concepts:
+        raise ValueError("the base GAN needs train concepts; the concept selection has none")
+    text = ws.embed([c.prompt for c in concepts])
+    L.seed_everything(ws.cfg.seed, workers=True)
+    generator, discriminator = build_networks(ws)
+    module = gan_module(ws, generator, discriminator, text, lr_schedule=builder.base_lr_schedule)
+    data = PairsDataModule(
+        ws.cfg.paths.pairs_dir, [c.id for c in concepts], ws.cfg.data.batch_size, seed=ws.cfg.seed
+    )
+    trainer = make_trainer(
+        ws.cfg.trainer, builder.base_steps, val_every=builder.base_steps, logger=loggers,
+        progress=ws.cfg.progress,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, data)
+    seconds = time.perf_counter() - start
+    meta = {
+        "architecture": architecture(ws),
+        "train_concepts": [c.id for c in concepts],
+        "steps": int(builder.base_steps),
+        "seconds": seconds,
+        "val_psnr_train_concepts": module.last_quality.get("val/psnr"),
+        "val_ssim_train_concepts": module.last_quality.get("val/ssim"),
+        "generator_parameters": sum(p.numel() for p in generator.parameters()),
+        "generator_sha256": atomic_save_safetensors(
+            generator.state_dict(), base_dir / "generator.safetensors"
+        ),
+        "discriminator_sha256": atomic_save_safetensors(
+            discriminator.state_dict(), base_dir / "discriminator.safetensors"
+        ),
+    }
+    atomic_write_json(base_dir / "base.json", meta)
+    log.info("base GAN: %.2f dB PSNR on train concepts after %d steps (%.0f s)",
+             meta["val_psnr_train_concepts"], meta["steps"], seconds)
+    return BaseGAN(generator, discriminator, meta)
+
+
+def load_base(ws: Workspace) -> BaseGAN:
+    """The trained base, checked against this run's architecture (a mismatch names both)."""
+    base_dir = Path(ws.cfg.paths.base_dir)
+    meta_path = base_dir / "base.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"no base GAN at {base_dir}; train it with `weightgen-dataset builder.stage=base`"
+        )
+    meta = json.loads(meta_path.read_text())
+    wanted = architecture(ws)
+    if meta["architecture"] != wanted:
+        raise ValueError(
+            f"the base GAN at {base_dir} was trained for {meta['architecture']}, but this run "
+            f"configures {wanted}; use the same gan/text_encoder/data.size or another run_name"
+        )
+    generator, discriminator = build_networks(ws)
+    generator.load_state_dict(
+        load_safetensors(base_dir / "generator.safetensors", meta["generator_sha256"])
+    )
+    discriminator.load_state_dict(
+        load_safetensors(base_dir / "discriminator.safetensors", meta["discriminator_sha256"])
+    )
+    return BaseGAN(generator, discriminator, meta)
+
+
+class StoreCheckpoints(L.Callback):
+    """Writes the adapter to the store after each validation that falls on a checkpoint step."""
+
+    def __init__(self, store: WeightStore, shard: Shard, concept: Concept, adapter: Adapter,
+                 steps: list[int]):
+        self.store, self.shard, self.concept, self.adapter = store, shard, concept, adapter
+        self.steps = set(steps)
+        self.rows: list[dict] = []
+
+    def on_validation_end(self, trainer: L.Trainer, module: GANModule) -> None:
+        step = trainer.global_step
+        if step in self.steps:
+            quality = {k.removeprefix("val/"): v for k, v in module.last_quality.items()}
+            self.rows.append(
+                self.store.put(self.shard, self.concept, step,
+                               self.adapter.state(module.generator), quality, self.adapter.kind)
+            )
+
+
+def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightStore,
+                  shard: Shard) -> dict:
+    """One concept's adapter run; returns its summary (quality per checkpoint, seconds)."""
+    builder = ws.cfg.builder
+    steps = sorted(int(s) for s in builder.checkpoint_steps)
+    if steps[-1] != builder.adapter_steps:
+        raise ValueError(
+            f"builder.checkpoint_steps {steps} must end at builder.adapter_steps "
+            f"{builder.adapter_steps}"
+        )
+    L.seed_everything(ws.cfg.seed, workers=True)
+    generator, discriminator = base.fresh_copy()
+    adapter: Adapter = instantiate(ws.cfg.adapter)
+    generator = adapter.attach(generator)
+    text = ws.embed([concept.prompt])
+    module = gan_module(ws, generator, discriminator, text, adapter=adapter, lr_g=builder.adapter_lr)
+    data = PairsDataModule(ws.cfg.paths.pairs_dir, [concept.id], ws.cfg.data.batch_size,
+                           seed=ws.cfg.seed)
+    data.setup()
+    val_sources, val_targets = data.val_set.sources, data.val_set.targets[0]
+    before = evaluate(generator, val_sources, val_targets, text.tokens[0], text.mask[0])
+    base_output = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
+    callback = StoreCheckpoints(store, shard, concept, adapter, steps)
+    trainer = make_trainer(ws.cfg.trainer, builder.adapter_steps,
+                           val_every=reduce(math.gcd, steps), callbacks=[callback])
+    start = time.perf_counter()
+    trainer.fit(module, data)
+    seconds = time.perf_counter() - start
+    final = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
+    n = builder.grid_images
+    save_grid(
+        ws.run_dir / "grids" / "dataset" / f"{concept.id}.png",
+        [list(to_uint8(x)) for x in (val_sources[:n], val_targets[:n], base_output, final)],
+        row_labels=["source", "target", "base", "adapter"],
+    )
+    return {
+        "concept": concept.id,
+        "split": concept.split,
+        "base_psnr": before.psnr,
+        "base_ssim": before.ssim,
+        "checkpoints": {r["step"]: {"psnr": r["psnr"], "ssim": r["ssim"]} for r in callback.rows},
+        "seconds": seconds,
+        "adapter_parameters": count_parameters(adapter.state(generator)),
+    }
+
+
+def complete_concepts(store: WeightStore, shard: Shard, steps: list[int]) -> set[str]:
+    have: dict[str, set[int]] = {}
+    for row in store.part_rows(shard):
+        have.setdefault(row["concept"], set()).add(row["step"])
+    return {c for c, s in have.items() if set(steps) <= s}
+
+
+def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) -> list[dict]:
+    """Adapters for this shard's concepts (train and test), skipping complete ones."""
+    store = ws.weight_store
+    steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
+    concepts = shard.select(sorted(ws.concepts, key=lambda c: c.id))
+    done = complete_concepts(store, shard, steps)
+    pending = [c for c in concepts if c.id not in done]
+    if done:
+        log.info("resuming: %d of %d concepts of shard %d/%d are complete",
+                 len(concepts) - len(pending), len(concepts), shard.index, shard.count)
+    summaries = []
+    offset = int(ws.cfg.builder.base_steps)
+    bar = tqdm(pending, desc="adapters", unit="concept", disable=not ws.cfg.progress)
+    for index, concept in enumerate(bar):
+        bar.set_postfix_str(concept.id)
+        store.drop_concept(shard, concept.id)
+        summary = train_adapter(ws, base, concept, store, shard)
+        summaries.append(summary)
+        final = summary["checkpoints"][steps[-1]]
+        metrics = {"adapter/base_psnr": summary["base_psnr"], "adapter/final_psnr": final["psnr"],
+                   "adapter/final_ssim": final["ssim"], "adapter/seconds": summary["seconds"]}
+        for logger in loggers:
+            logger.log_metrics(metrics, step=offset + index + 1)
+        atomic_write_json(ws.run_dir / "reports" / "adapters" / f"{concept.id}.json", summary)
+    return summaries
+
+
+def merge_store(ws: Workspace) -> list[dict]:
+    steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
+    return ws.weight_store.merge({c.id: steps for c in ws.concepts})
+
+
+def build_weight_dataset(ws: Workspace) -> dict:
+    """Run the configured ``builder.stage``; returns a summary of what was built."""
+    stage = ws.cfg.builder.stage
+    if stage not in STAGES:
+        raise ValueError(f"builder.stage={stage!r}: use one of {STAGES}")
+    shard = Shard.parse(ws.cfg.builder.shard)
+    if stage == "all" and shard.count > 1:
+        raise ValueError(
+            "builder.stage=all with several shards would train the base in every shard; run "
+            "builder.stage=base once, then builder.stage=adapters per shard, then builder.stage=merge"
+        )
+    ws.save_config(f"dataset-{stage}")
+    loggers = ws.loggers("dataset") if stage in ("all", "base", "adapters") else []
+    summary: dict = {"stage": stage, "shard": f"{shard.index}/{shard.count}"}
+    try:
+        if stage in ("all", "base"):
+            summary["pairs"] = build_pairs_with_preview(ws)
+        if stage in ("all", "base", "adapters"):
+            base = train_base(ws, loggers) if stage != "adapters" else load_base(ws)
+            summary["base"] = {k: base.meta[k] for k in
+                               ("steps", "seconds", "val_psnr_train_concepts", "val_ssim_train_concepts")}
+        if stage in ("all", "adapters"):
+            summary["adapters"] = build_adapters(ws, base, shard, loggers)
+        if stage in ("all", "merge"):
+            summary["manifest_rows"] = len(merge_store(ws))
+    finally:
+        finish_loggers(loggers)
+    return summary

@@ -1,0 +1,152 @@
+"""The GAN LightningModule: pix2pix training of the E2GAN generator, full or through an adapter.
+
+One module serves the three GAN trainings of the project, so they differ only in what is
+trainable and how it starts: ``pix2pix_scratch`` (random init, every weight), the base (every
+weight, many concepts mixed), and per-concept adapters (base frozen, adapter weights only).
+
+Losses are pix2pix's: conditional PatchGAN adversarial loss + ``lambda_l1`` * L1, Adam with
+beta1 0.5, learning rate constant for the first ``decay_start`` of training, then linear decay to
+zero. ``gan_weight: 0`` turns the discriminator off (L1 only) for ablations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightgen.gan.adapters import Adapter
+from weightgen.metrics.image_quality import psnr_per_image, ssim_per_image
+
+
+def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total``."""
+    if schedule == "constant" or total <= 0:
+        return 1.0
+    start = int(total * decay_start)
+    if step < start:
+        return 1.0
+    progress = (step - start) / max(1, total - start)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    raise ValueError(f"unknown lr schedule {schedule!r}; use constant, linear or cosine")
+
+
+class GANModule(L.LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module | None,
+        text_tokens: torch.Tensor,
+        text_mask: torch.Tensor,
+        adapter: Adapter | None = None,
+        lambda_l1: float = 100.0,
+        gan_weight: float = 1.0,
+        gan_mode: str = "lsgan",
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        beta1: float = 0.5,
+        lr_schedule: str = "linear",
+        decay_start: float = 0.5,
+    ):
+        super().__init__()
+        if gan_mode not in ("lsgan", "vanilla"):
+            raise ValueError(f"unknown gan_mode {gan_mode!r}; use lsgan or vanilla")
+        if gan_weight > 0 and discriminator is None:
+            raise ValueError("gan_weight > 0 needs a discriminator; pass one or set gan_weight: 0")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.adapter = adapter
+        # Text embeddings of the concepts in the data module, indexed by batch["concept"].
+        self.register_buffer("text_tokens", text_tokens, persistent=False)
+        self.register_buffer("text_mask", text_mask, persistent=False)
+        self.lambda_l1, self.gan_weight, self.gan_mode = lambda_l1, gan_weight, gan_mode
+        self.lr_g, self.lr_d, self.beta1 = lr_g, lr_d, beta1
+        self.lr_schedule, self.decay_start = lr_schedule, decay_start
+        self.last_quality: dict[str, float] = {}
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.gan_weight > 0
+
+    def configure_optimizers(self):
+        params = (
+            self.adapter.trainable_parameters(self.generator)
+            if self.adapter is not None
+            else list(self.generator.parameters())
+        )
+        optimizers = [torch.optim.Adam(params, lr=self.lr_g, betas=(self.beta1, 0.999))]
+        if self.uses_gan:
+            optimizers.append(
+                torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=(self.beta1, 0.999))
+            )
+        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 0
+        schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: lr_factor(s, total, self.lr_schedule, self.decay_start)
+            )
+            for opt in optimizers
+        ]
+        return optimizers, schedulers
+
+    def _adversarial(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.full_like(logits, 1.0 if real else 0.0)
+        if self.gan_mode == "lsgan":
+            return F.mse_loss(logits, target)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        source, target, concept = batch["source"], batch["target"], batch["concept"]
+        fake = self.generator(source, self.text_tokens[concept], self.text_mask[concept])
+
+        logs = {}
+        loss_g = self.lambda_l1 * F.l1_loss(fake, target)
+        logs["train/l1"] = loss_g.detach() / self.lambda_l1
+        if self.uses_gan:
+            opt_d = optimizers[1]
+            loss_d = 0.5 * (
+                self._adversarial(self.discriminator(source, target), True)
+                + self._adversarial(self.discriminator(source, fake.detach()), False)
+            )
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+            # Step the wrapped torch optimizer: Lightning counts every LightningOptimizer.step()
+            # as a global step, and one step of this module is one generator update.
+            opt_d.optimizer.step()
+            adversarial = self._adversarial(self.discriminator(source, fake), True)
+            loss_g = loss_g + self.gan_weight * adversarial
+            logs |= {"train/loss_d": loss_d.detach(), "train/adversarial": adversarial.detach()}
+
+        opt_g = optimizers[0]
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        for scheduler in schedulers:
+            scheduler.step()
+        self.log_dict(logs, prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_scores: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        source, concept = batch["source"], batch["concept"]
+        fake = self.generator(source, self.text_tokens[concept], self.text_mask[concept])
+        self._val_scores.append(
+            (psnr_per_image(fake, batch["target"]), ssim_per_image(fake, batch["target"]))
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        """Mean over every validation image of every concept (equal images per concept)."""
+        psnrs, ssims = (torch.cat(parts) for parts in zip(*self._val_scores, strict=True))
+        self.last_quality = {"val/psnr": float(psnrs.mean()), "val/ssim": float(ssims.mean())}
+        self.log_dict(self.last_quality, prog_bar=True)

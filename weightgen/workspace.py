@@ -1,0 +1,134 @@
+"""What every stage of a run shares, built lazily from the composed config.
+
+A stage asks its ``Workspace`` for the concepts, the text encoder, the pair cache, the stores and
+the loggers; nothing is global, and a test can build one from a shrunken config.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from weightgen.concepts.catalog import builtin_concepts, select_concepts
+from weightgen.concepts.spec import Concept, load_concepts
+from weightgen.data.pairs import PairSettings, PairStore
+from weightgen.data.sources import bundled_photos, folder_photos, split_photos
+from weightgen.text.base import TextEmbedding, TextEncoder
+from weightgen.weights.store import WeightStore
+
+log = logging.getLogger(__name__)
+
+
+class Workspace:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.paths.run_dir)
+
+    # --- concepts -------------------------------------------------------------------------
+    @cached_property
+    def concepts(self) -> list[Concept]:
+        """The run's concepts: train picks then test picks (``concepts`` config group)."""
+        spec = self.cfg.concepts
+        if spec.source == "builtin":
+            pool = builtin_concepts()
+        elif spec.source == "file":
+            pool = load_concepts(spec.path)
+        else:
+            raise ValueError(f"concepts.source={spec.source!r}: use builtin or file")
+        return select_concepts(pool, spec.n_train, spec.n_test, spec.seed)
+
+    @property
+    def train_concepts(self) -> list[Concept]:
+        return [c for c in self.concepts if c.split == "train"]
+
+    @property
+    def test_concepts(self) -> list[Concept]:
+        return [c for c in self.concepts if c.split == "test"]
+
+    def concept(self, concept_id: str) -> Concept:
+        for concept in self.concepts:
+            if concept.id == concept_id:
+                return concept
+        raise KeyError(f"concept {concept_id!r} is not in this run's concept set")
+
+    # --- text -----------------------------------------------------------------------------
+    @cached_property
+    def text_encoder(self) -> TextEncoder:
+        return instantiate(self.cfg.text_encoder, cache_dir=self.cfg.paths.text_cache_dir)
+
+    def embed(self, prompts: list[str]) -> TextEmbedding:
+        return self.text_encoder.encode(list(prompts))
+
+    # --- data -----------------------------------------------------------------------------
+    @property
+    def pair_store(self) -> PairStore:
+        return PairStore(self.cfg.paths.pairs_dir)
+
+    def build_pairs(self, concepts: list[Concept] | None = None) -> dict:
+        """Make (or complete) the pair cache for ``concepts`` (default: all of the run's)."""
+        data = self.cfg.data
+        if data.size % 4:
+            raise ValueError(
+                f"data.size={data.size} is not a multiple of the generator's stride 4; use e.g. "
+                f"{data.size - data.size % 4 or 4}"
+            )
+        if data.source == "bundled":
+            photos = bundled_photos()
+        elif data.source == "folder":
+            photos = folder_photos(data.folder, min_side=data.size)
+        else:
+            raise ValueError(f"data.source={data.source!r}: use bundled or folder")
+        train_photos, val_photos = split_photos(photos, list(data.val_photos))
+        settings = PairSettings(
+            size=data.size, n_train=data.n_train, n_val=data.n_val, seed=data.seed,
+            max_zoom=data.max_zoom, photos=data.source if data.folder is None else str(data.folder),
+        )
+        editor = instantiate(self.cfg.editor)
+        return self.pair_store.build(
+            concepts if concepts is not None else self.concepts, editor, settings,
+            train_photos, val_photos, progress=self.cfg.progress,
+        )
+
+    # --- weights --------------------------------------------------------------------------
+    @property
+    def weight_store(self) -> WeightStore:
+        return WeightStore(self.cfg.paths.weights_dir)
+
+    # --- logging --------------------------------------------------------------------------
+    def loggers(self, stage: str) -> list:
+        """The configured Lightning loggers, one W&B group per run, one job name per stage."""
+        loggers = []
+        for name, spec in (self.cfg.get("logger") or {}).items():
+            kwargs = {}
+            if name == "wandb":
+                kwargs = {"name": f"{self.cfg.run_name}/{stage}", "job_type": stage}
+                if spec.get("group") is None:
+                    kwargs["group"] = self.cfg.run_name
+            elif name == "csv":
+                kwargs = {"version": stage}
+            loggers.append(instantiate(spec, **kwargs))
+        return loggers
+
+    def save_config(self, stage: str) -> None:
+        """The resolved config of each stage, beside its artifacts, for whoever reads them later."""
+        path = self.run_dir / "configs" / f"{stage}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so the next multirun job in this process starts its own run."""
+    for logger in loggers:
+        logger.finalize("success")
+        experiment = getattr(logger, "_experiment", None)
+        if experiment is not None and hasattr(experiment, "finish"):
+            experiment.finish()
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
