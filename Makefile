@@ -28,7 +28,7 @@ lint:
 	$(BIN)/ruff check weightgen tests experiments
 
 quickstart:
-	$(BIN)/weightgen-quickstart $(ARGS)
+	$(BIN)/weightgen-quickstart experiment=quickstart $(ARGS)
 
 pairs:
 	$(BIN)/weightgen-pairs $(ARGS)
@@ -38,6 +38,9 @@ dataset:
 
 generator:
 	$(BIN)/weightgen-train-generator $(ARGS)
+
+generate:
+	$(BIN)/weightgen-generate $(ARGS)
 
 finetune:
 	$(BIN)/weightgen-finetune $(ARGS)

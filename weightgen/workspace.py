@@ -80,6 +80,8 @@ class Workspace:
         if data.source == "bundled":
             photos = bundled_photos()
         elif data.source == "folder":
+            if not data.get("folder"):
+                raise ValueError("data=folder needs data.folder=<a folder of photos>")
             photos = folder_photos(data.folder, min_side=data.size)
         else:
             raise ValueError(f"data.source={data.source!r}: use bundled or folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,17 +12,25 @@ from omegaconf import DictConfig
 
 from weightgen.workspace import Workspace
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 CONFIG_NAME = "weightgen"
 
 
-def entry_point(task: Callable[[Workspace], dict | None]) -> Callable[[], None]:
+def entry_point(
+    task: Callable[[Workspace], dict | None], config_name: str = CONFIG_NAME
+) -> Callable[[], None]:
     """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON."""
 
-    @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base="1.3")
+    @hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> None:
         summary = task(Workspace(cfg))
         if summary is not None:
+            summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
             print(json.dumps(summary, indent=2, default=str))
 
     return main

@@ -24,7 +24,12 @@ from tqdm.auto import tqdm
 
 from weightgen.data.sources import Photo, random_crops
 from weightgen.utils.grid import save_grid
-from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
+from weightgen.utils.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,9 @@ class PairStore:
         for concept in tqdm(concepts, desc="pairs", unit="concept", disable=not progress):
             entry = manifest["concepts"].get(concept.id)
             fingerprint = concept_fingerprint(concept)
-            if entry and entry["fingerprint"] == fingerprint and self._target_path(concept.id).is_file():
+            path = self._target_path(concept.id)
+            if (entry and entry["fingerprint"] == fingerprint and path.is_file()
+                    and sha256_file(path) == entry["sha256"]):
                 continue
             targets = {
                 part: torch.from_numpy(np.ascontiguousarray(editor.edit(sources[part].numpy(), concept)))

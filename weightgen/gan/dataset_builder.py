@@ -80,10 +80,18 @@ def architecture(ws: Workspace) -> dict:
 def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
     """Train the base GAN on the mix of train concepts (skipped if it is already on disk)."""
     base_dir = Path(ws.cfg.paths.base_dir)
-    if (base_dir / "base.json").is_file():
-        return load_base(ws)
     builder = ws.cfg.builder
     concepts = ws.train_concepts
+    if (base_dir / "base.json").is_file():
+        base = load_base(ws)
+        wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
+        found = {k: base.meta[k] for k in wanted}
+        if found != wanted:
+            raise ValueError(
+                f"the base GAN at {base_dir} was trained with {found}, but this run asks for "
+                f"{wanted}; delete {base_dir} to retrain it, or use another run_name"
+            )
+        return base
     if not concepts:
         raise ValueError("the base GAN needs train concepts; the concept selection has none")
     text = ws.embed([c.prompt for c in concepts])

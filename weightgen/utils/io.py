@@ -16,8 +16,17 @@ from safetensors.torch import load_file, save
 PathLike = str | os.PathLike
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half.
+
+    The file gets the usual permissions (0o666 less the umask), not mkstemp's private 0o600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,6 +35,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -126,8 +126,22 @@ class WeightStore:
 
     def merge(self, expected_steps: Mapping[str, Iterable[int]]) -> list[dict]:
         """Join shard parts into ``manifest.jsonl``; every expected (concept, step) must be there."""
-        rows = self.all_part_rows()
-        have = {(r["concept"], r["step"]) for r in rows}
+        expected = {c: set(steps) for c, steps in expected_steps.items()}
+        rows, seen = [], {}
+        for path in sorted(self.root.glob("manifest.shard-*-of-*.jsonl")):
+            for row in read_jsonl(path) if _SHARD_PART.fullmatch(path.name) else []:
+                key = (row["concept"], row["step"])
+                if key in seen:
+                    raise IncompleteStoreError(
+                        f"{row['concept']} step {row['step']} is listed in both {seen[key]} and "
+                        f"{path.name} (a build resumed with another sharding?); delete the stale "
+                        f"manifest part and rerun its shard"
+                    )
+                seen[key] = path.name
+                if row["step"] in expected.get(row["concept"], ()):
+                    rows.append(row)
+        rows.sort(key=lambda r: (r["concept"], r["step"]))
+        have = set(seen)
         missing = {
             concept: sorted(set(steps) - {s for c, s in have if c == concept})
             for concept, steps in expected_steps.items()

@@ -1,0 +1,80 @@
+"""Shared test factories: the real Hydra config shrunk to seconds, photos and MiniLM loaded once.
+
+Tests compose ``conf/weightgen.yaml`` exactly as the entry points do and only shrink sizes
+(lightning-hydra-template style), so a config that breaks the pipeline breaks a test.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import weightgen.workspace as workspace_module
+from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
+from weightgen.data.sources import bundled_photos
+from weightgen.workspace import Workspace
+
+# 2 train + 1 test concept, 16x16 crops, ngf 4, a few steps: a whole build in seconds on 1 core.
+TINY = [
+    "experiment=quickstart",
+    "logger=none",
+    "progress=false",
+    "concepts.n_train=2",
+    "concepts.n_test=1",
+    "data.size=16",
+    "data.n_train=16",
+    "data.n_val=4",
+    "data.batch_size=4",
+    "gan.generator.ngf=4",
+    "gan.discriminator.ndf=4",
+    "adapter.rank=2",
+    "builder.base_steps=4",
+    "builder.adapter_steps=4",
+    "builder.checkpoint_steps=[2,4]",
+    "builder.grid_images=2",
+]
+
+
+def compose_config(overrides: list[str] = ()) -> DictConfig:
+    """The real config with ``overrides`` (no shrinking)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=list(overrides))
+
+
+def tiny_config(artifacts: str | Path, *overrides: str) -> DictConfig:
+    """The quickstart preset shrunk to test size, writing under ``artifacts``."""
+    return compose_config([*TINY, f"paths.artifacts={artifacts}", *overrides])
+
+
+@functools.cache
+def shared_minilm():
+    """One MiniLM for the whole session (memory cache only): loading it costs a second or more."""
+    from weightgen.text.minilm import MiniLMTextEncoder
+
+    return MiniLMTextEncoder(max_length=16)
+
+
+def tiny_workspace(artifacts: str | Path, *overrides: str) -> Workspace:
+    """A Workspace over :func:`tiny_config` that reuses the session's MiniLM."""
+    ws = Workspace(tiny_config(artifacts, *overrides))
+    if ws.cfg.text_encoder.max_length != shared_minilm().max_length:
+        raise ValueError("tiny_workspace shares one MiniLM: keep text_encoder.max_length at 16")
+    ws.__dict__["text_encoder"] = shared_minilm()  # fills the cached_property
+    return ws
+
+
+_bundled_photos_once = functools.cache(bundled_photos)
+
+
+@contextmanager
+def photos_loaded_once() -> Iterator[None]:
+    """Reuse the decoded bundled photos across Workspaces (each load takes 2-3 s)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(workspace_module, "bundled_photos", _bundled_photos_once)
+        yield

@@ -1,0 +1,174 @@
+"""The Hydra config tree: every option of every group composes, resolves and instantiates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import compose_config
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+
+from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
+from weightgen.concepts.spec import Concept
+from weightgen.training import make_trainer
+from weightgen.workspace import Workspace
+
+CONF = Path(CONFIG_DIR)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
+# Values a user must give for some options (`???` in the file), supplied here.
+REQUIRED = {
+    ("data", "folder"): ["data.folder=/photos", "data.val_photos=[a.png]"],
+    ("concepts", "file"): ["concepts.path=/concepts.yaml"],
+}
+# `???` values that the code fills at run time (from the fitted tokenizer and the text encoder).
+FILLED_BY_CODE = {"denoiser.block_size", "denoiser.num_blocks", "denoiser.text_dim"}
+
+
+def _compose_with_hydra(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+
+
+DEFAULT_CHOICES = dict(_compose_with_hydra([]).hydra.runtime.choices)
+
+
+def _missing_keys(node, prefix: str = "") -> set[str]:
+    """Dotted keys still ``???`` after composition."""
+    missing = set()
+    for key in node:
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            missing.add(path)
+        elif OmegaConf.is_dict(node[key]):
+            missing |= _missing_keys(node[key], f"{path}.")
+    return missing
+
+
+def _plain(node, key: str):
+    """A value as plain Python, interpolations left as written."""
+    value = node._get_node(key)._value() if OmegaConf.is_interpolation(node, key) else node[key]
+    return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+
+
+def _option_override(group: str, option: str) -> str:
+    # Groups outside the primary defaults list are appended with "+".
+    return f"{group}={option}" if group in DEFAULT_CHOICES else f"+{group}={option}"
+
+
+def test_the_config_groups_are_found():
+    assert {"data", "gan", "adapter", "builder", "experiment", "logger"} <= set(GROUPS)
+    assert len(OPTIONS) >= 15
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_resolves(group, option):
+    overrides = [_option_override(group, option), *REQUIRED.get((group, option), [])]
+    cfg = _compose_with_hydra(overrides)
+    assert cfg.hydra.runtime.choices[group] == option
+    file_cfg = OmegaConf.load(CONF / group / f"{option}.yaml")
+    if group == "hydra":
+        assert cfg.hydra.job.chdir is False  # Hydra 1.3 must never change the working directory
+    elif group != "experiment":  # presets are # @package _global_
+        # Every value the option file sets (not `???`) is what the composed group holds.
+        for key in file_cfg:
+            if key != "defaults" and not OmegaConf.is_missing(file_cfg, key):
+                assert _plain(cfg[group], key) == _plain(file_cfg, key), f"{group}.{key}"
+    with open_dict(cfg):
+        del cfg["hydra"]  # Hydra's own node resolves only inside a running app
+    # Every interpolation resolves, and no `???` is left but those the code fills in.
+    OmegaConf.to_container(cfg, resolve=True)
+    assert _missing_keys(cfg) <= FILLED_BY_CODE
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [
+        ("data", "folder"),
+        ("concepts", "file"),
+    ],
+)
+def test_required_values_stay_missing_until_given(group, option):
+    cfg = compose_config([_option_override(group, option)])
+    given = {o.split("=")[0] for o in REQUIRED[(group, option)]}
+    assert given <= _missing_keys(cfg)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONF.glob("*.yaml")))
+def test_every_primary_config_composes(name):
+    """Every entry point's config (weightgen and the tools' own) composes and resolves."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(name)
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_quickstart_preset_names_the_run_and_shrinks_it(tmp_path):
+    cfg = compose_config(["experiment=quickstart", f"paths.artifacts={tmp_path}"])
+    assert cfg.run_name == "quickstart"
+    assert Path(cfg.paths.run_dir) == tmp_path / "quickstart"
+    assert Path(cfg.paths.weights_dir) == tmp_path / "quickstart" / "weights"
+    assert cfg.concepts.n_train == 12 and cfg.concepts.n_test == 2
+    assert cfg.data.size % 4 == 0
+
+
+@pytest.mark.parametrize("preset", [None, *sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))])
+def test_checkpoint_steps_end_at_adapter_steps(preset):
+    """The builder refuses a config whose last checkpoint is not the adapter's last step."""
+    cfg = compose_config([f"experiment={preset}"] if preset else [])
+    steps = sorted(cfg.builder.checkpoint_steps)
+    assert steps[-1] == cfg.builder.adapter_steps
+    assert len(set(steps)) == len(steps) and steps[0] > 0
+
+
+def test_minilm_text_encoder_instantiates(tmp_path):
+    cfg = compose_config(["text_encoder=minilm"])
+    encoder = instantiate(cfg.text_encoder, cache_dir=str(tmp_path))
+    embedding = encoder.encode(["a sepia tone"])
+    assert embedding.tokens.shape == (1, cfg.text_encoder.max_length, encoder.dim)
+    assert encoder.dim == 384 and embedding.mask[0, 0]
+
+
+def test_procedural_editor_instantiates_and_edits():
+    cfg = compose_config(["editor=procedural"])
+    editor = instantiate(cfg.editor)
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    edited = editor.edit(images, Concept("invert", "an inverted photo", recipe=[{"op": "invert"}]))
+    assert edited.dtype == np.uint8 and np.array_equal(edited, 255 - images)
+
+
+def test_gan_networks_instantiate_and_run():
+    cfg = compose_config(["gan=e2gan"])
+    generator = instantiate(cfg.gan.generator, text_dim=8)
+    discriminator = instantiate(cfg.gan.discriminator)
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = generator(image, torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool))
+    assert out.shape == image.shape
+    assert discriminator(image, out).shape[:2] == (2, 1)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "adapter").glob("*.yaml")))
+def test_adapter_instantiates_and_every_target_matches_a_layer(option):
+    """A target regex that matches nothing would silently leave layers out of the adapter."""
+    cfg = compose_config([f"adapter={option}", "gan.generator.ngf=4"])
+    generator = instantiate(cfg.gan.generator, text_dim=8)
+    names = [n for n, _ in generator.named_modules()] + [n for n, _ in generator.named_parameters()]
+    adapter = instantiate(cfg.adapter)
+    for pattern in adapter.targets:
+        assert any(re.fullmatch(pattern, n) for n in names), pattern
+    generator = adapter.attach(generator)
+    assert adapter.kind == option
+    assert adapter.trainable_parameters(generator)
+
+
+def test_cpu_trainer_and_loggers_build(tmp_path):
+    cfg = compose_config(["trainer=cpu", "logger=wandb_csv", f"paths.artifacts={tmp_path}"])
+    trainer = make_trainer(cfg.trainer, max_steps=3, val_every=None)
+    assert trainer.max_steps == 3
+    loggers = Workspace(cfg).loggers("pairs")
+    assert sorted(type(lg).__name__ for lg in loggers) == ["CSVLogger", "WandbLogger"]
+    assert Workspace(compose_config(["logger=none"])).loggers("pairs") == []

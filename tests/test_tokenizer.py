@@ -1,0 +1,213 @@
+"""BlockTokenizer: exact round trips, block counts, layout checks, persistence, normalisation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from weightgen.weights.tokenizer import GROUPINGS, NORMALIZATIONS, BlockTokenizer
+
+# Odd sizes on purpose: none is a multiple of 128, one is smaller than any block, one is larger.
+SHAPES = {"up.lora_B": (37, 3), "down.lora_A": (5, 129), "attn.q.lora_A": (300,), "bias": (7,)}
+
+
+def make_adapter(seed: int, shapes=SHAPES) -> dict[str, torch.Tensor]:
+    """Random float32 adapter: tensor scales differ 1000x, a shared mean, some exact zeros."""
+    gen = torch.Generator().manual_seed(seed)
+    adapter = {}
+    for index, (name, shape) in enumerate(shapes.items()):
+        scale = 10.0 ** (index - 2)
+        shared = torch.linspace(-1, 1, math.prod(shape)).reshape(shape) * scale
+        adapter[name] = (shared + scale * torch.randn(shape, generator=gen)).float()
+    adapter["up.lora_B"][0] = 0.0  # LoRA B starts at zero: zeros must survive exactly
+    return adapter
+
+
+TRAIN = [make_adapter(seed) for seed in range(6)]
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("grouping", GROUPINGS)
+@pytest.mark.parametrize("block_size", [128, 256, 512])
+def test_round_trip_is_bit_exact(block_size, grouping, normalization):
+    tokenizer = BlockTokenizer(block_size, grouping, normalization).fit(TRAIN)
+    unseen = make_adapter(99)
+    unseen["down.lora_A"][1, :10] = 0.0  # zeros where the training mean is not zero
+    for adapter in [TRAIN[0], unseen]:
+        tokens = tokenizer.tokenize(adapter)
+        assert tokens.shape == (tokenizer.num_blocks, block_size)
+        assert tokens.dtype == torch.float64
+        restored = tokenizer.detokenize(tokens)
+        assert list(restored) == sorted(adapter)
+        for name, value in adapter.items():
+            assert restored[name].dtype == torch.float32
+            assert torch.equal(restored[name], value), f"{name} not recovered exactly"
+
+
+def test_round_trip_is_exact_for_extreme_values():
+    tiny = torch.tensor([1e-40, -1e-45, 3.0e38, -2.5e-30, 0.0, 1.0])  # incl. float32 subnormals
+    adapter = {"w": tiny}
+    for normalization in ("none", "per_tensor"):
+        tokenizer = BlockTokenizer(4, "sequential", normalization).fit([adapter])
+        assert torch.equal(tokenizer.detokenize(tokenizer.tokenize(adapter))["w"], tiny)
+
+
+def test_per_element_is_exact_down_to_the_documented_bound():
+    """Exact for every value at least 2**-27 times its element's training mean (module doc)."""
+    gen = torch.Generator().manual_seed(3)
+    train = [{"w": 1.0 + 0.01 * torch.randn(20000, generator=gen)} for _ in range(4)]
+    tokenizer = BlockTokenizer(256, "sequential", "per_element").fit(train)
+    mean = tokenizer.state_dict()["element_mean"]
+    ratio = 2.0 ** (-27 * torch.rand(20000, generator=gen, dtype=torch.float64))
+    sign = torch.randn(20000, generator=gen, dtype=torch.float64).sign()
+    values = (mean * ratio * sign).float()
+    values[:100] = 0.0
+    assert torch.equal(tokenizer.detokenize(tokenizer.tokenize({"w": values}))["w"], values)
+
+
+def test_detokenize_ignores_padding_and_accepts_float32_blocks():
+    tokenizer = BlockTokenizer(128, "layer_aligned", "per_element").fit(TRAIN)
+    tokens = tokenizer.tokenize(TRAIN[1])
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    offsets, _ = tokenizer._plan()
+    flat_mask = mask.view(-1)
+    for offset, size in offsets:
+        flat_mask[offset : offset + size] = True
+    assert torch.all(tokens[~mask] == 0)
+    noisy = tokens.clone()
+    noisy[~mask] = 123.0  # garbage in padding must not matter
+    restored = tokenizer.detokenize(noisy.float())
+    for name, value in TRAIN[1].items():
+        torch.testing.assert_close(restored[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_num_blocks_for_both_rules():
+    sizes = [math.prod(shape) for shape in SHAPES.values()]
+    for block_size in (128, 256, 512):
+        sequential = BlockTokenizer(block_size, "sequential", "none").fit(TRAIN)
+        aligned = BlockTokenizer(block_size, "layer_aligned", "none").fit(TRAIN)
+        assert sequential.num_blocks == math.ceil(sum(sizes) / block_size)
+        assert aligned.num_blocks == sum(math.ceil(size / block_size) for size in sizes)
+        assert aligned.num_blocks >= sequential.num_blocks
+        assert sequential.num_values == aligned.num_values == sum(sizes)
+
+
+def test_flattening_order_is_sorted_names_row_major_and_independent_of_dict_order():
+    tokenizer = BlockTokenizer(16, "sequential", "none").fit(TRAIN)
+    assert [name for name, _ in tokenizer.layout] == sorted(SHAPES)
+    reordered = dict(reversed(list(TRAIN[2].items())))
+    assert torch.equal(tokenizer.tokenize(reordered), tokenizer.tokenize(TRAIN[2]))
+    first = sorted(SHAPES)[0]
+    expected = TRAIN[2][first].reshape(-1)[:16].double()
+    assert torch.equal(tokenizer.tokenize(TRAIN[2])[0], expected)
+
+
+def test_block_tensor_ids():
+    tokenizer = BlockTokenizer(128, "layer_aligned", "none").fit(TRAIN)
+    names = [name for name, _ in tokenizer.layout]
+    blocks_per_tensor = [math.ceil(math.prod(SHAPES[name]) / 128) for name in names]
+    expected = torch.repeat_interleave(torch.arange(len(names)), torch.tensor(blocks_per_tensor))
+    assert torch.equal(tokenizer.block_tensor_ids(), expected)
+    sequential = BlockTokenizer(128, "sequential", "none").fit(TRAIN)
+    ids = sequential.block_tensor_ids()
+    assert ids.dtype == torch.long and ids.shape == (sequential.num_blocks,)
+    assert ids[0] == 0 and ids[-1] <= len(names) - 1 and torch.all(ids.diff() >= 0)
+    # the first value of block b sits in tensor ids[b]
+    starts = torch.tensor([0] + [math.prod(SHAPES[n]) for n in names]).cumsum(0)
+    for block, tensor_id in enumerate(ids.tolist()):
+        assert starts[tensor_id] <= block * 128 < starts[tensor_id + 1]
+
+
+def test_mismatched_adapter_is_rejected_naming_both_sides():
+    tokenizer = BlockTokenizer().fit(TRAIN)
+    wrong_shape = dict(TRAIN[0], bias=torch.zeros(8))
+    with pytest.raises(ValueError, match=r"'bias' with shape \[7\].*'bias' with shape \[8\]"):
+        tokenizer.tokenize(wrong_shape)
+    missing = {k: v for k, v in TRAIN[0].items() if k != "up.lora_B"}
+    with pytest.raises(
+        ValueError, match="expected 'up.lora_B' with shape \\[37, 3\\], got nothing"
+    ):
+        tokenizer.tokenize(missing)
+    with pytest.raises(ValueError, match="training adapter #1"):
+        BlockTokenizer().fit([TRAIN[0], wrong_shape])
+    with pytest.raises(ValueError, match="non-finite"):
+        tokenizer.tokenize(dict(TRAIN[0], bias=torch.full((7,), float("nan"))))
+    with pytest.raises(ValueError, match="shape"):
+        tokenizer.detokenize(torch.zeros(tokenizer.num_blocks + 1, tokenizer.block_size))
+
+
+def test_bad_rules_and_unfitted_use_are_rejected():
+    with pytest.raises(ValueError, match="grouping"):
+        BlockTokenizer(grouping="interleaved")
+    with pytest.raises(ValueError, match="normalization"):
+        BlockTokenizer(normalization="per_layer")
+    with pytest.raises(ValueError, match="block_size"):
+        BlockTokenizer(block_size=0)
+    with pytest.raises(ValueError, match="not fitted"):
+        BlockTokenizer().tokenize(TRAIN[0])
+    with pytest.raises(ValueError, match="at least one"):
+        BlockTokenizer().fit([])
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("grouping", GROUPINGS)
+def test_state_round_trip_gives_identical_tokens(grouping, normalization):
+    tokenizer = BlockTokenizer(128, grouping, normalization).fit(TRAIN)
+    config = json.loads(json.dumps(tokenizer.config()))  # must survive JSON
+    restored = BlockTokenizer.from_state(config, tokenizer.state_dict())
+    assert restored.num_blocks == tokenizer.num_blocks
+    assert torch.equal(restored.block_tensor_ids(), tokenizer.block_tensor_ids())
+    unseen = make_adapter(7)
+    assert torch.equal(restored.tokenize(unseen), tokenizer.tokenize(unseen))
+    with pytest.raises(ValueError, match="keys"):
+        BlockTokenizer.from_state(config, {**tokenizer.state_dict(), "extra": torch.zeros(1)})
+
+
+def test_per_element_training_tokens_are_standardised():
+    train = [make_adapter(seed) for seed in range(40)]
+    tokenizer = BlockTokenizer(128, "sequential", "per_element").fit(train)
+    values = torch.stack([tokenizer.tokenize(a).reshape(-1)[: tokenizer.num_values] for a in train])
+    assert values.mean(0).abs().max() < 1e-9  # every element centred over the training set
+    std = values.std(0, unbiased=False)
+    varying = std > 0  # the LoRA-B row that is zero in every adapter stays exactly 0
+    assert varying.sum() == tokenizer.num_values - 3
+    assert torch.allclose(std[varying], torch.ones_like(std[varying]))
+    assert torch.all(values[:, ~varying] == 0)
+
+
+def test_per_tensor_equalises_tensor_scales_and_keeps_zero():
+    tokenizer = BlockTokenizer(128, "layer_aligned", "per_tensor").fit(TRAIN)
+    scales = tokenizer.state_dict()["tensor_scale"]
+    assert scales.max() / scales.min() > 100  # raw scales span 1000x ...
+    tokens = torch.stack([tokenizer.tokenize(a) for a in TRAIN])
+    ids = tokenizer.block_tensor_ids()
+    rms = [tokens[:, ids == t].square().sum().sqrt() for t in range(len(SHAPES))]
+    counts = [math.prod(shape) * len(TRAIN) for _, shape in tokenizer.layout]
+    normalised = torch.tensor([r / math.sqrt(c) for r, c in zip(rms, counts, strict=True)])
+    assert torch.allclose(normalised, torch.ones(len(SHAPES), dtype=torch.float64))  # ... now 1
+    zero_row = tokenizer.tokenize(TRAIN[0])
+    assert torch.count_nonzero(zero_row) == tokenizer.num_values - 3  # the zeroed LoRA-B row
+
+
+def test_constant_elements_do_not_divide_by_zero():
+    constant = [{"w": torch.ones(5), "v": torch.zeros(3)} for _ in range(3)]
+    for normalization in NORMALIZATIONS:
+        tokenizer = BlockTokenizer(4, "sequential", normalization).fit(constant)
+        tokens = tokenizer.tokenize({"w": torch.full((5,), 2.0), "v": torch.ones(3)})
+        assert torch.isfinite(tokens).all()
+        restored = tokenizer.detokenize(tokens)
+        assert torch.equal(restored["w"], torch.full((5,), 2.0))
+
+
+def test_default_config_instantiates_the_paper_settings():
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/tokenizer/default.yaml")
+    tokenizer = instantiate(cfg)
+    assert isinstance(tokenizer, BlockTokenizer) and not tokenizer.is_fitted
+    assert (tokenizer.block_size, tokenizer.grouping) == (256, "sequential")
+    assert tokenizer.fit(TRAIN).num_blocks == math.ceil(tokenizer.num_values / 256)

@@ -1,0 +1,84 @@
+"""A residual MLP denoiser over a whole weight block: the fast baseline beside the paper's UNet.
+
+It sees the block as one vector (no locality prior) and the prompt only as a pooled vector, so it
+is cheaper than the UNet but cannot attend to individual words. The conditioning vector
+(timestep + block-index embedding + the projected masked-mean of the text tokens) is added,
+through its own projection, inside every residual block.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weightgen.diffusion.embeddings import (
+    TimestepBlockEmbedding,
+    check_denoiser_inputs,
+    masked_mean,
+)
+
+
+class ResidualMLPBlock(nn.Module):
+    """h + MLP(LayerNorm(h) + project(cond)): pre-norm residual with additive conditioning."""
+
+    def __init__(self, hidden_dim: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.condition = nn.Linear(hidden_dim, hidden_dim)
+        self.fc1 = nn.Linear(hidden_dim, mlp_ratio * hidden_dim)
+        self.fc2 = nn.Linear(mlp_ratio * hidden_dim, hidden_dim)
+
+    def forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        return h + self.fc2(F.silu(self.fc1(self.norm(h) + self.condition(cond))))
+
+
+class MLPDenoiser(nn.Module):
+    """Denoises one weight block given timestep, block index and the prompt's pooled tokens.
+
+    Args:
+        block_size, num_blocks, text_dim: set from the tokenizer and the text encoder.
+        hidden_dim: width of the residual stream. depth: number of residual blocks.
+        mlp_ratio: expansion inside each residual block.
+    """
+
+    def __init__(
+        self,
+        block_size: int,
+        num_blocks: int,
+        text_dim: int,
+        hidden_dim: int = 384,
+        depth: int = 4,
+        mlp_ratio: int = 2,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.block_size, self.text_dim = block_size, text_dim
+        self.condition = TimestepBlockEmbedding(num_blocks, hidden_dim)
+        self.text = nn.Linear(text_dim, hidden_dim)
+        self.input = nn.Linear(block_size, hidden_dim)
+        self.blocks = nn.ModuleList(ResidualMLPBlock(hidden_dim, mlp_ratio) for _ in range(depth))
+        self.out_norm = nn.LayerNorm(hidden_dim)
+        self.output = nn.Linear(hidden_dim, block_size)
+        nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
+        nn.init.zeros_(self.output.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        timesteps: Tensor,
+        block_index: Tensor,
+        text_tokens: Tensor,
+        text_mask: Tensor,
+    ) -> Tensor:
+        check_denoiser_inputs(
+            x, timesteps, block_index, text_tokens, text_mask, self.block_size, self.text_dim
+        )
+        cond = self.condition(timesteps, block_index) + self.text(
+            masked_mean(text_tokens, text_mask)
+        )
+        cond = F.silu(cond)
+        h = self.input(x)
+        for block in self.blocks:
+            h = block(h, cond)
+        return self.output(self.out_norm(h))

@@ -1,0 +1,86 @@
+"""The block diffusion LightningModule: learns to denoise weight blocks given text + block index.
+
+Noise schedule and forward process come from diffusers' ``DDPMScheduler``. The prediction type is
+config: ``sample`` (the clean block, the default: one-step generation from pure noise needs it) or
+``epsilon``. With probability ``cond_drop_prob`` a training prompt is replaced by the empty
+prompt, so the same network also learns the unconditional model that classifier-free guidance
+needs at sampling time.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from torch import nn
+
+
+class WeightDiffusionModule(L.LightningModule):
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        scheduler: DDPMScheduler,
+        text_tokens: torch.Tensor,
+        text_mask: torch.Tensor,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        cond_drop_prob: float = 0.0,
+    ):
+        super().__init__()
+        if scheduler.config.prediction_type not in ("sample", "epsilon"):
+            raise ValueError(
+                f"prediction_type={scheduler.config.prediction_type!r}: use sample or epsilon"
+            )
+        self.denoiser = denoiser
+        self.scheduler = scheduler
+        # Text of the training concepts, indexed by batch["concept"]; not part of the checkpoint.
+        self.register_buffer("text_tokens", text_tokens, persistent=False)
+        self.register_buffer("text_mask", text_mask, persistent=False)
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.cond_drop_prob = cond_drop_prob
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        total = max(1, self.trainer.max_steps)
+        warmup = max(1, min(self.warmup_steps, total // 2))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(1.0, progress)))).item()
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _text(self, concept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, mask = self.text_tokens[concept], self.text_mask[concept]
+        if self.training and self.cond_drop_prob > 0:
+            drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
+            tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)
+            mask = mask & ~drop[:, None]
+        return tokens, mask
+
+    def diffusion_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        clean, block_index = batch["blocks"], batch["block_index"]
+        noise = torch.randn_like(clean)
+        timesteps = torch.randint(
+            0, self.scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device
+        )
+        noisy = self.scheduler.add_noise(clean, noise, timesteps)
+        tokens, mask = self._text(batch["concept"])
+        prediction = self.denoiser(noisy, timesteps, block_index, tokens, mask)
+        target = clean if self.scheduler.config.prediction_type == "sample" else noise
+        return F.mse_loss(prediction, target)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.diffusion_loss(batch)
+        self.log("train/diffusion_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/diffusion_loss", self.diffusion_loss(batch), sync_dist=True)

@@ -1,0 +1,62 @@
+"""Sampling weight blocks: one denoising step by default, DDIM with k steps as the option.
+
+All blocks of an adapter are denoised in one batch. DDIM with ``timestep_spacing="trailing"``
+starts at the last training timestep (pure noise), so ``steps=1`` is the paper's one-step
+generation: the network's clean-sample prediction from noise at t = T-1. With
+``guidance_scale != 1`` classifier-free guidance mixes the conditional and the empty-prompt
+prediction (the module learns both when trained with ``cond_drop_prob > 0``).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler
+from torch import nn
+
+
+def ddim_from(train_scheduler_config: dict) -> DDIMScheduler:
+    """A DDIM sampler on the same noise schedule as the training scheduler."""
+    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
+    return DDIMScheduler(
+        **{k: train_scheduler_config[k] for k in keys},
+        clip_sample=False,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+    )
+
+
+@torch.no_grad()
+def sample_blocks(
+    denoiser: nn.Module,
+    scheduler: DDIMScheduler,
+    text_tokens: torch.Tensor,
+    text_mask: torch.Tensor,
+    num_blocks: int,
+    block_size: int,
+    steps: int = 1,
+    guidance_scale: float = 1.0,
+    seed: int = 0,
+) -> torch.Tensor:
+    """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L])."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}: sampling needs at least one denoising step")
+    was_training = denoiser.training
+    denoiser.eval()
+    device = next(denoiser.parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    sample = torch.randn(num_blocks, block_size, generator=generator).to(device)
+    block_index = torch.arange(num_blocks, device=device)
+    tokens = text_tokens.to(device).expand(num_blocks, -1, -1)
+    mask = text_mask.to(device).expand(num_blocks, -1)
+    scheduler.set_timesteps(steps, device=device)
+    for t in scheduler.timesteps:
+        timesteps = torch.full((num_blocks,), int(t), device=device, dtype=torch.long)
+        prediction = denoiser(sample, timesteps, block_index, tokens, mask)
+        if guidance_scale != 1.0:
+            unconditional = denoiser(
+                sample, timesteps, block_index, torch.zeros_like(tokens), torch.zeros_like(mask)
+            )
+            prediction = unconditional + guidance_scale * (prediction - unconditional)
+        sample = scheduler.step(prediction, t, sample).prev_sample
+    denoiser.train(was_training)
+    return sample

@@ -1,0 +1,189 @@
+"""Training the weight generator on the weight store (the ``generator`` stage).
+
+Train concepts' adapters are tokenised (the tokenizer is fitted on them), the denoiser learns
+them conditioned on each concept's prompt, and every ``diffusion.val_every`` steps a callback
+generates full adapters for a few train and held-out concepts, loads them into the GAN and logs
+the GAN's validation PSNR next to the base's and the trained adapter's: the validation that
+matters. Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks'
+parameter checksums are compared at the end (replicas that diverged are an error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import lightning as L
+import torch
+from diffusers import DDPMScheduler
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import OmegaConf
+
+from weightgen.concepts.spec import Concept
+from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
+from weightgen.diffusion.module import WeightDiffusionModule
+from weightgen.finetune.inits import InitSources
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
+from weightgen.gan.dataset_builder import architecture, load_base
+from weightgen.training import make_trainer
+from weightgen.workspace import Workspace, finish_loggers
+
+log = logging.getLogger(__name__)
+
+
+def generator_expectations(ws: Workspace) -> dict:
+    """What a weight generator must have been trained for to serve this run's config."""
+    tokenizer = OmegaConf.to_container(ws.cfg.tokenizer, resolve=True)
+    return {
+        "architecture": architecture(ws),
+        "adapter": OmegaConf.to_container(ws.cfg.adapter, resolve=True),
+        "tokenizer_rules": {k: tokenizer[k] for k in ("block_size", "grouping", "normalization")},
+    }
+
+
+def training_rows(ws: Workspace) -> list[dict]:
+    """Store rows the generator learns from: train split; all checkpoints or only the last."""
+    which = ws.cfg.diffusion.data.checkpoints
+    rows = [r for r in ws.weight_store.rows() if r["split"] == "train"]
+    if which == "last":
+        last = {}
+        for row in rows:
+            if row["concept"] not in last or row["step"] > last[row["concept"]]["step"]:
+                last[row["concept"]] = row
+        rows = list(last.values())
+    elif which != "all":
+        raise ValueError(f"diffusion.data.checkpoints={which!r}: use all or last")
+    if not rows:
+        raise ValueError("the weight store has no train adapters; run `make dataset` first")
+    return sorted(rows, key=lambda r: (r["concept"], r["step"]))
+
+
+def parameter_checksum(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class GeneratedAdapterQuality(L.Callback):
+    """At each validation, GAN PSNR of generated adapters for a few train and test concepts."""
+
+    def __init__(self, ws: Workspace, tokenizer, concepts: list[Concept], sampling: dict):
+        self.ws, self.tokenizer, self.concepts, self.sampling = ws, tokenizer, concepts, sampling
+        self.history: list[dict] = []
+        self._evaluator: AdapterEvaluator | None = None
+        self._reference: dict[str, dict[str, float]] = {}
+
+    def _setup(self) -> AdapterEvaluator:
+        if self._evaluator is None:
+            self._evaluator = AdapterEvaluator(self.ws, load_base(self.ws))
+            sources = InitSources(self.ws, self._evaluator.standard_state)
+            for concept in self.concepts:
+                base = self._evaluator.quality(concept, sources.get("standard", concept).state)
+                trained = self._evaluator.quality(concept, sources.get("trained", concept).state)
+                self._reference[concept.id] = {"base": base.psnr, "trained": trained.psnr}
+        return self._evaluator
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: WeightDiffusionModule) -> None:
+        evaluator = self._setup()
+        generator = WeightGenerator(module.denoiser, self.tokenizer,
+                                    {"scheduler": dict(module.scheduler.config)})
+        row: dict[str, float] = {"step": trainer.global_step}
+        for split in ("train", "test"):
+            gaps = []
+            for concept in (c for c in self.concepts if c.split == split):
+                state = generator.generate(self.ws.embed([concept.prompt]), **self.sampling).state
+                psnr = evaluator.quality(concept, state).psnr
+                ref = self._reference[concept.id]
+                row[f"gen_psnr/{concept.id}"] = psnr
+                # Fraction of the base -> trained-adapter gap the generated adapter closes.
+                gaps.append((psnr - ref["base"]) / max(1e-6, ref["trained"] - ref["base"]))
+            if gaps:
+                row[f"gen/{split}_gap_closed"] = sum(gaps) / len(gaps)
+        self.history.append(row)
+        for logger in trainer.loggers:
+            logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=trainer.global_step)
+
+
+def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
+    return ws.train_concepts[:count] + ws.test_concepts[:count]
+
+
+def train_weight_generator(ws: Workspace) -> dict:
+    cfg = ws.cfg.diffusion
+    ws.save_config("generator")
+    rows = training_rows(ws)
+    store = ws.weight_store
+    adapters = [store.load(r) for r in rows]
+    tokenizer = instantiate(ws.cfg.tokenizer).fit(adapters)
+    blocks = torch.stack([tokenizer.tokenize(a) for a in adapters]).float()
+    concept_ids = sorted({r["concept"] for r in rows})
+    prompts = {r["concept"]: r["prompt"] for r in rows}
+    text = ws.embed([prompts[c] for c in concept_ids])
+    concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
+
+    L.seed_everything(ws.cfg.seed, workers=True)
+    denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
+        "block_size": tokenizer.block_size,
+        "num_blocks": tokenizer.num_blocks,
+        "text_dim": ws.text_encoder.dim,
+    }
+    denoiser = instantiate(denoiser_cfg)
+    scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
+    module = WeightDiffusionModule(
+        denoiser, scheduler, text.tokens, text.mask, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps, cond_drop_prob=cfg.cond_drop_prob,
+    )
+    data = WeightBlocksDataModule(
+        WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed
+    )
+    sampling = OmegaConf.to_container(cfg.sampling, resolve=True)
+    quality = GeneratedAdapterQuality(ws, tokenizer, validation_concepts(ws, cfg.val_concepts),
+                                      sampling)
+    callbacks: list[L.Callback] = [quality]
+    if cfg.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    loggers = ws.loggers("generator")
+    trainer = make_trainer(ws.cfg.trainer, cfg.steps, val_every=cfg.val_every, callbacks=callbacks,
+                           logger=loggers, progress=ws.cfg.progress)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, data)
+    finally:
+        finish_loggers(loggers)
+    seconds = time.perf_counter() - start
+
+    checksum = parameter_checksum(module.denoiser)
+    checksums = trainer.strategy.all_gather(
+        torch.tensor([int(checksum[:15], 16)], dtype=torch.long)
+    ).reshape(-1).tolist()
+    if len(set(checksums)) > 1:
+        raise RuntimeError(f"DDP replicas diverged: parameter checksums {checksums} differ")
+    summary = {
+        "adapters": len(rows),
+        "concepts": len(concept_ids),
+        "num_blocks": tokenizer.num_blocks,
+        "block_size": tokenizer.block_size,
+        "denoiser_parameters": sum(p.numel() for p in denoiser.parameters()),
+        "steps": int(cfg.steps),
+        "seconds": seconds,
+        "world_size": trainer.world_size,
+        "replica_checksums": checksums,
+        "validation": quality.history,
+    }
+    if trainer.is_global_zero:
+        meta = generator_expectations(ws) | {
+            "denoiser": denoiser_cfg,
+            "scheduler": dict(scheduler.config),
+            "text_encoder": ws.text_encoder.config(),
+            "train_concepts": concept_ids,
+            "training": {k: v for k, v in summary.items() if k != "validation"},
+        }
+        WeightGenerator(module.denoiser, tokenizer, meta).save(ws.cfg.paths.generator_dir)
+    return summary

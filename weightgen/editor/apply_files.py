@@ -1,0 +1,146 @@
+"""Edit image files on disk with a ``ConceptEditor``: one image or every file of a folder.
+
+Policy (what ``weightgen-apply`` documents):
+
+* Input: one image file, or the files directly inside a folder (not sub-folders; names starting
+  with ``.`` are ignored). Any format Pillow reads; EXIF rotation is applied, alpha is dropped.
+* Output: ``<output>/<input stem>.png`` (lossless), at the input's size, or at most ``max_side``
+  px on the long side when ``max_side`` is set (downscaled before editing).
+* Safety, all checked before anything is written: the output folder may not be the input folder
+  or lie inside it, no output may be an input file, two inputs may not map to one output, and an
+  existing output file is an error unless ``overwrite``.
+* A file that is not a readable image is reported with its path and reason; the rest are still
+  edited.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from weightgen.editor.concept_editor import ConceptEditor
+from weightgen.utils.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SUFFIX = ".png"
+
+
+@dataclass
+class ApplyReport:
+    """What happened to each input: edited (input -> output) or failed (input, reason)."""
+
+    edited: dict[Path, Path] = field(default_factory=dict)
+    failed: dict[Path, str] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "edited": len(self.edited),
+            "failed": {str(path): reason for path, reason in self.failed.items()},
+            "outputs": [str(path) for path in self.edited.values()],
+        }
+
+
+def list_inputs(source: str | Path) -> list[Path]:
+    """The image file itself, or the non-hidden files directly inside a folder, sorted."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"input {source} does not exist; give an image file or a folder")
+    if source.is_file():
+        return [source]
+    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"input folder {source} holds no files; put the images to edit there")
+    return files
+
+
+def plan_outputs(
+    inputs: list[Path], source: str | Path, output: str | Path, overwrite: bool
+) -> dict[Path, Path]:
+    """Map each input to its output path, refusing any plan that could overwrite an input."""
+    source, output = Path(source).resolve(), Path(output).resolve()
+    if output.is_file():
+        raise ValueError(f"output {output} is a file; give a folder for the edited images")
+    if source.is_dir() and output.is_relative_to(source):
+        raise ValueError(
+            f"output folder {output} is the input folder or inside it; edited images could "
+            f"overwrite or mix with the inputs: choose a folder outside {source}"
+        )
+    plan: dict[Path, Path] = {}
+    claimed: dict[Path, Path] = {}
+    resolved_inputs = {p.resolve() for p in inputs}
+    for path in inputs:
+        target = output / (path.stem + OUTPUT_SUFFIX)
+        if target in resolved_inputs:
+            raise ValueError(
+                f"output {target} would overwrite the input {path}; choose another output folder"
+            )
+        if target in claimed:
+            raise ValueError(
+                f"inputs {claimed[target]} and {path} would both be written to {target}; "
+                f"rename one of them"
+            )
+        claimed[target] = path
+        plan[path] = target
+    existing = [t for t in plan.values() if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(t) for t in existing[:3])
+        raise FileExistsError(
+            f"{len(existing)} output file(s) exist already ({shown}); pass overwrite=true to "
+            f"replace them or choose an empty output folder"
+        )
+    return plan
+
+
+def read_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
+    """uint8 [H,W,3] upright; longest side shrunk to ``max_side`` if larger."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    if max_side is not None and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.LANCZOS)
+    return np.asarray(image)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def apply_editor(
+    editor: ConceptEditor,
+    source: str | Path,
+    output: str | Path,
+    overwrite: bool = False,
+    max_side: int | None = None,
+    tile: int | None = None,
+    overlap: int = 32,
+    progress: bool = True,
+) -> ApplyReport:
+    """Edit ``source`` (an image or a folder's files) into ``output``; see the module policy."""
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side={max_side} must be a positive number of pixels (or null)")
+    inputs = list_inputs(source)
+    plan = plan_outputs(inputs, source, output, overwrite)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    report = ApplyReport()
+    for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image", disable=not progress):
+        try:
+            array = read_rgb(path, max_side)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+            reason = f"not a readable image ({type(err).__name__}: {err})"
+            log.warning("skipped %s: %s", path, reason)
+            report.failed[path] = reason
+            continue
+        edited = editor.edit(array, tile=tile, overlap=overlap)
+        atomic_write_bytes(plan[path], encode_png(edited))
+        report.edited[path] = plan[path]
+    return report

@@ -1,0 +1,180 @@
+"""The headline benchmark (DESIGN.md section 8; ``results.json`` keys are a contract).
+
+For each benchmark concept, every method runs in turn on the same data, seed and machine
+(interleaved, so drifts in machine speed hit all methods alike):
+
+1. ``pix2pix_scratch`` trains to plateau: ``bench.pix2pix_steps`` steps with pix2pix's schedule
+   (constant learning rate, then linear decay to zero). The decay makes the last evaluations
+   converge; the run is flagged ``plateau: true`` when the last quarter of its curve gains less
+   than ``bench.plateau_db``. Its final PSNR minus ``bench.target_tolerance_db`` is the target.
+2. Every other method fine-tunes for at most ``bench.finetune_steps`` steps and stops at the
+   target. Time-to-target = clock seconds at the first evaluation at or above the target
+   (evaluation excluded; generation included for generated inits); pix2pix's own
+   time-to-target is measured the same way on its curve.
+
+Speed-up = pix2pix's time-to-target / a method's, per concept; the summary quotes medians over
+the held-out concepts (a method that never reaches the target counts as speed-up 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from weightgen.diffusion.generate import load_generator
+from weightgen.finetune.curve import steps_to_target, time_to_target
+from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
+from weightgen.finetune.report import write_curves_plot, write_results_markdown, write_sample_grid
+from weightgen.gan.dataset_builder import load_base
+from weightgen.utils.io import atomic_save_safetensors, atomic_write_json
+from weightgen.workspace import Workspace, finish_loggers
+
+log = logging.getLogger(__name__)
+
+GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in ("generated", "shuffled")}
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
+    """Whether the last quarter of a curve gained less than ``plateau_db``."""
+    quarter = curve[-max(2, len(curve) // 4):]
+    return quarter[-1]["psnr"] - quarter[0]["psnr"] < plateau_db
+
+
+def bench_concepts(ws: Workspace) -> list:
+    """Held-out (unseen) concepts first, then optionally a few train (seen) concepts."""
+    cfg = ws.cfg.bench
+    unseen = ws.test_concepts[: cfg.n_unseen]
+    seen = ws.train_concepts[: cfg.n_seen]
+    if not unseen:
+        raise ValueError("the benchmark needs held-out concepts: set concepts.n_test > 0")
+    return unseen + seen
+
+
+def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
+    return Path(ws.cfg.paths.bench_dir) / "runs" / concept_id / f"{method}.json"
+
+
+def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target) -> MethodRun:
+    """Resume: a (concept, method) result already on disk is reused, not rerun."""
+    path = _run_file(ws, concept.id, method)
+    if path.is_file():
+        return MethodRun(**json.loads(path.read_text()))
+    run, _ = run_method(ws, base, inits, concept, method, steps, eval_every, target)
+    atomic_save_safetensors(run.samples, path.with_suffix(".samples.safetensors"))
+    run.samples = None
+    atomic_write_json(path, asdict(run))
+    return run
+
+
+def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: bool) -> dict:
+    p2p_time = time_to_target(runs["pix2pix_scratch"].curve, target)
+    methods = {}
+    for method, run in runs.items():
+        seconds = time_to_target(run.curve, target)
+        methods[method] = {
+            "zero_shot_psnr": run.zero_shot["psnr"],
+            "zero_shot_ssim": run.zero_shot["ssim"],
+            "final_psnr": run.final["psnr"],
+            "final_ssim": run.final["ssim"],
+            "final_step": run.final["step"],
+            "seconds_to_target": seconds,
+            "steps_to_target": steps_to_target(run.curve, target),
+            "speedup_vs_pix2pix": (p2p_time / seconds) if seconds and p2p_time else 0.0,
+            "init_seconds": run.init_seconds,
+            "train_seconds_total": run.final["seconds"],
+            "info": run.info,
+            "curve": run.curve,
+        }
+    return {
+        "concept": concept.id,
+        "prompt": concept.prompt,
+        "split": concept.split,
+        "seen": concept.split == "train",
+        "target_psnr": target,
+        "pix2pix_plateau": plateau,
+        "methods": methods,
+    }
+
+
+def summarise(results: list[dict], methods: list[str]) -> dict:
+    unseen = [r for r in results if not r["seen"]]
+
+    def med(method: str, key: str, rows=unseen):
+        return _median([r["methods"][method][key] for r in rows if method in r["methods"]])
+
+    ours = "denoised_init" if "denoised_init" in methods else None
+    speed_e2gan = []
+    for r in unseen:
+        if ours and "e2gan_lora" in r["methods"]:
+            t_ours = r["methods"][ours]["seconds_to_target"]
+            t_e2gan = r["methods"]["e2gan_lora"]["seconds_to_target"]
+            speed_e2gan.append((t_e2gan / t_ours) if t_ours and t_e2gan else 0.0)
+    return {
+        "heldout_concepts": [r["concept"] for r in unseen],
+        "seen_concepts": [r["concept"] for r in results if r["seen"]],
+        "speedup_vs_pix2pix": med(ours, "speedup_vs_pix2pix") if ours else None,
+        "speedup_vs_e2gan": _median(speed_e2gan),
+        "final_psnr": {m: med(m, "final_psnr") for m in methods},
+        "final_ssim": {m: med(m, "final_ssim") for m in methods},
+        "zero_shot_psnr": {m: med(m, "zero_shot_psnr") for m in methods},
+        "seconds_to_target": {m: med(m, "seconds_to_target") for m in methods},
+        "speedup_by_method": {m: med(m, "speedup_vs_pix2pix") for m in methods},
+        "reached_target": {
+            m: sum(r["methods"][m]["seconds_to_target"] is not None for r in unseen)
+            for m in methods
+        },
+        "generation_seconds": med(ours, "init_seconds") if ours else None,
+        "pix2pix_plateau_reached": sum(r["pix2pix_plateau"] for r in unseen),
+    }
+
+
+def run_benchmark(ws: Workspace) -> dict:
+    cfg = ws.cfg.bench
+    methods = list(cfg.methods)
+    if methods[0] != "pix2pix_scratch":
+        raise ValueError("bench.methods must start with pix2pix_scratch: it sets the target")
+    ws.save_config("bench")
+    base = load_base(ws)
+    needs_generator = bool(GENERATED_METHODS & set(methods))
+    inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
+    loggers = ws.loggers("bench")
+    results = []
+    concepts = bench_concepts(ws)
+    try:
+        for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
+                                             disable=not ws.cfg.progress)):
+            p2p = _cached_or_run(ws, base, inits, concept, "pix2pix_scratch", cfg.pix2pix_steps,
+                                 cfg.eval_every, None)
+            target = p2p.final["psnr"] - cfg.target_tolerance_db
+            runs = {"pix2pix_scratch": p2p}
+            for method in methods[1:]:
+                runs[method] = _cached_or_run(ws, base, inits, concept, method, cfg.finetune_steps,
+                                              cfg.eval_every, target if cfg.stop_at_target else None)
+            result = concept_result(concept, runs, target, plateau_reached(p2p.curve, cfg.plateau_db))
+            results.append(result)
+            for logger in loggers:
+                logger.log_metrics({f"bench/{m}/speedup": v["speedup_vs_pix2pix"]
+                                    for m, v in result["methods"].items()}, step=index)
+    finally:
+        finish_loggers(loggers)
+    bench_dir = Path(ws.cfg.paths.bench_dir)
+    payload = {
+        "summary": summarise(results, methods),
+        "config": {k: v for k, v in dict(cfg).items() if k != "methods"} | {"methods": methods},
+        "concepts": results,
+    }
+    atomic_write_json(bench_dir / "results.json", payload)
+    write_results_markdown(bench_dir / "results.md", payload)
+    write_curves_plot(bench_dir / "curves.png", results, methods)
+    write_sample_grid(ws, bench_dir / "grid.png", concepts, methods)
+    return payload["summary"]

@@ -1,0 +1,94 @@
+"""Quality against training time: the clock that excludes evaluation, and the curve it feeds.
+
+The clock runs while Lightning trains and pauses for every validation, so evaluation time never
+counts; it starts at ``offset`` seconds, which is how a generated initialisation's generation
+time is charged to the method that used it. At each validation the curve records (step, seconds,
+PSNR, SSIM) and, once PSNR reaches ``target_psnr``, stops training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import lightning as L
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    step: int
+    seconds: float
+    psnr: float
+    ssim: float
+
+
+class QualityCurve(L.Callback):
+    def __init__(self, offset_seconds: float = 0.0, target_psnr: float | None = None):
+        self.offset = offset_seconds
+        self.target_psnr = target_psnr
+        self.points: list[CurvePoint] = []
+        self._elapsed = 0.0
+        self._running_since: float | None = None
+
+    # --- the clock ------------------------------------------------------------------------
+    @property
+    def seconds(self) -> float:
+        running = time.perf_counter() - self._running_since if self._running_since else 0.0
+        return self.offset + self._elapsed + running
+
+    def _pause(self) -> None:
+        if self._running_since is not None:
+            self._elapsed += time.perf_counter() - self._running_since
+            self._running_since = None
+
+    def _resume(self) -> None:
+        if self._running_since is None:
+            self._running_since = time.perf_counter()
+
+    def on_train_start(self, trainer, module) -> None:
+        self._resume()
+
+    def on_validation_start(self, trainer, module) -> None:
+        self._pause()
+
+    def on_validation_end(self, trainer, module) -> None:
+        quality = module.last_quality
+        self.record(trainer.global_step, quality["val/psnr"], quality["val/ssim"])
+        if self.reached_target:
+            trainer.should_stop = True
+        if trainer.training:
+            self._resume()
+
+    def on_train_end(self, trainer, module) -> None:
+        self._pause()
+
+    # --- the curve ------------------------------------------------------------------------
+    def record(self, step: int, psnr: float, ssim: float) -> None:
+        """Add a point at the current clock (used for step 0, before training starts, too)."""
+        self.points.append(CurvePoint(int(step), self.seconds, float(psnr), float(ssim)))
+
+    @property
+    def reached_target(self) -> bool:
+        return (
+            self.target_psnr is not None
+            and bool(self.points)
+            and self.points[-1].psnr >= self.target_psnr
+        )
+
+    def as_dicts(self) -> list[dict]:
+        return [asdict(p) for p in self.points]
+
+
+def time_to_target(points: list[dict], target_psnr: float) -> float | None:
+    """Clock seconds at the first point whose PSNR reaches the target; None if none does."""
+    for point in points:
+        if point["psnr"] >= target_psnr:
+            return point["seconds"]
+    return None
+
+
+def steps_to_target(points: list[dict], target_psnr: float) -> int | None:
+    for point in points:
+        if point["psnr"] >= target_psnr:
+            return point["step"]
+    return None

@@ -1,0 +1,109 @@
+"""Where a concept's adapter starts: every initialisation the benchmark compares, in one place.
+
+* ``standard``   the adapter's own initialisation (LoRA B = 0, full delta = 0): the base output;
+                 ``e2gan_lora`` fine-tunes from it.
+* ``mean``       the mean of the training concepts' final adapters (a cheap control).
+* ``nearest``    the final adapter of the training concept whose prompt is closest to this one
+                 (cosine of pooled text embeddings; a cheap control).
+* ``trained``    the concept's own trained adapter (the reference, when it is in the store).
+* ``generated``  one-step output of the weight generator for the concept's prompt (ours).
+* ``shuffled``   the generator's output for another concept's prompt (does the text matter?).
+
+``generated``/``shuffled`` carry their generation seconds; the others cost nothing to make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from weightgen.concepts.spec import Concept
+from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.workspace import Workspace
+
+INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled")
+
+
+@dataclass
+class AdapterInit:
+    kind: str
+    state: dict[str, torch.Tensor]
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+class InitSources:
+    """Builds any :data:`INIT_KINDS` initialisation for a concept of the workspace."""
+
+    def __init__(self, ws: Workspace, standard_state: dict[str, torch.Tensor],
+                 generator: WeightGenerator | None = None, sampling: dict | None = None):
+        self.ws = ws
+        self.standard_state = standard_state
+        self.generator = generator
+        self.sampling = dict(sampling or {})
+
+    @cached_property
+    def _final_rows(self) -> dict[str, dict]:
+        """The last checkpoint of every concept in the store."""
+        final: dict[str, dict] = {}
+        for row in self.ws.weight_store.rows():
+            if row["concept"] not in final or row["step"] > final[row["concept"]]["step"]:
+                final[row["concept"]] = row
+        return final
+
+    @cached_property
+    def _train_rows(self) -> list[dict]:
+        rows = [r for r in self._final_rows.values() if r["split"] == "train"]
+        if not rows:
+            raise ValueError("the weight store has no train adapters; build it with `make dataset`")
+        return sorted(rows, key=lambda r: r["concept"])
+
+    @cached_property
+    def _mean(self) -> dict[str, torch.Tensor]:
+        states = [self.ws.weight_store.load(r) for r in self._train_rows]
+        return {k: torch.stack([s[k] for s in states]).mean(0) for k in states[0]}
+
+    def nearest_train_concept(self, concept: Concept) -> tuple[str, float]:
+        """(concept id, cosine) of the training prompt closest to ``concept``'s, itself excluded."""
+        rows = [r for r in self._train_rows if r["concept"] != concept.id]
+        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
+        similarity = torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
+        best = int(similarity.argmax())
+        return rows[best]["concept"], float(similarity[best])
+
+    def shuffled_prompt(self, concept: Concept) -> Concept:
+        """A fixed wrong prompt: the training concept least similar to this one."""
+        rows = [r for r in self._train_rows if r["concept"] != concept.id]
+        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
+        similarity = torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
+        return self.ws.concept(rows[int(similarity.argmin())]["concept"])
+
+    def _generate(self, kind: str, prompt_concept: Concept) -> AdapterInit:
+        if self.generator is None:
+            raise ValueError(
+                f"init '{kind}' needs a trained weight generator; train one with `make generator`"
+            )
+        result = self.generator.generate(self.ws.embed([prompt_concept.prompt]), **self.sampling)
+        return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt_concept.prompt})
+
+    def get(self, kind: str, concept: Concept) -> AdapterInit:
+        if kind == "standard":
+            return AdapterInit(kind, {k: v.clone() for k, v in self.standard_state.items()})
+        if kind == "mean":
+            return AdapterInit(kind, {k: v.clone() for k, v in self._mean.items()},
+                               info={"concepts": len(self._train_rows)})
+        if kind == "nearest":
+            nearest, cosine = self.nearest_train_concept(concept)
+            state = self.ws.weight_store.load(self._final_rows[nearest])
+            return AdapterInit(kind, state, info={"concept": nearest, "cosine": cosine})
+        if kind == "trained":
+            if concept.id not in self._final_rows:
+                raise KeyError(f"concept {concept.id!r} has no trained adapter in the store")
+            return AdapterInit(kind, self.ws.weight_store.load(self._final_rows[concept.id]))
+        if kind == "generated":
+            return self._generate(kind, concept)
+        if kind == "shuffled":
+            return self._generate(kind, self.shuffled_prompt(concept))
+        raise ValueError(f"unknown init {kind!r}; use one of {INIT_KINDS}")

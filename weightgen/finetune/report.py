@@ -1,0 +1,126 @@
+"""What the benchmark leaves for people: a results table, quality-vs-time curves, a sample grid."""
+
+from __future__ import annotations
+
+import io
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from weightgen.data.datamodule import images_to_tensor  # noqa: E402
+from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
+from weightgen.utils.io import atomic_write_bytes, atomic_write_text, load_safetensors  # noqa: E402
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
+    lines = [f"### {title} ({len(rows)} concepts, medians)", "",
+             "| method | PSNR step 0 | final PSNR | final SSIM | s to target | reached | speed-up vs pix2pix |",
+             "|---|---|---|---|---|---|---|"]
+    def med(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    for method in methods:
+        cells = [r["methods"][method] for r in rows if method in r["methods"]]
+        if not cells:
+            continue
+        reached = sum(c["seconds_to_target"] is not None for c in cells)
+        lines.append(
+            f"| {method} | {_fmt(med([c['zero_shot_psnr'] for c in cells]))} "
+            f"| {_fmt(med([c['final_psnr'] for c in cells]))} "
+            f"| {_fmt(med([c['final_ssim'] for c in cells]), 3)} "
+            f"| {_fmt(med([c['seconds_to_target'] for c in cells]), 1)} "
+            f"| {reached}/{len(cells)} "
+            f"| {_fmt(med([c['speedup_vs_pix2pix'] for c in cells]))} |"
+        )
+    return lines + [""]
+
+
+def write_results_markdown(path: Path, payload: dict) -> None:
+    """The paper-style table: unseen (held-out) and seen concepts separately, then per concept."""
+    results, methods = payload["concepts"], payload["config"]["methods"]
+    summary = payload["summary"]
+    lines = ["# weightgen benchmark", "",
+             "PSNR/SSIM against the exact procedural targets on held-out validation photos. "
+             "Target = pix2pix_scratch's final PSNR minus the tolerance; seconds are training "
+             "seconds (evaluation excluded, generation included). FID/CLIP score: not computed "
+             "(their standard weights are not available offline).", "",
+             f"- speed-up vs pix2pix (denoised_init, median over held-out): "
+             f"{_fmt(summary['speedup_vs_pix2pix'])}",
+             f"- speed-up vs e2gan_lora: {_fmt(summary['speedup_vs_e2gan'])}",
+             f"- generation seconds: {_fmt(summary['generation_seconds'], 3)}", ""]
+    unseen = [r for r in results if not r["seen"]]
+    seen = [r for r in results if r["seen"]]
+    lines += _table(unseen, methods, "Unseen (held-out) concepts")
+    if seen:
+        lines += _table(seen, methods, "Seen (train) concepts")
+    lines += ["### Per concept (final PSNR / seconds to target)", "",
+              "| concept | target | " + " | ".join(methods) + " |",
+              "|---|---|" + "---|" * len(methods)]
+    for r in results:
+        cells = []
+        for method in methods:
+            m = r["methods"].get(method)
+            cells.append("—" if m is None else
+                         f"{_fmt(m['final_psnr'])} / {_fmt(m['seconds_to_target'], 1)}")
+        lines.append(f"| {r['concept']}{' (seen)' if r['seen'] else ''} | "
+                     f"{_fmt(r['target_psnr'])} | " + " | ".join(cells) + " |")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_curves_plot(path: Path, results: list[dict], methods: list[str]) -> None:
+    """PSNR vs training seconds, one panel per concept, one line per method, target dashed."""
+    count = len(results)
+    cols = min(4, count)
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, result in zip(axes.flat, results, strict=False):
+        for method in methods:
+            m = result["methods"].get(method)
+            if m:
+                ax.plot([p["seconds"] for p in m["curve"]], [p["psnr"] for p in m["curve"]],
+                        marker=".", label=method)
+        ax.axhline(result["target_psnr"], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{result['concept']}{' (seen)' if result['seen'] else ''}", fontsize=9)
+        ax.set_xlabel("training seconds")
+        ax.set_ylabel("val PSNR (dB)")
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_sample_grid(ws, path: Path, concepts: list, methods: list[str], per_concept: int = 2):
+    """Rows: for each concept, ``per_concept`` images; columns: source | target | each method
+    at step 0 and at the end."""
+    rows, labels = [], []
+    bench_dir = Path(ws.cfg.paths.bench_dir)
+    for concept in concepts:
+        pairs = ws.pair_store.load(concept.id)
+        sources = images_to_tensor(pairs.val_source[:per_concept])
+        targets = images_to_tensor(pairs.val_target[:per_concept])
+        samples = {m: load_safetensors(bench_dir / "runs" / concept.id / f"{m}.samples.safetensors")
+                   for m in methods}
+        for i in range(per_concept):
+            row = [to_uint8(sources[i : i + 1])[0], to_uint8(targets[i : i + 1])[0]]
+            for method in methods:
+                row += [to_uint8(samples[method]["start"][i : i + 1])[0],
+                        to_uint8(samples[method]["end"][i : i + 1])[0]]
+            rows.append(row)
+            labels.append(concept.id[:18])
+    columns = ["source", "target"] + [f"{m[:9]} {w}" for m in methods for w in ("@0", "end")]
+    save_grid(path, rows, labels, columns)

@@ -1,0 +1,31 @@
+"""The finetune stage: one concept, one initialisation, its quality-vs-time curve on disk."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from weightgen.diffusion.generate import load_generator
+from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
+from weightgen.gan.dataset_builder import load_base
+from weightgen.utils.io import atomic_write_json
+from weightgen.workspace import Workspace
+
+_METHOD_OF_INIT = {init: method for method, init in METHOD_INITS.items() if init}
+
+
+def finetune_one(ws: Workspace) -> dict:
+    cfg = ws.cfg
+    if cfg.init not in _METHOD_OF_INIT:
+        raise ValueError(f"init={cfg.init!r}: use one of {sorted(_METHOD_OF_INIT)}")
+    concept = ws.concept(cfg.concept)
+    base = load_base(ws)
+    generator = load_generator(ws) if cfg.init in ("generated", "shuffled") else None
+    inits = default_inits(ws, base, generator)
+    run, _ = run_method(ws, base, inits, concept, _METHOD_OF_INIT[cfg.init], cfg.steps,
+                        cfg.eval_every, cfg.target_psnr, progress=cfg.progress)
+    run.samples = None
+    out = Path(cfg.paths.run_dir) / "finetune" / f"{concept.id}-{cfg.init}.json"
+    atomic_write_json(out, asdict(run))
+    return {"concept": concept.id, "init": cfg.init, "zero_shot": run.zero_shot,
+            "final": run.final, "init_seconds": run.init_seconds, "curve_file": str(out)}

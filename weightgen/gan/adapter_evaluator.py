@@ -1,0 +1,42 @@
+"""GAN quality of any adapter state on any concept: base + adapter, no training.
+
+Zero-shot figures (generated vs mean vs nearest vs trained adapters), the weight generator's
+validation and the benchmark's step-0 numbers all go through this one object.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from hydra.utils import instantiate
+
+from weightgen.concepts.spec import Concept
+from weightgen.data.datamodule import images_to_tensor
+from weightgen.gan.adapters import Adapter
+from weightgen.gan.dataset_builder import BaseGAN
+from weightgen.gan.evaluate import Quality, evaluate
+from weightgen.workspace import Workspace
+
+
+class AdapterEvaluator:
+    def __init__(self, ws: Workspace, base: BaseGAN):
+        self.ws = ws
+        generator, _ = base.fresh_copy()
+        self.adapter: Adapter = instantiate(ws.cfg.adapter)
+        self.generator = self.adapter.attach(generator)
+
+    @property
+    def standard_state(self) -> dict[str, torch.Tensor]:
+        return self.adapter.standard_state()
+
+    @lru_cache(maxsize=64)  # noqa: B019 (one evaluator per run; concepts are few)
+    def _validation(self, concept_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = self.ws.pair_store.load(concept_id)
+        return images_to_tensor(pairs.val_source), images_to_tensor(pairs.val_target)
+
+    def quality(self, concept: Concept, state: dict[str, torch.Tensor]) -> Quality:
+        self.adapter.load_state(self.generator, state)
+        sources, targets = self._validation(concept.id)
+        text = self.ws.embed([concept.prompt])
+        return evaluate(self.generator, sources, targets, text.tokens[0], text.mask[0])

@@ -1,0 +1,38 @@
+"""Every stage end to end, in order, on one config: pairs, dataset, generator, benchmark."""
+
+from __future__ import annotations
+
+import time
+
+from weightgen.data.build_pairs import build_pairs_with_preview
+from weightgen.diffusion.train import train_weight_generator
+from weightgen.finetune.bench import run_benchmark
+from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.workspace import Workspace
+
+STAGES = (
+    ("pairs", build_pairs_with_preview),
+    ("dataset", build_weight_dataset),
+    ("generator", train_weight_generator),
+    ("bench", run_benchmark),
+)
+
+
+def run_pipeline(ws: Workspace) -> dict:
+    """Run each stage (each resumes if its artifacts exist) and time it."""
+    timings, summaries = {}, {}
+    for name, stage in STAGES:
+        start = time.perf_counter()
+        summaries[name] = stage(ws)
+        timings[name] = round(time.perf_counter() - start, 1)
+        print(f"[weightgen] stage {name} done in {timings[name]} s", flush=True)
+    bench = summaries["bench"]
+    return {
+        "seconds": timings,
+        "base_val_psnr": summaries["dataset"]["base"]["val_psnr_train_concepts"],
+        "results": f"{ws.cfg.paths.bench_dir}/results.md",
+        "speedup_vs_pix2pix": bench["speedup_vs_pix2pix"],
+        "speedup_vs_e2gan": bench["speedup_vs_e2gan"],
+        "final_psnr": bench["final_psnr"],
+        "zero_shot_psnr": bench["zero_shot_psnr"],
+    }
