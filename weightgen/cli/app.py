@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from weightgen.workspace import Workspace
 
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
