@@ -28,6 +28,10 @@ class Workspace:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.run_dir = Path(cfg.paths.run_dir)
+        if cfg.get("num_threads"):
+            # Fewer threads than cores when other jobs share the machine: oversubscribed
+            # OpenMP threads slow small convolutions down by an order of magnitude.
+            torch.set_num_threads(int(cfg.num_threads))
 
     # --- concepts -------------------------------------------------------------------------
     @cached_property
