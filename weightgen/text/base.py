@@ -120,8 +120,10 @@ class TextEncoder(ABC):
             metadata={"prompt": prompt, "encoder": json.dumps(self.config(), sort_keys=True)},
         )
 
-    def _warn_truncated(self, prompts: list[str], lengths: list[int]) -> None:
-        """A prompt cut at max_length silently loses meaning: say which one, once (it is cached)."""
+    def _tokenize(self, prompts: list[str]):
+        """Padded, truncated token ids on the encoder's device (``self.tokenizer`` of a subclass);
+        a prompt cut at max_length is reported, since it silently loses meaning."""
+        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
         for prompt, length in zip(prompts, lengths, strict=True):
             if length > self.max_length:
                 log.warning(
@@ -131,3 +133,10 @@ class TextEncoder(ABC):
                     length,
                     self.max_length,
                 )
+        return self.tokenizer(
+            prompts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        ).to(self.device)

@@ -45,15 +45,7 @@ class CLIPTextEncoder(TextEncoder):
 
     @torch.no_grad()
     def _embed(self, prompts: list[str]) -> TextEmbedding:
-        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
-        self._warn_truncated(prompts, lengths)
-        batch = self.tokenizer(
-            prompts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        ).to(self.device)
+        batch = self._tokenize(prompts)
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return TextEmbedding(
             tokens=out.last_hidden_state.float().cpu(),

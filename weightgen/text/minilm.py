@@ -47,15 +47,7 @@ class MiniLMTextEncoder(TextEncoder):
 
     @torch.no_grad()
     def _embed(self, prompts: list[str]) -> TextEmbedding:
-        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
-        self._warn_truncated(prompts, lengths)
-        batch = self.tokenizer(
-            prompts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        ).to(self.device)
+        batch = self._tokenize(prompts)
         tokens = self.model(**batch).last_hidden_state.float().cpu()
         mask = batch["attention_mask"].bool().cpu()
         weights = mask.unsqueeze(-1).float()
