@@ -28,7 +28,7 @@ lint:
 	$(BIN)/ruff check weightgen tests experiments
 
 quickstart:
-	$(BIN)/weightgen-quickstart experiment=quickstart $(ARGS)
+	$(BIN)/weightgen-pipeline experiment=quickstart $(ARGS)
 
 pairs:
 	$(BIN)/weightgen-pairs $(ARGS)
@@ -45,8 +45,13 @@ generate:
 finetune:
 	$(BIN)/weightgen-finetune $(ARGS)
 
+# The benchmark preset end to end (every stage resumes), then its results into experiments/bench.
 bench:
-	$(BIN)/weightgen-bench experiment=bench $(ARGS)
+	$(BIN)/weightgen-pipeline experiment=bench $(ARGS)
+
+experiments: bench
+	mkdir -p experiments/bench
+	cp artifacts/bench/bench/results.json artifacts/bench/bench/results.md artifacts/bench/bench/curves.png artifacts/bench/bench/grid.png experiments/bench/
 
 clean:
 	rm -rf outputs multirun wandb lightning_logs

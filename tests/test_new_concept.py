@@ -1,0 +1,287 @@
+"""weightgen-new-concept end to end on a toy run: recipe, diffusion-editor and folder pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, photos_loaded_once, shared_minilm
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from weightgen.cli.app import CONFIG_DIR
+from weightgen.data.pairs import PairSettings, PairStore
+from weightgen.diffusion.generate import load_generator
+from weightgen.diffusion.train import train_weight_generator
+from weightgen.editor import load_editor
+from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
+from weightgen.editor.new_concept import (
+    concept_slug,
+    make_concept_editor,
+    new_concept,
+    read_pair_folder,
+    write_folder_pair_store,
+)
+from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.utils.io import load_safetensors, sha256_file
+from weightgen.workspace import Workspace
+
+# A weight generator trained for two steps: the flow, not the quality, is under test.
+GENERATOR = [
+    "denoiser=mlp",
+    "denoiser.hidden_dim=32",
+    "denoiser.depth=1",
+    "diffusion.steps=2",
+    "diffusion.val_every=2",
+    "diffusion.val_concepts=1",
+    "diffusion.warmup_steps=1",
+    "diffusion.batch_size=4",
+]
+FLOW = ["steps=2", "eval_every=2", "export=false"]
+RECIPE = "recipe=[{op: sepia}, {op: blur, sigma: 1.0}]"
+PROMPT = "A sepia photo, gently blurred!"
+
+
+def flow_workspace(artifacts, *overrides: str) -> Workspace:
+    """The tiny run's config composed as ``weightgen-new-concept`` composes it."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("new_concept", overrides=[
+            *TINY, *GENERATOR, *FLOW, f"paths.artifacts={artifacts}", *overrides,
+        ])
+    ws = Workspace(cfg)
+    ws.__dict__["text_encoder"] = shared_minilm()  # fills the cached_property
+    return ws
+
+
+@pytest.fixture(autouse=True)
+def _photos_once():
+    with photos_loaded_once():
+        yield
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A built toy run (base, adapters) with a trained weight generator."""
+    artifacts = tmp_path_factory.mktemp("run")
+    ws = flow_workspace(artifacts, "prompt=unused", "out=unused")
+    with photos_loaded_once():
+        build_weight_dataset(ws)
+        train_weight_generator(ws)
+    return artifacts
+
+
+@pytest.fixture(scope="module")
+def recipe_made(run, tmp_path_factory):
+    """The recipe flow with ONNX export, traced and timed at the run's 16 px."""
+    out = tmp_path_factory.mktemp("models") / "sepia-blur"
+    ws = flow_workspace(run, f"prompt='{PROMPT}'", RECIPE, f"out={out}", "export=true",
+                        "export_options.formats=[onnx]", "export_options.sizes=[16]",
+                        "export_options.repeats=1")
+    with photos_loaded_once():
+        return ws, make_concept_editor(ws)
+
+
+def test_recipe_flow_writes_a_complete_model_folder(recipe_made):
+    ws, made = recipe_made
+    folder = made.folder
+    for name in ("generator.safetensors", "adapter.safetensors", "text.safetensors",
+                 "before_after.png", "model_card.json", "model.onnx"):
+        assert (folder / name).is_file(), name
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card == made.card and set(REQUIRED_CARD_FIELDS) <= set(card)
+    assert card["prompt"] == PROMPT and card["concept_id"] == "a-sepia-photo-gently-blurred"
+    assert card["image_size"] == 16 and card["seed"] == ws.cfg.seed
+    assert card["data"]["source"] == "recipe"
+    assert [step["op"] for step in card["data"]["recipe"]] == ["sepia", "blur"]
+    metrics = card["metrics"]
+    assert metrics["before"]["step"] == 0 and metrics["after"]["step"] == 2
+    for key in ("base", "before", "after"):
+        assert np.isfinite(metrics[key]["psnr"]) and 0 <= metrics[key]["ssim"] <= 1
+    seconds = card["seconds"]
+    assert seconds["generation"] > 0 and seconds["fine_tune"] > 0
+    assert seconds["generation_plus_fine_tune"] == pytest.approx(
+        seconds["generation"] + seconds["fine_tune"])
+    assert card["exports"]["onnx"]["traced_at"] == 16
+    assert card["latency"]["seconds_per_image"]["onnxruntime"]["16x16"] > 0
+    with Image.open(folder / "before_after.png") as grid:
+        assert grid.width > 16 * 4 and grid.height >= 16 * 4 * 2  # 4 rows of 2x-scaled crops
+
+
+def test_card_names_the_generator_and_base_with_their_checksums(recipe_made):
+    ws, made = recipe_made
+    source = made.card["provenance"]
+    generator_json = json.loads((ws.run_dir / "generator" / "generator.json").read_text())
+    base_json = json.loads((ws.run_dir / "base" / "base.json").read_text())
+    assert source["weight_generator"]["generator_json_sha256"] == sha256_file(
+        ws.run_dir / "generator" / "generator.json")
+    assert source["weight_generator"]["denoiser_sha256"] == generator_json["denoiser_sha256"]
+    assert source["base"]["base_json_sha256"] == sha256_file(ws.run_dir / "base" / "base.json")
+    assert source["base"]["generator_sha256"] == base_json["generator_sha256"]
+    assert source["weight_generator"]["path"] == str((ws.run_dir / "generator").resolve())
+
+
+def test_loaded_editor_reproduces_the_fine_tuned_generator(recipe_made):
+    ws, made = recipe_made
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    text = ws.embed([PROMPT])
+    generator = made.module.generator.eval()
+    with torch.no_grad():
+        expected = generator(images, text.tokens.expand(2, -1, -1), text.mask.expand(2, -1))
+    torch.testing.assert_close(load_editor(made.folder).edit_tensor(images), expected,
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_the_saved_adapter_is_the_generated_one_fine_tuned(recipe_made):
+    ws, made = recipe_made
+    generated = load_generator(ws).generate(ws.embed([PROMPT]),
+                                            **dict(ws.cfg.diffusion.sampling)).state
+    saved = load_safetensors(made.folder / "adapter.safetensors")
+    assert saved.keys() == generated.keys()
+    assert any(not torch.allclose(saved[k], generated[k]) for k in saved)
+    entry = ws.pair_store.manifest()["concepts"]["a-sepia-photo-gently-blurred"]
+    assert entry["split"] == "test" and entry["prompt"] == PROMPT
+
+
+class InvertingEditor:
+    """Stands in for InstructPix2Pix: records the instructions it was given."""
+
+    instructions: list[str] = []
+
+    def edit(self, images, concept):
+        InvertingEditor.instructions.append(concept.instruction)
+        return 255 - images
+
+
+def test_editor_flow_uses_the_prompt_as_instruction(run, tmp_path):
+    ws = flow_workspace(run, "prompt=inverted colours", f"out={tmp_path / 'm'}",
+                        f"editor._target_={__name__}.InvertingEditor")
+    summary = new_concept(ws)
+    assert InvertingEditor.instructions[-1] == "inverted colours"
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["data"]["source"] == "editor" and card["data"]["instruction"] == "inverted colours"
+    assert summary["concept_id"] == "inverted-colours" and summary["steps"] == 2
+    assert "model.onnx" not in summary["files"]  # export=false
+
+
+def test_empty_prompt_is_an_error_and_writes_nothing(run, tmp_path):
+    ws = flow_workspace(run, "prompt='  '", RECIPE, f"out={tmp_path / 'm'}")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        make_concept_editor(ws)
+    assert not (tmp_path / "m").exists()
+
+
+def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    ws = flow_workspace(run, "prompt=a brand new look", RECIPE, f"out={out}")
+    with pytest.raises(FileExistsError, match="not empty; nothing was written"):
+        make_concept_editor(ws)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "mine"
+    assert "a-brand-new-look" not in ws.pair_store.manifest()["concepts"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ([], ValueError, r"recipe=.*editor=instruct_pix2pix.*pairs="),
+        ([RECIPE, "pairs=somewhere"], ValueError, "not both"),
+        ([RECIPE, "concept_id=bad id"], ValueError, "concept id 'bad id' is invalid"),
+    ],
+    ids=["no_data_source", "two_data_sources", "bad_id"],
+)
+def test_bad_requests_name_the_fix(run, tmp_path, overrides, error, message):
+    ws = flow_workspace(run, "prompt=some look", f"out={tmp_path / 'm'}", *overrides)
+    with pytest.raises(error, match=message):
+        make_concept_editor(ws)
+
+
+def test_a_run_concept_id_is_refused(run, tmp_path):
+    ws = flow_workspace(run, "prompt=some look", f"out={tmp_path / 'm'}", RECIPE)
+    ws.cfg.concept_id = ws.concepts[0].id
+    with pytest.raises(ValueError, match="one of this run's concepts"):
+        make_concept_editor(ws)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "slug"),
+    [("Watercolor painting!", "watercolor-painting"), ("café  au lait", "cafe-au-lait"),
+     ("x" * 80, "x" * 48)],
+)
+def test_concept_slug(prompt, slug):
+    assert concept_slug(prompt) == slug
+
+
+def test_concept_slug_of_a_prompt_without_ascii_letters():
+    assert concept_slug("水彩画").startswith("concept-")
+    assert concept_slug("水彩画") != concept_slug("油画")
+
+
+# --- a folder of pairs ------------------------------------------------------------------------
+def _pairs_folder(root, sizes, invert=True):
+    """source/<i>.png random photos; target/<i>.png their inverse (or given sizes per side)."""
+    rng = np.random.default_rng(0)
+    (root / "source").mkdir(parents=True)
+    (root / "target").mkdir()
+    for i, (source_size, target_size) in enumerate(sizes):
+        source = rng.integers(0, 256, (*source_size, 3), dtype=np.uint8)
+        target = 255 - source if invert and source_size == target_size else rng.integers(
+            0, 256, (*target_size, 3), dtype=np.uint8)
+        Image.fromarray(source).save(root / "source" / f"p{i}.png")
+        Image.fromarray(target).save(root / "target" / f"p{i}.png")
+    return root
+
+
+def test_folder_pairs_become_aligned_crops_with_whole_pairs_held_out(tmp_path):
+    folder = _pairs_folder(tmp_path / "pairs", [((40, 48), (40, 48))] * 5)
+    pairs = read_pair_folder(folder, min_side=16)
+    assert pairs.names == [f"p{i}" for i in range(5)]
+    ws_concept = type("C", (), {"id": "mine", "prompt": "inverted", "split": "test",
+                                "recipe": None, "instruction": "inverted"})()
+    settings = PairSettings(size=16, n_train=6, n_val=3, seed=0, max_zoom=2.0, photos=str(folder))
+    store, data = write_folder_pair_store(tmp_path / "store", ws_concept, pairs, settings, 0.2)
+    assert len(data["val_pairs"]) == 1 and not set(data["val_pairs"]) & set(data["train_pairs"])
+    loaded = PairStore(tmp_path / "store").load("mine")
+    assert loaded.train_source.shape == (6, 16, 16, 3) and loaded.val_target.shape == (3, 16, 16, 3)
+    for source, target in ((loaded.train_source, loaded.train_target),
+                           (loaded.val_source, loaded.val_target)):
+        # Inverting commutes with the crop's resize up to rounding: the windows are the same.
+        assert np.abs(target.astype(int) - (255 - source.astype(int))).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda root: root / "absent", FileNotFoundError, "pairs folder .* does not exist"),
+        (lambda root: (root / "source").mkdir() or root, FileNotFoundError,
+         "target does not exist"),
+        (lambda root: _pairs_folder(root, [((20, 20), (20, 20))] * 2).joinpath(
+            "target", "p1.png").unlink() or root, ValueError, r"p1 \(source only\)"),
+        (lambda root: _pairs_folder(root, [((20, 20), (20, 24)), ((20, 20), (20, 20))]),
+         ValueError, "pair 'p0': source 20x20 but target 24x20"),
+        (lambda root: _pairs_folder(root, [((20, 20), (20, 20))]), ValueError, "need at least 2"),
+        (lambda root: _pairs_folder(root, [((12, 20), (12, 20))] * 2), ValueError,
+         "smaller than the crop size 16"),
+    ],
+    ids=["missing_folder", "missing_target", "unmatched", "sizes_differ", "one_pair", "too_small"],
+)
+def test_bad_pairs_folders_are_clear_errors(tmp_path, build, error, message):
+    root = tmp_path / "pairs"
+    root.mkdir()
+    with pytest.raises(error, match=message):
+        read_pair_folder(build(root), min_side=16)
+
+
+def test_folder_flow_fine_tunes_on_its_own_pair_store(run, tmp_path):
+    folder = _pairs_folder(tmp_path / "pairs", [((32, 32), (32, 32))] * 3)
+    ws = flow_workspace(run, "prompt=my inverted look", f"out={tmp_path / 'm'}", f"pairs={folder}")
+    made = make_concept_editor(ws)
+    data = made.card["data"]
+    assert data["source"] == "folder" and data["folder"] == str(folder.resolve())
+    assert len(data["val_pairs"]) == 1 and len(data["train_pairs"]) == 2
+    assert PairStore(data["pairs_dir"]).load("my-inverted-look").train_source.shape[0] == 16
+    assert "my-inverted-look" not in ws.pair_store.manifest()["concepts"]  # the run's cache
+    assert made.card["metrics"]["after"]["step"] == 2

@@ -1,0 +1,461 @@
+"""From a prompt to a deployable editor: pairs, generated adapter, short fine-tune, model folder.
+
+``weightgen-new-concept`` runs this on a run that has a base GAN and a trained weight generator:
+
+1. **Pairs** for the concept, from exactly one of:
+
+   * ``recipe=[...]`` (the procedural editor): the concept is added to the run's pair cache, on
+     the run's own source crops, so its targets are exact;
+   * ``editor=instruct_pix2pix`` (no recipe): the diffusion editor edits the run's source crops
+     with the prompt as its instruction; the concept is added to the run's pair cache too;
+   * ``pairs=<folder>``: your own pairs (layout below). Their sources are not the run's, so they
+     get a pair store of their own under ``user_pairs_dir/<concept id>/`` in the pair cache's
+     format: aligned crops of each (source, target) image pair at the run's ``data.size``.
+
+2. **Generate** the concept's adapter with the run's weight generator (one step by default).
+3. **Fine-tune** it (``denoised_init``) for ``steps`` or until ``target_psnr``.
+4. **Write** the model folder (``weightgen.editor.model_folder``): merged generator weights, the
+   adapter alone, the prompt's text tokens, a before/after grid and the model card (prompt, data,
+   metrics before and after fine-tuning, seconds, the weight generator and base with their
+   sha256, seed); with ``export=true`` also ONNX + TorchScript and latency.
+
+A pairs folder::
+
+    <pairs>/source/<name>.png     the photo before the edit (.png, .jpg, .jpeg or .webp)
+    <pairs>/target/<name>.png     the same photo edited; same stem, same width and height
+
+Every name needs both files; at least two pairs, each side at least ``data.size`` px. Whole pairs
+are held out for validation (``pairs_val_fraction``, at least one), so the metrics are measured on
+photos the fine-tune never saw. Crops are drawn like the run's (``data.n_train``, ``data.n_val``,
+``data.max_zoom``, seeded by ``data.seed``): one random window per crop, the same window in the
+source and its target, so every crop pair is as aligned as the images are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from copy import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from PIL import Image, UnidentifiedImageError
+
+from weightgen.concepts.ops import describe_recipe
+from weightgen.concepts.procedural_editor import ProceduralEditor
+from weightgen.concepts.spec import Concept
+from weightgen.data.datamodule import images_to_tensor
+from weightgen.data.pairs import PairSettings, PairStore, concept_fingerprint
+from weightgen.data.sources import IMAGE_SUFFIXES, Photo, random_crops
+from weightgen.diffusion.generate import load_generator
+from weightgen.editor.apply_files import read_rgb
+from weightgen.editor.export import export_model_folder
+from weightgen.editor.model_folder import read_card, write_model_folder
+from weightgen.finetune.finetuner import default_inits, run_method
+from weightgen.gan.dataset_builder import BaseGAN, architecture, load_base
+from weightgen.gan.evaluate import evaluate
+from weightgen.gan.module import GANModule
+from weightgen.utils.grid import save_grid, to_uint8
+from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
+from weightgen.workspace import Workspace
+
+METHOD = "denoised_init"
+MAX_SLUG_LENGTH = 48
+
+
+# --- the concept ------------------------------------------------------------------------------
+def concept_slug(prompt: str) -> str:
+    """A file-safe concept id from the prompt: "Watercolor painting!" -> "watercolor-painting".
+
+    Prompts with no letters or digits in ASCII (e.g. "水彩画") get "concept-<sha256 prefix>".
+    """
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    slug = slug[:MAX_SLUG_LENGTH].rstrip("-")
+    return slug or "concept-" + hashlib.sha256(prompt.encode()).hexdigest()[:8]
+
+
+def checked_prompt(prompt) -> str:
+    text = "" if prompt is None else str(prompt).strip()
+    if not text:
+        raise ValueError(
+            'prompt is empty: an editor is made for one concept; pass prompt="watercolor painting"'
+        )
+    return text
+
+
+def check_out_folder(out) -> Path:
+    """The model folder to write: new or empty, so nothing a user has is ever overwritten."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"out={folder} is a file; give a new folder path for the model")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"out={folder} already exists and is not empty; nothing was written: choose a new "
+            f"folder (or delete this one)"
+        )
+    return folder
+
+
+def data_source(ws: Workspace) -> str:
+    """Which of the three ways makes the pairs: "recipe", "editor" or "folder"."""
+    cfg = ws.cfg
+    recipe, pairs = cfg.get("recipe"), cfg.get("pairs")
+    procedural = issubclass(get_class(cfg.editor._target_), ProceduralEditor)
+    if recipe is not None and pairs is not None:
+        raise ValueError("give recipe=[...] or pairs=<folder>, not both: they are two data sources")
+    if pairs is not None:
+        return "folder"
+    if recipe is not None:
+        if not procedural:
+            raise ValueError(
+                f"recipe= is applied by the procedural editor, but editor={cfg.editor._target_}; "
+                f"drop editor=... or drop recipe= to edit with the prompt as instruction"
+            )
+        return "recipe"
+    if procedural:
+        raise ValueError(
+            "no way to make the concept's pairs: pass recipe='[{op: sepia}, {op: blur, "
+            "sigma: 1.0}]' (procedural edit), editor=instruct_pix2pix (the prompt is the "
+            "instruction), or pairs=<folder with source/ and target/>"
+        )
+    return "editor"
+
+
+def make_concept(ws: Workspace, prompt: str, source: str) -> Concept:
+    """The new concept (held out from the generator: split "test"), its id new to the run."""
+    concept_id = str(ws.cfg.get("concept_id") or concept_slug(prompt))
+    recipe = ws.cfg.get("recipe")
+    if recipe is not None:
+        if OmegaConf.is_config(recipe):
+            recipe = OmegaConf.to_container(recipe, resolve=True)
+        if not isinstance(recipe, list):
+            raise ValueError(
+                f"recipe={recipe!r} must be a list of steps, e.g. recipe='[{{op: sepia}}, "
+                f"{{op: blur, sigma: 1.0}}]'"
+            )
+    if concept_id in {c.id for c in ws.concepts}:
+        raise ValueError(
+            f"concept id {concept_id!r} is one of this run's concepts; its pairs and adapters "
+            f"must not be replaced: pass concept_id=<another id>"
+        )
+    return Concept(
+        id=concept_id,
+        prompt=prompt,
+        recipe=recipe if source == "recipe" else None,
+        instruction=None if source == "recipe" else prompt,
+        split="test",
+    )
+
+
+# --- pairs from a user folder -----------------------------------------------------------------
+@dataclass
+class PairFolder:
+    """The validated image pairs of a pairs folder, sorted by name: uint8 [H,W,3] each."""
+
+    folder: Path
+    names: list[str]
+    sources: list[np.ndarray]
+    targets: list[np.ndarray]
+
+
+def _images_by_stem(side: Path) -> dict[str, Path]:
+    if not side.is_dir():
+        raise FileNotFoundError(
+            f"{side} does not exist: a pairs folder holds source/ and target/ sub-folders with "
+            f"one image per name in each"
+        )
+    found: dict[str, Path] = {}
+    for path in sorted(side.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in found:
+            raise ValueError(
+                f"{found[path.stem]} and {path} share the name {path.stem!r}; rename one"
+            )
+        found[path.stem] = path
+    return found
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        return read_rgb(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
+        raise ValueError(
+            f"{path}: not a readable image ({err}); replace or remove the pair"
+        ) from err
+
+
+def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
+    """Read ``<folder>/source`` and ``<folder>/target``; any mismatch is an error naming files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"pairs folder {folder} does not exist; pass pairs=<folder with source/ and target/>"
+        )
+    sources, targets = _images_by_stem(folder / "source"), _images_by_stem(folder / "target")
+    unmatched = sorted(set(sources) ^ set(targets))
+    if unmatched:
+        sides = [f"{n} ({'source' if n in sources else 'target'} only)" for n in unmatched[:5]]
+        raise ValueError(
+            f"{folder}: {len(unmatched)} name(s) have no partner: {', '.join(sides)}; every "
+            f"source/<name> needs a target/<name> with the same stem"
+        )
+    names = sorted(sources)
+    if len(names) < 2:
+        raise ValueError(
+            f"{folder}: {len(names)} image pair(s) found ({'/'.join(IMAGE_SUFFIXES)}); need at "
+            f"least 2 (one to train on, one held out to measure the editor)"
+        )
+    pairs = PairFolder(folder, names, [], [])
+    for name in names:
+        source, target = _read(sources[name]), _read(targets[name])
+        if source.shape != target.shape:
+            raise ValueError(
+                f"pair {name!r}: source {source.shape[1]}x{source.shape[0]} but target "
+                f"{target.shape[1]}x{target.shape[0]}; a pair must be the same photo, same size"
+            )
+        if min(source.shape[:2]) < min_side:
+            raise ValueError(
+                f"pair {name!r}: {source.shape[1]}x{source.shape[0]} is smaller than the crop "
+                f"size {min_side} (data.size); use larger images"
+            )
+        pairs.sources.append(source)
+        pairs.targets.append(target)
+    return pairs
+
+
+def aligned_crops(
+    sources: list[np.ndarray], targets: list[np.ndarray], count: int, size: int, seed: list[int],
+    max_zoom: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random windows from sources and targets (equal shapes draw equal windows)."""
+    source_photos = [Photo(str(i), p) for i, p in enumerate(sources)]
+    target_photos = [Photo(str(i), p) for i, p in enumerate(targets)]
+    return (
+        random_crops(source_photos, count, size, np.random.default_rng(seed), max_zoom),
+        random_crops(target_photos, count, size, np.random.default_rng(seed), max_zoom),
+    )
+
+
+def write_folder_pair_store(
+    root: str | Path, concept: Concept, pairs: PairFolder, settings: PairSettings,
+    val_fraction: float,
+) -> tuple[PairStore, dict]:
+    """A one-concept pair store (the pair cache's format) of aligned crops; (store, data card)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"pairs_val_fraction={val_fraction} must be between 0 and 1, e.g. 0.2")
+    order = np.random.default_rng(settings.seed).permutation(len(pairs.names))
+    n_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))
+    split = {"val": sorted(order[:n_val]), "train": sorted(order[n_val:])}
+    crops = {}
+    for index, (part, count) in enumerate((("train", settings.n_train), ("val", settings.n_val))):
+        crops[part] = aligned_crops(
+            [pairs.sources[i] for i in split[part]], [pairs.targets[i] for i in split[part]],
+            count, settings.size, [settings.seed, index], settings.max_zoom,
+        )
+    root = Path(root)
+    store = PairStore(root)
+    sources_sha = atomic_save_safetensors(
+        {part: torch.from_numpy(c[0]) for part, c in crops.items()}, root / "sources.safetensors"
+    )
+    file = f"targets/{concept.id}.safetensors"
+    targets_sha = atomic_save_safetensors(
+        {part: torch.from_numpy(c[1]) for part, c in crops.items()}, root / file
+    )
+    names = {part: [pairs.names[i] for i in indices] for part, indices in split.items()}
+    manifest = {
+        "settings": asdict(settings) | {"train_photos": names["train"], "val_photos": names["val"]},
+        "sources_sha256": sources_sha,
+        "concepts": {
+            concept.id: {
+                "prompt": concept.prompt, "split": concept.split, "file": file,
+                "sha256": targets_sha, "fingerprint": concept_fingerprint(concept),
+            }
+        },
+    }
+    atomic_write_json(store.manifest_path, manifest)
+    data = {
+        "source": "folder",
+        "folder": str(pairs.folder.resolve()),
+        "pairs_dir": str(root.resolve()),
+        "train_pairs": names["train"],
+        "val_pairs": names["val"],
+    }
+    return store, data
+
+
+# --- the flow ---------------------------------------------------------------------------------
+def _with_pairs_dir(ws: Workspace, pairs_dir: Path) -> Workspace:
+    """The same workspace (text encoder included) reading its pairs from ``pairs_dir``."""
+    derived = copy(ws)
+    derived.cfg = OmegaConf.merge(ws.cfg, {"paths": {"pairs_dir": str(pairs_dir)}})
+    return derived
+
+
+def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Workspace, dict]:
+    """Build the concept's pairs; (the workspace whose pair cache holds them, the card's data)."""
+    data_cfg = ws.cfg.data
+    crops = {"size": int(data_cfg.size), "train": int(data_cfg.n_train), "val": int(data_cfg.n_val),
+             "max_zoom": float(data_cfg.max_zoom), "seed": int(data_cfg.seed)}
+    if source == "folder":
+        pairs = read_pair_folder(ws.cfg.pairs, min_side=int(data_cfg.size))
+        settings = PairSettings(size=crops["size"], n_train=crops["train"], n_val=crops["val"],
+                                seed=crops["seed"], max_zoom=crops["max_zoom"],
+                                photos=str(pairs.folder.resolve()))
+        root = Path(ws.cfg.user_pairs_dir) / concept.id
+        _, data = write_folder_pair_store(root, concept, pairs, settings,
+                                          float(ws.cfg.pairs_val_fraction))
+        return _with_pairs_dir(ws, root), data | {"crops": crops}
+    ws.build_pairs([concept])
+    data = {
+        "source": source,
+        "pairs_dir": str(Path(ws.cfg.paths.pairs_dir).resolve()),
+        "photos": str(data_cfg.folder) if data_cfg.source == "folder" else data_cfg.source,
+        "val_photos": list(data_cfg.val_photos),
+        "crops": crops,
+    }
+    if source == "recipe":
+        data["recipe"] = [step.to_dict() for step in concept.recipe]
+        data["recipe_description"] = describe_recipe(concept.recipe)
+    else:
+        data["editor"] = OmegaConf.to_container(ws.cfg.editor, resolve=True)
+        data["instruction"] = concept.instruction
+    return ws, data
+
+
+def provenance(ws: Workspace, base: BaseGAN, generator_meta: dict) -> dict:
+    """The weight generator and base GAN the editor came from: folders and sha256 of their files."""
+    generator_dir = Path(ws.cfg.paths.generator_dir).resolve()
+    base_dir = Path(ws.cfg.paths.base_dir).resolve()
+    return {
+        "run_name": ws.cfg.run_name,
+        "weight_generator": {
+            "path": str(generator_dir),
+            "generator_json_sha256": sha256_file(generator_dir / "generator.json"),
+            "denoiser_sha256": generator_meta["denoiser_sha256"],
+            "tokenizer_sha256": generator_meta["tokenizer_sha256"],
+            "train_concepts": len(generator_meta["train_concepts"]),
+            "training_steps": generator_meta.get("training", {}).get("steps"),
+            "sampling": OmegaConf.to_container(ws.cfg.diffusion.sampling, resolve=True),
+        },
+        "base": {
+            "path": str(base_dir),
+            "base_json_sha256": sha256_file(base_dir / "base.json"),
+            "generator_sha256": base.meta["generator_sha256"],
+            "steps": base.meta["steps"],
+        },
+        "adapter": OmegaConf.to_container(ws.cfg.adapter, resolve=True),
+        "text_encoder": ws.text_encoder.config(),
+    }
+
+
+def generator_kwargs(ws: Workspace) -> dict:
+    """``E2GANGenerator`` constructor arguments of this run (what the model card records)."""
+    kwargs = {k: v for k, v in architecture(ws)["generator"].items() if k != "_target_"}
+    return kwargs | {"text_dim": ws.text_encoder.dim}
+
+
+@dataclass
+class NewConcept:
+    """What the flow made: the model folder, its card, and the fine-tuned module it came from."""
+
+    folder: Path
+    card: dict
+    module: GANModule
+
+
+def make_concept_editor(ws: Workspace) -> NewConcept:
+    """Run the whole flow from ``ws.cfg`` (``conf/new_concept.yaml``); see the module doc."""
+    cfg = ws.cfg
+    prompt = checked_prompt(cfg.prompt)
+    out = check_out_folder(cfg.out)
+    source = data_source(ws)
+    concept = make_concept(ws, prompt, source)
+    # Fail on a missing or mismatched base / generator before any slow work.
+    base = load_base(ws)
+    generator = load_generator(ws)
+
+    start = time.perf_counter()
+    pairs_ws, data = make_pairs(ws, concept, source)
+    pairs_seconds = time.perf_counter() - start
+
+    inits = default_inits(pairs_ws, base, generator)
+    run, module = run_method(pairs_ws, base, inits, concept, METHOD, int(cfg.steps),
+                             int(cfg.eval_every), cfg.target_psnr, lr=cfg.lr,
+                             progress=bool(cfg.progress))
+
+    pairs = pairs_ws.pair_store.load(concept.id)
+    val_sources = images_to_tensor(pairs.val_source)
+    val_targets = images_to_tensor(pairs.val_target)
+    text = ws.embed([prompt])
+    base_quality = evaluate(base.generator, val_sources, val_targets, text.tokens[0], text.mask[0])
+    shown = len(run.samples["start"])
+    grid = save_grid(
+        ws.run_dir / "grids" / "new_concept" / f"{concept.id}.png",
+        [list(pairs.val_source[:shown]), list(pairs.val_target[:shown]),
+         list(to_uint8(run.samples["start"])), list(to_uint8(run.samples["end"]))],
+        row_labels=["source", "target", "generated", "fine-tuned"],
+    )
+    card = {
+        "prompt": prompt,
+        "concept_id": concept.id,
+        "image_size": int(cfg.data.size),
+        "seed": int(cfg.seed),
+        "data": data,
+        "metrics": {
+            "measured_on": f"{len(pairs.val_source)} validation crops of held-out photos",
+            "base": {"psnr": base_quality.psnr, "ssim": base_quality.ssim},
+            "before": run.zero_shot,
+            "after": run.final,
+            "curve": run.curve,
+            "target_psnr": cfg.target_psnr,
+        },
+        "seconds": {
+            "pairs": pairs_seconds,
+            "generation": run.init_seconds,
+            "fine_tune": run.train_seconds,
+            "generation_plus_fine_tune": run.init_seconds + run.train_seconds,
+        },
+        "method": METHOD,
+        "provenance": provenance(ws, base, generator.meta),
+    }
+    write_model_folder(
+        out,
+        generator_kwargs(ws),
+        module.adapter.merged_state_dict(module.generator),
+        module.adapter.state(module.generator),
+        text.tokens[0],
+        text.mask[0],
+        card,
+        grid_png=grid.read_bytes(),
+    )
+    if cfg.export:
+        card = export_model_folder(out, **OmegaConf.to_container(cfg.export_options, resolve=True))
+    else:
+        card = read_card(out)
+    return NewConcept(out, card, module)
+
+
+def new_concept(ws: Workspace) -> dict:
+    """The ``weightgen-new-concept`` task: make the editor, return what a person reads first."""
+    made = make_concept_editor(ws)
+    card = made.card
+    return {
+        "out": str(made.folder),
+        "prompt": card["prompt"],
+        "concept_id": card["concept_id"],
+        "data": card["data"]["source"],
+        "psnr": {k: card["metrics"][k]["psnr"] for k in ("base", "before", "after")},
+        "steps": card["metrics"]["after"]["step"],
+        "seconds": card["seconds"],
+        "exports": sorted(card.get("exports", {})),
+        "latency": card.get("latency", {}).get("seconds_per_image"),
+        "files": sorted(p.name for p in made.folder.iterdir()),
+    }
