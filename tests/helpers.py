@@ -78,3 +78,57 @@ def photos_loaded_once() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(workspace_module, "bundled_photos", _bundled_photos_once)
         yield
+
+
+# --- one tiny trained run shared by the generator, fine-tuner and benchmark tests ------------
+
+# The weight generator of the shared run: an MLP denoiser overfit on the last checkpoint of the 2
+# train adapters (no prompt dropout), big enough to tell the two prompts apart in ~300 steps.
+TINY_GENERATOR = [
+    "denoiser=mlp",
+    "denoiser.hidden_dim=128",
+    "denoiser.depth=2",
+    "tokenizer.block_size=128",
+    "diffusion.steps=300",
+    "diffusion.lr=1e-2",
+    "diffusion.warmup_steps=10",
+    "diffusion.val_every=300",
+    "diffusion.val_concepts=1",
+    "diffusion.cond_drop_prob=0",
+    "diffusion.data.checkpoints=last",
+]
+
+_tiny_runs: dict[str, dict] = {}
+
+
+def run_workspace(artifacts: str | Path, *overrides: str) -> Workspace:
+    """A Workspace on a run built by :func:`tiny_trained_run` (its generator's config included)."""
+    return tiny_workspace(artifacts, *TINY_GENERATOR, *overrides)
+
+
+def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Build once per session: pairs, base, adapters (builder) and a trained weight generator.
+
+    Returns ``{"artifacts": Path, "dataset": summary, "generator": summary}``. Tests must not
+    write into it: point ``paths.bench_dir`` / ``paths.generator_dir`` / ``out`` elsewhere.
+    """
+    if "run" not in _tiny_runs:
+        from weightgen.diffusion.train import train_weight_generator
+        from weightgen.gan.dataset_builder import build_weight_dataset
+
+        artifacts = tmp_path_factory.mktemp("tiny_trained_run")
+        with photos_loaded_once():
+            dataset = build_weight_dataset(run_workspace(artifacts))
+        generator = train_weight_generator(run_workspace(artifacts))
+        _tiny_runs["run"] = {"artifacts": artifacts, "dataset": dataset, "generator": generator}
+    return _tiny_runs["run"]
+
+
+def entry_workspace(config_name: str, artifacts: str | Path, *overrides: str) -> Workspace:
+    """A Workspace over an entry point's own config (generate, finetune) on a tiny trained run."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=[*TINY, f"paths.artifacts={artifacts}",
+                                              *TINY_GENERATOR, *overrides])
+    ws = Workspace(cfg)
+    ws.__dict__["text_encoder"] = shared_minilm()
+    return ws

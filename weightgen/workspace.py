@@ -7,6 +7,7 @@ the loggers; nothing is global, and a test can build one from a shrunken config.
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from weightgen.concepts.spec import Concept, load_concepts
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.data.sources import bundled_photos, folder_photos, split_photos
 from weightgen.text.base import TextEmbedding, TextEncoder
+from weightgen.utils.io import atomic_write_text
 from weightgen.weights.store import WeightStore
 
 log = logging.getLogger(__name__)
@@ -122,9 +124,9 @@ class Workspace:
 
     def save_config(self, stage: str) -> None:
         """The resolved config of each stage, beside its artifacts, for whoever reads them later."""
-        path = self.run_dir / "configs" / f"{stage}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # one writer under DDP
+            atomic_write_text(self.run_dir / "configs" / f"{stage}.yaml",
+                              OmegaConf.to_yaml(self.cfg, resolve=True))
 
 
 def finish_loggers(loggers: list) -> None:

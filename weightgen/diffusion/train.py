@@ -11,8 +11,10 @@ parameter checksums are compared at the end (replicas that diverged are an error
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -103,22 +105,41 @@ class GeneratedAdapterQuality(L.Callback):
                 ref = self._reference[concept.id]
                 row[f"gen_psnr/{concept.id}"] = psnr
                 # Fraction of the base -> trained-adapter gap the generated adapter closes.
-                gaps.append((psnr - ref["base"]) / max(1e-6, ref["trained"] - ref["base"]))
-            if gaps:
-                row[f"gen/{split}_gap_closed"] = sum(gaps) / len(gaps)
+                if ref["trained"] > ref["base"]:
+                    gaps.append((psnr - ref["base"]) / (ref["trained"] - ref["base"]))
+            # None where no trained adapter beats the base (the fraction means nothing there).
+            row[f"gen/{split}_gap_closed"] = sum(gaps) / len(gaps) if gaps else None
         self.history.append(row)
+        metrics = {k: v for k, v in row.items() if k != "step" and v is not None}
         for logger in trainer.loggers:
-            logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=trainer.global_step)
+            logger.log_metrics(metrics, step=trainer.global_step)
 
 
 def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
     return ws.train_concepts[:count] + ws.test_concepts[:count]
 
 
+def training_identity(ws: Workspace, rows: list[dict]) -> dict:
+    """Everything a trained generator depends on; equal identity -> the stage is skipped."""
+    return generator_expectations(ws) | {
+        "diffusion": OmegaConf.to_container(ws.cfg.diffusion, resolve=True),
+        "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
+        "seed": int(ws.cfg.seed),
+        "data_sha256": sorted(r["sha256"] for r in rows),
+    }
+
+
 def train_weight_generator(ws: Workspace) -> dict:
     cfg = ws.cfg.diffusion
     ws.save_config("generator")
     rows = training_rows(ws)
+    identity = training_identity(ws, rows)
+    meta_path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("identity") == identity:
+            log.info("the weight generator at %s is up to date; skipping training", meta_path.parent)
+            return meta["training"] | {"skipped": True}
     store = ws.weight_store
     adapters = [store.load(r) for r in rows]
     tokenizer = instantiate(ws.cfg.tokenizer).fit(adapters)
@@ -183,7 +204,8 @@ def train_weight_generator(ws: Workspace) -> dict:
             "scheduler": dict(scheduler.config),
             "text_encoder": ws.text_encoder.config(),
             "train_concepts": concept_ids,
-            "training": {k: v for k, v in summary.items() if k != "validation"},
+            "identity": identity,
+            "training": summary,
         }
         WeightGenerator(module.denoiser, tokenizer, meta).save(ws.cfg.paths.generator_dir)
     return summary

@@ -33,7 +33,7 @@ from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
 from weightgen.finetune.report import write_curves_plot, write_results_markdown, write_sample_grid
 from weightgen.gan.dataset_builder import load_base
-from weightgen.utils.io import atomic_save_safetensors, atomic_write_json
+from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
@@ -77,15 +77,29 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
     return Path(ws.cfg.paths.bench_dir) / "runs" / concept_id / f"{method}.json"
 
 
+def _run_settings(ws: Workspace, steps: int, eval_every: int, target: float | None) -> dict:
+    """What a stored run depends on besides its concept and method."""
+    generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    return {
+        "steps": int(steps), "eval_every": int(eval_every), "target_psnr": target,
+        "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
+        "generator_sha256": sha256_file(generator_meta) if generator_meta.is_file() else None,
+    }
+
+
 def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target) -> MethodRun:
-    """Resume: a (concept, method) result already on disk is reused, not rerun."""
+    """Resume: a (concept, method) result on disk made with the same settings is reused."""
     path = _run_file(ws, concept.id, method)
+    settings = _run_settings(ws, steps, eval_every, target)
     if path.is_file():
-        return MethodRun(**json.loads(path.read_text()))
+        stored = json.loads(path.read_text())
+        if stored.pop("settings", None) == settings:
+            return MethodRun(**stored)
+        log.info("rerunning %s on %s: its stored run used other settings", method, concept.id)
     run, _ = run_method(ws, base, inits, concept, method, steps, eval_every, target)
     atomic_save_safetensors(run.samples, path.with_suffix(".samples.safetensors"))
     run.samples = None
-    atomic_write_json(path, asdict(run))
+    atomic_write_json(path, asdict(run) | {"settings": settings})
     return run
 
 
@@ -132,7 +146,8 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
             t_ours = r["methods"][ours]["seconds_to_target"]
             e2gan = r["methods"]["e2gan_lora"]
             # E2GAN missing the target within its budget: its whole budget is a lower bound.
-            t_e2gan = e2gan["seconds_to_target"] or e2gan["train_seconds_total"]
+            t_e2gan = e2gan["seconds_to_target"]
+            t_e2gan = e2gan["train_seconds_total"] if t_e2gan is None else t_e2gan
             speed_e2gan.append(speedup(t_e2gan, t_ours))
     return {
         "heldout_concepts": [r["concept"] for r in unseen],

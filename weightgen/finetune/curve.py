@@ -1,7 +1,7 @@
 """Quality against training time: the clock that excludes evaluation, and the curve it feeds.
 
-The clock runs while Lightning trains and pauses for every validation, so evaluation time never
-counts; it starts at ``offset`` seconds, which is how a generated initialisation's generation
+The clock runs from each training batch's start and pauses for every validation, so evaluation
+time never counts; it starts at ``offset`` seconds, which is how a generated initialisation's generation
 time is charged to the method that used it. At each validation the curve records (step, seconds,
 PSNR, SSIM) and, once PSNR reaches ``target_psnr``, stops training.
 """
@@ -48,6 +48,9 @@ class QualityCurve(L.Callback):
     def on_train_start(self, trainer, module) -> None:
         self._resume()
 
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._resume()  # after a validation, the next batch restarts the clock
+
     def on_validation_start(self, trainer, module) -> None:
         self._pause()
 
@@ -56,8 +59,6 @@ class QualityCurve(L.Callback):
         self.record(trainer.global_step, quality["val/psnr"], quality["val/ssim"])
         if self.reached_target:
             trainer.should_stop = True
-        if trainer.training:
-            self._resume()
 
     def on_train_end(self, trainer, module) -> None:
         self._pause()

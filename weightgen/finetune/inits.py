@@ -67,17 +67,24 @@ class InitSources:
 
     def nearest_train_concept(self, concept: Concept) -> tuple[str, float]:
         """(concept id, cosine) of the training prompt closest to ``concept``'s, itself excluded."""
-        rows = [r for r in self._train_rows if r["concept"] != concept.id]
-        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
-        similarity = torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
+        rows, similarity = self._similarities(concept)
         best = int(similarity.argmax())
         return rows[best]["concept"], float(similarity[best])
 
+    def _similarities(self, concept: Concept) -> tuple[list[dict], torch.Tensor]:
+        """Other train concepts and the cosine of their prompts to ``concept``'s."""
+        rows = [r for r in self._train_rows if r["concept"] != concept.id]
+        if not rows:
+            raise ValueError(
+                f"nearest/shuffled inits need a train concept other than {concept.id!r}; "
+                f"the store has none"
+            )
+        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
+        return rows, torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
+
     def shuffled_prompt(self, concept: Concept) -> Concept:
         """A fixed wrong prompt: the training concept least similar to this one."""
-        rows = [r for r in self._train_rows if r["concept"] != concept.id]
-        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
-        similarity = torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
+        rows, similarity = self._similarities(concept)
         return self.ws.concept(rows[int(similarity.argmin())]["concept"])
 
     def _generate(self, kind: str, prompt_concept: Concept) -> AdapterInit:

@@ -1,0 +1,260 @@
+"""The headline benchmark: results.json contract, reports, resume, time-to-target (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from helpers import run_workspace, tiny_trained_run
+
+import weightgen.finetune.bench as bench
+from weightgen.finetune.bench import (
+    concept_result,
+    plateau_reached,
+    run_benchmark,
+    summarise,
+)
+from weightgen.finetune.curve import steps_to_target, time_to_target
+from weightgen.finetune.finetuner import MethodRun
+
+METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
+           "shuffled_prompt_init"]
+TINY_BENCH = ["bench.n_unseen=1", "bench.n_seen=1", "bench.pix2pix_steps=6",
+              "bench.finetune_steps=4", "bench.eval_every=2"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def bench_workspace(artifacts, bench_dir, *overrides):
+    return run_workspace(artifacts, *TINY_BENCH, f"paths.bench_dir={bench_dir}", *overrides)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    """One tiny benchmark of all six methods on 1 held-out + 1 train concept."""
+    artifacts = tiny_trained_run(tmp_path_factory)["artifacts"]
+    bench_dir = tmp_path_factory.mktemp("bench")
+    ws = bench_workspace(artifacts, bench_dir)
+    summary = run_benchmark(ws)
+    return {"artifacts": artifacts, "dir": bench_dir, "ws": ws, "summary": summary,
+            "results": json.loads((bench_dir / "results.json").read_text())}
+
+
+def test_results_json_has_the_contract_keys(benchmark):
+    summary = benchmark["results"]["summary"]
+    assert summary == json.loads(json.dumps(benchmark["summary"]))  # what run_benchmark returned
+    ws = benchmark["ws"]
+    assert summary["heldout_concepts"] == [ws.test_concepts[0].id]
+    assert summary["seen_concepts"] == [ws.train_concepts[0].id]
+    for key in ("speedup_vs_pix2pix", "speedup_vs_e2gan"):
+        assert isinstance(summary[key], float) and summary[key] >= 0
+    assert summary["generation_seconds"] > 0
+    for key in ("final_psnr", "zero_shot_psnr"):
+        assert set(summary[key]) == set(METHODS)
+        assert all(0 < v < 100 for v in summary[key].values()), summary[key]
+    assert summary["reached_target"]["pix2pix_scratch"] == 1  # its own final is within tolerance
+
+
+def test_results_record_each_concept_and_method(benchmark):
+    results = benchmark["results"]
+    assert results["config"]["methods"] == METHODS
+    assert results["config"]["finetune_steps"] == 4
+    by_concept = {r["concept"]: r for r in results["concepts"]}
+    heldout = by_concept[benchmark["ws"].test_concepts[0].id]
+    assert not heldout["seen"] and by_concept[benchmark["ws"].train_concepts[0].id]["seen"]
+    p2p = heldout["methods"]["pix2pix_scratch"]
+    assert [p["step"] for p in p2p["curve"]] == [0, 2, 4, 6]
+    assert heldout["target_psnr"] == pytest.approx(p2p["final_psnr"] - 0.1)
+    summary = results["summary"]
+    for method in METHODS:
+        record = heldout["methods"][method]
+        assert record["curve"][0]["step"] == 0 and record["final_step"] <= 4 + 2 * (
+            method == "pix2pix_scratch")
+        assert summary["final_psnr"][method] == record["final_psnr"]  # median of one concept
+        assert summary["zero_shot_psnr"][method] == record["zero_shot_psnr"]
+        run_file = benchmark["dir"] / "runs" / heldout["concept"] / f"{method}.json"
+        assert json.loads(run_file.read_text())["curve"] == record["curve"]
+        assert run_file.with_suffix(".samples.safetensors").is_file()
+    generated = heldout["methods"]["denoised_init"]
+    assert generated["curve"][0]["seconds"] == generated["init_seconds"] > 0
+    assert summary["generation_seconds"] == generated["init_seconds"]
+    assert heldout["methods"]["e2gan_lora"]["init_seconds"] == 0.0
+
+
+def test_reports_are_written(benchmark):
+    markdown = (benchmark["dir"] / "results.md").read_text()
+    assert "### Unseen (held-out) concepts (1 concepts, medians)" in markdown
+    assert "### Seen (train) concepts (1 concepts, medians)" in markdown
+    for method in METHODS:
+        assert f"| {method} |" in markdown
+    for name in ("curves.png", "grid.png"):
+        data = (benchmark["dir"] / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 1000, name
+
+
+def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished (concept, method) was run again")
+
+    monkeypatch.setattr(bench, "run_method", must_not_run)
+    again = run_benchmark(bench_workspace(benchmark["artifacts"], benchmark["dir"]))
+    assert json.loads(json.dumps(again)) == benchmark["results"]["summary"]
+
+
+def test_rerun_runs_only_the_missing_method(benchmark, monkeypatch):
+    concept = benchmark["ws"].test_concepts[0].id
+    (benchmark["dir"] / "runs" / concept / "mean_init.json").unlink()
+    calls = []
+    real = bench.run_method
+
+    def counted(ws, base, inits, concept, method, *args, **kwargs):
+        calls.append((concept.id, method))
+        return real(ws, base, inits, concept, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_method", counted)
+    again = run_benchmark(bench_workspace(benchmark["artifacts"], benchmark["dir"]))
+    assert calls == [(concept, "mean_init")]
+    # Deterministic CPU training: the rerun method gives back the same quality.
+    assert again["final_psnr"] == benchmark["summary"]["final_psnr"]
+
+
+def test_rerun_with_another_budget_does_not_reuse_stale_runs(benchmark, tmp_path):
+    shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
+    ws = bench_workspace(benchmark["artifacts"], tmp_path, "bench.finetune_steps=2")
+    try:
+        run_benchmark(ws)
+    except ValueError as err:  # refusing, naming the changed setting, is a fix too
+        assert "finetune_steps" in str(err)
+        return
+    results = json.loads((tmp_path / "results.json").read_text())
+    for result in results["concepts"]:
+        for method, record in result["methods"].items():
+            if method != "pix2pix_scratch":
+                assert record["final_step"] <= 2, (result["concept"], method)
+
+
+def test_methods_must_start_with_pix2pix(benchmark, tmp_path):
+    ws = bench_workspace(benchmark["artifacts"], tmp_path,
+                         "bench.methods=[e2gan_lora,pix2pix_scratch]")
+    with pytest.raises(ValueError, match="bench.methods must start with pix2pix_scratch"):
+        run_benchmark(ws)
+    assert not (tmp_path / "results.json").exists()
+
+
+# --- the bookkeeping, on hand-made curves ---------------------------------------------------
+
+
+def curve(*points: tuple[int, float, float]) -> list[dict]:
+    return [{"step": s, "seconds": t, "psnr": p, "ssim": 0.5} for s, t, p in points]
+
+
+def test_time_and_steps_to_target():
+    points = curve((0, 1.0, 10.0), (10, 3.0, 12.0), (20, 5.0, 14.0), (30, 7.0, 13.0))
+    assert time_to_target(points, 12.0) == 3.0 and steps_to_target(points, 12.0) == 10
+    assert time_to_target(points, 13.5) == 5.0 and steps_to_target(points, 13.5) == 20
+    assert time_to_target(points, 9.0) == 1.0 and steps_to_target(points, 9.0) == 0
+    assert time_to_target(points, 14.1) is None and steps_to_target(points, 14.1) is None
+    assert time_to_target([], 0.0) is None
+
+
+def test_plateau_is_a_small_gain_over_the_last_quarter():
+    rising = curve(*[(i, i, 10.0 + i) for i in range(8)])  # last quarter: 16 -> 17
+    assert not plateau_reached(rising, plateau_db=0.3)
+    assert plateau_reached(rising, plateau_db=1.5)
+    flat_end = curve(*[(i, i, min(10.0 + i, 14.0)) for i in range(8)])
+    assert plateau_reached(flat_end, plateau_db=0.3)
+    falling = curve((0, 0, 10.0), (1, 1, 20.0), (2, 2, 19.0))  # short curve: last two points
+    assert plateau_reached(falling, plateau_db=0.3)
+
+
+def method_run(method: str, points: list[dict], init_seconds: float = 0.0) -> MethodRun:
+    return MethodRun(method, "c", points, init_seconds=init_seconds)
+
+
+def test_speedups_are_time_ratios_and_zero_when_the_target_is_missed():
+    concept = type("Concept", (), {"id": "c", "prompt": "p", "split": "test"})()
+    runs = {
+        "pix2pix_scratch": method_run("pix2pix_scratch",
+                                      curve((0, 0.0, 5.0), (100, 10.0, 20.0), (200, 20.0, 21.0))),
+        "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 15.0), (10, 4.0, 20.5))),
+        "denoised_init": method_run("denoised_init",
+                                    curve((0, 0.5, 18.0), (10, 2.0, 20.9)), init_seconds=0.5),
+        "mean_init": method_run("mean_init", curve((0, 0.0, 15.0), (10, 2.0, 16.0))),
+    }
+    result = concept_result(concept, runs, target=20.9, plateau=True)
+    methods = result["methods"]
+    assert methods["pix2pix_scratch"]["seconds_to_target"] == 20.0
+    assert methods["pix2pix_scratch"]["speedup_vs_pix2pix"] == 1.0
+    assert methods["denoised_init"]["speedup_vs_pix2pix"] == 10.0
+    assert methods["denoised_init"]["steps_to_target"] == 10
+    assert methods["e2gan_lora"]["seconds_to_target"] is None
+    assert methods["e2gan_lora"]["speedup_vs_pix2pix"] == 0.0
+    assert methods["denoised_init"]["zero_shot_psnr"] == 18.0
+    summary = summarise([result], list(runs))
+    assert summary["speedup_vs_pix2pix"] == 10.0
+    assert summary["generation_seconds"] == 0.5
+    assert summary["reached_target"] == {"pix2pix_scratch": 1, "e2gan_lora": 0,
+                                         "denoised_init": 1, "mean_init": 0}
+    assert summary["final_psnr"]["mean_init"] == 16.0
+
+
+def test_summary_medians_over_held_out_concepts_only():
+    def result(concept_id, seen, p2p_seconds, ours_seconds, e2gan_seconds):
+        concept = type("Concept", (), {"id": concept_id, "prompt": "p",
+                                       "split": "train" if seen else "test"})()
+        runs = {
+            "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0),
+                                                                   (9, p2p_seconds, 20.0))),
+            "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 1.0),
+                                                         (9, e2gan_seconds, 20.0))),
+            "denoised_init": method_run("denoised_init", curve((0, 0.1, 1.0),
+                                                               (9, ours_seconds, 20.0)), 0.1),
+        }
+        return concept_result(concept, runs, target=20.0, plateau=True)
+
+    results = [result("a", False, 12.0, 1.0, 4.0), result("b", False, 12.0, 3.0, 6.0),
+               result("c", False, 12.0, 4.0, 4.0), result("d", True, 100.0, 1.0, 50.0)]
+    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "denoised_init"])
+    assert summary["heldout_concepts"] == ["a", "b", "c"] and summary["seen_concepts"] == ["d"]
+    assert summary["speedup_vs_pix2pix"] == 4.0  # median of 12, 4, 3
+    assert summary["speedup_vs_e2gan"] == 2.0  # median of 4, 2, 1
+    assert summary["seconds_to_target"]["denoised_init"] == 3.0
+
+
+def test_a_free_init_already_at_the_target_is_not_counted_as_a_miss():
+    concept = type("Concept", (), {"id": "c", "prompt": "p", "split": "test"})()
+    runs = {
+        "pix2pix_scratch": method_run("pix2pix_scratch",
+                                      curve((0, 0.0, 5.0), (100, 10.0, 20.0), (200, 20.0, 21.0))),
+        "nearest_init": method_run("nearest_init", curve((0, 0.0, 21.0), (10, 2.0, 21.5))),
+    }
+    nearest = concept_result(concept, runs, target=20.9, plateau=True)["methods"]["nearest_init"]
+    assert nearest["seconds_to_target"] == 0.0 and nearest["steps_to_target"] == 0
+    assert nearest["speedup_vs_pix2pix"] > 1.0
+
+
+def test_speedup_vs_e2gan_is_not_zero_when_only_e2gan_misses_the_target():
+    concept = type("Concept", (), {"id": "c", "prompt": "p", "split": "test"})()
+    runs = {
+        "pix2pix_scratch": method_run("pix2pix_scratch",
+                                      curve((0, 0.0, 5.0), (100, 10.0, 20.0), (200, 20.0, 21.0))),
+        "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 15.0), (10, 4.0, 20.5))),
+        "denoised_init": method_run("denoised_init",
+                                    curve((0, 0.5, 18.0), (10, 2.0, 20.9)), init_seconds=0.5),
+    }
+    summary = summarise([concept_result(concept, runs, target=20.9, plateau=True)], list(runs))
+    # e2gan had not reached the target after 4 s, ours did at 2 s: at least a 2x speed-up.
+    assert summary["speedup_vs_e2gan"] >= 2.0
+
+
+def test_e2gan_at_the_target_from_step_zero_is_not_charged_its_whole_budget():
+    concept = type("Concept", (), {"id": "c", "prompt": "p", "split": "test"})()
+    runs = {  # bench.stop_at_target=false: e2gan keeps training after reaching the target
+        "pix2pix_scratch": method_run("pix2pix_scratch",
+                                      curve((0, 0.0, 5.0), (100, 10.0, 20.0), (200, 20.0, 21.0))),
+        "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 21.0), (10, 4.0, 21.5))),
+        "denoised_init": method_run("denoised_init",
+                                    curve((0, 0.5, 18.0), (10, 2.0, 20.9)), init_seconds=0.5),
+    }
+    summary = summarise([concept_result(concept, runs, target=20.9, plateau=True)], list(runs))
+    assert summary["speedup_vs_e2gan"] < 1.0  # e2gan needed no training; ours needed 2 s

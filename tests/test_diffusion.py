@@ -1,0 +1,284 @@
+"""The weight generator: diffusion module, sampler, trained bundle, generate stage (issue 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from helpers import compose_config, entry_workspace, run_workspace, tiny_trained_run
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from torch import nn
+
+from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.generate import generate_adapter_file, load_generator
+from weightgen.diffusion.mlp import MLPDenoiser
+from weightgen.diffusion.module import WeightDiffusionModule
+from weightgen.diffusion.sampler import ddim_from, sample_blocks
+from weightgen.diffusion.train import train_weight_generator, training_rows
+from weightgen.gan.dataset_builder import load_base
+from weightgen.utils.io import load_safetensors
+
+UNSEEN_PROMPT = "a photo in pink with strong film grain"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The shared tiny run: its artifacts, a Workspace on it and its loaded generator."""
+    built = tiny_trained_run(tmp_path_factory)
+    ws = run_workspace(built["artifacts"])
+    return {"artifacts": built["artifacts"], "summary": built["generator"], "ws": ws,
+            "generator": load_generator(ws)}
+
+
+def scheduler(prediction_type: str = "sample") -> DDPMScheduler:
+    cfg = OmegaConf.to_container(compose_config().diffusion.scheduler, resolve=True)
+    return DDPMScheduler(**(cfg | {"prediction_type": prediction_type}))
+
+
+def flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([state[k].flatten().double() for k in sorted(state)])
+
+
+def attached_adapter(ws):
+    """The run's adapter on a copy of its base generator: where generated states must load."""
+    adapter = instantiate(ws.cfg.adapter)
+    return adapter, adapter.attach(load_base(ws).fresh_copy()[0])
+
+
+# --- the LightningModule ------------------------------------------------------------------
+
+
+def test_module_loss_decreases_on_a_tiny_overfit():
+    torch.manual_seed(0)
+    blocks = torch.randn(2, 4, 16)  # 2 adapters x 4 blocks of 16
+    tokens, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=64, depth=2), scheduler(),
+                                   tokens, mask)
+    batch = {"blocks": blocks.reshape(8, 16), "block_index": torch.arange(4).repeat(2),
+             "concept": torch.arange(2).repeat_interleave(4)}
+
+    def loss(seed: int = 123) -> float:
+        torch.manual_seed(seed)  # the same noise and timesteps before and after training
+        with torch.no_grad():
+            return float(module.diffusion_loss(batch))
+
+    before = loss()
+    optimizer = torch.optim.Adam(module.denoiser.parameters(), lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        module.diffusion_loss(batch).backward()
+        optimizer.step()
+    assert before == pytest.approx(float(blocks.pow(2).mean()), rel=1e-5)  # zero-init output
+    assert loss() < 0.2 * before
+
+
+def test_module_rejects_an_unknown_prediction_type():
+    with pytest.raises(ValueError, match=r"prediction_type='v_prediction': use sample or epsilon"):
+        WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1),
+                              scheduler("v_prediction"), torch.zeros(1, 2, 8),
+                              torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_prompt_dropout_empties_the_prompt_only_while_training():
+    tokens, mask = torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool)
+    module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                                   tokens, mask, cond_drop_prob=1.0)
+    concept = torch.tensor([2, 0])
+    dropped_tokens, dropped_mask = module.train()._text(concept)
+    assert not dropped_tokens.any() and not dropped_mask.any()
+    kept_tokens, kept_mask = module.eval()._text(concept)
+    assert torch.equal(kept_tokens, tokens[concept]) and torch.equal(kept_mask, mask[concept])
+
+
+# --- the trained generator ------------------------------------------------------------------
+
+
+def test_overfit_generator_reproduces_each_training_adapter_from_its_prompt(run):
+    """One-step generation from a train prompt gives that concept's adapter, not the other's.
+
+    With the text ignored the best a denoiser can do is the mean of the two adapters, whose
+    distance to each is half the distance between them: the 0.3 bound fails then.
+    """
+    ws, generator = run["ws"], run["generator"]
+    rows = training_rows(ws)
+    assert len(rows) == 2 and rows[0]["concept"] != rows[1]["concept"]
+    trained = {r["concept"]: ws.weight_store.load(r) for r in rows}
+    first, second = (generator.tokenizer.tokenize(trained[r["concept"]]) for r in rows)
+    between = first - second
+    adapter, gan = attached_adapter(ws)
+    for row in rows:
+        generated = generator.generate(ws.embed([row["prompt"]])).state
+        adapter.load_state(gan, generated)  # the generated state fits the GAN's adapter
+        target = trained[row["concept"]]
+        assert torch.allclose(flat(adapter.state(gan)), flat(generated).to(torch.float64),
+                              atol=1e-6)
+        error = generator.tokenizer.tokenize(generated) - generator.tokenizer.tokenize(target)
+        assert error.norm() < 0.3 * between.norm(), row["concept"]
+        assert error.norm() < 0.3 * generator.tokenizer.tokenize(target).norm()
+        assert (flat(generated) - flat(target)).norm() < 0.3 * flat(target).norm()
+
+
+def test_training_summary_is_recorded_with_the_generator(run):
+    summary = run["summary"]
+    assert summary["adapters"] == 2 and summary["concepts"] == 2  # checkpoints=last
+    assert summary["block_size"] == 128 and summary["world_size"] == 1
+    assert summary["steps"] == 300 and len(summary["replica_checksums"]) == 1
+    meta = run["generator"].meta
+    assert meta["training"] == json.loads(json.dumps(summary))
+    assert meta["denoiser"]["_target_"] == "weightgen.diffusion.mlp.MLPDenoiser"
+    assert meta["tokenizer_rules"] == {"block_size": 128, "grouping": "sequential",
+                                       "normalization": "per_tensor"}
+    assert meta["scheduler"]["prediction_type"] == "sample"
+    assert meta["train_concepts"] == sorted(c.id for c in run["ws"].train_concepts)
+
+
+def test_an_up_to_date_generator_is_not_retrained(run):
+    summary = train_weight_generator(run["ws"])
+    assert summary["skipped"] is True
+    assert summary["replica_checksums"] == run["summary"]["replica_checksums"]
+
+
+def test_validation_scores_generated_adapters_for_train_and_held_out_concepts(run):
+    ws = run["ws"]
+    validation = run["summary"]["validation"]
+    assert [row["step"] for row in validation] == [300]  # diffusion.val_every=300
+    row = validation[0]
+    for concept in ws.train_concepts[:1] + ws.test_concepts[:1]:  # val_concepts=1
+        assert 0 < row[f"gen_psnr/{concept.id}"] < 100
+    assert {"gen/train_gap_closed", "gen/test_gap_closed"} <= set(row)
+
+
+def test_training_rows_last_keeps_one_checkpoint_per_concept(run):
+    ws = run["ws"]
+    every = training_rows(run_workspace(run["artifacts"], "diffusion.data.checkpoints=all"))
+    last = training_rows(ws)
+    assert {r["split"] for r in every} == {"train"} and len(every) == 2 * len(last)
+    assert [(r["concept"], r["step"]) for r in last] == sorted(
+        (c.id, 4) for c in ws.train_concepts
+    )
+    with pytest.raises(ValueError, match=r"diffusion.data.checkpoints='first': use all or last"):
+        training_rows(run_workspace(run["artifacts"], "diffusion.data.checkpoints=first"))
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def test_seeded_sampling_is_reproducible(run):
+    ws, generator = run["ws"], run["generator"]
+    text = ws.embed([UNSEEN_PROMPT])
+
+    def sample(seed: int, steps: int) -> torch.Tensor:
+        return sample_blocks(generator.denoiser, ddim_from(generator.meta["scheduler"]),
+                             text.tokens[0], text.mask[0], generator.tokenizer.num_blocks,
+                             generator.tokenizer.block_size, steps=steps, seed=seed)
+
+    for steps in (1, 3):
+        assert torch.equal(sample(7, steps), sample(7, steps))
+    assert not torch.allclose(sample(7, 3), sample(8, 3))
+    first, again = generator.generate(text, seed=5), generator.generate(text, seed=5)
+    assert all(torch.equal(first.state[k], again.state[k]) for k in first.state)
+    assert first.seconds > 0
+    with pytest.raises(ValueError, match="at least one denoising step"):
+        sample(7, 0)
+
+
+class PromptEcho(nn.Module):
+    """Predicts the prompt's first token feature everywhere (0 for the empty prompt)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, timesteps, block_index, text_tokens, text_mask):
+        return text_tokens[:, 0, :1].expand_as(x) * text_mask[:, :1]
+
+
+def test_one_step_returns_the_prediction_and_guidance_extrapolates_from_the_empty_prompt():
+    sampler = ddim_from(dict(scheduler().config))
+    tokens, mask = torch.full((3, 4), 2.0), torch.ones(3, dtype=torch.bool)
+    plain = sample_blocks(PromptEcho(), sampler, tokens, mask, num_blocks=5, block_size=6)
+    assert torch.allclose(plain, torch.full((5, 6), 2.0), atol=1e-5)
+    guided = sample_blocks(PromptEcho(), sampler, tokens, mask, num_blocks=5, block_size=6,
+                           guidance_scale=3.0)
+    # uncond + 3 * (cond - uncond) with uncond = 0 (empty prompt) and cond = 2
+    assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
+
+
+def test_guidance_and_multi_step_paths_run_on_the_trained_generator(run):
+    text = run["ws"].embed([UNSEEN_PROMPT])
+    generator = run["generator"]
+    one = flat(generator.generate(text).state)
+    guided = flat(generator.generate(text, guidance_scale=2.0).state)
+    ddim = flat(generator.generate(text, steps=4).state)
+    assert torch.isfinite(guided).all() and torch.isfinite(ddim).all()
+    assert not torch.allclose(one, guided) and not torch.allclose(one, ddim)
+
+
+# --- the bundle on disk -----------------------------------------------------------------------
+
+
+def test_save_load_round_trip_gives_identical_adapters(run, tmp_path):
+    generator = run["generator"]
+    copy = WeightGenerator.load(generator.save(tmp_path / "copy"))
+    assert copy.meta == generator.meta
+    assert copy.tokenizer.config() == generator.tokenizer.config()
+    text = run["ws"].embed([UNSEEN_PROMPT])
+    for kwargs in ({}, {"steps": 2, "seed": 3}):
+        ours, theirs = generator.generate(text, **kwargs), copy.generate(text, **kwargs)
+        assert ours.state.keys() == theirs.state.keys()
+        assert all(torch.equal(ours.state[k], theirs.state[k]) for k in ours.state)
+
+
+def test_missing_generator_names_the_fix(run, tmp_path):
+    ws = run_workspace(run["artifacts"], f"paths.generator_dir={tmp_path / 'none'}")
+    with pytest.raises(FileNotFoundError, match=r"no weight generator at .*make generator"):
+        load_generator(ws)
+
+
+@pytest.mark.parametrize(
+    ("override", "trained", "configured"),
+    [("tokenizer.block_size=64", "'block_size': 128", "'block_size': 64"),
+     ("gan.generator.ngf=8", "'ngf': 4", "'ngf': 8"),
+     ("adapter.rank=4", "'rank': 2", "'rank': 4")],
+)
+def test_generator_for_another_configuration_is_refused_naming_both_sides(
+    run, override, trained, configured
+):
+    with pytest.raises(ValueError, match="was trained for") as err:
+        load_generator(run_workspace(run["artifacts"], override))
+    theirs, ours = str(err.value).split("but this run uses")
+    assert trained in theirs and configured in ours
+
+
+# --- weightgen-generate -------------------------------------------------------------------------
+
+
+def test_generate_stage_writes_an_adapter_file_that_loads(run, tmp_path, capsys):
+    out = tmp_path / "adapter.safetensors"
+    ws = entry_workspace("generate", run["artifacts"], f"prompt='{UNSEEN_PROMPT}'", f"out={out}")
+    summary = generate_adapter_file(ws)
+    assert summary["out"] == str(out) and summary["prompt"] == UNSEEN_PROMPT
+    assert summary["seconds"] > 0 and summary["sampling"]["steps"] == 1
+    assert f"generated an adapter for '{UNSEEN_PROMPT}' in" in capsys.readouterr().out
+    state = load_safetensors(out, summary["sha256"])
+    expected = run["generator"].generate(ws.embed([UNSEEN_PROMPT])).state
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+    adapter, gan = attached_adapter(ws)
+    adapter.load_state(gan, state)
+    assert torch.equal(flat(adapter.state(gan)), flat(state))
+    with safe_open(str(out), "pt") as handle:
+        assert handle.metadata()["prompt"] == UNSEEN_PROMPT
+
+
+@pytest.mark.parametrize("prompt", ["''", "'   '"])
+def test_generate_stage_refuses_an_empty_prompt(run, tmp_path, prompt):
+    out = tmp_path / "adapter.safetensors"
+    ws = entry_workspace("generate", run["artifacts"], f"prompt={prompt}", f"out={out}")
+    with pytest.raises(ValueError, match="prompt is empty: pass prompt="):
+        generate_adapter_file(ws)
+    assert not out.exists()
