@@ -200,7 +200,8 @@ def run_benchmark(ws: Workspace) -> dict:
     bench_dir = Path(ws.cfg.paths.bench_dir)
     payload = {
         "summary": summarise(results, methods),
-        "config": {k: v for k, v in dict(cfg).items() if k != "methods"} | {"methods": methods},
+        "config": {k: v for k, v in dict(cfg).items() if k != "methods"}
+        | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
         "concepts": results,
     }
     atomic_write_json(bench_dir / "results.json", payload)

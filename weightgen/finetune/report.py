@@ -55,6 +55,8 @@ def write_results_markdown(path: Path, payload: dict) -> None:
              "Target = pix2pix_scratch's final PSNR minus the tolerance; seconds are training "
              "seconds (evaluation excluded, generation included). FID/CLIP score: not computed "
              "(their standard weights are not available offline).", "",
+             f"- adapter: {payload['config'].get('adapter', '?')} (the `e2gan_lora` row fine-tunes "
+             f"this adapter from its standard init)",
              f"- speed-up vs pix2pix (denoised_init, median over held-out): "
              f"{_fmt(summary['speedup_vs_pix2pix'])}",
              f"- speed-up vs e2gan_lora: {_fmt(summary['speedup_vs_e2gan'])}",
