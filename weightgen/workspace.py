@@ -137,6 +137,3 @@ def finish_loggers(loggers: list) -> None:
         if experiment is not None and hasattr(experiment, "finish"):
             experiment.finish()
 
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
