@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.diffusion.train import train_weight_generator, training_rows
+from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
 from weightgen.gan.dataset_builder import load_base
 from weightgen.utils.io import load_safetensors
 
@@ -134,6 +136,21 @@ def test_training_summary_is_recorded_with_the_generator(run):
                                        "normalization": "per_tensor"}
     assert meta["scheduler"]["prediction_type"] == "sample"
     assert meta["train_concepts"] == sorted(c.id for c in run["ws"].train_concepts)
+
+
+def test_zero_shot_report_scores_every_init_for_train_and_held_out_concepts(run):
+    ws = run["ws"]
+    summary = zero_shot_report(ws, n_train=1)
+    table = json.loads((Path(ws.cfg.paths.generator_dir) / "zero_shot.json").read_text())
+    assert [r["concept"] for r in table["concepts"]] == [
+        c.id for c in ws.train_concepts[:1] + ws.test_concepts
+    ]
+    for row in table["concepts"]:
+        assert set(KINDS) <= set(row) and row["generation_seconds"] > 0
+        assert all(0 < row[kind]["psnr"] < 100 for kind in KINDS)
+    assert {"train", "test"} <= set(summary)
+    table_md = (Path(ws.cfg.paths.generator_dir) / "zero_shot.md").read_text()
+    assert all(f"| {row['concept']} |" in table_md for row in table["concepts"])
 
 
 def test_an_up_to_date_generator_is_not_retrained(run):

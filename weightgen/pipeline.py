@@ -1,4 +1,5 @@
-"""Every stage end to end, in order, on one config: pairs, dataset, generator, benchmark."""
+"""Every stage end to end, in order, on one config: pairs, dataset, generator, zero-shot
+table, benchmark."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.diffusion.train import train_weight_generator
+from weightgen.diffusion.zero_shot import zero_shot_report
 from weightgen.finetune.bench import run_benchmark
 from weightgen.gan.dataset_builder import build_weight_dataset
 from weightgen.workspace import Workspace
@@ -14,6 +16,7 @@ STAGES = (
     ("pairs", build_pairs_with_preview),
     ("dataset", build_weight_dataset),
     ("generator", train_weight_generator),
+    ("zero_shot", zero_shot_report),
     ("bench", run_benchmark),
 )
 
@@ -30,6 +33,7 @@ def run_pipeline(ws: Workspace) -> dict:
     return {
         "seconds": timings,
         "base_val_psnr": summaries["dataset"]["base"]["val_psnr_train_concepts"],
+        "zero_shot_table": f"{ws.cfg.paths.generator_dir}/zero_shot.md",
         "results": f"{ws.cfg.paths.bench_dir}/results.md",
         "speedup_vs_pix2pix": bench["speedup_vs_pix2pix"],
         "speedup_vs_e2gan": bench["speedup_vs_e2gan"],
