@@ -50,15 +50,11 @@ def generator_expectations(ws: Workspace) -> dict:
 def training_rows(ws: Workspace) -> list[dict]:
     """Store rows the generator learns from: train split; all checkpoints or only the last."""
     which = ws.cfg.diffusion.data.checkpoints
-    rows = [r for r in ws.weight_store.rows() if r["split"] == "train"]
-    if which == "last":
-        last = {}
-        for row in rows:
-            if row["concept"] not in last or row["step"] > last[row["concept"]]["step"]:
-                last[row["concept"]] = row
-        rows = list(last.values())
-    elif which != "all":
+    if which not in ("all", "last"):
         raise ValueError(f"diffusion.data.checkpoints={which!r}: use all or last")
+    store = ws.weight_store
+    rows = [r for r in (store.rows() if which == "all" else store.final_rows())
+            if r["split"] == "train"]
     if not rows:
         raise ValueError("the weight store has no train adapters; run `make dataset` first")
     return sorted(rows, key=lambda r: (r["concept"], r["step"]))

@@ -47,11 +47,7 @@ class InitSources:
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
         """The last checkpoint of every concept in the store."""
-        final: dict[str, dict] = {}
-        for row in self.ws.weight_store.rows():
-            if row["concept"] not in final or row["step"] > final[row["concept"]]["step"]:
-                final[row["concept"]] = row
-        return final
+        return {row["concept"]: row for row in self.ws.weight_store.final_rows()}
 
     @cached_property
     def _train_rows(self) -> list[dict]:

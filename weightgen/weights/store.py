@@ -120,6 +120,14 @@ class WeightStore:
             )
         return sorted(rows, key=lambda r: (r["concept"], r["step"]))
 
+    def final_rows(self) -> list[dict]:
+        """The last checkpoint of every concept, sorted by concept."""
+        final: dict[str, dict] = {}
+        for row in self.rows():
+            if row["concept"] not in final or row["step"] > final[row["concept"]]["step"]:
+                final[row["concept"]] = row
+        return [final[c] for c in sorted(final)]
+
     def load(self, row: Mapping) -> dict[str, torch.Tensor]:
         """An adapter's tensors, sha256-verified: damage is an error naming the file."""
         return load_safetensors(self.root / row["file"], row["sha256"])
