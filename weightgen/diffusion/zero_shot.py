@@ -42,15 +42,12 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         for split in ("train", "test") if any(r["split"] == split for r in rows)
     }
     summary["generation_seconds"] = statistics.median(r["generation_seconds"] for r in rows)
-    summary["generated_beats_mean"] = {
-        split: sum(r["generated"]["psnr"] > r["mean"]["psnr"] for r in rows if r["split"] == split)
-        for split in ("train", "test")
-    }
-    summary["generated_beats_nearest"] = {
-        split: sum(r["generated"]["psnr"] > r["nearest"]["psnr"] for r in rows
-                   if r["split"] == split)
-        for split in ("train", "test")
-    }
+    for rival in ("mean", "nearest"):
+        summary[f"generated_beats_{rival}"] = {
+            split: sum(r["generated"]["psnr"] > r[rival]["psnr"] for r in rows
+                       if r["split"] == split)
+            for split in ("train", "test")
+        }
     folder = Path(ws.cfg.paths.generator_dir)
     atomic_write_json(folder / "zero_shot.json", {"summary": summary, "concepts": rows})
     atomic_write_text(folder / "zero_shot.md", _markdown(rows, summary))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,7 +30,12 @@ from tqdm.auto import tqdm
 from weightgen.diffusion.generate import load_generator
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
-from weightgen.finetune.report import write_curves_plot, write_results_markdown, write_sample_grid
+from weightgen.finetune.report import (
+    median_or_none,
+    write_curves_plot,
+    write_results_markdown,
+    write_sample_grid,
+)
 from weightgen.gan.dataset_builder import load_base
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.workspace import Workspace, finish_loggers
@@ -39,11 +43,6 @@ from weightgen.workspace import Workspace, finish_loggers
 log = logging.getLogger(__name__)
 
 GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in ("generated", "shuffled")}
-
-
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 # A method at the target before any training (0 s) would divide by zero: times are floored here.
@@ -137,7 +136,7 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
     unseen = [r for r in results if not r["seen"]]
 
     def med(method: str, key: str, rows=unseen):
-        return _median([r["methods"][method][key] for r in rows if method in r["methods"]])
+        return median_or_none([r["methods"][method][key] for r in rows if method in r["methods"]])
 
     ours = "denoised_init" if "denoised_init" in methods else None
     speed_e2gan = []
@@ -153,7 +152,7 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
         "heldout_concepts": [r["concept"] for r in unseen],
         "seen_concepts": [r["concept"] for r in results if r["seen"]],
         "speedup_vs_pix2pix": med(ours, "speedup_vs_pix2pix") if ours else None,
-        "speedup_vs_e2gan": _median(speed_e2gan),
+        "speedup_vs_e2gan": median_or_none(speed_e2gan),
         "final_psnr": {m: med(m, "final_psnr") for m in methods},
         "final_ssim": {m: med(m, "final_ssim") for m in methods},
         "zero_shot_psnr": {m: med(m, "zero_shot_psnr") for m in methods},

@@ -22,26 +22,28 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def median_or_none(values) -> float | None:
+    """Median of the values that exist (None = a method that never got there)."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
     lines = [f"### {title} ({len(rows)} concepts, medians)", "",
              "| method | PSNR step 0 | final PSNR | final SSIM | s to target | reached | speed-up vs pix2pix |",
              "|---|---|---|---|---|---|---|"]
-    def med(values):
-        values = [v for v in values if v is not None]
-        return statistics.median(values) if values else None
-
     for method in methods:
         cells = [r["methods"][method] for r in rows if method in r["methods"]]
         if not cells:
             continue
         reached = sum(c["seconds_to_target"] is not None for c in cells)
         lines.append(
-            f"| {method} | {_fmt(med([c['zero_shot_psnr'] for c in cells]))} "
-            f"| {_fmt(med([c['final_psnr'] for c in cells]))} "
-            f"| {_fmt(med([c['final_ssim'] for c in cells]), 3)} "
-            f"| {_fmt(med([c['seconds_to_target'] for c in cells]), 1)} "
+            f"| {method} | {_fmt(median_or_none([c['zero_shot_psnr'] for c in cells]))} "
+            f"| {_fmt(median_or_none([c['final_psnr'] for c in cells]))} "
+            f"| {_fmt(median_or_none([c['final_ssim'] for c in cells]), 3)} "
+            f"| {_fmt(median_or_none([c['seconds_to_target'] for c in cells]), 1)} "
             f"| {reached}/{len(cells)} "
-            f"| {_fmt(med([c['speedup_vs_pix2pix'] for c in cells]))} |"
+            f"| {_fmt(median_or_none([c['speedup_vs_pix2pix'] for c in cells]))} |"
         )
     return lines + [""]
 
