@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # A GPU user picks another torch, e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda index>".
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,export
+EXTRAS ?= dev,export,cluster
 ARGS ?=
 BIN := $(VENV)/bin
 CONSTRAINTS := $(VENV)/torch-constraint.txt

@@ -19,10 +19,12 @@ from weightgen.diffusion.generate import generate_adapter_file, load_generator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.diffusion.train import train_weight_generator, training_rows
+from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
+from weightgen.finetune.inits import InitSources
 from weightgen.gan.dataset_builder import load_base
 from weightgen.utils.io import load_safetensors
+from weightgen.weights.training_set import training_rows
 
 UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
@@ -133,7 +135,8 @@ def test_training_summary_is_recorded_with_the_generator(run):
     assert meta["training"] == json.loads(json.dumps(summary))
     assert meta["denoiser"]["_target_"] == "weightgen.diffusion.mlp.MLPDenoiser"
     assert meta["tokenizer_rules"] == {"block_size": 128, "grouping": "sequential",
-                                       "normalization": "per_tensor"}
+                                       "normalization": "per_tensor", "basis": "none",
+                                       "basis_rank": None}
     assert meta["scheduler"]["prediction_type"] == "sample"
     assert meta["train_concepts"] == sorted(c.id for c in run["ws"].train_concepts)
 
@@ -177,8 +180,18 @@ def test_training_rows_last_keeps_one_checkpoint_per_concept(run):
     assert [(r["concept"], r["step"]) for r in last] == sorted(
         (c.id, 4) for c in ws.train_concepts
     )
-    with pytest.raises(ValueError, match=r"diffusion.data.checkpoints='first': use all or last"):
+    with pytest.raises(ValueError, match=r"diffusion.data.checkpoints='first': use one of"):
         training_rows(run_workspace(run["artifacts"], "diffusion.data.checkpoints=first"))
+
+
+def test_n_concepts_limits_the_generator_data_and_the_controls_alike(run):
+    limited = run_workspace(run["artifacts"], "diffusion.data.n_concepts=1")
+    first = run["ws"].train_concepts[0].id
+    assert {r["concept"] for r in training_rows(limited)} == {first}
+    inits = InitSources(limited, {})
+    assert inits.nearest_train_concept(run["ws"].test_concepts[0])[0] == first
+    with pytest.raises(ValueError, match=r"n_concepts=5: use null or an int in 1..2"):
+        training_rows(run_workspace(run["artifacts"], "diffusion.data.n_concepts=5"))
 
 
 # --- sampling ---------------------------------------------------------------------------------

@@ -211,3 +211,55 @@ def test_default_config_instantiates_the_paper_settings():
     assert isinstance(tokenizer, BlockTokenizer) and not tokenizer.is_fitted
     assert (tokenizer.block_size, tokenizer.grouping) == (256, "sequential")
     assert tokenizer.fit(TRAIN).num_blocks == math.ceil(tokenizer.num_values / 256)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_pca_basis_recovers_training_adapters_and_whitens_them(normalization):
+    tokenizer = BlockTokenizer(4, "sequential", normalization, basis="pca").fit(TRAIN)
+    rank = tokenizer.num_coefficients
+    assert rank == len(TRAIN) - 1  # centring costs one dimension
+    assert tokenizer.num_blocks == -(-rank // 4)
+    tokens = torch.stack([tokenizer.tokenize(a).reshape(-1) for a in TRAIN])
+    assert torch.all(tokens[:, rank:] == 0)  # padding
+    coordinates = tokens[:, :rank]
+    assert torch.allclose(coordinates.mean(0), torch.zeros(rank, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(coordinates.square().mean(0), torch.ones(rank, dtype=torch.float64), atol=1e-9)
+    for adapter, row in zip(TRAIN, tokens, strict=True):
+        restored = tokenizer.detokenize(row.view(tokenizer.num_blocks, 4))
+        for name, value in adapter.items():
+            assert torch.allclose(restored[name], value, atol=1e-5, rtol=1e-5), name
+
+
+def test_pca_projects_unseen_adapters_onto_the_training_span():
+    tokenizer = BlockTokenizer(8, "sequential", "none", basis="pca").fit(TRAIN[:3])
+    unseen = make_adapter(42)
+    projected = tokenizer.detokenize(tokenizer.tokenize(unseen))
+    flat = torch.cat([projected[name].reshape(-1) for name in sorted(projected)]).double()
+    # A projection is idempotent and never lengthens the distance to the training mean.
+    again = tokenizer.detokenize(tokenizer.tokenize(projected))
+    for name in projected:
+        assert torch.allclose(again[name], projected[name], atol=1e-6)
+    mean = tokenizer.state_dict()["pca_mean"]
+    original = torch.cat([unseen[name].reshape(-1) for name in sorted(unseen)]).double()
+    assert (flat - mean).norm() <= (original - mean).norm()
+    assert not torch.allclose(flat, original)  # 3 adapters cannot span a random one
+
+
+def test_pca_rank_cap_state_round_trip_and_errors():
+    tokenizer = BlockTokenizer(4, "sequential", "per_tensor", basis="pca", basis_rank=2).fit(TRAIN)
+    assert tokenizer.num_coefficients == 2 and tokenizer.num_blocks == 1
+    config = json.loads(json.dumps(tokenizer.config()))
+    restored = BlockTokenizer.from_state(config, tokenizer.state_dict())
+    unseen = make_adapter(7)
+    assert torch.equal(restored.tokenize(unseen), tokenizer.tokenize(unseen))
+    bad = tokenizer.state_dict() | {"pca_mean": torch.zeros(3)}
+    with pytest.raises(ValueError, match="pca_mean"):
+        BlockTokenizer.from_state(config, bad)
+    with pytest.raises(ValueError, match="coefficients"):
+        tokenizer.block_tensor_ids()
+    with pytest.raises(ValueError, match="identical"):
+        BlockTokenizer(4, basis="pca").fit([TRAIN[0], TRAIN[0]])
+    with pytest.raises(ValueError, match="basis must be"):
+        BlockTokenizer(4, basis="svd")
+    with pytest.raises(ValueError, match="basis_rank"):
+        BlockTokenizer(4, basis="pca", basis_rank=0)

@@ -108,17 +108,23 @@ class Workspace:
         return WeightStore(self.cfg.paths.weights_dir)
 
     # --- logging --------------------------------------------------------------------------
-    def loggers(self, stage: str) -> list:
-        """The configured Lightning loggers, one W&B group per run, one job name per stage."""
+    def loggers(self, stage: str, csv_dir: str | Path | None = None) -> list:
+        """The configured Lightning loggers, one W&B group per run, one job name per stage.
+
+        ``csv_dir`` puts the CSV log beside a stage's own artifacts (several generators trained
+        side by side on one workspace must not share, and clobber, one CSV file).
+        """
         loggers = []
         for name, spec in (self.cfg.get("logger") or {}).items():
             kwargs = {}
             if name == "wandb":
                 kwargs = {"name": f"{self.cfg.run_name}/{stage}", "job_type": stage}
                 if spec.get("group") is None:
-                    kwargs["group"] = self.cfg.run_name
+                    kwargs["group"] = self.cfg.get("wandb_group") or self.cfg.run_name
             elif name == "csv":
                 kwargs = {"version": stage}
+                if csv_dir is not None:
+                    kwargs["save_dir"] = str(csv_dir)
             loggers.append(instantiate(spec, **kwargs))
         return loggers
 

@@ -28,10 +28,11 @@ def entry_point(
     """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON."""
 
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
-    def main(cfg: DictConfig) -> None:
+    def main(cfg: DictConfig) -> dict | None:
         summary = task(Workspace(cfg))
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
             print(json.dumps(summary, indent=2, default=str))
+        return summary  # a multirun job's return value (the study callback gathers it)
 
     return main

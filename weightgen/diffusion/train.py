@@ -32,6 +32,7 @@ from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.dataset_builder import architecture, load_base
 from weightgen.training import make_trainer
+from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
@@ -43,21 +44,9 @@ def generator_expectations(ws: Workspace) -> dict:
     return {
         "architecture": architecture(ws),
         "adapter": OmegaConf.to_container(ws.cfg.adapter, resolve=True),
-        "tokenizer_rules": {k: tokenizer[k] for k in ("block_size", "grouping", "normalization")},
+        "tokenizer_rules": {k: tokenizer[k] for k in ("block_size", "grouping", "normalization",
+                                                       "basis", "basis_rank")},
     }
-
-
-def training_rows(ws: Workspace) -> list[dict]:
-    """Store rows the generator learns from: train split; all checkpoints or only the last."""
-    which = ws.cfg.diffusion.data.checkpoints
-    if which not in ("all", "last"):
-        raise ValueError(f"diffusion.data.checkpoints={which!r}: use all or last")
-    store = ws.weight_store
-    rows = [r for r in (store.rows() if which == "all" else store.final_rows())
-            if r["split"] == "train"]
-    if not rows:
-        raise ValueError("the weight store has no train adapters; run `make dataset` first")
-    return sorted(rows, key=lambda r: (r["concept"], r["step"]))
 
 
 def parameter_checksum(module: torch.nn.Module) -> str:
@@ -117,8 +106,10 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
 
 def training_identity(ws: Workspace, rows: list[dict]) -> dict:
     """Everything a trained generator depends on; equal identity -> the stage is skipped."""
+    diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
+    diffusion.pop("sampling")  # how to sample later does not change the trained weights
     return generator_expectations(ws) | {
-        "diffusion": OmegaConf.to_container(ws.cfg.diffusion, resolve=True),
+        "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
         "seed": int(ws.cfg.seed),
         "data_sha256": sorted(r["sha256"] for r in rows),
@@ -166,7 +157,7 @@ def train_weight_generator(ws: Workspace) -> dict:
     callbacks: list[L.Callback] = [quality]
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
-    loggers = ws.loggers("generator")
+    loggers = ws.loggers("generator", csv_dir=Path(ws.cfg.paths.generator_dir) / "logs")
     trainer = make_trainer(ws.cfg.trainer, cfg.steps, val_every=cfg.val_every, callbacks=callbacks,
                            logger=loggers, progress=ws.cfg.progress)
     start = time.perf_counter()

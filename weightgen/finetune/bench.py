@@ -76,20 +76,32 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
     return Path(ws.cfg.paths.bench_dir) / "runs" / concept_id / f"{method}.json"
 
 
-def _run_settings(ws: Workspace, steps: int, eval_every: int, target: float | None) -> dict:
-    """What a stored run depends on besides its concept and method."""
-    generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
-    return {
+GENERATOR_INITS = ("generated", "shuffled")
+
+
+def _run_settings(ws: Workspace, method: str, steps: int, eval_every: int,
+                  target: float | None) -> dict:
+    """What a stored run depends on besides its concept and method.
+
+    Only the methods that start from generated weights depend on the generator, so a new
+    generator reruns those and reuses every other stored run.
+    """
+    settings = {
         "steps": int(steps), "eval_every": int(eval_every), "target_psnr": target,
         "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
-        "generator_sha256": sha256_file(generator_meta) if generator_meta.is_file() else None,
     }
+    if METHOD_INITS.get(method) in GENERATOR_INITS:
+        generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
+        settings["generator_sha256"] = (
+            sha256_file(generator_meta) if generator_meta.is_file() else None
+        )
+    return settings
 
 
 def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target) -> MethodRun:
     """Resume: a (concept, method) result on disk made with the same settings is reused."""
     path = _run_file(ws, concept.id, method)
-    settings = _run_settings(ws, steps, eval_every, target)
+    settings = _run_settings(ws, method, steps, eval_every, target)
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.pop("settings", None) == settings:

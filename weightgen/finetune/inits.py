@@ -21,6 +21,7 @@ import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace
 
 INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled")
@@ -51,10 +52,8 @@ class InitSources:
 
     @cached_property
     def _train_rows(self) -> list[dict]:
-        rows = [r for r in self._final_rows.values() if r["split"] == "train"]
-        if not rows:
-            raise ValueError("the weight store has no train adapters; build it with `make dataset`")
-        return sorted(rows, key=lambda r: r["concept"])
+        """Final adapters of the generator's training concepts: the controls' data."""
+        return training_rows(self.ws, checkpoints="last")
 
     @cached_property
     def _mean(self) -> dict[str, torch.Tensor]:

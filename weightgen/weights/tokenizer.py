@@ -30,7 +30,21 @@ from the training adapters, three things that every later stage relies on:
      spans two tensors. Costs some padding blocks; in exchange each block (and its index
      embedding) belongs to exactly one layer, which can make the block index more informative.
 
-Exactness: ``detokenize(tokenize(w))`` returns ``w`` bit for bit (``torch.equal``). Tokens are
+4. **Basis** (``basis``), what the tokens hold:
+
+   - ``none``: the (normalised) weights themselves, placed by ``grouping``.
+   - ``pca``: the coordinates of the normalised adapter in the principal-component basis of the
+     training adapters (at most ``basis_rank`` components; all with nonzero variance by
+     default), each divided by its component's std so every coordinate has unit variance over
+     the training set (whitened). ``grouping`` does not apply: the coordinates are cut into
+     blocks in order, largest component first. With a few dozen training adapters the whole
+     adapter becomes one short vector (one block), which a small denoiser can fit in minutes on
+     a CPU, where the full weight space (hundreds of blocks per adapter) needs far more steps
+     than a CPU allows. The price: every generated adapter lies in the span of the training
+     adapters (plus their mean), and the basis is stored with the tokenizer
+     (``rank x num_values`` floats).
+
+Exactness (``basis: none``): ``detokenize(tokenize(w))`` returns ``w`` bit for bit (``torch.equal``). Tokens are
 float64 and the normalisation is ``t = x / scale - shift`` with ``shift = mean / scale``
 (scale first, then shift, inverted as ``(t + shift) * scale``): each float64 step errs by at most
 2**-53 relative, far below float32's resolution, so the final cast to float32 lands exactly on
@@ -39,6 +53,9 @@ float64 and the normalisation is ``t = x / scale - shift`` with ``shift = mean /
 value except nonzero values more than 2**27 times smaller in magnitude than their element's
 training mean: after the mean is subtracted, no float64 token can carry their bits (they come back
 within 2**-52 of that mean). Callers cast tokens to float32 for the network themselves.
+Under ``basis: pca`` the round trip is the orthogonal projection onto the training adapters'
+affine span: the training adapters themselves come back to float32 rounding when no component is
+dropped, anything else comes back projected.
 """
 
 from __future__ import annotations
@@ -51,6 +68,11 @@ from torch import Tensor
 
 GROUPINGS = ("sequential", "layer_aligned")
 NORMALIZATIONS = ("none", "per_tensor", "per_element")
+BASES = ("none", "pca")
+PCA_KEYS = ("pca_mean", "pca_components", "pca_scale")
+# Principal components with a singular value below this fraction of the largest are dropped:
+# they are float noise (e.g. the rank lost to centring), and whitening would blow them up.
+PCA_RELATIVE_TOLERANCE = 1e-6
 
 Adapter = Mapping[str, Tensor]
 
@@ -70,6 +92,8 @@ class BlockTokenizer:
         grouping: str = "sequential",
         normalization: str = "per_tensor",
         min_std_ratio: float = 1e-3,
+        basis: str = "none",
+        basis_rank: int | None = None,
     ) -> None:
         if not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive int, got {block_size!r}")
@@ -81,10 +105,16 @@ class BlockTokenizer:
             )
         if not min_std_ratio >= 0.0:
             raise ValueError(f"min_std_ratio must be >= 0, got {min_std_ratio!r}")
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+        if basis_rank is not None and (not isinstance(basis_rank, int) or basis_rank < 1):
+            raise ValueError(f"basis_rank must be a positive int or null, got {basis_rank!r}")
         self.block_size = block_size
         self.grouping = grouping
         self.normalization = normalization
         self.min_std_ratio = float(min_std_ratio)
+        self.basis = basis
+        self.basis_rank = basis_rank
         self._layout: list[tuple[str, tuple[int, ...]]] | None = None
         self._stats: dict[str, Tensor] = {}
 
@@ -105,14 +135,27 @@ class BlockTokenizer:
 
     @property
     def num_blocks(self) -> int:
+        if self.basis == "pca":
+            return -(-self.num_coefficients // self.block_size)
         return self._plan()[1]
+
+    @property
+    def num_coefficients(self) -> int:
+        """Number of real (non-padding) token values: PCA components, or :attr:`num_values`."""
+        if self.basis == "pca":
+            self._require_layout()
+            return self._stats["pca_scale"].numel()
+        return self.num_values
 
     def block_tensor_ids(self) -> Tensor:
         """For each block, the position in :attr:`layout` of the tensor its first value belongs to.
 
         Under ``layer_aligned`` this is the block's only tensor; under ``sequential`` a block may
-        continue into later tensors.
+        continue into later tensors. Under ``basis: pca`` blocks hold coefficients, which belong to
+        no tensor: asking is an error.
         """
+        if self.basis == "pca":
+            raise ValueError("under basis=pca blocks hold PCA coefficients, not one tensor's values")
         offsets, num_blocks = self._plan()
         starts = torch.tensor([offset for offset, _ in offsets], dtype=torch.long)
         block_starts = torch.arange(num_blocks, dtype=torch.long) * self.block_size
@@ -180,6 +223,8 @@ class BlockTokenizer:
         self._layout = sorted((name, tuple(tensor.shape)) for name, tensor in adapters[0].items())
         try:
             self._stats = self._statistics(adapters)
+            if self.basis == "pca":
+                self._stats |= self._principal_components(adapters)
         except ValueError:
             self._layout, self._stats = None, {}  # a failed fit leaves the tokenizer unfitted
             raise
@@ -201,6 +246,27 @@ class BlockTokenizer:
         for _ in flats():  # ``none``: only the layout and finiteness checks
             pass
         return {}
+
+    def _principal_components(self, adapters: Sequence[Adapter]) -> dict[str, Tensor]:
+        """Mean, top right-singular vectors and coordinate stds of the normalised adapters.
+
+        Holds all normalised training adapters at once (``len(adapters) x num_values`` float64):
+        the basis needs them together.
+        """
+        rows = torch.stack([self._normalise(self._flat(a, f"training adapter #{i}"))
+                            for i, a in enumerate(adapters)])
+        mean = rows.mean(0)
+        _, singular, components = torch.linalg.svd(rows - mean, full_matrices=False)
+        keep = int((singular > PCA_RELATIVE_TOLERANCE * singular[:1].clamp_min(1e-300)).sum())
+        if self.basis_rank is not None:
+            keep = min(keep, self.basis_rank)
+        if keep == 0:
+            raise ValueError(
+                "basis=pca needs training adapters that differ from each other: all "
+                f"{len(adapters)} are identical, so there is no principal component"
+            )
+        return {"pca_mean": mean, "pca_components": components[:keep].contiguous(),
+                "pca_scale": singular[:keep] / math.sqrt(len(adapters))}
 
     def _floored(self, std: Tensor) -> Tensor:
         """Per-element scale: std floored relative to its tensor's RMS std; 1 where all is 0."""
@@ -225,14 +291,22 @@ class BlockTokenizer:
             return scale, self._stats["element_mean"] / scale
         return None
 
+    def _normalise(self, flat: Tensor) -> Tensor:
+        scale_shift = self._scale_shift()
+        if scale_shift is None:
+            return flat
+        scale, shift = scale_shift
+        return flat / scale - shift
+
     # ------------------------------------------------------------------ tokens
     def tokenize(self, adapter: Adapter) -> Tensor:
         """``[num_blocks, block_size]`` float64 tokens; padding positions are exactly 0."""
-        flat = self._flat(adapter, "adapter")
-        scale_shift = self._scale_shift()
-        if scale_shift is not None:
-            scale, shift = scale_shift
-            flat = flat / scale - shift
+        flat = self._normalise(self._flat(adapter, "adapter"))
+        if self.basis == "pca":
+            coefficients = self._stats["pca_components"] @ (flat - self._stats["pca_mean"])
+            tokens = torch.zeros(self.num_blocks * self.block_size, dtype=torch.float64)
+            tokens[: coefficients.numel()] = coefficients / self._stats["pca_scale"]
+            return tokens.view(self.num_blocks, self.block_size)
         offsets, num_blocks = self._plan()
         tokens = torch.zeros(num_blocks * self.block_size, dtype=torch.float64)
         for (offset, size), part in zip(offsets, self._split(flat), strict=True):
@@ -245,14 +319,18 @@ class BlockTokenizer:
         Pass the float64 tokens for an exact round trip; generated blocks (float32) work too.
         Padding positions are ignored.
         """
-        offsets, num_blocks = self._plan()
-        expected = (num_blocks, self.block_size)
+        expected = (self.num_blocks, self.block_size)
         if tuple(blocks.shape) != expected:
             raise ValueError(
                 f"detokenize expects blocks of shape {expected}, got {tuple(blocks.shape)}"
             )
         tokens = blocks.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
-        flat = torch.cat([tokens[offset : offset + size] for offset, size in offsets])
+        if self.basis == "pca":
+            coefficients = tokens[: self.num_coefficients] * self._stats["pca_scale"]
+            flat = self._stats["pca_mean"] + coefficients @ self._stats["pca_components"]
+        else:
+            offsets, _ = self._plan()
+            flat = torch.cat([tokens[offset : offset + size] for offset, size in offsets])
         scale_shift = self._scale_shift()
         if scale_shift is not None:
             scale, shift = scale_shift
@@ -270,6 +348,8 @@ class BlockTokenizer:
             "grouping": self.grouping,
             "normalization": self.normalization,
             "min_std_ratio": self.min_std_ratio,
+            "basis": self.basis,
+            "basis_rank": self.basis_rank,
             "layout": [[name, list(shape)] for name, shape in self._require_layout()],
         }
 
@@ -277,7 +357,9 @@ class BlockTokenizer:
         """Normalisation statistics (float64).
 
         ``{}`` for ``none``; ``tensor_scale`` [num_tensors] for ``per_tensor``;
-        ``element_mean`` and ``element_scale`` [num_values] for ``per_element``.
+        ``element_mean`` and ``element_scale`` [num_values] for ``per_element``; plus, under
+        ``basis: pca``, ``pca_mean`` [num_values], ``pca_components`` [rank, num_values] and
+        ``pca_scale`` [rank].
         """
         self._require_layout()
         return {key: value.clone() for key, value in self._stats.items()}
@@ -294,27 +376,33 @@ class BlockTokenizer:
             grouping=config["grouping"],
             normalization=config["normalization"],
             min_std_ratio=float(config.get("min_std_ratio", 1e-3)),
+            basis=config.get("basis", "none"),
+            basis_rank=config.get("basis_rank"),
         )
         tokenizer._layout = [
             (str(name), tuple(int(d) for d in shape)) for name, shape in config["layout"]
         ]
         expected = {
             "none": {},
-            "per_tensor": {"tensor_scale": len(tokenizer._layout)},
+            "per_tensor": {"tensor_scale": (len(tokenizer._layout),)},
             "per_element": {
-                "element_mean": tokenizer.num_values,
-                "element_scale": tokenizer.num_values,
+                "element_mean": (tokenizer.num_values,),
+                "element_scale": (tokenizer.num_values,),
             },
         }[tokenizer.normalization]
+        if tokenizer.basis == "pca":
+            rank = state["pca_scale"].numel() if "pca_scale" in state else 0
+            expected |= {"pca_mean": (tokenizer.num_values,),
+                         "pca_components": (rank, tokenizer.num_values), "pca_scale": (rank,)}
         if set(state) != set(expected):
             raise ValueError(
                 f"tokenizer state for normalization={tokenizer.normalization!r} must have keys "
                 f"{sorted(expected)}, got {sorted(state)}"
             )
-        for key, length in expected.items():
-            if tuple(state[key].shape) != (length,):
+        for key, want in expected.items():
+            if tuple(state[key].shape) != want:
                 shape = tuple(state[key].shape)
-                raise ValueError(f"tokenizer state {key!r} has shape {shape}, expected ({length},)")
+                raise ValueError(f"tokenizer state {key!r} has shape {shape}, expected {want}")
         tokenizer._stats = {key: state[key].to(torch.float64).clone() for key in expected}
         return tokenizer
 

@@ -1,0 +1,142 @@
+"""Studies (issue 6): a study job's measurements and the Hydra multirun that gathers them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import TINY, TINY_GENERATOR, run_workspace, tiny_trained_run
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from weightgen.study.job import run_study_job
+from weightgen.study.prompt_variants import VARIANTS, prompt_variant_quality
+from weightgen.study.report import RESULT_FILE, StudyReport, job_label
+
+CLI = Path(sys.executable).parent / "weightgen-study"
+
+
+def _paths(built: Path, tmp_path: Path) -> list[str]:
+    """Read the shared tiny run; write everything (configs, generator copy) under tmp_path."""
+    generator_dir = tmp_path / "generator"
+    if not generator_dir.exists():
+        shutil.copytree(built / "generator", generator_dir)
+    return [f"paths.run_dir={tmp_path / 'run'}", f"paths.pairs_dir={built / 'pairs'}",
+            f"paths.base_dir={built / 'base'}", f"paths.weights_dir={built / 'weights'}",
+            f"paths.generator_dir={generator_dir}"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    built = tiny_trained_run(tmp_path_factory)
+    tmp_path = tmp_path_factory.mktemp("study_job")
+    ws = run_workspace(
+        built["artifacts"], *_paths(built["artifacts"] / "quickstart", tmp_path),
+        "study.measure=[zero_shot,finetune,prompts,memorisation]", "study.n_train_eval=2",
+        "study.finetune_concepts=1", "study.finetune_steps=2",
+        "study.knobs=[tokenizer.block_size,diffusion.sampling.steps]",
+    )
+    return run_study_job(ws), ws
+
+
+def test_a_study_job_reuses_the_trained_generator_and_reports_its_knobs(job):
+    result, ws = job
+    assert result["knob/tokenizer.block_size"] == 128
+    assert result["knob/diffusion.sampling.steps"] == 1
+    meta = json.loads((Path(ws.cfg.paths.generator_dir) / "generator.json").read_text())
+    assert result["generator/train_seconds"] == meta["training"]["seconds"]  # not retrained
+
+
+def test_zero_shot_and_finetune_measures(job):
+    result, _ = job
+    for kind in ("standard", "mean", "nearest", "trained", "generated"):
+        assert 0 < result[f"zero_shot/test/{kind}"] < 100
+    assert result["zero_shot/test/count"] == 1
+    assert 0 <= result["zero_shot/test/beats_mean"] <= 1
+    assert result["finetune/steps"] == 2 and result["finetune/concepts"] == 1
+    assert 0 < result["finetune/test/final_psnr"] < 100
+
+
+def test_prompt_variants_score_four_different_prompts(job):
+    result, ws = job
+    rows = prompt_variant_quality(ws, n_train=2)["concepts"]
+    first, second = rows[0], rows[1]
+    assert first["prompts"]["correct"] == ws.train_concepts[0].prompt
+    assert first["prompts"]["shuffled"] == ws.train_concepts[1].prompt  # the only other one
+    assert first["prompts"]["paraphrase"] not in (None, first["prompts"]["correct"])
+    assert first["prompts"]["empty"] == ""
+    # Different prompts give the overfit generator's two different adapters, so other scores.
+    assert first["correct"] != first["shuffled"] and second["correct"] != second["shuffled"]
+    for variant in VARIANTS:
+        assert 0 < result[f"prompts/train/{variant}"] < 100
+
+
+def test_memorisation_finds_each_train_prompt_next_to_its_own_adapter(job):
+    result, _ = job
+    assert result["memorisation/train/nearest_is_own"] == 2
+    between = result["memorisation/between_concepts_median"]
+    assert between > 0
+    assert result["memorisation/train/distance_ratio"] == pytest.approx(
+        result["memorisation/train/nearest_distance_median"] / between)
+    assert result["memorisation/test/count"] == 1
+
+
+def test_unknown_measure_is_a_clear_error(tmp_path_factory, tmp_path):
+    built = tiny_trained_run(tmp_path_factory)["artifacts"]
+    ws = run_workspace(built, *_paths(built / "quickstart", tmp_path), "study.measure=[fid]")
+    with pytest.raises(ValueError, match=r"unknown entries \['fid'\]"):
+        run_study_job(ws)
+
+
+def test_the_report_callback_gathers_only_this_sweeps_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    (sweep / "7").mkdir(parents=True)
+    (sweep / "7" / RESULT_FILE).write_text(json.dumps({"job": 7, "stale": True}))
+    report = StudyReport(out_dir=str(tmp_path / "out"), title="T", command="cmd",
+                         columns=["zero_shot/test/generated"], lines=["zero_shot/test/generated"])
+    report.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    for num, value in ((1, 18.5), (0, 17.0)):
+        config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(sweep / str(num))},
+                                             "job": {"num": num}}})
+        ret = JobReturn(status=JobStatus.COMPLETED,
+                        _return_value={"knob/tokenizer.block_size": 128 * (num + 1),
+                                       "zero_shot/test/generated": value})
+        report.on_job_end(config, ret)
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("job failed"))
+    report.on_job_end(OmegaConf.create({"hydra": {"runtime": {"output_dir": str(sweep / "2")},
+                                                  "job": {"num": 2}}}), failed)
+    report.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    jobs = json.loads((tmp_path / "out" / "results.json").read_text())["jobs"]
+    assert [j["job"] for j in jobs] == [0, 1]  # job order; stale and failed jobs left out
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| block_size=128 | 17.00 |" in table and "| block_size=256 | 18.50 |" in table
+    assert (tmp_path / "out" / "results.png").stat().st_size > 1000
+    assert job_label({}) == "default"
+
+
+def test_a_study_is_a_real_hydra_multirun(tmp_path_factory, tmp_path):
+    """weightgen-study --multirun: two jobs share one generator; the callback writes the table."""
+    built = tiny_trained_run(tmp_path_factory)["artifacts"] / "quickstart"
+    out = tmp_path / "report"
+    callback = ("+hydra.callbacks.study_report={_target_:weightgen.study.report.StudyReport,"
+                f"out_dir:'{out}',title:tiny,command:cmd,"
+                "columns:[zero_shot/test/generated,zero_shot/generation_seconds]}")
+    command = [
+        str(CLI), "--multirun", *TINY, *TINY_GENERATOR, *_paths(built, tmp_path),
+        f"paths.artifacts={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "study.knobs=[diffusion.sampling.steps]", "study.n_train_eval=1", "num_threads=1",
+        callback, "diffusion.sampling.steps=1,2",
+    ]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = json.loads((out / "results.json").read_text())["jobs"]
+    assert [j["knob/diffusion.sampling.steps"] for j in jobs] == [1, 2]
+    assert jobs[0]["generator/train_seconds"] == jobs[1]["generator/train_seconds"]
+    assert "steps=2" in (out / "results.md").read_text()

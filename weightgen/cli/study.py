@@ -1,0 +1,12 @@
+"""weightgen-study: one job of an ablation/scaling study; run a study as a Hydra multirun.
+
+    weightgen-study experiment=study_block_size --multirun
+
+Each `conf/experiment/study_*.yaml` preset holds its sweep (`hydra.sweeper.params`) and the
+callback that gathers the jobs into `experiments/<study>/results.{json,md,png}`.
+"""
+
+from weightgen.cli.app import entry_point
+from weightgen.study.job import run_study_job
+
+main = entry_point(run_study_job)

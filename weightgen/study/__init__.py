@@ -1,0 +1,1 @@
+"""Ablation and scaling studies: Hydra multiruns over the real configs, gathered into tables."""

@@ -1,0 +1,84 @@
+"""One job of a study: make sure the stages it needs exist, then take the study's measurements.
+
+A study is a Hydra multirun over the real configs (``conf/experiment/study_*.yaml``); every job
+runs :func:`run_study_job` on its own composed config and returns a flat ``metric -> value``
+dict that :class:`weightgen.study.report.StudyReport` gathers into the study's table. Stages
+resume, so the jobs of a study share the workspace's pairs, base and weight store, and jobs whose
+generator config is equal share the trained generator.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+from omegaconf import OmegaConf
+
+from weightgen.data.build_pairs import build_pairs_with_preview
+from weightgen.diffusion.generate import load_generator
+from weightgen.diffusion.train import train_weight_generator
+from weightgen.diffusion.zero_shot import zero_shot_report
+from weightgen.finetune.finetuner import default_inits, run_method
+from weightgen.gan.dataset_builder import build_weight_dataset, load_base
+from weightgen.study.memorisation import memorisation_report
+from weightgen.study.prompt_variants import prompt_variant_quality
+from weightgen.workspace import Workspace
+
+
+def _zero_shot(ws: Workspace) -> dict:
+    summary = zero_shot_report(ws, n_train=ws.cfg.study.n_train_eval)
+    flat = {f"{split}/{kind}": psnr for split in ("train", "test") if split in summary
+            for kind, psnr in summary[split].items()}
+    for rival in ("mean", "nearest"):
+        flat[f"test/beats_{rival}"] = summary[f"generated_beats_{rival}"]["test"]
+    flat["test/count"] = len(ws.test_concepts)
+    flat["generation_seconds"] = summary["generation_seconds"]
+    return flat
+
+
+def _finetune(ws: Workspace) -> dict:
+    """PSNR after a short fine-tune from the generated init, on the first held-out concepts."""
+    cfg = ws.cfg.study
+    base = load_base(ws)
+    inits = default_inits(ws, base, load_generator(ws))
+    finals = []
+    for concept in ws.test_concepts[: cfg.finetune_concepts]:
+        run, _ = run_method(ws, base, inits, concept, "denoised_init", cfg.finetune_steps,
+                            eval_every=cfg.finetune_steps)
+        finals.append(run.final["psnr"])
+    return {"test/final_psnr": statistics.median(finals), "steps": int(cfg.finetune_steps),
+            "concepts": len(finals)}
+
+
+def _prompts(ws: Workspace) -> dict:
+    return prompt_variant_quality(ws, n_train=ws.cfg.study.n_train_eval)["summary"]
+
+
+def _memorisation(ws: Workspace) -> dict:
+    return memorisation_report(ws, n_train=ws.cfg.study.n_train_eval)["summary"]
+
+
+MEASURES: dict[str, Callable[[Workspace], dict]] = {
+    "zero_shot": _zero_shot,
+    "finetune": _finetune,
+    "prompts": _prompts,
+    "memorisation": _memorisation,
+}
+
+
+def run_study_job(ws: Workspace) -> dict:
+    """Pairs, weight store and generator (each resumes), then every ``study.measure``."""
+    cfg = ws.cfg.study
+    unknown = [m for m in cfg.measure if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
+    build_pairs_with_preview(ws)
+    build_weight_dataset(ws)
+    training = train_weight_generator(ws)
+    result = {f"knob/{key}": OmegaConf.select(ws.cfg, key) for key in cfg.knobs}
+    # A generator reused from an earlier job reports the seconds its training took then.
+    result["generator/train_seconds"] = training["seconds"]
+    result["generator/num_blocks"] = training["num_blocks"]
+    for measure in cfg.measure:
+        result |= {f"{measure}/{key}": value for key, value in MEASURES[measure](ws).items()}
+    return result

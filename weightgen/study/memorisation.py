@@ -1,0 +1,72 @@
+"""Does the generator copy its training data? Weight-space distances of generated adapters.
+
+For each generated adapter (train and held-out prompts): the L2 distance to the nearest training
+checkpoint and which concept that checkpoint belongs to. The yardstick is the spread of the
+training data itself: for each training concept, the distance from its final adapter to the
+nearest checkpoint of a *different* concept. A generated adapter far closer to one training
+checkpoint than training concepts are to each other is a copy. For held-out concepts it also
+scores that nearest training adapter in the GAN: is the generated adapter better than the
+training adapter it sits next to?
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from weightgen.diffusion.generate import load_generator
+from weightgen.finetune.finetuner import default_inits
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
+from weightgen.gan.dataset_builder import load_base
+from weightgen.weights.training_set import training_rows
+from weightgen.workspace import Workspace
+
+
+def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """An adapter as one float64 vector, tensors in sorted-name order."""
+    return torch.cat([state[name].reshape(-1).double() for name in sorted(state)])
+
+
+def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
+    base = load_base(ws)
+    evaluator = AdapterEvaluator(ws, base)
+    generator = load_generator(ws)
+    inits = default_inits(ws, base, generator)
+    rows = training_rows(ws, checkpoints="all")
+    store = ws.weight_store
+    checkpoints = torch.stack([flatten(store.load(r)) for r in rows])
+    owners = [r["concept"] for r in rows]
+    finals = {r["concept"]: i for i, r in enumerate(rows)}  # rows sorted by step: last wins
+    between = []
+    for concept, index in finals.items():
+        others = [i for i, owner in enumerate(owners) if owner != concept]
+        if others:
+            between.append(float((checkpoints[others] - checkpoints[index]).norm(dim=1).min()))
+    report = []
+    for concept in ws.train_concepts[:n_train] + ws.test_concepts:
+        state = generator.generate(ws.embed([concept.prompt]), **inits.sampling).state
+        distances = (checkpoints - flatten(state)).norm(dim=1)
+        nearest = int(distances.argmin())
+        row = {"concept": concept.id, "split": concept.split,
+               "nearest_distance": float(distances[nearest]), "nearest_concept": owners[nearest],
+               "nearest_is_own": owners[nearest] == concept.id}
+        if concept.split == "test":
+            row["generated_psnr"] = evaluator.quality(concept, state).psnr
+            row["nearest_checkpoint_psnr"] = evaluator.quality(concept, store.load(rows[nearest])).psnr
+        report.append(row)
+    between_median = statistics.median(between) if between else None
+    summary = {"between_concepts_median": between_median}
+    for split in ("train", "test"):
+        split_rows = [r for r in report if r["split"] == split]
+        if not split_rows:
+            continue
+        median = statistics.median(r["nearest_distance"] for r in split_rows)
+        summary[f"{split}/nearest_distance_median"] = median
+        summary[f"{split}/distance_ratio"] = median / between_median if between_median else None
+        summary[f"{split}/nearest_is_own"] = sum(r["nearest_is_own"] for r in split_rows)
+    tests = [r for r in report if r["split"] == "test"]
+    summary["test/beats_nearest_checkpoint"] = sum(
+        r["generated_psnr"] > r["nearest_checkpoint_psnr"] for r in tests)
+    summary["test/count"] = len(tests)
+    return {"summary": summary, "concepts": report}

@@ -1,0 +1,63 @@
+"""Does the text matter? Zero-shot quality of one generator under four prompts per concept.
+
+* ``correct``     the concept's own prompt.
+* ``paraphrase``  the same recipe described with the ops' third phrasing (variant 2: train prompts
+                  use variant 0 and the held-out paraphrase concepts variant 1, so this wording was
+                  never seen). Concepts without a recipe (e.g. InstructPix2Pix ones) have none.
+* ``shuffled``    the prompt of the least similar training concept (the bench's control).
+* ``empty``       "" (what classifier-free guidance trains as the unconditional prompt).
+
+A generator that uses its prompt scores correct ≈ paraphrase > shuffled, empty.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from weightgen.concepts.ops import describe_recipe
+from weightgen.concepts.spec import Concept
+from weightgen.diffusion.generate import load_generator
+from weightgen.finetune.finetuner import default_inits
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
+from weightgen.gan.dataset_builder import load_base
+from weightgen.workspace import Workspace
+
+VARIANTS = ("correct", "paraphrase", "shuffled", "empty")
+PARAPHRASE_VARIANT = 2
+
+
+def variant_prompt(variant: str, concept: Concept, inits) -> str | None:
+    if variant == "correct":
+        return concept.prompt
+    if variant == "paraphrase":
+        return describe_recipe(concept.recipe, variant=PARAPHRASE_VARIANT) if concept.recipe else None
+    if variant == "shuffled":
+        return inits.shuffled_prompt(concept).prompt
+    if variant == "empty":
+        return ""
+    raise ValueError(f"unknown prompt variant {variant!r}; use one of {VARIANTS}")
+
+
+def prompt_variant_quality(ws: Workspace, n_train: int = 8) -> dict:
+    """Median zero-shot PSNR per (split, variant) over ``n_train`` train and all test concepts."""
+    base = load_base(ws)
+    evaluator = AdapterEvaluator(ws, base)
+    generator = load_generator(ws)
+    inits = default_inits(ws, base, generator)
+    rows = []
+    for concept in ws.train_concepts[:n_train] + ws.test_concepts:
+        row = {"concept": concept.id, "split": concept.split, "prompts": {}}
+        for variant in VARIANTS:
+            prompt = row["prompts"][variant] = variant_prompt(variant, concept, inits)
+            if prompt is None:
+                row[variant] = None
+                continue
+            state = generator.generate(ws.embed([prompt]), **inits.sampling).state
+            row[variant] = evaluator.quality(concept, state).psnr
+        rows.append(row)
+    summary = {}
+    for split in ("train", "test"):
+        for variant in VARIANTS:
+            values = [r[variant] for r in rows if r["split"] == split and r[variant] is not None]
+            summary[f"{split}/{variant}"] = statistics.median(values) if values else None
+    return {"summary": summary, "concepts": rows}
