@@ -8,7 +8,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 CONSTRAINTS := $(VENV)/torch-constraint.txt
 
-.PHONY: install test test-fast lint quickstart pairs dataset generator generate finetune bench experiments clean
+.PHONY: install test test-fast lint quickstart pairs dataset generator generate finetune bench studies experiments clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +49,22 @@ finetune:
 bench:
 	$(BIN)/weightgen-pipeline experiment=bench $(ARGS)
 
+# The ablation and scaling studies (issue 6): each a Hydra multirun over the bench workspace whose
+# callback writes experiments/<study>/results.{json,md,png}. `make study-scaling` runs one.
+STUDIES := block_size grouping sampling denoiser scaling text memorisation
+
+study-%:
+	$(BIN)/weightgen-study experiment=study_$* --multirun $(ARGS)
+
+studies: $(addprefix study-,$(STUDIES))
+
+# Everything committed under experiments/: the benchmark (copied out of artifacts/), the zero-shot
+# table, then every study.
 experiments: bench
 	mkdir -p experiments/bench
 	cp artifacts/bench/bench/results.json artifacts/bench/bench/results.md artifacts/bench/bench/curves.png artifacts/bench/bench/grid.png experiments/bench/
+	cp artifacts/bench/generator/zero_shot.json artifacts/bench/generator/zero_shot.md experiments/bench/
+	$(MAKE) studies
 
 clean:
 	rm -rf outputs multirun wandb lightning_logs

@@ -26,8 +26,14 @@ RESULT_FILE = "study_result.json"
 
 
 def job_label(result: dict) -> str:
-    knobs = [f"{key.split('.')[-1]}={value}" for key, value in result.items()
-             if key.startswith("knob/")]
+    """"block_size=256, steps=5": the last part of each knob's key; class paths shortened."""
+    knobs = []
+    for key, value in result.items():
+        if key.startswith("knob/"):
+            name = key.split(".")[-1]
+            if name == "_target_":
+                name, value = key.split(".")[-2].removeprefix("knob/"), str(value).split(".")[-1]
+            knobs.append(f"{name}={value}")
     return ", ".join(knobs) or "default"
 
 

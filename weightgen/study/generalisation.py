@@ -1,0 +1,95 @@
+"""The generalisation table (issue 8): every generator configuration against the cheap inits.
+
+Input: one record per configuration with its zero-shot report (``weightgen-zero-shot``). Output:
+``results.json``, ``results.md`` (train-prompt fit, held-out medians, per-concept win counts) and
+``results.png`` (the same medians as bars, with the controls as markers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from weightgen.utils.io import atomic_write_json, atomic_write_text
+
+
+def summarise_zero_shot(report: dict) -> dict:
+    """Medians and held-out win counts from a zero_shot.json report."""
+    summary = report["summary"]
+    tests = [c for c in report["concepts"] if c["split"] == "test"]
+
+    def wins(*rivals: str) -> int:
+        return sum(c["generated"]["psnr"] > max(c[r]["psnr"] for r in rivals) for c in tests)
+
+    return {
+        "train_generated": summary["train"]["generated"],
+        "train_trained": summary["train"]["trained"],
+        "train_mean": summary["train"]["mean"],
+        "test_generated": summary["test"]["generated"],
+        "test_mean": summary["test"]["mean"],
+        "test_nearest": summary["test"]["nearest"],
+        "test_standard": summary["test"]["standard"],
+        "test_trained": summary["test"]["trained"],
+        "beats_mean": wins("mean"),
+        "beats_nearest": wins("nearest"),
+        "beats_both": wins("mean", "nearest"),
+        "beats_base": wins("standard"),
+        "test_count": len(tests),
+        "generation_seconds": summary["generation_seconds"],
+    }
+
+
+def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    rows = [{"name": r["name"], "note": r["note"], "overrides": r["overrides"],
+             "sampling_of": r.get("sampling_of"), "train_seconds": r["train_seconds"]}
+            | summarise_zero_shot(r["zero_shot"]) for r in records]
+    atomic_write_json(out / "results.json", {"configurations": rows})
+    lines = [
+        "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
+        "/ nearest / base | held-out wins vs mean, nearest, both (of n) | train s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | {r['train_generated']:.2f} / {r['train_trained']:.2f} / "
+            f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
+            f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
+            f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | "
+            f"{r['train_seconds']:.0f} |"
+        )
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    _plot(rows, out / "results.png")
+    return out
+
+
+def _plot(rows: Sequence[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in rows]
+    x = range(len(rows))
+    fig, (fit, test) = plt.subplots(1, 2, figsize=(max(8.0, 1.1 * len(rows) + 4), 4.2))
+    fit.bar(x, [r["train_generated"] for r in rows], color="tab:blue", label="generated")
+    fit.plot(x, [r["train_trained"] for r in rows], "k_", markersize=18, label="trained adapter")
+    fit.plot(x, [r["train_mean"] for r in rows], "rx", label="mean adapter")
+    fit.set_title("fit: train prompts (median, 8 concepts)", fontsize=9)
+    test.bar(x, [r["test_generated"] for r in rows], color="tab:green", label="generated")
+    test.plot(x, [r["test_mean"] for r in rows], "rx", label="mean init")
+    test.plot(x, [r["test_nearest"] for r in rows], "m^", label="nearest init")
+    test.plot(x, [r["test_standard"] for r in rows], "k_", markersize=18, label="base")
+    test.set_title("generalise: held-out prompts (median)", fontsize=9)
+    for ax in (fit, test):
+        ax.set_xticks(list(x), names, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("zero-shot GAN PSNR (dB)")
+        low = min(min(r["test_standard"], r["train_mean"]) for r in rows) - 3
+        ax.set_ylim(bottom=max(0.0, low))
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
