@@ -14,6 +14,7 @@ from helpers import TINY, TINY_GENERATOR, run_workspace, tiny_trained_run
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from weightgen.study.generalisation import generalisation_table
 from weightgen.study.job import run_study_job
 from weightgen.study.prompt_variants import VARIANTS, prompt_variant_quality
 from weightgen.study.report import RESULT_FILE, StudyReport, job_label
@@ -140,3 +141,25 @@ def test_a_study_is_a_real_hydra_multirun(tmp_path_factory, tmp_path):
     assert [j["knob/diffusion.sampling.steps"] for j in jobs] == [1, 2]
     assert jobs[0]["generator/train_seconds"] == jobs[1]["generator/train_seconds"]
     assert "steps=2" in (out / "results.md").read_text()
+
+
+def _zero_shot_report(generated: list[float]) -> dict:
+    """A zero_shot.json-shaped report: held-out concepts with the given generated PSNRs."""
+    kinds = {"standard": 17.0, "mean": 17.5, "nearest": 18.0, "trained": 23.0}
+    concepts = [{"concept": f"c{i}", "split": "test", "generated": {"psnr": g}}
+                | {k: {"psnr": v} for k, v in kinds.items()} for i, g in enumerate(generated)]
+    median = sorted(generated)[len(generated) // 2]
+    summary = {"train": kinds | {"generated": 22.0}, "test": kinds | {"generated": median},
+               "generation_seconds": 0.01}
+    return {"summary": summary, "concepts": concepts}
+
+
+def test_generalisation_table_counts_wins_per_concept(tmp_path):
+    records = [{"name": "a", "note": "n", "overrides": [], "train_seconds": 12.0,
+                "zero_shot": _zero_shot_report([17.6, 18.5, 16.0])}]
+    generalisation_table(records, tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
+    assert (row["beats_mean"], row["beats_nearest"], row["beats_both"]) == (2, 1, 1)
+    assert row["beats_base"] == 2 and row["test_count"] == 3
+    assert "2, 1, **1** (of 3)" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.png").stat().st_size > 1000
