@@ -118,6 +118,26 @@ def test_rerun_runs_only_the_missing_method(benchmark, monkeypatch):
     assert again["final_psnr"] == benchmark["summary"]["final_psnr"]
 
 
+def test_a_new_generator_reruns_only_the_methods_that_use_it(benchmark, tmp_path, monkeypatch):
+    shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
+    generator = tmp_path / "generator"
+    shutil.copytree(benchmark["ws"].cfg.paths.generator_dir, generator)
+    meta = json.loads((generator / "generator.json").read_text())
+    (generator / "generator.json").write_text(json.dumps(meta | {"retrained": True}))
+    calls = []
+    real = bench.run_method
+
+    def counted(ws, base, inits, concept, method, *args, **kwargs):
+        calls.append(method)
+        return real(ws, base, inits, concept, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_method", counted)
+    run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path,
+                                  f"paths.generator_dir={generator}"))
+    assert sorted(calls) == ["denoised_init", "denoised_init",
+                             "shuffled_prompt_init", "shuffled_prompt_init"]  # 2 concepts
+
+
 def test_rerun_with_another_budget_does_not_reuse_stale_runs(benchmark, tmp_path):
     shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
     ws = bench_workspace(benchmark["artifacts"], tmp_path, "bench.finetune_steps=2")
