@@ -141,6 +141,9 @@ def test_sharded_build_matches_the_unsharded_one(reference, tmp_path):
     rows = tiny_workspace(tmp_path).weight_store.rows()
     assert {(r["concept"], r["step"]) for r in rows} == {(r["concept"], r["step"]) for r in expected}
     assert rows == expected  # same base, same seeds: the same weights, bit for bit
+    # An unsharded run afterwards (the pipeline, a study) reuses the sharded build's adapters.
+    again = run_stage(tmp_path, "all")
+    assert again["adapters"] == [] and tiny_workspace(tmp_path).weight_store.rows() == expected
 
 
 def test_stage_all_with_several_shards_is_an_error(tmp_path):

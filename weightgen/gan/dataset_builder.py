@@ -219,19 +219,12 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     }
 
 
-def complete_concepts(store: WeightStore, shard: Shard, steps: list[int]) -> set[str]:
-    have: dict[str, set[int]] = {}
-    for row in store.part_rows(shard):
-        have.setdefault(row["concept"], set()).add(row["step"])
-    return {c for c, s in have.items() if set(steps) <= s}
-
-
 def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) -> list[dict]:
     """Adapters for this shard's concepts (train and test), skipping complete ones."""
     store = ws.weight_store
     steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
     concepts = shard.select(sorted(ws.concepts, key=lambda c: c.id))
-    done = complete_concepts(store, shard, steps)
+    done = store.complete_concepts(steps)
     pending = [c for c in concepts if c.id not in done]
     if done:
         log.info("resuming: %d of %d concepts of shard %d/%d are complete",

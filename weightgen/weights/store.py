@@ -108,12 +108,30 @@ class WeightStore:
         merged = self.root / MANIFEST
         return read_jsonl(merged) if merged.is_file() else self.all_part_rows()
 
+    def _part_paths(self) -> list[Path]:
+        """Every shard part of the store (of any sharding), in name order."""
+        return [path for path in sorted(self.root.glob("manifest.shard-*-of-*.jsonl"))
+                if _SHARD_PART.fullmatch(path.name)]
+
+    def complete_concepts(self, steps: Iterable[int]) -> set[str]:
+        """Concepts one shard part holds every checkpoint step of, whatever its sharding.
+
+        So a build resumed under another sharding (``builder.stage=all`` after ``shard=i/n``
+        jobs, or the other way round) reuses finished concepts instead of training them again.
+        """
+        wanted, complete = set(steps), set()
+        for path in self._part_paths():
+            have: dict[str, set[int]] = {}
+            for row in read_jsonl(path):
+                have.setdefault(row["concept"], set()).add(row["step"])
+            complete |= {concept for concept, got in have.items() if wanted <= got}
+        return complete
+
     def all_part_rows(self) -> list[dict]:
         """Rows of every shard part, sorted by (concept, step)."""
         rows = []
-        for path in sorted(self.root.glob("manifest.shard-*-of-*.jsonl")):
-            if _SHARD_PART.fullmatch(path.name):
-                rows += read_jsonl(path)
+        for path in self._part_paths():
+            rows += read_jsonl(path)
         if not rows:
             raise FileNotFoundError(
                 f"no weight store at {self.root}; build it with `make dataset` (weightgen-dataset)"
@@ -136,8 +154,8 @@ class WeightStore:
         """Join shard parts into ``manifest.jsonl``; every expected (concept, step) must be there."""
         expected = {c: set(steps) for c, steps in expected_steps.items()}
         rows, seen = [], {}
-        for path in sorted(self.root.glob("manifest.shard-*-of-*.jsonl")):
-            for row in read_jsonl(path) if _SHARD_PART.fullmatch(path.name) else []:
+        for path in self._part_paths():
+            for row in read_jsonl(path):
                 key = (row["concept"], row["step"])
                 if key in seen:
                     raise IncompleteStoreError(
