@@ -85,6 +85,7 @@ def test_memorisation_finds_each_train_prompt_next_to_its_own_adapter(job):
     assert result["memorisation/train/distance_ratio"] == pytest.approx(
         result["memorisation/train/nearest_distance_median"] / between)
     assert result["memorisation/test/count"] == 1
+    assert "memorisation/test/nearest_is_own" not in result  # held-out concepts have no own adapter
 
 
 def test_unknown_measure_is_a_clear_error(tmp_path_factory, tmp_path):

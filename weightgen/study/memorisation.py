@@ -49,9 +49,10 @@ def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
         distances = (checkpoints - flatten(state)).norm(dim=1)
         nearest = int(distances.argmin())
         row = {"concept": concept.id, "split": concept.split,
-               "nearest_distance": float(distances[nearest]), "nearest_concept": owners[nearest],
-               "nearest_is_own": owners[nearest] == concept.id}
-        if concept.split == "test":
+               "nearest_distance": float(distances[nearest]), "nearest_concept": owners[nearest]}
+        if concept.split == "train":  # a held-out concept has no checkpoint of its own
+            row["nearest_is_own"] = owners[nearest] == concept.id
+        else:
             row["generated_psnr"] = evaluator.quality(concept, state).psnr
             row["nearest_checkpoint_psnr"] = evaluator.quality(concept, store.load(rows[nearest])).psnr
         report.append(row)
@@ -64,7 +65,7 @@ def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
         median = statistics.median(r["nearest_distance"] for r in split_rows)
         summary[f"{split}/nearest_distance_median"] = median
         summary[f"{split}/distance_ratio"] = median / between_median if between_median else None
-        summary[f"{split}/nearest_is_own"] = sum(r["nearest_is_own"] for r in split_rows)
+    summary["train/nearest_is_own"] = sum(r.get("nearest_is_own", False) for r in report)
     tests = [r for r in report if r["split"] == "test"]
     summary["test/beats_nearest_checkpoint"] = sum(
         r["generated_psnr"] > r["nearest_checkpoint_psnr"] for r in tests)
