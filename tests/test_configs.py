@@ -172,3 +172,25 @@ def test_cpu_trainer_and_loggers_build(tmp_path):
     loggers = Workspace(cfg).loggers("pairs")
     assert sorted(type(lg).__name__ for lg in loggers) == ["CSVLogger", "WandbLogger"]
     assert Workspace(compose_config(["logger=none"])).loggers("pairs") == []
+
+
+def test_the_slurm_launcher_config_composes_on_the_submitit_plugin():
+    cfg = _compose_with_hydra(["hydra/launcher=slurm", "experiment=study_scaling"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.timeout_min == 120
+    assert launcher.submitit_folder == f"{cfg.paths.run_dir}/studies/scaling/sweep/.submitit/%j"
+
+
+@pytest.mark.parametrize("study", ["block_size", "grouping", "sampling", "denoiser", "scaling",
+                                   "text", "memorisation"])
+def test_every_study_preset_sweeps_and_reports(study):
+    cfg = _compose_with_hydra([f"experiment=study_{study}"])
+    assert cfg.study.name == study and cfg.wandb_group == f"study_{study}"
+    assert cfg.hydra.sweeper.params, "a study must hold its own sweep"
+    report = cfg.hydra.callbacks.study_report
+    assert report._target_ == "weightgen.study.report.StudyReport"
+    assert report.out_dir == f"experiments/{study}"
+    assert report.command == f"weightgen-study experiment=study_{study} --multirun"
+    for knob in cfg.study.knobs:  # every knob the table shows is a real config key
+        assert OmegaConf.select(cfg, knob, default="missing") != "missing", knob
