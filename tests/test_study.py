@@ -162,5 +162,27 @@ def test_generalisation_table_counts_wins_per_concept(tmp_path):
     row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
     assert (row["beats_mean"], row["beats_nearest"], row["beats_both"]) == (2, 1, 1)
     assert row["beats_base"] == 2 and row["test_count"] == 3
-    assert "2, 1, **1** (of 3)" in (tmp_path / "results.md").read_text()
+    assert "2, 1, **1** (of 3) | not run |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").stat().st_size > 1000
+
+
+def test_generalisation_table_reads_steps_to_target_from_a_benchmark(tmp_path):
+    def run(steps):
+        return {"steps_to_target": steps}
+
+    bench_results = {
+        "summary": {"seconds_to_target": {"denoised_init": 9.5, "e2gan_lora": 20.0}},
+        "concepts": [
+            {"seen": False, "methods": {"denoised_init": run(50), "e2gan_lora": run(150)}},
+            {"seen": False, "methods": {"denoised_init": run(None), "e2gan_lora": run(100)}},
+            {"seen": True, "methods": {"denoised_init": run(1000), "e2gan_lora": run(1000)}},
+        ],
+    }
+    records = [{"name": "a", "note": "n", "overrides": [], "train_seconds": 1.0,
+                "zero_shot": _zero_shot_report([18.5]), "bench": bench_results}]
+    generalisation_table(records, tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
+    # Medians over held-out concepts that reached the target; seen concepts are left out.
+    assert (row["steps_to_target"], row["standard_steps_to_target"]) == (50, 125)
+    assert row["seconds_to_target"] == 9.5
+    assert "| 50 / 125 |" in (tmp_path / "results.md").read_text()

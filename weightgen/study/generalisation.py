@@ -7,6 +7,7 @@ Input: one record per configuration with its zero-shot report (``weightgen-zero-
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,28 +40,54 @@ def summarise_zero_shot(report: dict) -> dict:
     }
 
 
+def summarise_bench(results: dict | None) -> dict:
+    """Median steps and seconds to target from the generated init and from the standard init."""
+    if results is None:
+        return {}
+    summary, unseen = results["summary"], [c for c in results["concepts"] if not c["seen"]]
+
+    def median_steps(method: str) -> float | None:
+        steps = sorted(c["methods"][method]["steps_to_target"] for c in unseen
+                       if c["methods"][method]["steps_to_target"] is not None)
+        return statistics.median(steps) if steps else None
+
+    return {"seconds_to_target": summary["seconds_to_target"]["denoised_init"],
+            "standard_seconds_to_target": summary["seconds_to_target"]["e2gan_lora"],
+            "steps_to_target": median_steps("denoised_init"),
+            "standard_steps_to_target": median_steps("e2gan_lora")}
+
+
 def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     rows = [{"name": r["name"], "note": r["note"], "overrides": r["overrides"],
              "sampling_of": r.get("sampling_of"), "train_seconds": r["train_seconds"]}
-            | summarise_zero_shot(r["zero_shot"]) for r in records]
+            | summarise_zero_shot(r["zero_shot"]) | summarise_bench(r.get("bench"))
+            for r in records]
     atomic_write_json(out / "results.json", {"configurations": rows})
     lines = [
         "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
-        "/ nearest / base | held-out wins vs mean, nearest, both (of n) | train s |",
-        "|---|---|---|---|---|",
+        "/ nearest / base | held-out wins vs mean, nearest, both (of n) | steps to target: "
+        "generated / standard init | train s |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
+        to_target = "not run"
+        if "steps_to_target" in r:
+            to_target = f"{_number(r['steps_to_target'])} / {_number(r['standard_steps_to_target'])}"
         lines.append(
             f"| `{r['name']}` | {r['train_generated']:.2f} / {r['train_trained']:.2f} / "
             f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
             f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
-            f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | "
+            f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | {to_target} | "
             f"{r['train_seconds']:.0f} |"
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     _plot(rows, out / "results.png")
     return out
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
 
 
 def _plot(rows: Sequence[dict], path: Path) -> None:
