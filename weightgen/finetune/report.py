@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import statistics
 from pathlib import Path
 
@@ -13,7 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
-from weightgen.utils.io import atomic_write_bytes, atomic_write_text, load_safetensors  # noqa: E402
+from weightgen.utils.io import (  # noqa: E402
+    atomic_save_figure,
+    atomic_write_text,
+    load_safetensors,
+)
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -102,10 +105,8 @@ def write_curves_plot(path: Path, results: list[dict], methods: list[str]) -> No
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_sample_grid(ws, path: Path, concepts: list, methods: list[str], per_concept: int = 2):

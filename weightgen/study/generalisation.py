@@ -11,16 +11,16 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from weightgen.utils.io import atomic_write_json, atomic_write_text
+from weightgen.diffusion.zero_shot import generated_wins
+from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 
 def summarise_zero_shot(report: dict) -> dict:
     """Medians and held-out win counts from a zero_shot.json report."""
-    summary = report["summary"]
-    tests = [c for c in report["concepts"] if c["split"] == "test"]
+    summary, rows = report["summary"], report["concepts"]
 
     def wins(*rivals: str) -> int:
-        return sum(c["generated"]["psnr"] > max(c[r]["psnr"] for r in rivals) for c in tests)
+        return generated_wins(rows, "test", rivals)
 
     return {
         "train_generated": summary["train"]["generated"],
@@ -35,7 +35,7 @@ def summarise_zero_shot(report: dict) -> dict:
         "beats_nearest": wins("nearest"),
         "beats_both": wins("mean", "nearest"),
         "beats_base": wins("standard"),
-        "test_count": len(tests),
+        "test_count": sum(r["split"] == "test" for r in rows),
         "generation_seconds": summary["generation_seconds"],
     }
 
@@ -116,7 +116,5 @@ def _plot(rows: Sequence[dict], path: Path) -> None:
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    tmp.replace(path)

@@ -18,7 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from weightgen.utils.io import atomic_write_json, atomic_write_text
+from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,8 @@ def study_plot(title: str, results: Sequence[dict], lines: Sequence[str],
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_study_report(out_dir: str | Path, title: str, command: str, results: Sequence[dict],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -40,6 +41,13 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save_figure(figure, path: PathLike, dpi: int = 120) -> None:
+    """A matplotlib figure as PNG, written atomically like every other artifact."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
