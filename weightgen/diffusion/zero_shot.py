@@ -13,6 +13,7 @@ from pathlib import Path
 
 from weightgen.diffusion.generate import load_generator
 from weightgen.finetune.finetuner import default_inits
+from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.dataset_builder import load_base
 from weightgen.utils.io import atomic_write_json, atomic_write_text
@@ -21,11 +22,21 @@ from weightgen.workspace import Workspace
 KINDS = ("standard", "mean", "nearest", "trained", "generated")
 
 
+def scoring_tools(ws: Workspace) -> tuple[AdapterEvaluator, InitSources]:
+    """The GAN scorer on the run's base and every init of the run, the generator's included."""
+    base = load_base(ws)
+    return AdapterEvaluator(ws, base), default_inits(ws, base, load_generator(ws))
+
+
+def generated_wins(rows: list[dict], split: str, rivals: tuple[str, ...]) -> int:
+    """Concepts of ``split`` on which the generated adapter's PSNR is above every rival's."""
+    return sum(r["generated"]["psnr"] > max(r[rival]["psnr"] for rival in rivals)
+               for r in rows if r["split"] == split)
+
+
 def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
     """Score every init kind on ``n_train`` train concepts and all held-out ones; write a table."""
-    base = load_base(ws)
-    evaluator = AdapterEvaluator(ws, base)
-    inits = default_inits(ws, base, load_generator(ws))
+    evaluator, inits = scoring_tools(ws)
     rows = []
     for concept in ws.train_concepts[:n_train] + ws.test_concepts:
         row = {"concept": concept.id, "split": concept.split}
@@ -44,9 +55,7 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
     summary["generation_seconds"] = statistics.median(r["generation_seconds"] for r in rows)
     for rival in ("mean", "nearest"):
         summary[f"generated_beats_{rival}"] = {
-            split: sum(r["generated"]["psnr"] > r[rival]["psnr"] for r in rows
-                       if r["split"] == split)
-            for split in ("train", "test")
+            split: generated_wins(rows, split, (rival,)) for split in ("train", "test")
         }
     folder = Path(ws.cfg.paths.generator_dir)
     atomic_write_json(folder / "zero_shot.json", {"summary": summary, "concepts": rows})

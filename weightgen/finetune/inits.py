@@ -82,13 +82,14 @@ class InitSources:
         rows, similarity = self._similarities(concept)
         return self.ws.concept(rows[int(similarity.argmin())]["concept"])
 
-    def _generate(self, kind: str, prompt_concept: Concept) -> AdapterInit:
+    def generated(self, prompt: str, kind: str = "generated") -> AdapterInit:
+        """The generator's adapter for any prompt, sampled with this run's sampling settings."""
         if self.generator is None:
             raise ValueError(
                 f"init '{kind}' needs a trained weight generator; train one with `make generator`"
             )
-        result = self.generator.generate(self.ws.embed([prompt_concept.prompt]), **self.sampling)
-        return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt_concept.prompt})
+        result = self.generator.generate(self.ws.embed([prompt]), **self.sampling)
+        return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt})
 
     def get(self, kind: str, concept: Concept) -> AdapterInit:
         if kind == "standard":
@@ -105,7 +106,7 @@ class InitSources:
                 raise KeyError(f"concept {concept.id!r} has no trained adapter in the store")
             return AdapterInit(kind, self.ws.weight_store.load(self._final_rows[concept.id]))
         if kind == "generated":
-            return self._generate(kind, concept)
+            return self.generated(concept.prompt)
         if kind == "shuffled":
-            return self._generate(kind, self.shuffled_prompt(concept))
+            return self.generated(self.shuffled_prompt(concept).prompt, kind)
         raise ValueError(f"unknown init {kind!r}; use one of {INIT_KINDS}")

@@ -15,10 +15,7 @@ import statistics
 
 import torch
 
-from weightgen.diffusion.generate import load_generator
-from weightgen.finetune.finetuner import default_inits
-from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import load_base
+from weightgen.diffusion.zero_shot import scoring_tools
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace
 
@@ -29,10 +26,7 @@ def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
-    base = load_base(ws)
-    evaluator = AdapterEvaluator(ws, base)
-    generator = load_generator(ws)
-    inits = default_inits(ws, base, generator)
+    evaluator, inits = scoring_tools(ws)
     rows = training_rows(ws, checkpoints="all")
     store = ws.weight_store
     checkpoints = torch.stack([flatten(store.load(r)) for r in rows])
@@ -45,7 +39,7 @@ def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
             between.append(float((checkpoints[others] - checkpoints[index]).norm(dim=1).min()))
     report = []
     for concept in ws.train_concepts[:n_train] + ws.test_concepts:
-        state = generator.generate(ws.embed([concept.prompt]), **inits.sampling).state
+        state = inits.generated(concept.prompt).state
         distances = (checkpoints - flatten(state)).norm(dim=1)
         nearest = int(distances.argmin())
         row = {"concept": concept.id, "split": concept.split,

@@ -16,10 +16,7 @@ import statistics
 
 from weightgen.concepts.ops import describe_recipe
 from weightgen.concepts.spec import Concept
-from weightgen.diffusion.generate import load_generator
-from weightgen.finetune.finetuner import default_inits
-from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import load_base
+from weightgen.diffusion.zero_shot import scoring_tools
 from weightgen.workspace import Workspace
 
 VARIANTS = ("correct", "paraphrase", "shuffled", "empty")
@@ -40,10 +37,7 @@ def variant_prompt(variant: str, concept: Concept, inits) -> str | None:
 
 def prompt_variant_quality(ws: Workspace, n_train: int = 8) -> dict:
     """Median zero-shot PSNR per (split, variant) over ``n_train`` train and all test concepts."""
-    base = load_base(ws)
-    evaluator = AdapterEvaluator(ws, base)
-    generator = load_generator(ws)
-    inits = default_inits(ws, base, generator)
+    evaluator, inits = scoring_tools(ws)
     rows = []
     for concept in ws.train_concepts[:n_train] + ws.test_concepts:
         row = {"concept": concept.id, "split": concept.split, "prompts": {}}
@@ -52,8 +46,7 @@ def prompt_variant_quality(ws: Workspace, n_train: int = 8) -> dict:
             if prompt is None:
                 row[variant] = None
                 continue
-            state = generator.generate(ws.embed([prompt]), **inits.sampling).state
-            row[variant] = evaluator.quality(concept, state).psnr
+            row[variant] = evaluator.quality(concept, inits.generated(prompt).state).psnr
         rows.append(row)
     summary = {}
     for split in ("train", "test"):
