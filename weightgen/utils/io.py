@@ -14,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from weightgen.errors import CorruptFileError
+
 PathLike = str | os.PathLike
 
 
@@ -100,10 +102,6 @@ def atomic_save_safetensors(
     )
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
-
-
-class CorruptFileError(ValueError):
-    """A weight or data file that is missing, truncated or fails its checksum."""
 
 
 def load_safetensors(path: PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from weightgen.errors import IncompleteStoreError
 from weightgen.utils.io import (
     atomic_save_safetensors,
     atomic_write_jsonl,
@@ -52,10 +53,6 @@ class Shard:
     @property
     def part_name(self) -> str:
         return f"manifest.shard-{self.index}-of-{self.count}.jsonl"
-
-
-class IncompleteStoreError(RuntimeError):
-    """Some concepts of the build have no (or not all) checkpoints in the store."""
 
 
 class WeightStore:

@@ -1,0 +1,37 @@
+"""The errors a user can cause and fix: each message names the problem and the fix.
+
+The command-line entry points print a ``WeightgenError`` as one line and exit non-zero (the
+traceback comes back with ``HYDRA_FULL_ERROR=1`` or ``debug=true``); any other exception is a bug
+and keeps its traceback. The subclasses also derive from the built-in error they refine, so code
+that catches ``ValueError`` or ``RuntimeError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class WeightgenError(Exception):
+    """Something the user can fix: bad input, a damaged or mismatched artifact, a busy run."""
+
+
+class ConfigError(WeightgenError, ValueError):
+    """A config value that cannot work (a negative count, an unknown option, a missing path)."""
+
+
+class CorruptFileError(WeightgenError, ValueError):
+    """A weight or data file that is missing, truncated or fails its checksum."""
+
+
+class IncompleteStoreError(WeightgenError, RuntimeError):
+    """Some concepts of the build have no (or not all) checkpoints in the store."""
+
+
+class StaleArtifactError(WeightgenError, RuntimeError):
+    """An artifact built from other inputs than this run's (another base, store or pair set)."""
+
+
+class RunBusyError(WeightgenError, RuntimeError):
+    """Another process holds this run's lock (it is building the same stores)."""
+
+
+class InterruptedRunError(WeightgenError, RuntimeError):
+    """The run was stopped (SIGTERM, Ctrl-C) before it wrote its results."""
