@@ -315,3 +315,75 @@ def test_folder_source_without_a_folder_names_the_setting(tmp_path):
     ws = tiny_workspace(tmp_path, "data=folder")
     with pytest.raises((ValueError, FileNotFoundError), match="data.folder"):
         ws.build_pairs()
+
+
+# --- issue 14: a damaged sources file is made again; one builder per cache ---------------------
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_pair_store_makes_a_missing_or_damaged_sources_file_again(tmp_path, damage):
+    store = PairStore(tmp_path)
+    editor = CountingEditor()
+    manifest = build(store, [INVERT, SEPIA], editor)
+    path = tmp_path / "sources.safetensors"
+    original = path.read_bytes()
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(original[:-7])
+    with pytest.raises(CorruptFileError, match=str(path)):
+        store.load("invert")  # "... rebuild it (the build resumes)" / "... rerun the build"
+    assert build(store, [INVERT, SEPIA], editor) == manifest
+    assert path.read_bytes() == original  # the same seeded crops ...
+    assert len(editor.edited) == 4  # ... so no concept is edited again
+    assert np.array_equal(store.load("invert").val_target, 255 - store.load("invert").val_source)
+
+
+def test_pair_store_edits_every_concept_again_when_new_sources_differ(tmp_path):
+    store = PairStore(tmp_path)
+    editor = CountingEditor()
+    build(store, [INVERT, SEPIA], editor)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    real = manifest["sources_sha256"]
+    manifest["sources_sha256"] = "0" * 64  # targets edited from crops other than the new ones
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "sources.safetensors").unlink()
+    rebuilt = build(store, [INVERT, SEPIA], editor)
+    assert rebuilt["sources_sha256"] == real and sorted(rebuilt["concepts"]) == ["invert", "sepia"]
+    assert len(editor.edited) == 8
+
+
+def test_pair_fingerprints_change_with_a_concept_edited_under_the_same_id(tmp_path):
+    store = PairStore(tmp_path)
+    build(store, [INVERT, SEPIA])
+    before = store.fingerprints(["invert", "sepia", "blur"])
+    assert before["blur"] is None and before["invert"] != before["sepia"]
+    build(store, [Concept("invert", "now sepia", recipe=[{"op": "sepia"}])])
+    after = store.fingerprints(["invert", "sepia"])
+    assert after["invert"] != before["invert"] and after["sepia"] == before["sepia"]
+
+
+def test_a_second_builder_of_the_same_pair_cache_fails_with_run_busy(tmp_path):
+    from filelock import FileLock
+
+    from weightgen.errors import RunBusyError
+    from weightgen.utils.locks import lock_beside
+
+    root = tmp_path / "pairs"
+    with FileLock(lock_beside(root)):  # another process is building the cache
+        with pytest.raises(RunBusyError, match=r"another process is building the pair cache .*"
+                                               r"let it finish and rerun .*lock_timeout_s=null"):
+            build(PairStore(root, lock_timeout_s=0), [INVERT])
+    assert not root.exists() or not any(root.iterdir())  # nothing written
+    build(PairStore(root, lock_timeout_s=0), [INVERT])  # free again: builds
+    assert PairStore(root).manifest()["concepts"].keys() == {"invert"}
+
+
+def test_other_ranks_of_a_ddp_job_do_not_wait_for_rank_zeros_lock(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from weightgen.utils.locks import store_lock
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with FileLock(tmp_path / ".lock"), store_lock(tmp_path / ".lock", "the store", timeout_s=0):
+        pass  # rank 1 reruns the entry point while rank 0 holds the lock: no wait, no error

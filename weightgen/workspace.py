@@ -73,7 +73,7 @@ class Workspace:
     # --- data -----------------------------------------------------------------------------
     @property
     def pair_store(self) -> PairStore:
-        return PairStore(self.cfg.paths.pairs_dir)
+        return PairStore(self.cfg.paths.pairs_dir, self.lock_timeout_s)
 
     def build_pairs(self, concepts: list[Concept] | None = None) -> dict:
         """Make (or complete) the pair cache for ``concepts`` (default: all of the run's)."""
@@ -103,6 +103,11 @@ class Workspace:
         )
 
     # --- weights --------------------------------------------------------------------------
+    @property
+    def lock_timeout_s(self) -> float | None:
+        """How long a stage waits for another process building the same store (None: forever)."""
+        return self.cfg.get("lock_timeout_s")
+
     @property
     def weight_store(self) -> WeightStore:
         return WeightStore(self.cfg.paths.weights_dir)

@@ -7,7 +7,13 @@ Layout of ``root``::
     manifest.json              the data settings and, per concept, prompt, split, file, sha256
 
 Building is resumable: a concept whose file is listed with a matching sha256 and recipe is
-skipped, so a killed build continues where it stopped. Every file is written atomically.
+skipped, so a killed build continues where it stopped; a missing or damaged sources file is made
+again (and every concept with it, should the new crops differ). Every file is written atomically,
+under a lock that keeps a second builder of the same cache waiting.
+
+:meth:`PairStore.fingerprints` names the exact pairs of a concept (its sources' and targets'
+sha256): the base GAN and every adapter record the fingerprints they were trained on, so a concept
+edited under the same id is never served by weights trained on its old pairs.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from weightgen.utils.io import (
     atomic_save_safetensors,
     atomic_write_json,
     load_safetensors,
+    sha256_bytes,
     sha256_file,
 )
+from weightgen.utils.locks import lock_beside, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +75,9 @@ def concept_fingerprint(concept) -> str:
 
 
 class PairStore:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, lock_timeout_s: float | None = None):
         self.root = Path(root)
+        self.lock_timeout_s = lock_timeout_s
 
     @property
     def manifest_path(self) -> Path:
@@ -84,6 +93,21 @@ class PairStore:
     def _target_path(self, concept_id: str) -> Path:
         return self.root / "targets" / f"{concept_id}.safetensors"
 
+    @property
+    def _sources_path(self) -> Path:
+        return self.root / "sources.safetensors"
+
+    def fingerprints(self, concept_ids: Sequence[str]) -> dict[str, str | None]:
+        """Per concept, a sha256 of the exact pairs it has now (sources + targets); None if none."""
+        manifest = self.manifest()
+        entries = manifest["concepts"]
+        return {
+            concept_id: sha256_bytes(
+                f"{manifest['sources_sha256']}:{entries[concept_id]['sha256']}".encode()
+            ) if concept_id in entries else None
+            for concept_id in concept_ids
+        }
+
     def build(
         self,
         concepts: Sequence,
@@ -94,8 +118,13 @@ class PairStore:
         progress: bool = True,
     ) -> dict:
         """Make (or complete) the cache for ``concepts``; returns the manifest."""
+        with store_lock(lock_beside(self.root), f"the pair cache {self.root}",
+                        self.lock_timeout_s):
+            return self._build(concepts, editor, settings, train_photos, val_photos, progress)
+
+    def _build(self, concepts, editor, settings, train_photos, val_photos, progress) -> dict:
         manifest = self._open_or_create(settings, train_photos, val_photos)
-        sources = load_safetensors(self.root / "sources.safetensors", manifest["sources_sha256"])
+        sources = load_safetensors(self._sources_path, manifest["sources_sha256"])
         for concept in tqdm(concepts, desc="pairs", unit="concept", disable=not progress):
             entry = manifest["concepts"].get(concept.id)
             fingerprint = concept_fingerprint(concept)
@@ -136,18 +165,30 @@ class PairStore:
                     f"the pair cache at {self.root} was built with settings "
                     f"{manifest['settings']}, not {wanted}; use another data.pairs_dir or delete it"
                 )
-            return manifest
+            path = self._sources_path
+            if path.is_file() and sha256_file(path) == manifest["sources_sha256"]:
+                return manifest
+            log.warning("%s is missing or damaged; making the source crops again", path)
+            sha = self._make_sources(settings, train_photos, val_photos)
+            if sha == manifest["sources_sha256"]:
+                return manifest  # the same crops again: every target still matches them
+            log.warning("the new source crops differ from the old ones; editing every concept again")
+        else:
+            sha = self._make_sources(settings, train_photos, val_photos)
+        manifest = {"settings": wanted, "sources_sha256": sha, "concepts": {}}
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def _make_sources(self, settings: PairSettings, train_photos, val_photos) -> str:
+        """Draw the train/val source crops (seeded) and save them; returns the file's sha256."""
         rng = np.random.default_rng(settings.seed)
         crops = {
             "train": random_crops(train_photos, settings.n_train, settings.size, rng, settings.max_zoom),
             "val": random_crops(val_photos, settings.n_val, settings.size, rng, settings.max_zoom),
         }
-        sha = atomic_save_safetensors(
-            {k: torch.from_numpy(v) for k, v in crops.items()}, self.root / "sources.safetensors"
+        return atomic_save_safetensors(
+            {k: torch.from_numpy(v) for k, v in crops.items()}, self._sources_path
         )
-        manifest = {"settings": wanted, "sources_sha256": sha, "concepts": {}}
-        atomic_write_json(self.manifest_path, manifest)
-        return manifest
 
     def load(self, concept_id: str) -> ConceptPairs:
         """One concept's pairs, checksums verified; an unknown concept names the fix."""
@@ -158,7 +199,7 @@ class PairStore:
                 f"concept {concept_id!r} has no pairs in {self.root}; build them with "
                 f"weightgen-pairs (known: {len(manifest['concepts'])} concepts)"
             )
-        sources = load_safetensors(self.root / "sources.safetensors", manifest["sources_sha256"])
+        sources = load_safetensors(self._sources_path, manifest["sources_sha256"])
         targets = load_safetensors(self.root / entry["file"], entry["sha256"])
         return ConceptPairs(
             sources["train"].numpy(), targets["train"].numpy(),
