@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import signal
 
 import pytest
@@ -9,9 +12,12 @@ import torch
 from helpers import photos_loaded_once, tiny_workspace
 from hydra.utils import instantiate
 
+from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.data.datamodule import images_to_tensor
+from weightgen.errors import StaleArtifactError
 from weightgen.gan.dataset_builder import build_weight_dataset, load_base, train_adapter
 from weightgen.gan.evaluate import evaluate
+from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, WeightStore
 
 CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "sha256"}
@@ -179,3 +185,130 @@ def test_checkpoint_steps_must_end_at_adapter_steps(reference, tmp_path):
     ws = tiny_workspace(reference[0], "builder.checkpoint_steps=[2,3]")
     with pytest.raises(ValueError, match=r"checkpoint_steps \[2, 3\] must end at .*adapter_steps 4"):
         train_adapter(ws, load_base(ws), ws.concepts[0], WeightStore(tmp_path), Shard())
+
+
+# --- issue 14: the resume verifies what it keeps; pairs edited under the same id ----------------
+
+
+def copy_of(reference, tmp_path):
+    """A private copy of the reference build (tests must not write into the shared one)."""
+    shutil.copytree(reference[0], tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_a_deleted_adapter_file_is_trained_again_on_resume(reference, tmp_path):
+    """'the file is corrupted: delete it and rerun the build' now leads somewhere."""
+    artifacts = copy_of(reference, tmp_path)
+    expected = reference[3]
+    row = expected[0]
+    store = tiny_workspace(artifacts).weight_store
+    (store.root / row["file"]).unlink()
+    summary = run_stage(artifacts, "all")
+    assert [s["concept"] for s in summary["adapters"]] == [row["concept"]]
+    assert store.rows() == expected  # retrained bit for bit, merged again
+
+
+def test_a_damaged_adapter_file_is_trained_again_on_resume(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    expected = reference[3]
+    path = tiny_workspace(artifacts).weight_store.root / expected[-1]["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    summary = run_stage(artifacts, "all")
+    assert [s["concept"] for s in summary["adapters"]] == [expected[-1]["concept"]]
+    assert tiny_workspace(artifacts).weight_store.rows() == expected
+
+
+def test_a_deleted_base_file_is_trained_again_and_keeps_the_adapters(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    base_file = tiny_workspace(artifacts).run_dir / "base" / "generator.safetensors"
+    original = base_file.read_bytes()
+    base_file.unlink()
+    summary = run_stage(artifacts, "all")
+    assert base_file.read_bytes() == original  # deterministic: the same base again ...
+    assert summary["adapters"] == []  # ... so every adapter still matches it
+
+
+def concepts_file(artifacts, reference, edited: str | None = None) -> list[str]:
+    """Overrides that read the run's concepts from a file; ``edited`` gets another recipe and
+    prompt under the same id (a user editing their concept file)."""
+    rows = [c.to_dict() for c in reference[1].concepts]
+    for row in rows:
+        if row["id"] == edited:
+            ops = {step["op"] for step in row["recipe"]}
+            row |= {"prompt": "an edited prompt",
+                    "recipe": [{"op": "sepia" if "invert" in ops else "invert"}]}
+    path = artifacts / "concepts.yaml"
+    save_concepts([Concept.from_dict(row) for row in rows], path)
+    return ["concepts=file", f"concepts.path={path}"]
+
+
+def test_a_held_out_concept_edited_under_the_same_id_gets_its_adapter_trained_again(
+    reference, tmp_path
+):
+    artifacts = copy_of(reference, tmp_path)
+    edited = reference[1].test_concepts[0].id
+    same = concepts_file(artifacts, reference)
+    assert run_stage(artifacts, "all", "0/1", *same)["adapters"] == []  # the file is the run
+    overrides = concepts_file(artifacts, reference, edited)
+    ws = tiny_workspace(artifacts, *overrides)
+    ws.build_pairs()  # weightgen-pairs with the edited file
+    # Until the dataset stage runs, stages reading the store refuse the old adapter.
+    with pytest.raises(StaleArtifactError, match=rf"{re.escape(edited)}.*rerun weightgen-dataset"):
+        check_rows_current(ws, ws.weight_store.final_rows())
+    summary = run_stage(artifacts, "all", "0/1", *overrides)
+    assert [s["concept"] for s in summary["adapters"]] == [edited]
+    rows = ws.weight_store.rows()
+    fingerprint = ws.pair_store.fingerprints([edited])[edited]
+    assert {r["pairs_sha256"] for r in rows if r["concept"] == edited} == {fingerprint}
+    assert {r["prompt"] for r in rows if r["concept"] == edited} == {"an edited prompt"}
+    assert [r for r in rows if r["concept"] != edited] == [
+        r for r in reference[3] if r["concept"] != edited]
+    check_rows_current(ws, rows)
+
+
+def test_a_train_concept_edited_under_the_same_id_refuses_the_base_until_it_is_rebuilt(
+    reference, tmp_path
+):
+    artifacts = copy_of(reference, tmp_path)
+    edited = reference[1].train_concepts[0].id
+    overrides = concepts_file(artifacts, reference, edited)
+    ws = tiny_workspace(artifacts, *overrides)
+    manifest = ws.weight_store.root / MANIFEST
+    before = manifest.read_bytes()
+    with pytest.raises(StaleArtifactError, match=rf"trained on other pairs of \['{re.escape(edited)}'\] .* "
+                                                 rf"delete .*base and rerun weightgen-dataset"):
+        run_stage(artifacts, "all", "0/1", *overrides)
+    assert manifest.read_bytes() == before  # nothing replaced
+    shutil.rmtree(ws.run_dir / "base")  # the fix the message names
+    summary = run_stage(artifacts, "all", "0/1", *overrides)
+    assert sorted(s["concept"] for s in summary["adapters"]) == sorted(c.id for c in ws.concepts)
+    rows = ws.weight_store.rows()
+    assert {r["base_sha256"] for r in rows} == {load_base(ws).meta["generator_sha256"]}
+
+
+def test_a_base_without_a_pair_fingerprint_is_refused_with_the_fix(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    meta_path = tiny_workspace(artifacts).run_dir / "base" / "base.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["pairs_sha256"]  # a base built by an older weightgen
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StaleArtifactError, match=r"records no fingerprint .* older weightgen.*"
+                                                 r"delete .*base and rerun weightgen-dataset"):
+        load_base(tiny_workspace(artifacts))
+
+
+def test_a_second_builder_of_the_same_shard_fails_with_run_busy(reference, tmp_path):
+    from filelock import FileLock
+
+    from weightgen.errors import RunBusyError
+
+    artifacts = copy_of(reference, tmp_path)
+    store = tiny_workspace(artifacts).weight_store
+    parts = sorted(p.read_bytes() for p in store.root.glob("manifest*.jsonl"))
+    with FileLock(store.lock_path(Shard())), pytest.raises(
+        RunBusyError, match=r"another process is building shard 0/1 of the weight store"
+    ):
+        run_stage(artifacts, "adapters", "0/1", "lock_timeout_s=0")
+    assert sorted(p.read_bytes() for p in store.root.glob("manifest*.jsonl")) == parts

@@ -15,6 +15,7 @@ CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "
 SEPIA = Concept("sepia", "a sepia tone", recipe=[{"op": "sepia"}])
 INVERT = Concept("invert", "an inverted photo", recipe=[{"op": "invert"}], split="test")
 ALONE = Shard()
+INPUTS = {"base_sha256": "b" * 64, "pairs_sha256": "p" * 64}
 
 
 def adapter(seed: int) -> dict[str, torch.Tensor]:
@@ -23,8 +24,9 @@ def adapter(seed: int) -> dict[str, torch.Tensor]:
             "head.lora_B.weight": torch.randn(3, 2, generator=gen)}
 
 
-def put(store, concept, step, shard=ALONE, seed=0) -> dict:
-    return store.put(shard, concept, step, adapter(seed), {"psnr": 20.0 + step, "ssim": 0.5}, "lora")
+def put(store, concept, step, shard=ALONE, seed=0, inputs=INPUTS) -> dict:
+    return store.put(shard, concept, step, adapter(seed), {"psnr": 20.0 + step, "ssim": 0.5}, "lora",
+                     inputs)
 
 
 def test_put_load_round_trip_with_checksum(tmp_path):
@@ -33,7 +35,7 @@ def test_put_load_round_trip_with_checksum(tmp_path):
     assert CONTRACT_KEYS <= set(row)
     assert row == {"concept": "sepia", "prompt": "a sepia tone", "split": "train", "step": 50,
                    "psnr": 70.0, "ssim": 0.5, "file": "sepia/step_000050.safetensors",
-                   "sha256": row["sha256"], "adapter": "lora"}
+                   "sha256": row["sha256"], "adapter": "lora"} | INPUTS
     assert row["sha256"] == sha256_file(tmp_path / row["file"])
     loaded = store.load(row)
     assert loaded.keys() == adapter(1).keys()
@@ -96,12 +98,67 @@ def test_shard_select_is_disjoint_and_complete(count):
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
-def test_drop_concept_forgets_only_that_concept(tmp_path):
+def test_drop_concept_forgets_only_that_concept_in_every_part(tmp_path):
     store = WeightStore(tmp_path)
     put(store, SEPIA, 50)
+    put(store, SEPIA, 50, Shard(0, 2))  # a part of an earlier sharding
     kept = put(store, INVERT, 50)
-    store.drop_concept(ALONE, "sepia")
-    assert store.part_rows(ALONE) == [kept]
+    store.drop_concept("sepia")
+    assert store.part_rows(ALONE) == [kept] and store.part_rows(Shard(0, 2)) == []
+
+
+def test_a_row_records_what_the_adapter_was_trained_from(tmp_path):
+    with pytest.raises(ValueError, match="base_sha256"):
+        put(WeightStore(tmp_path), SEPIA, 50, inputs={"pairs_sha256": "p" * 64})
+
+
+# --- what a resumed build trusts (issue 14, items 4 and 9) -------------------------------------
+
+
+def two_steps_of_sepia_and_invert(store: WeightStore) -> dict[str, list[dict]]:
+    return {c.id: [put(store, c, 50), put(store, c, 100)] for c in (SEPIA, INVERT)}
+
+
+@pytest.mark.parametrize("damage", ["delete", "flip"])
+def test_resume_distrusts_a_missing_or_damaged_adapter_file(tmp_path, damage):
+    store = WeightStore(tmp_path)
+    rows = two_steps_of_sepia_and_invert(store)
+    path = tmp_path / rows["sepia"][0]["file"]
+    if damage == "delete":
+        path.unlink()
+    else:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    kept, rejected = store.verified_concepts([50, 100], {"sepia": INPUTS, "invert": INPUTS})
+    assert kept == {"invert"}
+    assert rejected == {"sepia": f"{path} is missing" if damage == "delete" else
+                        f"{path} is damaged (its sha256 differs from the manifest's)"}
+
+
+def test_resume_distrusts_adapters_trained_on_other_pairs_or_another_base(tmp_path):
+    store = WeightStore(tmp_path)
+    two_steps_of_sepia_and_invert(store)
+    put(store, Concept("blur", "a blurred photo", recipe=[{"op": "blur"}]), 50,
+        inputs={"base_sha256": "b" * 64, "pairs_sha256": "old" * 20})  # incomplete: not judged
+    edited = INPUTS | {"pairs_sha256": "q" * 64}
+    new_base = INPUTS | {"base_sha256": "c" * 64}
+    kept, rejected = store.verified_concepts([50, 100], {"sepia": edited, "invert": new_base})
+    assert kept == set()
+    assert rejected == {"sepia": "it was trained on other pairs than this run's",
+                        "invert": "it was trained on another base GAN than this run's"}
+    assert store.verified_concepts([50, 100], {"sepia": INPUTS, "invert": INPUTS})[0] == {
+        "sepia", "invert"}
+
+
+def test_resume_distrusts_rows_without_fingerprints(tmp_path):
+    store = WeightStore(tmp_path)
+    rows = [put(store, SEPIA, step) for step in (50, 100)]
+    part = tmp_path / ALONE.part_name
+    part.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in INPUTS}) + "\n"
+                            for r in rows))  # a store written by an older weightgen
+    kept, rejected = store.verified_concepts([50, 100], {"sepia": INPUTS})
+    assert kept == set() and "records no base GAN fingerprint" in rejected["sepia"]
 
 
 def test_rows_before_any_build_names_the_fix(tmp_path):

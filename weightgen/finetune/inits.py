@@ -21,6 +21,7 @@ import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace
 
@@ -47,8 +48,9 @@ class InitSources:
 
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
-        """The last checkpoint of every concept in the store."""
-        return {row["concept"]: row for row in self.ws.weight_store.final_rows()}
+        """The last checkpoint of every concept in the store (trained on the run's base and pairs)."""
+        rows = check_rows_current(self.ws, self.ws.weight_store.final_rows())
+        return {row["concept"]: row for row in rows}
 
     @cached_property
     def _train_rows(self) -> list[dict]:

@@ -8,7 +8,14 @@ see the run folder), then ``merge``.
 Every adapter starts from the same base and the same adapter seed, so all adapters share one
 coordinate system. A concept is complete when all its checkpoint steps are in the shard's
 manifest; an incomplete one (the build was killed during it) is trained again from its start, so
-its checkpoints always come from one run.
+its checkpoints always come from one run. A complete concept whose files are missing or damaged,
+or that was trained on another base or on other pairs (a concept edited under the same id), is
+trained again too.
+
+The base records the fingerprint of its train concepts' pairs: when they change, the base is
+refused (:class:`StaleArtifactError`, with the fix: delete it and rebuild, its adapters follow),
+and so is a base that records none (an older weightgen built it). A base whose weight files are
+missing or damaged is trained again.
 """
 
 from __future__ import annotations
@@ -31,12 +38,19 @@ from tqdm.auto import tqdm
 from weightgen.concepts.spec import Concept
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import PairsDataModule
+from weightgen.errors import StaleArtifactError
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
 from weightgen.training import make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
-from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
+from weightgen.utils.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    sha256_file,
+)
+from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.weights.store import Shard, WeightStore
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -77,12 +91,35 @@ def architecture(ws: Workspace) -> dict:
     }
 
 
+BASE_FILES = {"generator.safetensors": "generator_sha256",
+              "discriminator.safetensors": "discriminator_sha256"}
+
+
+def _base_files_intact(base_dir: Path) -> bool:
+    """Whether base.json and both weight files it lists are there with their sha256."""
+    meta_path = base_dir / "base.json"
+    if not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text())
+    for name, key in BASE_FILES.items():
+        path = base_dir / name
+        if not path.is_file() or sha256_file(path) != meta[key]:
+            log.warning("%s is missing or damaged: training the base GAN again", path)
+            return False
+    return True
+
+
 def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
     """Train the base GAN on the mix of train concepts (skipped if it is already on disk)."""
     base_dir = Path(ws.cfg.paths.base_dir)
+    with store_lock(lock_beside(base_dir), f"the base GAN {base_dir}", ws.lock_timeout_s):
+        return _train_base(ws, base_dir, loggers)
+
+
+def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     builder = ws.cfg.builder
     concepts = ws.train_concepts
-    if (base_dir / "base.json").is_file():
+    if _base_files_intact(base_dir):
         base = load_base(ws)
         wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
         found = {k: base.meta[k] for k in wanted}
@@ -111,6 +148,7 @@ def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
     meta = {
         "architecture": architecture(ws),
         "train_concepts": [c.id for c in concepts],
+        "pairs_sha256": ws.pair_store.fingerprints([c.id for c in concepts]),
         "steps": int(builder.base_steps),
         "seconds": seconds,
         "val_psnr_train_concepts": module.last_quality.get("val/psnr"),
@@ -129,21 +167,28 @@ def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
     return BaseGAN(generator, discriminator, meta)
 
 
-def load_base(ws: Workspace) -> BaseGAN:
-    """The trained base, checked against this run's architecture (a mismatch names both)."""
+def read_base_meta(ws: Workspace) -> dict:
+    """The run's ``base.json`` (what the base was trained for and from, its files' sha256)."""
     base_dir = Path(ws.cfg.paths.base_dir)
     meta_path = base_dir / "base.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
             f"no base GAN at {base_dir}; train it with `weightgen-dataset builder.stage=base`"
         )
-    meta = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def load_base(ws: Workspace) -> BaseGAN:
+    """The trained base, checked against this run's architecture (a mismatch names both)."""
+    base_dir = Path(ws.cfg.paths.base_dir)
+    meta = read_base_meta(ws)
     wanted = architecture(ws)
     if meta["architecture"] != wanted:
         raise ValueError(
             f"the base GAN at {base_dir} was trained for {meta['architecture']}, but this run "
             f"configures {wanted}; use the same gan/text_encoder/data.size or another run_name"
         )
+    check_base_pairs(ws, meta)
     generator, discriminator = build_networks(ws)
     generator.load_state_dict(
         load_safetensors(base_dir / "generator.safetensors", meta["generator_sha256"])
@@ -154,13 +199,41 @@ def load_base(ws: Workspace) -> BaseGAN:
     return BaseGAN(generator, discriminator, meta)
 
 
+def check_base_pairs(ws: Workspace, meta: dict) -> None:
+    """Refuse a base trained on other pairs than the pair cache now holds (or on unknown ones)."""
+    base_dir, pairs_dir = ws.cfg.paths.base_dir, ws.cfg.paths.pairs_dir
+    rebuild = (f"delete {base_dir} and rerun weightgen-dataset to train the base again (the "
+               f"adapters retrain after it)")
+    recorded = meta.get("pairs_sha256")
+    if recorded is None:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} records no fingerprint of the pairs it was trained on "
+            f"(an older weightgen built it), so a change to them cannot be detected; {rebuild}"
+        )
+    now = ws.pair_store.fingerprints(list(recorded))
+    changed = sorted(c for c, sha in recorded.items() if now[c] != sha)
+    if changed:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} was trained on other pairs of {changed} than the pair "
+            f"cache {pairs_dir} holds now (a concept edited under the same id, or rebuilt "
+            f"pairs); {rebuild}, or restore those concepts"
+        )
+
+
+def adapter_inputs(ws: Workspace, base: BaseGAN, concept_ids: list[str]) -> dict[str, dict]:
+    """Per concept, the base and pairs fingerprints its adapter is trained from (store rows)."""
+    pairs = ws.pair_store.fingerprints(concept_ids)
+    return {c: {"base_sha256": base.meta["generator_sha256"], "pairs_sha256": pairs[c]}
+            for c in concept_ids}
+
+
 class StoreCheckpoints(L.Callback):
     """Writes the adapter to the store after each validation that falls on a checkpoint step."""
 
     def __init__(self, store: WeightStore, shard: Shard, concept: Concept, adapter: Adapter,
-                 steps: list[int]):
+                 steps: list[int], inputs: dict[str, str]):
         self.store, self.shard, self.concept, self.adapter = store, shard, concept, adapter
-        self.steps = set(steps)
+        self.steps, self.inputs = set(steps), inputs
         self.rows: list[dict] = []
 
     def on_validation_end(self, trainer: L.Trainer, module: GANModule) -> None:
@@ -169,7 +242,8 @@ class StoreCheckpoints(L.Callback):
             quality = {k.removeprefix("val/"): v for k, v in module.last_quality.items()}
             self.rows.append(
                 self.store.put(self.shard, self.concept, step,
-                               self.adapter.state(module.generator), quality, self.adapter.kind)
+                               self.adapter.state(module.generator), quality, self.adapter.kind,
+                               self.inputs)
             )
 
 
@@ -195,7 +269,8 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     val_sources, val_targets = data.val_set.sources, data.val_set.targets[0]
     before = evaluate(generator, val_sources, val_targets, text.tokens[0], text.mask[0])
     base_output = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
-    callback = StoreCheckpoints(store, shard, concept, adapter, steps)
+    inputs = adapter_inputs(ws, base, [concept.id])[concept.id]
+    callback = StoreCheckpoints(store, shard, concept, adapter, steps, inputs)
     trainer = make_trainer(ws.cfg.trainer, builder.adapter_steps,
                            val_every=reduce(math.gcd, steps), callbacks=[callback])
     start = time.perf_counter()
@@ -220,21 +295,33 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
 
 
 def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) -> list[dict]:
-    """Adapters for this shard's concepts (train and test), skipping complete ones."""
+    """Adapters for this shard's concepts (train and test), skipping verified complete ones."""
     store = ws.weight_store
+    with store_lock(store.lock_path(shard), f"shard {shard.index}/{shard.count} of the weight "
+                    f"store {store.root}", ws.lock_timeout_s):
+        return _build_adapters(ws, base, shard, loggers, store)
+
+
+def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list,
+                    store: WeightStore) -> list[dict]:
     steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
     concepts = shard.select(sorted(ws.concepts, key=lambda c: c.id))
-    done = store.complete_concepts(steps)
+    inputs = adapter_inputs(ws, base, [c.id for c in concepts])
+    done, rejected = store.verified_concepts(steps, inputs)
     pending = [c for c in concepts if c.id not in done]
-    if done:
-        log.info("resuming: %d of %d concepts of shard %d/%d are complete",
-                 len(concepts) - len(pending), len(concepts), shard.index, shard.count)
+    for concept in pending:
+        if concept.id in rejected:
+            log.warning("training %s again: %s", concept.id, rejected[concept.id])
+    log.info("%d of %d concepts of shard %d/%d are complete and verified",
+             len(concepts) - len(pending), len(concepts), shard.index, shard.count)
+    if pending:
+        store.unmerge()
     summaries = []
     offset = int(ws.cfg.builder.base_steps)
     bar = tqdm(pending, desc="adapters", unit="concept", disable=not ws.cfg.progress)
     for index, concept in enumerate(bar):
         bar.set_postfix_str(concept.id)
-        store.drop_concept(shard, concept.id)
+        store.drop_concept(concept.id)
         summary = train_adapter(ws, base, concept, store, shard)
         summaries.append(summary)
         final = summary["checkpoints"][steps[-1]]
@@ -248,7 +335,9 @@ def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) ->
 
 def merge_store(ws: Workspace) -> list[dict]:
     steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
-    return ws.weight_store.merge({c.id: steps for c in ws.concepts})
+    store = ws.weight_store
+    with store_lock(store.lock_path(), f"the merged manifest of {store.root}", ws.lock_timeout_s):
+        return store.merge({c.id: steps for c in ws.concepts})
 
 
 def build_weight_dataset(ws: Workspace) -> dict:

@@ -7,9 +7,14 @@ Layout of ``root``::
     manifest.jsonl                           the merged manifest that later stages read
 
 A row: ``concept``, ``prompt``, ``split``, ``step``, ``psnr``, ``ssim`` (validation quality at
-that step), ``file`` (relative to root), ``sha256``, ``adapter`` (kind). Shards of a build write
-disjoint concepts into the same folder, each to its own manifest part, so no two processes ever
-write one file; ``merge`` joins the parts and checks that the store is complete.
+that step), ``file`` (relative to root), ``sha256``, ``adapter`` (kind), and what the adapter was trained
+from: ``base_sha256`` (the base GAN's generator file) and ``pairs_sha256`` (the concept's pairs,
+:meth:`weightgen.data.pairs.PairStore.fingerprints`). Shards of a build write disjoint concepts
+into the same folder, each to its own manifest part, so no two processes ever write one file;
+``merge`` joins the parts and checks that the store is complete.
+
+A resumed build trusts a concept only when :meth:`WeightStore.verified_concepts` says so: every
+checkpoint listed, every file present with its sha256, trained on the base and pairs of now.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from weightgen.utils.io import (
     atomic_write_jsonl,
     load_safetensors,
     read_jsonl,
+    sha256_file,
 )
 
 MANIFEST = "manifest.jsonl"
+# Row keys naming what an adapter was trained from (checked on resume and by later stages).
+INPUT_KEYS = {"base_sha256": "base GAN", "pairs_sha256": "pairs"}
 _SHARD_PART = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl")
 
 
@@ -74,8 +82,14 @@ class WeightStore:
         tensors: Mapping[str, torch.Tensor],
         metrics: Mapping[str, float],
         adapter_kind: str,
+        inputs: Mapping[str, str],
     ) -> dict:
-        """Write one checkpoint file, then its row (both atomically); returns the row."""
+        """Write one checkpoint file, then its row (both atomically); returns the row.
+
+        ``inputs`` holds the :data:`INPUT_KEYS` fingerprints the adapter was trained from.
+        """
+        if set(inputs) != set(INPUT_KEYS):
+            raise ValueError(f"a store row records exactly {sorted(INPUT_KEYS)}, got {sorted(inputs)}")
         relative = f"{concept.id}/step_{step:06d}.safetensors"
         sha = atomic_save_safetensors(tensors, self.root / relative, {"concept": concept.id})
         row = {
@@ -88,17 +102,27 @@ class WeightStore:
             "file": relative,
             "sha256": sha,
             "adapter": adapter_kind,
-        }
+        } | dict(inputs)
         rows = [r for r in self.part_rows(shard) if (r["concept"], r["step"]) != (concept.id, step)]
         atomic_write_jsonl(self._part_path(shard), rows + [row])
         return row
 
-    def drop_concept(self, shard: Shard, concept_id: str) -> None:
-        """Forget a concept's rows (an interrupted run is redone whole, so checkpoints agree)."""
-        rows = self.part_rows(shard)
-        kept = [r for r in rows if r["concept"] != concept_id]
-        if len(kept) != len(rows):
-            atomic_write_jsonl(self._part_path(shard), kept)
+    def drop_concept(self, concept_id: str) -> None:
+        """Forget a concept's rows in every part (an interrupted or stale concept is redone
+        whole, so its checkpoints agree, and a part of an earlier sharding keeps no old copy)."""
+        for path in self._part_paths():
+            rows = read_jsonl(path)
+            kept = [r for r in rows if r["concept"] != concept_id]
+            if len(kept) != len(rows):
+                atomic_write_jsonl(path, kept)
+
+    def unmerge(self) -> None:
+        """Drop the merged manifest: it lists adapters about to be retrained (merge rewrites it)."""
+        (self.root / MANIFEST).unlink(missing_ok=True)
+
+    def lock_path(self, shard: Shard | None = None) -> Path:
+        """The lock file of a shard's part (shards build in parallel), or of the merge."""
+        return self.root / f".{shard.part_name if shard else MANIFEST}.lock"
 
     def rows(self) -> list[dict]:
         """The merged manifest if present, else every shard part (a build in progress)."""
@@ -110,19 +134,49 @@ class WeightStore:
         return [path for path in sorted(self.root.glob("manifest.shard-*-of-*.jsonl"))
                 if _SHARD_PART.fullmatch(path.name)]
 
-    def complete_concepts(self, steps: Iterable[int]) -> set[str]:
-        """Concepts one shard part holds every checkpoint step of, whatever its sharding.
+    def verified_concepts(
+        self, steps: Iterable[int], inputs: Mapping[str, Mapping[str, str]]
+    ) -> tuple[set[str], dict[str, str]]:
+        """(concepts a resumed build can keep, why each other complete concept cannot).
 
-        So a build resumed under another sharding (``builder.stage=all`` after ``shard=i/n``
-        jobs, or the other way round) reuses finished concepts instead of training them again.
+        A concept is kept when one shard part, whatever its sharding, lists every checkpoint
+        step (so a build resumed under another sharding reuses finished concepts), each listed
+        file exists with its sha256, and the rows record ``inputs[concept]`` (the base and pairs
+        it would be trained from now). Concepts with steps missing are simply not complete.
         """
-        wanted, complete = set(steps), set()
+        wanted, kept, rejected = set(steps), set(), {}
         for path in self._part_paths():
-            have: dict[str, set[int]] = {}
+            by_concept: dict[str, list[dict]] = {}
             for row in read_jsonl(path):
-                have.setdefault(row["concept"], set()).add(row["step"])
-            complete |= {concept for concept, got in have.items() if wanted <= got}
-        return complete
+                by_concept.setdefault(row["concept"], []).append(row)
+            for concept, rows in by_concept.items():
+                if not wanted <= {r["step"] for r in rows}:
+                    continue
+                problem = self._untrusted(
+                    [r for r in rows if r["step"] in wanted], inputs.get(concept, {})
+                )
+                if problem:
+                    rejected[concept] = problem
+                else:
+                    kept.add(concept)
+        return kept, {c: why for c, why in rejected.items() if c not in kept}
+
+    def _untrusted(self, rows: list[dict], inputs: Mapping[str, str]) -> str | None:
+        """Why these checkpoint rows cannot be trusted, or None."""
+        for row in rows:
+            path = self.root / row["file"]
+            if not path.is_file():
+                return f"{path} is missing"
+            if sha256_file(path) != row["sha256"]:
+                return f"{path} is damaged (its sha256 differs from the manifest's)"
+        for key, value in inputs.items():
+            recorded = {r.get(key) for r in rows}
+            if recorded == {None}:
+                return f"it records no {INPUT_KEYS[key]} fingerprint (an older weightgen built it)"
+            if recorded != {value}:
+                other = "another base GAN" if key == "base_sha256" else "other pairs"
+                return f"it was trained on {other} than this run's"
+        return None
 
     def all_part_rows(self) -> list[dict]:
         """Rows of every shard part, sorted by (concept, step)."""

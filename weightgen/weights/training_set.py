@@ -9,6 +9,7 @@ stored checkpoint or only the last (``diffusion.data.checkpoints``).
 
 from __future__ import annotations
 
+from weightgen.weights.freshness import check_rows_current
 from weightgen.workspace import Workspace
 
 CHECKPOINT_CHOICES = ("all", "last")
@@ -36,6 +37,7 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     """Store rows of the training concepts, sorted by (concept, step).
 
     ``checkpoints`` defaults to ``diffusion.data.checkpoints``; ``last`` keeps one row per concept.
+    Rows trained on another base or other pairs than the run's now are refused.
     """
     which = ws.cfg.diffusion.data.checkpoints if checkpoints is None else checkpoints
     if which not in CHECKPOINT_CHOICES:
@@ -43,5 +45,5 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     concepts = set(training_concept_ids(ws))
     store = ws.weight_store
     rows = store.rows() if which == "all" else store.final_rows()
-    return sorted((r for r in rows if r["concept"] in concepts),
-                  key=lambda r: (r["concept"], r["step"]))
+    return check_rows_current(ws, sorted((r for r in rows if r["concept"] in concepts),
+                                         key=lambda r: (r["concept"], r["step"])))

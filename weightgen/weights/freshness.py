@@ -1,0 +1,35 @@
+"""Stored adapters are only served while the base and pairs they were trained from are the run's.
+
+A concept edited under the same id gets new pairs (``weightgen-pairs``); until
+``weightgen-dataset`` trains its adapter again, the store still holds the adapter of the old
+pairs. Stages that read the store (generator training, the mean/nearest/trained inits) refuse such
+rows instead of serving them under the new prompt.
+"""
+
+from __future__ import annotations
+
+from weightgen.errors import StaleArtifactError
+from weightgen.gan.dataset_builder import read_base_meta
+from weightgen.weights.store import INPUT_KEYS
+from weightgen.workspace import Workspace
+
+
+def check_rows_current(ws: Workspace, rows: list[dict]) -> list[dict]:
+    """``rows`` unchanged if each records the run's base and its concept's pairs of now."""
+    base_sha = read_base_meta(ws)["generator_sha256"]
+    pairs = ws.pair_store.fingerprints(sorted({r["concept"] for r in rows}))
+    stale: dict[str, str] = {}
+    for row in rows:
+        now = {"base_sha256": base_sha, "pairs_sha256": pairs[row["concept"]]}
+        for key, value in now.items():
+            if row.get(key) != value:
+                stale.setdefault(row["concept"], INPUT_KEYS[key] if row.get(key) else
+                                 f"no {INPUT_KEYS[key]} fingerprint recorded")
+    if stale:
+        sample = dict(list(sorted(stale.items()))[:5])
+        raise StaleArtifactError(
+            f"the weight store {ws.cfg.paths.weights_dir} holds adapters of {len(stale)} concepts "
+            f"trained on another base GAN or other pairs than this run's now (concept: what "
+            f"differs, e.g. {sample}); rerun weightgen-dataset: it trains them again"
+        )
+    return rows
