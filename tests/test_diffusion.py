@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from helpers import compose_config, entry_workspace, run_workspace, tiny_trained_run
+from helpers import (
+    TINY,
+    TINY_GENERATOR,
+    compose_config,
+    entry_workspace,
+    photos_loaded_once,
+    run_workspace,
+    tiny_trained_run,
+)
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors import safe_open
@@ -21,8 +31,9 @@ from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
+from weightgen.errors import ConfigError, StaleArtifactError
 from weightgen.finetune.inits import InitSources
-from weightgen.gan.dataset_builder import load_base
+from weightgen.gan.dataset_builder import build_weight_dataset, load_base
 from weightgen.utils.io import load_safetensors
 from weightgen.weights.training_set import training_rows
 
@@ -312,3 +323,108 @@ def test_generate_stage_refuses_an_empty_prompt(run, tmp_path, prompt):
     with pytest.raises(ValueError, match="prompt is empty: pass prompt="):
         generate_adapter_file(ws)
     assert not out.exists()
+
+
+# --- issue 14: a generator serves only its own run; reports never outlive it -------------------
+
+
+def copy_of_run(run, tmp_path) -> Path:
+    """A private copy of the shared run (tests that write must not write into it)."""
+    shutil.copytree(run["artifacts"], tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_a_generator_from_another_run_is_refused_naming_both_sides(run, tmp_path):
+    other = tmp_path / "other"
+    with photos_loaded_once():
+        build_weight_dataset(run_workspace(other, "seed=1"))  # another base and weight store
+    ws = run_workspace(other, "seed=1")
+    shutil.copytree(run["ws"].cfg.paths.generator_dir, ws.cfg.paths.generator_dir)
+    ours = load_base(ws).meta["generator_sha256"]
+    theirs = run["generator"].meta["identity"]["base_sha256"]
+    with pytest.raises(StaleArtifactError) as err:
+        load_generator(ws)
+    message = str(err.value)
+    assert f"trained for the base GAN with sha256 {theirs[:12]}..." in message
+    assert f"this run's base at {ws.cfg.paths.base_dir} has sha256 {ours[:12]}..." in message
+    assert "retrain the generator for this run: weightgen-train-generator" in message
+    # Every stage loads it the same way: weightgen-generate writes nothing.
+    out = tmp_path / "adapter.safetensors"
+    gen_ws = entry_workspace("generate", other, "seed=1", f"prompt='{UNSEEN_PROMPT}'", f"out={out}")
+    with pytest.raises(StaleArtifactError, match="trained for the base GAN"):
+        generate_adapter_file(gen_ws)
+    assert not out.exists()
+
+
+def rewrite_identity(ws, **changes) -> None:
+    path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    meta = json.loads(path.read_text())
+    meta["identity"] = {k: v for k, v in (meta["identity"] | changes).items() if v is not None}
+    path.write_text(json.dumps(meta))
+
+
+def test_a_generator_trained_on_adapters_not_in_the_store_is_refused(run, tmp_path):
+    ws = run_workspace(copy_of_run(run, tmp_path))
+    shas = run["generator"].meta["identity"]["data_sha256"]
+    rewrite_identity(ws, data_sha256=["f" * 64, *shas[1:]])  # an adapter trained again since
+    with pytest.raises(StaleArtifactError, match=rf"trained on {len(shas)} adapters, 1 of which "
+                                                 rf"are not in this run's weight store .*weights "
+                                                 rf"\(e.g. sha256 ffffffffffff\.\.\..*retrain"):
+        load_generator(ws)
+
+
+def test_a_generator_without_a_base_fingerprint_is_refused_with_the_fix(run, tmp_path):
+    ws = run_workspace(copy_of_run(run, tmp_path))
+    rewrite_identity(ws, base_sha256=None)  # trained by an older weightgen
+    with pytest.raises(StaleArtifactError, match=r"records no base GAN fingerprint .*"
+                                                 r"weightgen-train-generator"):
+        load_generator(ws)
+
+
+def test_diffusion_steps_zero_is_refused_before_the_trained_generator_is_touched(
+    run, tmp_path, monkeypatch
+):
+    from weightgen.cli.train_generator import main
+
+    artifacts = copy_of_run(run, tmp_path)
+    folder = Path(run_workspace(artifacts).cfg.paths.generator_dir)
+    (folder / "zero_shot.json").write_text("{}\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    monkeypatch.setattr(sys, "argv", ["weightgen-train-generator", *TINY, *TINY_GENERATOR,
+                                      f"paths.artifacts={artifacts}", "diffusion.steps=0"])
+    with pytest.raises((SystemExit, ConfigError)) as err:
+        main()
+    assert not isinstance(err.value, SystemExit) or err.value.code not in (0, None)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_a_new_generator_deletes_the_reports_made_from_the_old_one(run, tmp_path):
+    artifacts = copy_of_run(run, tmp_path)
+    ws = run_workspace(artifacts, "diffusion.steps=2", "diffusion.val_every=2")
+    folder = Path(ws.cfg.paths.generator_dir)
+    bench_dir, other_bench = tmp_path / "bench", tmp_path / "other_bench"
+    for path in (folder / "zero_shot.json", folder / "zero_shot.md",
+                 bench_dir / "results.md", other_bench / "results.md"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("made from the old generator\n")
+    (bench_dir / "results.json").write_text(
+        json.dumps({"inputs": {"generator_dir": str(folder.resolve())}}))
+    (other_bench / "results.json").write_text(json.dumps({"inputs": {"generator_dir": "/else"}}))
+    summary = train_weight_generator(run_workspace(artifacts, "diffusion.steps=2",
+                                                   "diffusion.val_every=2",
+                                                   f"paths.bench_dir={bench_dir}"))
+    assert summary["steps"] == 2 and "skipped" not in summary
+    assert not any((folder / name).exists() for name in ("zero_shot.json", "zero_shot.md"))
+    assert not (bench_dir / "results.json").exists() and not (bench_dir / "results.md").exists()
+    assert (other_bench / "results.json").is_file()  # made from another generator: kept
+    assert json.loads((folder / "generator.json").read_text())["training"]["steps"] == 2
+
+
+def test_a_generator_with_a_missing_weight_file_is_trained_again(run, tmp_path):
+    ws = run_workspace(copy_of_run(run, tmp_path), "diffusion.steps=2", "diffusion.val_every=2")
+    folder = Path(ws.cfg.paths.generator_dir)
+    assert train_weight_generator(ws)["steps"] == 2  # a generator for this identity ...
+    (folder / "denoiser.safetensors").unlink()  # ... whose weights were deleted as told
+    summary = train_weight_generator(ws)
+    assert "skipped" not in summary and (folder / "denoiser.safetensors").is_file()
+    load_generator(ws)

@@ -24,7 +24,12 @@ from torch import nn
 
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.text.base import TextEmbedding
-from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
+from weightgen.utils.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    sha256_file,
+)
 from weightgen.weights.tokenizer import BlockTokenizer
 
 
@@ -64,6 +69,16 @@ class WeightGenerator:
         )
         atomic_write_json(folder / "generator.json", meta)
         return folder
+
+    @staticmethod
+    def files_intact(folder: str | Path, meta: dict) -> bool:
+        """Whether both weight files that ``meta`` lists are in ``folder`` with their sha256."""
+        folder = Path(folder)
+        return all(
+            (folder / name).is_file() and sha256_file(folder / name) == meta.get(key)
+            for name, key in (("denoiser.safetensors", "denoiser_sha256"),
+                              ("tokenizer.safetensors", "tokenizer_sha256"))
+        )
 
     @classmethod
     def load(cls, folder: str | Path, expect: dict | None = None) -> WeightGenerator:

@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.staleness import check_generator_inputs
 from weightgen.diffusion.train import generator_expectations
 from weightgen.utils.io import atomic_save_safetensors
 from weightgen.workspace import Workspace
 
 
 def load_generator(ws: Workspace) -> WeightGenerator:
-    return WeightGenerator.load(ws.cfg.paths.generator_dir, expect=generator_expectations(ws))
+    """The run's weight generator, checked against its configuration, base and weight store.
+
+    Every stage that uses a generator loads it here (generate, finetune, bench, zero-shot,
+    new-concept, studies).
+    """
+    folder = ws.cfg.paths.generator_dir
+    generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
+    check_generator_inputs(ws, generator.meta, folder)
+    return generator
 
 
 def generate_adapter_file(ws: Workspace) -> dict:

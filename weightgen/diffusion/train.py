@@ -25,13 +25,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from weightgen.concepts.spec import Concept
+from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import architecture, load_base
+from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
 from weightgen.training import make_trainer
+from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -105,27 +107,39 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
 
 
 def training_identity(ws: Workspace, rows: list[dict]) -> dict:
-    """Everything a trained generator depends on; equal identity -> the stage is skipped."""
+    """Everything a trained generator depends on; equal identity -> the stage is skipped.
+
+    ``base_sha256`` and ``data_sha256`` (the training adapters) are also what every stage that
+    loads the generator checks against its run (:mod:`weightgen.diffusion.staleness`).
+    """
     diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
     return generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
         "seed": int(ws.cfg.seed),
+        "base_sha256": read_base_meta(ws)["generator_sha256"],
         "data_sha256": sorted(r["sha256"] for r in rows),
     }
 
 
 def train_weight_generator(ws: Workspace) -> dict:
+    """Train (or, when an intact one with this identity is on disk, skip) the generator."""
+    folder = Path(ws.cfg.paths.generator_dir)
+    with store_lock(lock_beside(folder), f"the weight generator {folder}", ws.lock_timeout_s):
+        return _train_weight_generator(ws, folder)
+
+
+def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     cfg = ws.cfg.diffusion
     ws.save_config("generator")
     rows = training_rows(ws)
     identity = training_identity(ws, rows)
-    meta_path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    meta_path = folder / "generator.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if meta.get("identity") == identity:
-            log.info("the weight generator at %s is up to date; skipping training", meta_path.parent)
+        if meta.get("identity") == identity and WeightGenerator.files_intact(folder, meta):
+            log.info("the weight generator at %s is up to date; skipping training", folder)
             return meta["training"] | {"skipped": True}
     store = ws.weight_store
     adapters = [store.load(r) for r in rows]
@@ -157,7 +171,7 @@ def train_weight_generator(ws: Workspace) -> dict:
     callbacks: list[L.Callback] = [quality]
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
-    loggers = ws.loggers("generator", csv_dir=Path(ws.cfg.paths.generator_dir) / "logs")
+    loggers = ws.loggers("generator", csv_dir=folder / "logs")
     trainer = make_trainer(ws.cfg.trainer, cfg.steps, val_every=cfg.val_every, callbacks=callbacks,
                            logger=loggers, progress=ws.cfg.progress)
     start = time.perf_counter()
@@ -194,5 +208,6 @@ def train_weight_generator(ws: Workspace) -> dict:
             "identity": identity,
             "training": summary,
         }
-        WeightGenerator(module.denoiser, tokenizer, meta).save(ws.cfg.paths.generator_dir)
+        drop_generator_reports(folder, ws.cfg.paths.bench_dir)
+        WeightGenerator(module.denoiser, tokenizer, meta).save(folder)
     return summary

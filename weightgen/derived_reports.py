@@ -1,0 +1,44 @@
+"""Reports derived from a weight generator never outlive it.
+
+``zero_shot.{json,md}`` beside the generator, and the benchmark's ``results.{json,md}``,
+``curves.png`` and ``grid.png`` when they were made with that generator folder, describe one
+trained generator. Training a new generator into the folder deletes them before it writes, so no
+table is left describing weights that are no longer there (the zero-shot and bench stages write
+them again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+GENERATOR_REPORTS = ("zero_shot.json", "zero_shot.md")
+BENCH_REPORTS = ("results.json", "results.md", "curves.png", "grid.png")
+
+
+def bench_generator_dir(bench_dir: str | Path) -> str | None:
+    """The generator folder the bench results in ``bench_dir`` were made with (None: none)."""
+    path = Path(bench_dir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        inputs = json.loads(path.read_text()).get("inputs") or {}
+    except json.JSONDecodeError:
+        return None  # a damaged table describes nothing: rewritten by the next bench
+    return inputs.get("generator_dir")
+
+
+def drop_generator_reports(generator_dir: str | Path, bench_dir: str | Path) -> list[Path]:
+    """Delete the reports made from the generator in ``generator_dir``; returns what went."""
+    generator_dir = Path(generator_dir)
+    doomed = [generator_dir / name for name in GENERATOR_REPORTS]
+    if bench_generator_dir(bench_dir) == str(generator_dir.resolve()):
+        doomed += [Path(bench_dir) / name for name in BENCH_REPORTS]
+    gone = [path for path in doomed if path.is_file()]
+    for path in gone:
+        path.unlink()
+        log.info("deleted %s: it described the weight generator being replaced", path)
+    return gone
