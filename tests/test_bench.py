@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import run_workspace, tiny_trained_run
 
 import weightgen.finetune.bench as bench
+from weightgen.errors import ConfigError
 from weightgen.finetune.bench import (
     concept_result,
     plateau_reached,
@@ -159,6 +161,22 @@ def test_methods_must_start_with_pix2pix(benchmark, tmp_path):
     with pytest.raises(ValueError, match="bench.methods must start with pix2pix_scratch"):
         run_benchmark(ws)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_results_name_the_generator_they_were_made_with(benchmark):
+    """So a new generator in that folder deletes them (weightgen.derived_reports, issue 14 #3)."""
+    folder = Path(benchmark["ws"].cfg.paths.generator_dir).resolve()
+    assert benchmark["results"]["inputs"] == {"generator_dir": str(folder)}
+
+
+@pytest.mark.parametrize("override", ["bench.n_unseen=2", "bench.n_seen=3"])
+def test_more_concepts_than_the_run_has_is_refused_before_any_work(benchmark, tmp_path, override):
+    """bench.n_unseen=-1 used to slice [:-1] and overwrite results.json (issue 14 #2)."""
+    ws = bench_workspace(benchmark["artifacts"], tmp_path, override)
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=rf"{key}={value} is more than the run's \d concepts"):
+        run_benchmark(ws)
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 # --- the bookkeeping, on hand-made curves ---------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from weightgen.config_checks import check_config
 from weightgen.workspace import Workspace
 
 
@@ -29,6 +30,7 @@ def entry_point(
 
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> dict | None:
+        check_config(cfg)
         summary = task(Workspace(cfg))
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from weightgen.config_checks import check_pick
 from weightgen.diffusion.generate import load_generator
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
@@ -36,7 +37,7 @@ from weightgen.finetune.report import (
     write_results_markdown,
     write_sample_grid,
 )
-from weightgen.gan.dataset_builder import load_base
+from weightgen.gan.dataset_builder import load_base, read_base_meta
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -65,11 +66,11 @@ def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
 def bench_concepts(ws: Workspace) -> list:
     """Held-out (unseen) concepts first, then optionally a few train (seen) concepts."""
     cfg = ws.cfg.bench
-    unseen = ws.test_concepts[: cfg.n_unseen]
-    seen = ws.train_concepts[: cfg.n_seen]
-    if not unseen:
+    if not ws.test_concepts:
         raise ValueError("the benchmark needs held-out concepts: set concepts.n_test > 0")
-    return unseen + seen
+    check_pick("bench.n_unseen", cfg.n_unseen, len(ws.test_concepts), "concepts.n_test")
+    check_pick("bench.n_seen", cfg.n_seen, len(ws.train_concepts), "concepts.n_train")
+    return ws.test_concepts[: cfg.n_unseen] + ws.train_concepts[: cfg.n_seen]
 
 
 def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
@@ -79,17 +80,21 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
 GENERATOR_INITS = ("generated", "shuffled")
 
 
-def _run_settings(ws: Workspace, method: str, steps: int, eval_every: int,
+def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,
                   target: float | None) -> dict:
     """What a stored run depends on besides its concept and method.
 
-    Only the methods that start from generated weights depend on the generator, so a new
-    generator reruns those and reuses every other stored run.
+    Every run depends on the concept's pairs, and every method but pix2pix on the base. Only
+    the methods that start from generated weights depend on the generator, so a new generator
+    reruns those and reuses every other stored run.
     """
     settings = {
         "steps": int(steps), "eval_every": int(eval_every), "target_psnr": target,
         "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
+        "pairs_sha256": ws.pair_store.fingerprints([concept_id])[concept_id],
     }
+    if METHOD_INITS.get(method) is not None:
+        settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
     if METHOD_INITS.get(method) in GENERATOR_INITS:
         generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
         settings["generator_sha256"] = (
@@ -101,7 +106,7 @@ def _run_settings(ws: Workspace, method: str, steps: int, eval_every: int,
 def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target) -> MethodRun:
     """Resume: a (concept, method) result on disk made with the same settings is reused."""
     path = _run_file(ws, concept.id, method)
-    settings = _run_settings(ws, method, steps, eval_every, target)
+    settings = _run_settings(ws, concept.id, method, steps, eval_every, target)
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.pop("settings", None) == settings:
@@ -184,13 +189,13 @@ def run_benchmark(ws: Workspace) -> dict:
     methods = list(cfg.methods)
     if methods[0] != "pix2pix_scratch":
         raise ValueError("bench.methods must start with pix2pix_scratch: it sets the target")
+    concepts = bench_concepts(ws)
     ws.save_config("bench")
     base = load_base(ws)
     needs_generator = bool(GENERATED_METHODS & set(methods))
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
     loggers = ws.loggers("bench")
     results = []
-    concepts = bench_concepts(ws)
     try:
         for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
                                              disable=not ws.cfg.progress)):
@@ -211,6 +216,9 @@ def run_benchmark(ws: Workspace) -> dict:
     bench_dir = Path(ws.cfg.paths.bench_dir)
     payload = {
         "summary": summarise(results, methods),
+        # What the tables were made from: a new generator in that folder deletes them.
+        "inputs": {"generator_dir": str(Path(ws.cfg.paths.generator_dir).resolve())
+                   if needs_generator else None},
         "config": {k: v for k, v in dict(cfg).items() if k != "methods"}
         | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
         "concepts": results,

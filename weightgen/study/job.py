@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from omegaconf import OmegaConf
 
+from weightgen.config_checks import check_pick
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.diffusion.generate import load_generator
 from weightgen.diffusion.train import train_weight_generator
@@ -72,6 +73,10 @@ def run_study_job(ws: Workspace) -> dict:
     unknown = [m for m in cfg.measure if m not in MEASURES]
     if unknown:
         raise ValueError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
+    check_pick("study.n_train_eval", cfg.n_train_eval, len(ws.train_concepts), "concepts.n_train")
+    if "finetune" in cfg.measure:
+        check_pick("study.finetune_concepts", cfg.finetune_concepts, len(ws.test_concepts),
+                   "concepts.n_test")
     build_pairs_with_preview(ws)
     build_weight_dataset(ws)
     training = train_weight_generator(ws)

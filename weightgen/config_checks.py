@@ -1,0 +1,199 @@
+"""Every count and size knob checked once, when an entry point starts, before any work.
+
+A bad number otherwise surfaces late or never: ``bench.n_unseen=-1`` slices ``[:-1]`` and the
+benchmark silently skips a concept; ``diffusion.steps=0`` writes an untrained generator over a
+trained one. :func:`check_config` refuses such values with a :class:`ConfigError` naming the key,
+the value and what is allowed. A rule applies where its key is in the composed config (the
+top-level ``steps`` of ``weightgen-finetune`` and ``weightgen-new-concept``, say); counts that
+pick concepts are checked against the run's concept set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from weightgen.concepts.catalog import builtin_concepts, split_concepts
+from weightgen.concepts.spec import load_concepts
+from weightgen.errors import ConfigError
+from weightgen.weights.store import Shard
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A number the config may hold at ``key``: an int (or any number) in a range."""
+
+    key: str
+    low: float
+    high: float | None = None
+    integer: bool = True
+    nullable: bool = False
+    open_low: bool = False  # low itself is not allowed
+    open_high: bool = False
+    meaning: str = ""
+
+    def allowed(self) -> str:
+        kind = "an int" if self.integer else "a number"
+        if self.high is None:
+            bound = f"{'>' if self.open_low else '>='} {self.low:g}"
+        else:
+            bound = (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                     f"{')' if self.open_high else ']'}")
+        return f"{'null or ' if self.nullable else ''}{kind} {bound}"
+
+    def fits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+
+KNOBS = (
+    # concepts and data
+    Knob("concepts.n_train", 1, nullable=True, meaning="train concepts to pick (null: all)"),
+    Knob("concepts.n_test", 0, nullable=True, meaning="held-out concepts to pick (null: all)"),
+    Knob("data.size", 4, meaning="crop side in px, a multiple of 4"),
+    Knob("data.n_train", 1, meaning="training crops"),
+    Knob("data.n_val", 1, meaning="validation crops"),
+    Knob("data.batch_size", 1, meaning="crops per training batch, at most data.n_train"),
+    Knob("data.max_zoom", 1, integer=False, meaning="crops cover size..size*max_zoom px"),
+    # the GAN and its adapters
+    Knob("gan.generator.ngf", 1), Knob("gan.generator.heads", 1),
+    Knob("gan.generator.mlp_ratio", 0, integer=False, open_low=True),
+    Knob("gan.generator.n_res_in", 0), Knob("gan.generator.n_res_out", 0),
+    Knob("gan.discriminator.ndf", 1), Knob("gan.discriminator.n_layers", 1),
+    Knob("gan.loss.lr_g", 0, integer=False, open_low=True),
+    Knob("gan.loss.lr_d", 0, integer=False, open_low=True),
+    Knob("gan.loss.lambda_l1", 0, integer=False),
+    Knob("gan.loss.decay_start", 0, 1, integer=False),
+    Knob("adapter.rank", 1, meaning="LoRA rank"),
+    # the dataset builder
+    Knob("builder.base_steps", 1, meaning="base GAN steps; 0 would store an untrained base"),
+    Knob("builder.adapter_steps", 1, meaning="steps per adapter; 0 would store untrained ones"),
+    Knob("builder.adapter_lr", 0, integer=False, open_low=True),
+    Knob("builder.grid_images", 1, meaning="images in each concept's sample grid"),
+    # the tokenizer and the weight generator
+    Knob("tokenizer.block_size", 1, meaning="numbers per weight block (paper: 128/256/512)"),
+    Knob("tokenizer.basis_rank", 1, nullable=True, meaning="PCA components kept (null: all)"),
+    Knob("tokenizer.min_std_ratio", 0, integer=False),
+    Knob("diffusion.steps", 1, meaning="generator training steps; 0 would write an untrained "
+                                       "generator over the trained one"),
+    Knob("diffusion.batch_size", 1),
+    Knob("diffusion.lr", 0, integer=False, open_low=True),
+    Knob("diffusion.weight_decay", 0, integer=False),
+    Knob("diffusion.warmup_steps", 0),
+    Knob("diffusion.val_every", 1, meaning="steps between validations"),
+    Knob("diffusion.val_concepts", 0, meaning="train and held-out concepts generated at each "
+                                              "validation"),
+    Knob("diffusion.cond_drop_prob", 0, 1, integer=False),
+    Knob("diffusion.ema_decay", 0, 1, integer=False, nullable=True, open_low=True,
+         open_high=True, meaning="null turns EMA off"),
+    Knob("diffusion.scheduler.num_train_timesteps", 1),
+    Knob("diffusion.data.n_concepts", 1, nullable=True,
+         meaning="first k train concepts of the store (null: all)"),
+    Knob("diffusion.sampling.steps", 1, meaning="denoising steps per generated adapter"),
+    Knob("diffusion.sampling.guidance_scale", 0, integer=False),
+    # the benchmark and the studies
+    Knob("bench.n_unseen", 1, meaning="held-out concepts benchmarked"),
+    Knob("bench.n_seen", 0, meaning="train concepts benchmarked besides"),
+    Knob("bench.pix2pix_steps", 1, meaning="pix2pix steps; its final PSNR sets the target"),
+    Knob("bench.finetune_steps", 1, meaning="budget of every fine-tuning method"),
+    Knob("bench.eval_every", 1, meaning="steps between evaluations"),
+    Knob("bench.target_tolerance_db", 0, integer=False),
+    Knob("bench.plateau_db", 0, integer=False),
+    Knob("study.n_train_eval", 0, meaning="train concepts scored"),
+    Knob("study.finetune_concepts", 1, meaning="held-out concepts fine-tuned"),
+    Knob("study.finetune_steps", 1),
+    # weightgen-finetune / weightgen-new-concept (0 steps: measure the starting point only)
+    Knob("steps", 0, meaning="fine-tuning steps"),
+    Knob("eval_every", 1, meaning="steps between evaluations"),
+    Knob("lr", 0, integer=False, nullable=True, open_low=True),
+    Knob("pairs_val_fraction", 0, 1, integer=False, open_low=True, open_high=True),
+    # the process
+    Knob("num_threads", 1, nullable=True, meaning="torch CPU threads (null: torch's default)"),
+    Knob("lock_timeout_s", 0, integer=False, nullable=True,
+         meaning="seconds to wait for another process building a store (null: as long as it takes)"),
+)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` on the first knob of ``cfg`` that cannot work."""
+    for knob in KNOBS:
+        value = OmegaConf.select(cfg, knob.key, default=_ABSENT)
+        if value is _ABSENT or (value is None and knob.nullable):
+            continue
+        if not knob.fits(value):
+            meaning = f" ({knob.meaning})" if knob.meaning else ""
+            raise ConfigError(f"{knob.key}={value!r} is not allowed: use {knob.allowed()}{meaning}")
+    _check_relations(cfg)
+    if OmegaConf.select(cfg, "concepts.source", default=None) in ("builtin", "file"):
+        _check_concept_counts(cfg)
+
+
+def _get(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _check_relations(cfg: DictConfig) -> None:
+    """Knobs bounded by other knobs: crop multiple, batch vs crops, checkpoints vs steps."""
+    size = _get(cfg, "data.size")
+    if size is not None and size % 4:
+        raise ConfigError(f"data.size={size} is not a multiple of the generator's stride 4; "
+                          f"use e.g. {size - size % 4 or 4}")
+    batch, crops = _get(cfg, "data.batch_size"), _get(cfg, "data.n_train")
+    if batch is not None and crops is not None and batch > crops:
+        raise ConfigError(f"data.batch_size={batch} is more than data.n_train={crops} crops: no "
+                          f"full batch, nothing would train; use data.batch_size <= {crops}")
+    steps = _get(cfg, "builder.checkpoint_steps")
+    adapter_steps = _get(cfg, "builder.adapter_steps")
+    if steps is not None and adapter_steps is not None:
+        values = list(steps) if isinstance(steps, ListConfig) else steps
+        if (not isinstance(values, list) or not values
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in values)
+                or len(set(values)) != len(values) or min(values) < 1
+                or max(values) != adapter_steps):
+            raise ConfigError(
+                f"builder.checkpoint_steps={values!r} is not allowed: use distinct ints in "
+                f"1..builder.adapter_steps that include builder.adapter_steps={adapter_steps}, "
+                f"e.g. [{max(adapter_steps // 2, 1)}, {adapter_steps}]"
+            )
+    shard = _get(cfg, "builder.shard")
+    if shard is not None:
+        try:
+            Shard.parse(shard)
+        except ValueError as err:
+            raise ConfigError(f"builder.{err}") from None
+    sampling, timesteps = (_get(cfg, "diffusion.sampling.steps"),
+                           _get(cfg, "diffusion.scheduler.num_train_timesteps"))
+    if sampling is not None and timesteps is not None and sampling > timesteps:
+        raise ConfigError(f"diffusion.sampling.steps={sampling} is more than the "
+                          f"{timesteps} noise levels (diffusion.scheduler.num_train_timesteps); "
+                          f"use 1..{timesteps}")
+
+
+def _check_concept_counts(cfg: DictConfig) -> None:
+    """Counts that pick concepts must not ask for more than the concept set holds."""
+    spec = cfg.concepts
+    pool = builtin_concepts() if spec.source == "builtin" else load_concepts(spec.path)
+    train_pool, test_pool = (len(part) for part in split_concepts(pool))
+    for key, value, available in (("concepts.n_train", spec.n_train, train_pool),
+                                  ("concepts.n_test", spec.n_test, test_pool)):
+        if value is not None and value > available:
+            split = "train" if key.endswith("n_train") else "held-out"
+            raise ConfigError(f"{key}={value} is more than the {available} {split} concepts of "
+                              f"concepts={spec.source}; use at most {available} (or null: all)")
+
+
+def check_pick(key: str, value: int, available: int, picked_by: str) -> None:
+    """A stage's count of the run's concepts (``bench.n_unseen``, ...) must not exceed them.
+
+    Checked by the stage that picks them, before its work: other stages do not use the knob, so
+    a run with fewer concepts is not refused for it.
+    """
+    if value > available:
+        raise ConfigError(f"{key}={value} is more than the run's {available} concepts "
+                          f"({picked_by}); use at most {available}, or pick more concepts")
