@@ -7,8 +7,8 @@ then resumes (everything the first built is skipped), or, with ``lock_timeout_s`
 :class:`RunBusyError` after that many seconds. The lock is the OS's (``filelock``): a killed
 process releases it, so a lock file left on disk is never stale.
 
-Only the main process of a DDP job locks: the other ranks run the entry point again while rank 0
-holds the lock, and would wait on it forever.
+Only the main process of a DDP job locks: the other ranks run the entry point too (Lightning's
+launcher or srun starts them) while rank 0 holds the lock, and would wait on it forever.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from weightgen.errors import RunBusyError
 
 log = logging.getLogger(__name__)
 
-_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
+# Set by torchrun/Lightning's launcher (RANK, LOCAL_RANK, NODE_RANK) and by srun (SLURM_PROCID).
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
 
 def lock_beside(folder: str | Path) -> Path:
