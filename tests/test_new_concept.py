@@ -18,12 +18,14 @@ from weightgen.diffusion.train import train_weight_generator
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
 from weightgen.editor.new_concept import (
+    check_out_folder,
     concept_slug,
     make_concept_editor,
     new_concept,
     read_pair_folder,
     write_folder_pair_store,
 )
+from weightgen.errors import ConfigError
 from weightgen.gan.dataset_builder import build_weight_dataset
 from weightgen.utils.io import load_safetensors, sha256_file
 from weightgen.workspace import Workspace
@@ -182,6 +184,13 @@ def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
     assert "a-brand-new-look" not in ws.pair_store.manifest()["concepts"]
+
+
+def test_an_out_folder_below_a_file_is_refused_before_any_work(tmp_path):
+    """Issue 14, item 7: the model folder was made only after the fine-tune, and failed there."""
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(ConfigError, match="taken is a file, not a folder"):
+        check_out_folder(tmp_path / "taken" / "model")
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from weightgen.data.sources import Photo, random_crops
+from weightgen.errors import ConfigError, MissingInputError, UnknownConceptError
 from weightgen.utils.grid import save_grid
 from weightgen.utils.io import (
     atomic_save_safetensors,
@@ -76,7 +77,7 @@ class PairStore:
 
     def manifest(self) -> dict:
         if not self.manifest_path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no pair cache at {self.root}; build it first (`make pairs` or weightgen-pairs)"
             )
         return json.loads(self.manifest_path.read_text())
@@ -132,9 +133,9 @@ class PairStore:
         if self.manifest_path.is_file():
             manifest = self.manifest()
             if manifest["settings"] != wanted:
-                raise ValueError(
+                raise ConfigError(
                     f"the pair cache at {self.root} was built with settings "
-                    f"{manifest['settings']}, not {wanted}; use another data.pairs_dir or delete it"
+                    f"{manifest['settings']}, not {wanted}; use another paths.pairs_dir or delete it"
                 )
             return manifest
         rng = np.random.default_rng(settings.seed)
@@ -154,7 +155,7 @@ class PairStore:
         manifest = self.manifest()
         entry = manifest["concepts"].get(concept_id)
         if entry is None:
-            raise KeyError(
+            raise UnknownConceptError(
                 f"concept {concept_id!r} has no pairs in {self.root}; build them with "
                 f"weightgen-pairs (known: {len(manifest['concepts'])} concepts)"
             )

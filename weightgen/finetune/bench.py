@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from weightgen.diffusion.generate import load_generator
+from weightgen.errors import ConfigError
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
 from weightgen.finetune.report import (
@@ -68,7 +69,7 @@ def bench_concepts(ws: Workspace) -> list:
     unseen = ws.test_concepts[: cfg.n_unseen]
     seen = ws.train_concepts[: cfg.n_seen]
     if not unseen:
-        raise ValueError("the benchmark needs held-out concepts: set concepts.n_test > 0")
+        raise ConfigError("the benchmark needs held-out concepts: set concepts.n_test > 0")
     return unseen + seen
 
 
@@ -183,7 +184,7 @@ def run_benchmark(ws: Workspace) -> dict:
     cfg = ws.cfg.bench
     methods = list(cfg.methods)
     if methods[0] != "pix2pix_scratch":
-        raise ValueError("bench.methods must start with pix2pix_scratch: it sets the target")
+        raise ConfigError("bench.methods must start with pix2pix_scratch: it sets the target")
     ws.save_config("bench")
     base = load_base(ws)
     needs_generator = bool(GENERATED_METHODS & set(methods))

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
+from weightgen.errors import ConfigError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.adapters import Adapter
@@ -100,7 +101,7 @@ def run_method(ws: Workspace, base: BaseGAN, inits: InitSources, concept: Concep
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
     trained module (``module.generator`` / ``module.adapter`` for export)."""
     if method not in METHOD_INITS:
-        raise ValueError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
+        raise ConfigError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
     L.seed_everything(ws.cfg.seed, workers=True)
     text = ws.embed([concept.prompt])
     loss = {} if lr is None else {"lr_g": lr}

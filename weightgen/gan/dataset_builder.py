@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from weightgen.concepts.spec import Concept
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import PairsDataModule
+from weightgen.errors import ConfigError, MissingInputError
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
@@ -87,13 +88,13 @@ def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
         wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
         found = {k: base.meta[k] for k in wanted}
         if found != wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"the base GAN at {base_dir} was trained with {found}, but this run asks for "
                 f"{wanted}; delete {base_dir} to retrain it, or use another run_name"
             )
         return base
     if not concepts:
-        raise ValueError("the base GAN needs train concepts; the concept selection has none")
+        raise ConfigError("the base GAN needs train concepts; the concept selection has none")
     text = ws.embed([c.prompt for c in concepts])
     L.seed_everything(ws.cfg.seed, workers=True)
     generator, discriminator = build_networks(ws)
@@ -134,13 +135,13 @@ def load_base(ws: Workspace) -> BaseGAN:
     base_dir = Path(ws.cfg.paths.base_dir)
     meta_path = base_dir / "base.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no base GAN at {base_dir}; train it with `weightgen-dataset builder.stage=base`"
         )
     meta = json.loads(meta_path.read_text())
     wanted = architecture(ws)
     if meta["architecture"] != wanted:
-        raise ValueError(
+        raise ConfigError(
             f"the base GAN at {base_dir} was trained for {meta['architecture']}, but this run "
             f"configures {wanted}; use the same gan/text_encoder/data.size or another run_name"
         )
@@ -179,7 +180,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     builder = ws.cfg.builder
     steps = sorted(int(s) for s in builder.checkpoint_steps)
     if steps[-1] != builder.adapter_steps:
-        raise ValueError(
+        raise ConfigError(
             f"builder.checkpoint_steps {steps} must end at builder.adapter_steps "
             f"{builder.adapter_steps}"
         )
@@ -255,10 +256,10 @@ def build_weight_dataset(ws: Workspace) -> dict:
     """Run the configured ``builder.stage``; returns a summary of what was built."""
     stage = ws.cfg.builder.stage
     if stage not in STAGES:
-        raise ValueError(f"builder.stage={stage!r}: use one of {STAGES}")
+        raise ConfigError(f"builder.stage={stage!r}: use one of {STAGES}")
     shard = Shard.parse(ws.cfg.builder.shard)
     if stage == "all" and shard.count > 1:
-        raise ValueError(
+        raise ConfigError(
             "builder.stage=all with several shards would train the base in every shard; run "
             "builder.stage=base once, then builder.stage=adapters per shard, then builder.stage=merge"
         )

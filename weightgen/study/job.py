@@ -18,6 +18,7 @@ from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.diffusion.generate import load_generator
 from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import zero_shot_report
+from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import default_inits, run_method
 from weightgen.gan.dataset_builder import build_weight_dataset, load_base
 from weightgen.study.memorisation import memorisation_report
@@ -71,7 +72,7 @@ def run_study_job(ws: Workspace) -> dict:
     cfg = ws.cfg.study
     unknown = [m for m in cfg.measure if m not in MEASURES]
     if unknown:
-        raise ValueError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
+        raise ConfigError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
     build_pairs_with_preview(ws)
     build_weight_dataset(ws)
     training = train_weight_generator(ws)
