@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, photos_loaded_once, shared_minilm
+from helpers import TINY, StopAtStep, photos_loaded_once, shared_minilm
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -25,8 +25,9 @@ from weightgen.editor.new_concept import (
     read_pair_folder,
     write_folder_pair_store,
 )
-from weightgen.errors import ConfigError
+from weightgen.errors import ConfigError, InterruptedRunError
 from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.training import make_trainer
 from weightgen.utils.io import load_safetensors, sha256_file
 from weightgen.workspace import Workspace
 
@@ -184,6 +185,23 @@ def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
     assert "a-brand-new-look" not in ws.pair_store.manifest()["concepts"]
+
+
+def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(run, tmp_path,
+                                                                       monkeypatch):
+    """Issue 14, item 12: SIGTERM in the fine-tune exited 0, with nothing written and no word."""
+    import weightgen.finetune.finetuner as finetuner
+
+    def make_trainer_stopped_by_sigterm(*args, callbacks=(), **kwargs):
+        return make_trainer(*args, callbacks=[*callbacks, StopAtStep("sigterm", at=1)], **kwargs)
+
+    monkeypatch.setattr(finetuner, "make_trainer", make_trainer_stopped_by_sigterm)
+    out = tmp_path / "m"
+    ws = flow_workspace(run, "prompt=a stopped look", RECIPE, f"out={out}", "steps=4")
+    with pytest.raises(InterruptedRunError, match=r"fine-tuning on concept 'a-stopped-look' was "
+                                                  r"interrupted \(SIGTERM\) at step 1 of 4"):
+        make_concept_editor(ws)
+    assert not out.exists()
 
 
 def test_an_out_folder_below_a_file_is_refused_before_any_work(tmp_path):

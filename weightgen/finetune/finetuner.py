@@ -25,7 +25,7 @@ from weightgen.gan.adapters import Adapter
 from weightgen.gan.dataset_builder import BaseGAN, build_networks, gan_module
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
-from weightgen.training import make_trainer
+from weightgen.training import fit, make_trainer
 from weightgen.workspace import Workspace
 
 # Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
@@ -89,7 +89,7 @@ def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_ev
         trainer = make_trainer(ws.cfg.trainer, steps, val_every=eval_every, callbacks=[curve],
                                progress=progress)
         start = time.perf_counter()
-        trainer.fit(module, data)
+        fit(trainer, module, data, f"fine-tuning on concept {concept.id!r}")
         wall = time.perf_counter() - start
     samples["end"] = generate(module.generator, shown, text_tokens, text_mask)
     return wall, samples

@@ -35,7 +35,7 @@ from weightgen.errors import ConfigError, MissingInputError
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
-from weightgen.training import make_trainer
+from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
 from weightgen.weights.store import Shard, WeightStore
@@ -107,7 +107,7 @@ def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
         progress=ws.cfg.progress,
     )
     start = time.perf_counter()
-    trainer.fit(module, data)
+    fit(trainer, module, data, "training the base GAN")
     seconds = time.perf_counter() - start
     meta = {
         "architecture": architecture(ws),
@@ -200,7 +200,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     trainer = make_trainer(ws.cfg.trainer, builder.adapter_steps,
                            val_every=reduce(math.gcd, steps), callbacks=[callback])
     start = time.perf_counter()
-    trainer.fit(module, data)
+    fit(trainer, module, data, f"training the adapter of concept {concept.id!r}")
     seconds = time.perf_counter() - start
     final = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
     n = builder.grid_images
