@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import compose_config
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.run_folder import RunFolderCheck, make_run_folder
@@ -62,6 +63,15 @@ def test_hydra_full_error_lets_the_error_through(monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ConfigError, match="bad"), user_errors_reported(debug=False):
         raise ConfigError("bad")
+
+
+def test_a_config_value_refused_inside_hydra_instantiate_is_one_line_too(capsys):
+    """Hydra wraps a constructor's error in InstantiationException; the user error is reported."""
+    tokenizer = {"_target_": "weightgen.weights.tokenizer.BlockTokenizer", "block_size": -1}
+    with pytest.raises(SystemExit) as stop, user_errors_reported(debug=False):
+        instantiate(tokenizer)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: block_size must be a positive int, got -1\n"
 
 
 def test_other_exceptions_keep_their_traceback():

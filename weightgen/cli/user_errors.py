@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 
 from weightgen.errors import WeightgenError
@@ -22,6 +23,14 @@ def in_multirun() -> bool:
     """Inside a Hydra multirun, where Hydra records a job's exception as that job's failure and
     still runs the other jobs (exiting from one job would end the whole sweep)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def user_error(err: BaseException) -> WeightgenError | None:
+    """The ``WeightgenError`` behind ``err``: itself, or the one that Hydra's ``instantiate``
+    wrapped in an ``InstantiationException`` (a config value refused by a constructor)."""
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, WeightgenError) else None
 
 
 @contextmanager
@@ -34,8 +43,9 @@ def user_errors_reported(debug: bool = False) -> Iterator[None]:
     """
     try:
         yield
-    except WeightgenError as err:
-        if debug or os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as err:
+        reported = user_error(err)
+        if reported is None or debug or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"error: {reported}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
