@@ -7,10 +7,13 @@ Tests compose ``conf/weightgen.yaml`` exactly as the entry points do and only sh
 from __future__ import annotations
 
 import functools
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -132,3 +135,17 @@ def entry_workspace(config_name: str, artifacts: str | Path, *overrides: str) ->
     ws = Workspace(cfg)
     ws.__dict__["text_encoder"] = shared_minilm()
     return ws
+
+
+class StopAtStep(L.Callback):
+    """Send ``stop`` after the training step ``at``: SIGTERM to this process, or Ctrl-C."""
+
+    def __init__(self, stop: str, at: int = 2):
+        self.stop, self.at = stop, at
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.at:
+            if self.stop == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise KeyboardInterrupt

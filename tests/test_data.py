@@ -183,7 +183,7 @@ def test_pair_store_refuses_other_settings(tmp_path):
     store = PairStore(tmp_path)
     build(store, [INVERT])
     other = PairSettings(**{**SETTINGS.__dict__, "n_train": 7})
-    with pytest.raises(ValueError, match=r"built with settings .*use another data.pairs_dir"):
+    with pytest.raises(ValueError, match=r"built with settings .*use another paths.pairs_dir"):
         build(store, [INVERT], settings=other)
 
 

@@ -20,6 +20,7 @@ from weightgen.editor import (
 )
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
 from weightgen.editor.sizing import apply_any_size, apply_padded, apply_tiled
+from weightgen.errors import ConfigError
 from weightgen.gan.adapters import LoRAAdapter
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.utils.io import CorruptFileError, sha256_file
@@ -264,3 +265,34 @@ def test_apply_cli_reports_and_exits_nonzero_when_nothing_edited(
     summary = json.loads(out[out.index("{\n") :])
     assert summary["edited"] == 1 and list(summary["failed"]) == [str(photos / "junk.jpg")]
     assert (tmp_path / "out" / "ok.png").is_file()
+
+
+def test_apply_skips_and_reports_images_too_small_to_edit(model_dir, tmp_path):
+    """Issue 14, item 5: a 4x4 image aborted the batch with a torch ValueError."""
+    photos, out = tmp_path / "photos", tmp_path / "edited"
+    photos.mkdir()
+    _save_png(photos / "a.png", 8, 8)
+    _save_png(photos / "b_tiny.png", 4, 4)
+    _save_png(photos / "c_tiny.png", 2, 3)
+    _save_png(photos / "d.png", 4, 5)  # one side over 4 px is enough
+    report = apply_editor(load_editor(model_dir), photos, out, progress=False)
+    assert sorted(p.name for p in report.edited) == ["a.png", "d.png"]
+    assert sorted(p.name for p in report.failed) == ["b_tiny.png", "c_tiny.png"]
+    assert "4x4 px is too small to edit" in report.failed[photos / "b_tiny.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "d.png"]
+
+
+def test_a_tile_of_the_stride_is_refused(model_dir):
+    with pytest.raises(ConfigError, match="tile=4 must be a multiple of the generator stride 4 "
+                                          "larger than 4"):
+        load_editor(model_dir).edit(np.zeros((16, 16, 3), np.uint8), tile=4)
+
+
+def test_apply_refuses_an_output_below_a_file(model_dir, tmp_path):
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "a.png", 8, 8)
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(ConfigError, match="taken is a file, not a folder"):
+        apply_editor(load_editor(model_dir), tmp_path / "photos", tmp_path / "taken" / "out",
+                     progress=False)
+    assert (tmp_path / "taken").read_text() == "mine"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, photos_loaded_once, shared_minilm
+from helpers import TINY, StopAtStep, photos_loaded_once, shared_minilm
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -18,13 +18,16 @@ from weightgen.diffusion.train import train_weight_generator
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
 from weightgen.editor.new_concept import (
+    check_out_folder,
     concept_slug,
     make_concept_editor,
     new_concept,
     read_pair_folder,
     write_folder_pair_store,
 )
+from weightgen.errors import ConfigError, InterruptedRunError
 from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.training import make_trainer
 from weightgen.utils.io import load_safetensors, sha256_file
 from weightgen.workspace import Workspace
 
@@ -182,6 +185,30 @@ def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
     assert "a-brand-new-look" not in ws.pair_store.manifest()["concepts"]
+
+
+def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(run, tmp_path,
+                                                                       monkeypatch):
+    """Issue 14, item 12: SIGTERM in the fine-tune exited 0, with nothing written and no word."""
+    import weightgen.finetune.finetuner as finetuner
+
+    def make_trainer_stopped_by_sigterm(*args, callbacks=(), **kwargs):
+        return make_trainer(*args, callbacks=[*callbacks, StopAtStep("sigterm", at=1)], **kwargs)
+
+    monkeypatch.setattr(finetuner, "make_trainer", make_trainer_stopped_by_sigterm)
+    out = tmp_path / "m"
+    ws = flow_workspace(run, "prompt=a stopped look", RECIPE, f"out={out}", "steps=4")
+    with pytest.raises(InterruptedRunError, match=r"fine-tuning on concept 'a-stopped-look' was "
+                                                  r"interrupted \(SIGTERM\) at step 1 of 4"):
+        make_concept_editor(ws)
+    assert not out.exists()
+
+
+def test_an_out_folder_below_a_file_is_refused_before_any_work(tmp_path):
+    """Issue 14, item 7: the model folder was made only after the fine-tune, and failed there."""
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(ConfigError, match="taken is a file, not a folder"):
+        check_out_folder(tmp_path / "taken" / "model")
 
 
 @pytest.mark.parametrize(

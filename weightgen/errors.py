@@ -35,3 +35,26 @@ class RunBusyError(WeightgenError, RuntimeError):
 
 class InterruptedRunError(WeightgenError, RuntimeError):
     """The run was stopped (SIGTERM, Ctrl-C) before it wrote its results."""
+
+
+class MissingInputError(WeightgenError, FileNotFoundError):
+    """A file or folder the command reads does not exist (an input, or an earlier stage's output)."""
+
+
+class OutputExistsError(WeightgenError, FileExistsError):
+    """An output is in the way: writing would replace or mix with files the user already has."""
+
+
+class UnknownConceptError(WeightgenError, KeyError):
+    """A concept id that the run, its pair cache or its weight store does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # KeyError would print the message quoted
+
+
+class MissingDependencyError(WeightgenError, ImportError):
+    """An optional package the requested feature needs is not installed."""
+
+
+class ImageTooSmallError(WeightgenError, ValueError):
+    """An image too small for the editor's network (its bottleneck would hold one position)."""

@@ -1,9 +1,11 @@
-"""Lightning Trainer construction shared by every stage, from the ``trainer`` config group."""
+"""Lightning Trainer construction and fitting shared by every stage (``trainer`` config group)."""
 
 from __future__ import annotations
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
+
+from weightgen.errors import InterruptedRunError
 
 
 def make_trainer(
@@ -34,4 +36,30 @@ def make_trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
+    )
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, what: str) -> None:
+    """``trainer.fit``; a run stopped by SIGTERM or Ctrl-C raises ``InterruptedRunError``.
+
+    Lightning ends ``fit`` on SIGTERM with ``SIGTERMException``, a ``SystemExit`` without a code,
+    so the process would exit 0 as if it had finished, having written nothing; after Ctrl-C it
+    calls ``sys.exit(1)`` without a word. ``what`` names the work in the message.
+    """
+    try:
+        trainer.fit(module, data)
+    except SystemExit as stop:
+        if not trainer.interrupted:
+            raise
+        raise InterruptedRunError(_interrupted_message(trainer, what)) from stop
+    if trainer.received_sigterm or trainer.interrupted:
+        raise InterruptedRunError(_interrupted_message(trainer, what))
+
+
+def _interrupted_message(trainer: L.Trainer, what: str) -> str:
+    cause = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
+    return (
+        f"{what} was interrupted ({cause}) at step {trainer.global_step} of {trainer.max_steps} "
+        f"and wrote no result; what finished before it is kept: rerun the same command to "
+        f"finish the run"
     )

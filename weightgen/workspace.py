@@ -19,6 +19,7 @@ from weightgen.concepts.catalog import builtin_concepts, select_concepts
 from weightgen.concepts.spec import Concept, load_concepts
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.data.sources import bundled_photos, folder_photos, split_photos
+from weightgen.errors import ConfigError, UnknownConceptError
 from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.utils.io import atomic_write_text
 from weightgen.weights.store import WeightStore
@@ -45,7 +46,7 @@ class Workspace:
         elif spec.source == "file":
             pool = load_concepts(spec.path)
         else:
-            raise ValueError(f"concepts.source={spec.source!r}: use builtin or file")
+            raise ConfigError(f"concepts.source={spec.source!r}: use builtin or file")
         return select_concepts(pool, spec.n_train, spec.n_test, spec.seed)
 
     @property
@@ -60,7 +61,7 @@ class Workspace:
         for concept in self.concepts:
             if concept.id == concept_id:
                 return concept
-        raise KeyError(f"concept {concept_id!r} is not in this run's concept set")
+        raise UnknownConceptError(f"concept {concept_id!r} is not in this run's concept set")
 
     # --- text -----------------------------------------------------------------------------
     @cached_property
@@ -79,7 +80,7 @@ class Workspace:
         """Make (or complete) the pair cache for ``concepts`` (default: all of the run's)."""
         data = self.cfg.data
         if data.size % 4:
-            raise ValueError(
+            raise ConfigError(
                 f"data.size={data.size} is not a multiple of the generator's stride 4; use e.g. "
                 f"{data.size - data.size % 4 or 4}"
             )
@@ -87,10 +88,10 @@ class Workspace:
             photos = bundled_photos()
         elif data.source == "folder":
             if not data.get("folder"):
-                raise ValueError("data=folder needs data.folder=<a folder of photos>")
+                raise ConfigError("data=folder needs data.folder=<a folder of photos>")
             photos = folder_photos(data.folder, min_side=data.size)
         else:
-            raise ValueError(f"data.source={data.source!r}: use bundled or folder")
+            raise ConfigError(f"data.source={data.source!r}: use bundled or folder")
         train_photos, val_photos = split_photos(photos, list(data.val_photos))
         settings = PairSettings(
             size=data.size, n_train=data.n_train, n_val=data.n_val, seed=data.seed,

@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from weightgen.cli.user_errors import in_multirun, user_errors_reported
 from weightgen.config_checks import check_config
 from weightgen.workspace import Workspace
 
@@ -26,12 +27,17 @@ CONFIG_NAME = "weightgen"
 def entry_point(
     task: Callable[[Workspace], dict | None], config_name: str = CONFIG_NAME
 ) -> Callable[[], None]:
-    """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON."""
+    """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON.
+
+    A user error (``WeightgenError``) ends the app with its one-line message and status 1; a
+    multirun job lets it through to Hydra, which fails that job and runs the others.
+    """
 
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> dict | None:
-        check_config(cfg)
-        summary = task(Workspace(cfg))
+        with user_errors_reported(cfg.debug or in_multirun()):
+            check_config(cfg)
+            summary = task(Workspace(cfg))
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
             print(json.dumps(summary, indent=2, default=str))

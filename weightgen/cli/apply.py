@@ -14,22 +14,24 @@ import hydra
 from omegaconf import DictConfig
 
 from weightgen.cli.app import CONFIG_DIR
+from weightgen.cli.user_errors import user_errors_reported
 from weightgen.editor import apply_editor, load_editor
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="apply", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    editor = load_editor(cfg.model, device=cfg.device)
-    report = apply_editor(
-        editor,
-        cfg.input,
-        cfg.output,
-        overwrite=cfg.overwrite,
-        max_side=cfg.max_side,
-        tile=cfg.tile,
-        overlap=cfg.tile_overlap,
-        progress=cfg.progress,
-    )
+    with user_errors_reported(cfg.debug):
+        editor = load_editor(cfg.model, device=cfg.device)
+        report = apply_editor(
+            editor,
+            cfg.input,
+            cfg.output,
+            overwrite=cfg.overwrite,
+            max_side=cfg.max_side,
+            tile=cfg.tile,
+            overlap=cfg.tile_overlap,
+            progress=cfg.progress,
+        )
     print(json.dumps(report.summary(), indent=2))
     if not report.edited:
         raise SystemExit(1)

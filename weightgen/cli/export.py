@@ -14,17 +14,19 @@ import hydra
 from omegaconf import DictConfig
 
 from weightgen.cli.app import CONFIG_DIR
+from weightgen.cli.user_errors import user_errors_reported
 from weightgen.editor import export_model_folder
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    card = export_model_folder(
-        cfg.model,
-        formats=list(cfg.formats),
-        sizes=list(cfg.sizes),
-        tolerance=cfg.tolerance,
-        repeats=cfg.repeats,
-        threads=cfg.threads,
-    )
+    with user_errors_reported(cfg.debug):
+        card = export_model_folder(
+            cfg.model,
+            formats=list(cfg.formats),
+            sizes=list(cfg.sizes),
+            tolerance=cfg.tolerance,
+            repeats=cfg.repeats,
+            threads=cfg.threads,
+        )
     print(json.dumps({"exports": card["exports"], "latency": card["latency"]}, indent=2))

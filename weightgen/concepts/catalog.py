@@ -29,6 +29,7 @@ import numpy as np
 
 from weightgen.concepts.ops import NAMED_COLOURS, describe_recipe
 from weightgen.concepts.spec import Concept
+from weightgen.errors import ConfigError
 
 STRUCTURE_PARTS: dict[str, dict[str, Any]] = {
     "blur": {"op": "blur", "sigma": 1.5},
@@ -245,7 +246,7 @@ def select_concepts(
     for name, n, pool in (("n_train", n_train, train), ("n_test", n_test, test)):
         if n is not None and not 0 <= n <= len(pool):
             split = name.removeprefix("n_")
-            raise ValueError(f"{name}={n} is out of range: there are {len(pool)} {split} concepts")
+            raise ConfigError(f"concepts.{name}={n} is out of range: there are {len(pool)} {split} concepts")
     rng = np.random.default_rng(seed)
     tests = test if n_test is None else _pick_tests(test, n_test, rng)
     trains = train if n_train is None else _pick_train(train, n_train, tests, rng)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionInstructPix2PixPipeline
 
+from weightgen.errors import ConfigError
 from weightgen.text.pretrained import check_model_source, load_error
 
 
@@ -46,7 +47,7 @@ class InstructPix2PixEditor:
         dtype: str = "float32",
     ):
         if batch_size < 1 or num_inference_steps < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size={batch_size} and num_inference_steps={num_inference_steps} must be >= 1"
             )
         self.model = str(model)
@@ -58,7 +59,7 @@ class InstructPix2PixEditor:
         self.device = torch.device(device)
         self.size = int(size) if size is not None else None
         if dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"dtype={dtype!r}: use float32 (CPU), float16 or bfloat16 (GPU)")
+            raise ConfigError(f"dtype={dtype!r}: use float32 (CPU), float16 or bfloat16 (GPU)")
         source = check_model_source(self.model, "InstructPix2Pix model")
         try:
             self.pipeline = StableDiffusionInstructPix2PixPipeline.from_pretrained(

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from weightgen.errors import ConfigError
+
 NAMED_COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.10, 0.10),
     "orange": (1.00, 0.55, 0.10),
@@ -89,18 +91,18 @@ class Param:
         problem = f"op {op!r}: parameter {name!r}={value!r} is invalid; allowed: {self.allowed()}"
         if self.choices is not None:
             if not isinstance(value, str) or value not in self.choices:
-                raise ValueError(problem)
+                raise ConfigError(problem)
             return value
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            raise ValueError(problem)
+            raise ConfigError(problem)
         if self.integer:
             if float(value) != int(value):
-                raise ValueError(problem)
+                raise ConfigError(problem)
             value = int(value)
         else:
             value = float(value)
         if not np.isfinite(value) or not self.low <= value <= self.high:
-            raise ValueError(problem)
+            raise ConfigError(problem)
         return value
 
 
@@ -128,7 +130,7 @@ class Step(Mapping[str, Any]):
     @classmethod
     def from_mapping(cls, step: Mapping[str, Any]) -> Step:
         if not isinstance(step, Mapping) or "op" not in step:
-            raise ValueError(f"a recipe step must be a mapping with an 'op' key, got {step!r}")
+            raise ConfigError(f"a recipe step must be a mapping with an 'op' key, got {step!r}")
         params = {k: v for k, v in step.items() if k != "op"}
         return cls(op=step["op"], params=tuple(sorted(params.items())))
 
@@ -154,7 +156,7 @@ class EditOp(ABC):
         unknown = sorted(set(values) - set(self.params))
         if unknown:
             known = ", ".join(self.params) or "none"
-            raise ValueError(
+            raise ConfigError(
                 f"op {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
                 f"its parameters are: {known}"
             )
@@ -615,7 +617,7 @@ OPS: dict[str, type[EditOp]] = {
 def make_op(name: str, **params: Any) -> EditOp:
     """Build a validated op by name; an unknown name lists the known ones."""
     if name not in OPS:
-        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}")
+        raise ConfigError(f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}")
     return OPS[name](**params)
 
 
@@ -626,7 +628,7 @@ def normalize_recipe(recipe: RecipeLike) -> tuple[Step, ...]:
     """Validate every step and make all parameters explicit, so equal edits compare equal."""
     steps = tuple(s if isinstance(s, Step) else Step.from_mapping(s) for s in recipe)
     if not steps:
-        raise ValueError("a recipe needs at least one step, e.g. [{'op': 'sepia'}]")
+        raise ConfigError("a recipe needs at least one step, e.g. [{'op': 'sepia'}]")
     return tuple(step.build().step() for step in steps)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from weightgen.concepts.ops import build_recipe, run_ops
 from weightgen.concepts.spec import Concept
+from weightgen.errors import ConfigError
 
 
 class ProceduralEditor:
@@ -18,7 +19,7 @@ class ProceduralEditor:
     def edit(self, images: np.ndarray, concept: Concept) -> np.ndarray:
         """images: [N, H, W, 3] uint8 or float in [0, 1]; returns the same shape and dtype."""
         if concept.recipe is None:
-            raise ValueError(
+            raise ConfigError(
                 f"concept {concept.id!r} has no recipe (instruction only); the procedural editor "
                 "cannot make its targets: use editor=instruct_pix2pix or add a recipe"
             )

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from weightgen.concepts.ops import Step, normalize_recipe
+from weightgen.errors import ConfigError, MissingInputError
 from weightgen.utils.io import PathLike, atomic_write_text
 
 SPLITS = ("train", "test")
@@ -50,27 +51,27 @@ class Concept:
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
-            raise ValueError(
+            raise ConfigError(
                 f"concept id {self.id!r} is invalid: use letters, digits and _ . + - "
                 "(it names files in the weight store)"
             )
         if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ValueError(f"concept {self.id!r}: the prompt is missing or empty")
+            raise ConfigError(f"concept {self.id!r}: the prompt is missing or empty")
         if self.recipe is None and self.instruction is None:
-            raise ValueError(
+            raise ConfigError(
                 f"concept {self.id!r}: give a recipe (procedural editor) or an instruction "
                 "(diffusion editor); it has neither"
             )
         if self.instruction is not None and (
             not isinstance(self.instruction, str) or not self.instruction.strip()
         ):
-            raise ValueError(f"concept {self.id!r}: the instruction must be non-empty text")
+            raise ConfigError(f"concept {self.id!r}: the instruction must be non-empty text")
         if self.split not in SPLITS:
-            raise ValueError(
+            raise ConfigError(
                 f"concept {self.id!r}: unknown split {self.split!r}; use one of {', '.join(SPLITS)}"
             )
         if self.holdout is not None and (self.holdout not in HOLDOUT_KINDS or self.split != "test"):
-            raise ValueError(
+            raise ConfigError(
                 f"concept {self.id!r}: holdout {self.holdout!r} needs split 'test' and one of "
                 f"{', '.join(HOLDOUT_KINDS)}"
             )
@@ -78,14 +79,14 @@ class Concept:
             try:
                 recipe = normalize_recipe(self.recipe)
             except ValueError as err:
-                raise ValueError(f"concept {self.id!r}: {err}") from err
+                raise ConfigError(f"concept {self.id!r}: {err}") from err
             object.__setattr__(self, "recipe", recipe)
             if not self.family:
                 object.__setattr__(self, "family", "+".join(step.op for step in recipe))
         if not isinstance(self.parts, list | tuple) or not all(
             isinstance(part, str) for part in self.parts
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"concept {self.id!r}: parts must be a list of names, got {self.parts!r}"
             )
         object.__setattr__(self, "parts", tuple(self.parts))
@@ -108,19 +109,19 @@ class Concept:
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> Concept:
         if not isinstance(row, Mapping):
-            raise ValueError(f"a concept must be a mapping of fields, got {type(row).__name__}")
+            raise ConfigError(f"a concept must be a mapping of fields, got {type(row).__name__}")
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(row) - set(known))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown field(s) {', '.join(unknown)}; concept fields are: {', '.join(known)}"
             )
         missing = [key for key in ("id", "prompt") if key not in row]
         if missing:
-            raise ValueError(f"missing field(s): {', '.join(missing)}")
+            raise ConfigError(f"missing field(s): {', '.join(missing)}")
         recipe = row.get("recipe")
         if recipe is not None and not isinstance(recipe, list | tuple):
-            raise ValueError(f"recipe must be a list of steps like [{{op: sepia}}], got {recipe!r}")
+            raise ConfigError(f"recipe must be a list of steps like [{{op: sepia}}], got {recipe!r}")
         return cls(**row)
 
 
@@ -131,11 +132,11 @@ def _entries(path: Path) -> list[tuple[str, Any]]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
         if isinstance(data, Mapping) and "concepts" in data:
             data = data["concepts"]
         if not isinstance(data, list):
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: expected a list of concepts or a mapping {{concepts: [...]}}"
             )
         return [(f"entry {index}", row) for index, row in enumerate(data, start=1)]
@@ -147,9 +148,9 @@ def _entries(path: Path) -> list[tuple[str, Any]]:
             try:
                 rows.append((f"line {number}", json.loads(line)))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from err
+                raise ConfigError(f"{path}: line {number} is not valid JSON ({err.msg})") from err
         return rows
-    raise ValueError(
+    raise ConfigError(
         f"{path}: unknown concept file type {path.suffix!r}; use .yaml, .yml or .jsonl"
     )
 
@@ -158,7 +159,7 @@ def load_concepts(path: PathLike) -> list[Concept]:
     """Read and validate a concept file; every error names the file, the entry and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"concept file {path} does not exist; check concepts.path")
+        raise MissingInputError(f"concept file {path} does not exist; check concepts.path")
     concepts: list[Concept] = []
     seen: dict[str, str] = {}
     for where, row in _entries(path):
@@ -168,16 +169,16 @@ def load_concepts(path: PathLike) -> list[Concept]:
         try:
             concept = Concept.from_dict(row)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{label}: {err}") from err
+            raise ConfigError(f"{label}: {err}") from err
         if concept.id in seen:
-            raise ValueError(
+            raise ConfigError(
                 f"{label}: duplicate concept id {concept.id!r} (first at {seen[concept.id]}); "
                 "ids must be unique"
             )
         seen[concept.id] = where
         concepts.append(concept)
     if not concepts:
-        raise ValueError(f"{path}: contains no concepts")
+        raise ConfigError(f"{path}: contains no concepts")
     return concepts
 
 

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from weightgen.data.sources import Photo, random_crops
+from weightgen.errors import ConfigError, MissingInputError, UnknownConceptError
 from weightgen.utils.grid import save_grid
 from weightgen.utils.io import (
     atomic_save_safetensors,
@@ -85,7 +86,7 @@ class PairStore:
 
     def manifest(self) -> dict:
         if not self.manifest_path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no pair cache at {self.root}; build it first (`make pairs` or weightgen-pairs)"
             )
         return json.loads(self.manifest_path.read_text())
@@ -161,9 +162,9 @@ class PairStore:
         if self.manifest_path.is_file():
             manifest = self.manifest()
             if manifest["settings"] != wanted:
-                raise ValueError(
+                raise ConfigError(
                     f"the pair cache at {self.root} was built with settings "
-                    f"{manifest['settings']}, not {wanted}; use another data.pairs_dir or delete it"
+                    f"{manifest['settings']}, not {wanted}; use another paths.pairs_dir or delete it"
                 )
             path = self._sources_path
             if path.is_file() and sha256_file(path) == manifest["sources_sha256"]:
@@ -195,7 +196,7 @@ class PairStore:
         manifest = self.manifest()
         entry = manifest["concepts"].get(concept_id)
         if entry is None:
-            raise KeyError(
+            raise UnknownConceptError(
                 f"concept {concept_id!r} has no pairs in {self.root}; build them with "
                 f"weightgen-pairs (known: {len(manifest['concepts'])} concepts)"
             )

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
+from weightgen.errors import ConfigError, CorruptFileError, MissingInputError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 SKIMAGE_PHOTOS = (
@@ -53,10 +55,10 @@ def folder_photos(folder: str | Path, min_side: int) -> list[Photo]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist; pass data.folder=<a folder>")
+        raise MissingInputError(f"image folder {folder} does not exist; pass data.folder=<a folder>")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(
+        raise ConfigError(
             f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files; add photos to it"
         )
     photos = []
@@ -65,9 +67,9 @@ def folder_photos(folder: str | Path, min_side: int) -> list[Photo]:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path}: not a readable image ({err}); remove or replace it") from err
+            raise CorruptFileError(f"{path}: not a readable image ({err}); remove or replace it") from err
         if min(pixels.shape[:2]) < min_side:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the crop size "
                 f"{min_side}; remove it or lower data.size"
             )
@@ -80,11 +82,11 @@ def split_photos(photos: list[Photo], val_photos: list[str]) -> tuple[list[Photo
     names = {p.name for p in photos}
     unknown = sorted(set(val_photos) - names)
     if unknown:
-        raise ValueError(f"validation photos {unknown} not among the sources {sorted(names)}")
+        raise ConfigError(f"validation photos {unknown} not among the sources {sorted(names)}")
     train = [p for p in photos if p.name not in val_photos]
     val = [p for p in photos if p.name in val_photos]
     if not train or not val:
-        raise ValueError(
+        raise ConfigError(
             "need at least one training and one validation photo; adjust data.val_photos"
         )
     return train, val

@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
+from weightgen.errors import ConfigError, MissingInputError
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.io import (
     atomic_save_safetensors,
@@ -86,14 +87,14 @@ class WeightGenerator:
         folder = Path(folder)
         meta_path = folder / "generator.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no weight generator at {folder}; train one with `make generator` "
                 f"(weightgen-train-generator)"
             )
         meta = json.loads(meta_path.read_text())
         for key, wanted in (expect or {}).items():
             if meta.get(key) != wanted:
-                raise ValueError(
+                raise ConfigError(
                     f"the weight generator at {folder} was trained for {key} = {meta.get(key)}, "
                     f"but this run uses {key} = {wanted}; train a generator for this "
                     f"configuration or use the matching gan/adapter/tokenizer/text_encoder config"

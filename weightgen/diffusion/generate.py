@@ -7,7 +7,9 @@ from pathlib import Path
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.staleness import check_generator_inputs
 from weightgen.diffusion.train import generator_expectations
+from weightgen.errors import ConfigError
 from weightgen.utils.io import atomic_save_safetensors
+from weightgen.utils.paths import file_in_the_way
 from weightgen.workspace import Workspace
 
 
@@ -23,14 +25,30 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     return generator
 
 
+def checked_out_file(out) -> Path:
+    """The adapter file to write: not a folder, and not under a file (checked before any work)."""
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(
+            f"out={path} is a folder; give the adapter file's path, e.g. "
+            f"out={path / 'adapter.safetensors'}"
+        )
+    blocking_file = file_in_the_way(path)
+    if blocking_file is not None:
+        raise ConfigError(
+            f"out={path}: {blocking_file} is a file, not a folder; give a path in a folder"
+        )
+    return path
+
+
 def generate_adapter_file(ws: Workspace) -> dict:
     prompt = str(ws.cfg.prompt).strip()
     if not prompt:
-        raise ValueError('prompt is empty: pass prompt="a sepia photo with a blue tint"')
+        raise ConfigError('prompt is empty: pass prompt="a sepia photo with a blue tint"')
+    out = checked_out_file(ws.cfg.out)
     generator = load_generator(ws)
     sampling = dict(ws.cfg.diffusion.sampling)
     result = generator.generate(ws.embed([prompt]), **sampling)
-    out = Path(ws.cfg.out)
     sha = atomic_save_safetensors(result.state, out, {"prompt": prompt})
     print(f"generated an adapter for {prompt!r} in {result.seconds:.3f} s -> {out}")
     return {"prompt": prompt, "out": str(out), "seconds": result.seconds, "sha256": sha,

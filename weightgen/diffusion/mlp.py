@@ -16,6 +16,7 @@ from weightgen.diffusion.embeddings import (
     check_denoiser_inputs,
     masked_mean,
 )
+from weightgen.errors import ConfigError
 
 
 class ResidualMLPBlock(nn.Module):
@@ -52,7 +53,7 @@ class MLPDenoiser(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+            raise ConfigError(f"depth must be >= 1, got {depth}")
         self.block_size, self.text_dim = block_size, text_dim
         self.condition = TimestepBlockEmbedding(num_blocks, hidden_dim)
         self.text = nn.Linear(text_dim, hidden_dim)

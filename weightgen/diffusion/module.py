@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from weightgen.errors import ConfigError
+
 
 class WeightDiffusionModule(L.LightningModule):
     def __init__(
@@ -30,7 +32,7 @@ class WeightDiffusionModule(L.LightningModule):
     ):
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
-            raise ValueError(
+            raise ConfigError(
                 f"prediction_type={scheduler.config.prediction_type!r}: use sample or epsilon"
             )
         self.denoiser = denoiser

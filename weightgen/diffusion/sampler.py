@@ -13,6 +13,8 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
+from weightgen.errors import ConfigError
+
 
 def ddim_from(train_scheduler_config: dict) -> DDIMScheduler:
     """A DDIM sampler on the same noise schedule as the training scheduler."""
@@ -39,7 +41,7 @@ def sample_blocks(
 ) -> torch.Tensor:
     """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L])."""
     if steps < 1:
-        raise ValueError(f"steps={steps}: sampling needs at least one denoising step")
+        raise ConfigError(f"steps={steps}: sampling needs at least one denoising step")
     was_training = denoiser.training
     denoiser.eval()
     device = next(denoiser.parameters()).device

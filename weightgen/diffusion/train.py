@@ -32,7 +32,7 @@ from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
-from weightgen.training import make_trainer
+from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace, finish_loggers
@@ -176,7 +176,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
                            logger=loggers, progress=ws.cfg.progress)
     start = time.perf_counter()
     try:
-        trainer.fit(module, data)
+        fit(trainer, module, data, "training the weight generator")
     finally:
         finish_loggers(loggers)
     seconds = time.perf_counter() - start

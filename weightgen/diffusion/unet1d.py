@@ -34,6 +34,7 @@ from weightgen.diffusion.embeddings import (
     TimestepBlockEmbedding,
     check_denoiser_inputs,
 )
+from weightgen.errors import ConfigError
 
 
 class Conv3(nn.Module):
@@ -103,7 +104,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+            raise ConfigError(f"attention width {dim} is not divisible by heads={heads}")
         self.heads = heads
         self.is_cross = context_dim is not None
         if self.is_cross:
@@ -185,10 +186,10 @@ class UNet1DDenoiser(nn.Module):
         super().__init__()
         channels = list(channels)
         if len(channels) < 1:
-            raise ValueError("channels must list at least one level width")
+            raise ConfigError("channels must list at least one level width")
         reduction = patch_size * 2 ** (len(channels) - 1)
         if block_size % reduction:
-            raise ValueError(
+            raise ConfigError(
                 f"block_size={block_size} must be divisible by patch_size * 2**(levels-1) = "
                 f"{reduction}; change patch_size or the number of levels in `channels`"
             )

@@ -9,8 +9,8 @@ Policy (what ``weightgen-apply`` documents):
 * Safety, all checked before anything is written: the output folder may not be the input folder
   or lie inside it, no output may be an input file, two inputs may not map to one output, and an
   existing output file is an error unless ``overwrite``.
-* A file that is not a readable image is reported with its path and reason; the rest are still
-  edited.
+* A file that is not a readable image, or an image too small to edit (at most 4 px on both
+  sides), is reported with its path and reason; the rest are still edited.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from weightgen.editor.concept_editor import ConceptEditor
+from weightgen.errors import (
+    ConfigError,
+    ImageTooSmallError,
+    MissingInputError,
+    OutputExistsError,
+)
 from weightgen.utils.io import atomic_write_bytes
+from weightgen.utils.paths import file_in_the_way
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +58,12 @@ def list_inputs(source: str | Path) -> list[Path]:
     """The image file itself, or the non-hidden files directly inside a folder, sorted."""
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"input {source} does not exist; give an image file or a folder")
+        raise MissingInputError(f"input {source} does not exist; give an image file or a folder")
     if source.is_file():
         return [source]
     files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"input folder {source} holds no files; put the images to edit there")
+        raise ConfigError(f"input folder {source} holds no files; put the images to edit there")
     return files
 
 
@@ -66,9 +73,14 @@ def plan_outputs(
     """Map each input to its output path, refusing any plan that could overwrite an input."""
     source, output = Path(source).resolve(), Path(output).resolve()
     if output.is_file():
-        raise ValueError(f"output {output} is a file; give a folder for the edited images")
+        raise ConfigError(f"output {output} is a file; give a folder for the edited images")
+    if file_in_the_way(output) is not None:
+        raise ConfigError(
+            f"output {output}: {file_in_the_way(output)} is a file, not a folder; give a folder "
+            f"for the edited images"
+        )
     if source.is_dir() and output.is_relative_to(source):
-        raise ValueError(
+        raise ConfigError(
             f"output folder {output} is the input folder or inside it; edited images could "
             f"overwrite or mix with the inputs: choose a folder outside {source}"
         )
@@ -78,11 +90,11 @@ def plan_outputs(
     for path in inputs:
         target = output / (path.stem + OUTPUT_SUFFIX)
         if target in resolved_inputs:
-            raise ValueError(
+            raise ConfigError(
                 f"output {target} would overwrite the input {path}; choose another output folder"
             )
         if target in claimed:
-            raise ValueError(
+            raise ConfigError(
                 f"inputs {claimed[target]} and {path} would both be written to {target}; "
                 f"rename one of them"
             )
@@ -91,7 +103,7 @@ def plan_outputs(
     existing = [t for t in plan.values() if t.exists()]
     if existing and not overwrite:
         shown = ", ".join(str(t) for t in existing[:3])
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{len(existing)} output file(s) exist already ({shown}); pass overwrite=true to "
             f"replace them or choose an empty output folder"
         )
@@ -127,7 +139,7 @@ def apply_editor(
 ) -> ApplyReport:
     """Edit ``source`` (an image or a folder's files) into ``output``; see the module policy."""
     if max_side is not None and max_side < 1:
-        raise ValueError(f"max_side={max_side} must be a positive number of pixels (or null)")
+        raise ConfigError(f"max_side={max_side} must be a positive number of pixels (or null)")
     inputs = list_inputs(source)
     plan = plan_outputs(inputs, source, output, overwrite)
     Path(output).mkdir(parents=True, exist_ok=True)
@@ -140,7 +152,12 @@ def apply_editor(
             log.warning("skipped %s: %s", path, reason)
             report.failed[path] = reason
             continue
-        edited = editor.edit(array, tile=tile, overlap=overlap)
+        try:
+            edited = editor.edit(array, tile=tile, overlap=overlap)
+        except ImageTooSmallError as err:
+            log.warning("skipped %s: %s", path, err)
+            report.failed[path] = str(err)
+            continue
         atomic_write_bytes(plan[path], encode_png(edited))
         report.edited[path] = plan[path]
     return report

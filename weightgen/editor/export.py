@@ -30,6 +30,7 @@ import torch
 
 from weightgen.editor.concept_editor import ConceptEditor, load_editor
 from weightgen.editor.model_folder import ONNX_FILE, TORCHSCRIPT_FILE, read_card, update_card
+from weightgen.errors import ConfigError, MissingDependencyError
 from weightgen.utils.io import atomic_write_bytes, sha256_bytes
 
 ONNX_OPSET = 17
@@ -75,7 +76,7 @@ def onnx_runner(model: bytes | str | Path, threads: int | None = None) -> Runner
     try:
         import onnxruntime as ort
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "onnxruntime is not installed; `make install` adds it (the export extra)"
         ) from err
 
@@ -219,12 +220,12 @@ def export_model_folder(
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise ValueError(f"formats={list(formats)}: choose from {list(FORMATS)}")
+        raise ConfigError(f"formats={list(formats)}: choose from {list(FORMATS)}")
     bad_sizes = [s for s in sizes if s <= 0 or s % 4]
     if bad_sizes or not sizes:
-        raise ValueError(f"sizes={list(sizes)}: need positive multiples of the generator stride 4")
+        raise ConfigError(f"sizes={list(sizes)}: need positive multiples of the generator stride 4")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads={threads}: need at least 1 (or null for torch's default)")
+        raise ConfigError(f"threads={threads}: need at least 1 (or null for torch's default)")
     folder = Path(folder)
     editor = load_editor(folder)
     previous_threads = torch.get_num_threads()

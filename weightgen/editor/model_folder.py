@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from weightgen.errors import ConfigError, MissingInputError, OutputExistsError
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.utils.io import (
     CorruptFileError,
@@ -133,10 +134,11 @@ def write_model_folder(
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} is a file; give a folder path for the model")
+        raise ConfigError(f"{folder} is a file; give a folder path for the model")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{folder} already exists and is not empty; choose a new folder or pass overwrite=True"
+        raise OutputExistsError(
+            f"{folder} already exists and is not empty; nothing was written: choose a new folder "
+            f"(or delete this one)"
         )
     _check_card(card)
     tokens, mask = _single_prompt(text_tokens, text_mask)
@@ -184,7 +186,10 @@ def read_card(folder: str | Path) -> dict:
     """The folder's model card; a missing or unreadable card is an error naming the folder."""
     path = Path(folder) / CARD_FILE
     if not Path(folder).is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder")
+        raise MissingInputError(
+            f"model={folder}: no such model folder; point model= at a folder written by "
+            f"weightgen-new-concept"
+        )
     if not path.is_file():
         raise CorruptFileError(
             f"{path} is missing: {folder} is not a model folder, or its writing was "

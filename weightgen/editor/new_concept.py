@@ -57,12 +57,14 @@ from weightgen.diffusion.generate import load_generator
 from weightgen.editor.apply_files import read_rgb
 from weightgen.editor.export import export_model_folder
 from weightgen.editor.model_folder import read_card, write_model_folder
+from weightgen.errors import ConfigError, CorruptFileError, MissingInputError, OutputExistsError
 from weightgen.finetune.finetuner import default_inits, run_method
 from weightgen.gan.dataset_builder import BaseGAN, architecture, load_base
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
+from weightgen.utils.paths import file_in_the_way
 from weightgen.workspace import Workspace
 
 METHOD = "denoised_init"
@@ -84,7 +86,7 @@ def concept_slug(prompt: str) -> str:
 def checked_prompt(prompt) -> str:
     text = "" if prompt is None else str(prompt).strip()
     if not text:
-        raise ValueError(
+        raise ConfigError(
             'prompt is empty: an editor is made for one concept; pass prompt="watercolor painting"'
         )
     return text
@@ -94,9 +96,14 @@ def check_out_folder(out) -> Path:
     """The model folder to write: new or empty, so nothing a user has is ever overwritten."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"out={folder} is a file; give a new folder path for the model")
+        raise ConfigError(f"out={folder} is a file; give a new folder path for the model")
+    if file_in_the_way(folder) is not None:
+        raise ConfigError(
+            f"out={folder}: {file_in_the_way(folder)} is a file, not a folder; give a new "
+            f"folder path for the model"
+        )
     if folder.is_dir() and any(folder.iterdir()):
-        raise FileExistsError(
+        raise OutputExistsError(
             f"out={folder} already exists and is not empty; nothing was written: choose a new "
             f"folder (or delete this one)"
         )
@@ -109,18 +116,18 @@ def data_source(ws: Workspace) -> str:
     recipe, pairs = cfg.get("recipe"), cfg.get("pairs")
     procedural = issubclass(get_class(cfg.editor._target_), ProceduralEditor)
     if recipe is not None and pairs is not None:
-        raise ValueError("give recipe=[...] or pairs=<folder>, not both: they are two data sources")
+        raise ConfigError("give recipe=[...] or pairs=<folder>, not both: they are two data sources")
     if pairs is not None:
         return "folder"
     if recipe is not None:
         if not procedural:
-            raise ValueError(
+            raise ConfigError(
                 f"recipe= is applied by the procedural editor, but editor={cfg.editor._target_}; "
                 f"drop editor=... or drop recipe= to edit with the prompt as instruction"
             )
         return "recipe"
     if procedural:
-        raise ValueError(
+        raise ConfigError(
             "no way to make the concept's pairs: pass recipe='[{op: sepia}, {op: blur, "
             "sigma: 1.0}]' (procedural edit), editor=instruct_pix2pix (the prompt is the "
             "instruction), or pairs=<folder with source/ and target/>"
@@ -136,12 +143,12 @@ def make_concept(ws: Workspace, prompt: str, source: str) -> Concept:
         if OmegaConf.is_config(recipe):
             recipe = OmegaConf.to_container(recipe, resolve=True)
         if not isinstance(recipe, list):
-            raise ValueError(
+            raise ConfigError(
                 f"recipe={recipe!r} must be a list of steps, e.g. recipe='[{{op: sepia}}, "
                 f"{{op: blur, sigma: 1.0}}]'"
             )
     if concept_id in {c.id for c in ws.concepts}:
-        raise ValueError(
+        raise ConfigError(
             f"concept id {concept_id!r} is one of this run's concepts; its pairs and adapters "
             f"must not be replaced: pass concept_id=<another id>"
         )
@@ -167,7 +174,7 @@ class PairFolder:
 
 def _images_by_stem(side: Path) -> dict[str, Path]:
     if not side.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{side} does not exist: a pairs folder holds source/ and target/ sub-folders with "
             f"one image per name in each"
         )
@@ -176,7 +183,7 @@ def _images_by_stem(side: Path) -> dict[str, Path]:
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if path.stem in found:
-            raise ValueError(
+            raise ConfigError(
                 f"{found[path.stem]} and {path} share the name {path.stem!r}; rename one"
             )
         found[path.stem] = path
@@ -187,7 +194,7 @@ def _read(path: Path) -> np.ndarray:
     try:
         return read_rgb(path)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
-        raise ValueError(
+        raise CorruptFileError(
             f"{path}: not a readable image ({err}); replace or remove the pair"
         ) from err
 
@@ -196,20 +203,20 @@ def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
     """Read ``<folder>/source`` and ``<folder>/target``; any mismatch is an error naming files."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"pairs folder {folder} does not exist; pass pairs=<folder with source/ and target/>"
         )
     sources, targets = _images_by_stem(folder / "source"), _images_by_stem(folder / "target")
     unmatched = sorted(set(sources) ^ set(targets))
     if unmatched:
         sides = [f"{n} ({'source' if n in sources else 'target'} only)" for n in unmatched[:5]]
-        raise ValueError(
+        raise ConfigError(
             f"{folder}: {len(unmatched)} name(s) have no partner: {', '.join(sides)}; every "
             f"source/<name> needs a target/<name> with the same stem"
         )
     names = sorted(sources)
     if len(names) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"{folder}: {len(names)} image pair(s) found ({'/'.join(IMAGE_SUFFIXES)}); need at "
             f"least 2 (one to train on, one held out to measure the editor)"
         )
@@ -217,12 +224,12 @@ def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
     for name in names:
         source, target = _read(sources[name]), _read(targets[name])
         if source.shape != target.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"pair {name!r}: source {source.shape[1]}x{source.shape[0]} but target "
                 f"{target.shape[1]}x{target.shape[0]}; a pair must be the same photo, same size"
             )
         if min(source.shape[:2]) < min_side:
-            raise ValueError(
+            raise ConfigError(
                 f"pair {name!r}: {source.shape[1]}x{source.shape[0]} is smaller than the crop "
                 f"size {min_side} (data.size); use larger images"
             )
@@ -250,7 +257,7 @@ def write_folder_pair_store(
 ) -> tuple[PairStore, dict]:
     """A one-concept pair store (the pair cache's format) of aligned crops; (store, data card)."""
     if not 0 < val_fraction < 1:
-        raise ValueError(f"pairs_val_fraction={val_fraction} must be between 0 and 1, e.g. 0.2")
+        raise ConfigError(f"pairs_val_fraction={val_fraction} must be between 0 and 1, e.g. 0.2")
     order = np.random.default_rng(settings.seed).permutation(len(pairs.names))
     n_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))
     split = {"val": sorted(order[:n_val]), "train": sorted(order[n_val:])}

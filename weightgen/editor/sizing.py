@@ -5,7 +5,8 @@ width that are multiples of its stride (4), at full resolution:
 
 * **Padding**: an image whose sides are not multiples of 4 is padded by reflection (replication
   for sides under 4 px) to the next multiple and the result is cropped back, so the output has
-  exactly the input's size.
+  exactly the input's size. An image of at most 4 px on both sides is refused
+  (``ImageTooSmallError``): its bottleneck would be a single position.
 * **Tiling** (optional): self-attention at the bottleneck runs over all (H/4)*(W/4) positions, so
   time and memory grow with the square of the pixel count (a 1024x1024 image is 256 times the
   attention work of a 256x256 one). With ``tile`` the image is edited in ``tile`` x ``tile``
@@ -21,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from weightgen.errors import ConfigError, ImageTooSmallError
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -63,7 +66,7 @@ def apply_tiled(fn: ImageFn, images: torch.Tensor, tile: int, overlap: int) -> t
     one window gets exactly that window's output and an overlap gets a smooth cross-fade.
     """
     if not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile}); e.g. tile // 8")
+        raise ConfigError(f"tile overlap {overlap} must be in [0, tile={tile}); e.g. tile // 8")
     height, width = images.shape[-2:]
     out = None
     total = torch.zeros(1, 1, height, width, device=images.device)
@@ -89,14 +92,29 @@ def apply_tiled(fn: ImageFn, images: torch.Tensor, tile: int, overlap: int) -> t
     return out / total
 
 
+def check_editable_size(height: int, width: int, stride: int) -> None:
+    """Refuse an image whose bottleneck would hold a single position.
+
+    Padded to multiples of ``stride``, an image of at most ``stride`` px on both sides shrinks
+    to 1x1 at the bottleneck, where instance normalisation has nothing to normalise over.
+    """
+    if height <= stride and width <= stride:
+        raise ImageTooSmallError(
+            f"{width}x{height} px is too small to edit: the editor needs more than {stride} px "
+            f"on at least one side"
+        )
+
+
 def apply_any_size(
     fn: ImageFn, images: torch.Tensor, stride: int, tile: int | None = None, overlap: int = 32
 ) -> torch.Tensor:
     """The documented policy: full resolution with reflection padding, tiled if ``tile`` is set."""
+    check_editable_size(*images.shape[-2:], stride)
     if tile is None:
         return apply_padded(fn, images, stride)
-    if tile <= 0 or tile % stride:
-        raise ValueError(
-            f"tile={tile} must be a positive multiple of the generator stride {stride}"
+    if tile <= stride or tile % stride:
+        raise ConfigError(
+            f"tile={tile} must be a multiple of the generator stride {stride} larger than "
+            f"{stride} (a {stride}x{stride} window is too small to edit), e.g. tile=256"
         )
     return apply_padded(lambda x: apply_tiled(fn, x, tile, overlap), images, stride)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
 from weightgen.diffusion.generate import load_generator
+from weightgen.errors import ConfigError
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
 from weightgen.finetune.report import (
@@ -67,7 +68,7 @@ def bench_concepts(ws: Workspace) -> list:
     """Held-out (unseen) concepts first, then optionally a few train (seen) concepts."""
     cfg = ws.cfg.bench
     if not ws.test_concepts:
-        raise ValueError("the benchmark needs held-out concepts: set concepts.n_test > 0")
+        raise ConfigError("the benchmark needs held-out concepts: set concepts.n_test > 0")
     check_pick("bench.n_unseen", cfg.n_unseen, len(ws.test_concepts), "concepts.n_test")
     check_pick("bench.n_seen", cfg.n_seen, len(ws.train_concepts), "concepts.n_train")
     return ws.test_concepts[: cfg.n_unseen] + ws.train_concepts[: cfg.n_seen]
@@ -188,7 +189,7 @@ def run_benchmark(ws: Workspace) -> dict:
     cfg = ws.cfg.bench
     methods = list(cfg.methods)
     if methods[0] != "pix2pix_scratch":
-        raise ValueError("bench.methods must start with pix2pix_scratch: it sets the target")
+        raise ConfigError("bench.methods must start with pix2pix_scratch: it sets the target")
     concepts = bench_concepts(ws)
     ws.save_config("bench")
     base = load_base(ws)

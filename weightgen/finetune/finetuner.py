@@ -18,13 +18,14 @@ from hydra.utils import instantiate
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
+from weightgen.errors import ConfigError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.adapters import Adapter
 from weightgen.gan.dataset_builder import BaseGAN, build_networks, gan_module
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
-from weightgen.training import make_trainer
+from weightgen.training import fit, make_trainer
 from weightgen.workspace import Workspace
 
 # Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
@@ -88,7 +89,7 @@ def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_ev
         trainer = make_trainer(ws.cfg.trainer, steps, val_every=eval_every, callbacks=[curve],
                                progress=progress)
         start = time.perf_counter()
-        trainer.fit(module, data)
+        fit(trainer, module, data, f"fine-tuning on concept {concept.id!r}")
         wall = time.perf_counter() - start
     samples["end"] = generate(module.generator, shown, text_tokens, text_mask)
     return wall, samples
@@ -100,7 +101,7 @@ def run_method(ws: Workspace, base: BaseGAN, inits: InitSources, concept: Concep
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
     trained module (``module.generator`` / ``module.adapter`` for export)."""
     if method not in METHOD_INITS:
-        raise ValueError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
+        raise ConfigError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
     L.seed_everything(ws.cfg.seed, workers=True)
     text = ws.embed([concept.prompt])
     loss = {} if lr is None else {"lr_g": lr}

@@ -21,6 +21,7 @@ import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.errors import ConfigError, UnknownConceptError
 from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace
@@ -72,7 +73,7 @@ class InitSources:
         """Other train concepts and the cosine of their prompts to ``concept``'s."""
         rows = [r for r in self._train_rows if r["concept"] != concept.id]
         if not rows:
-            raise ValueError(
+            raise ConfigError(
                 f"nearest/shuffled inits need a train concept other than {concept.id!r}; "
                 f"the store has none"
             )
@@ -87,7 +88,7 @@ class InitSources:
     def generated(self, prompt: str, kind: str = "generated") -> AdapterInit:
         """The generator's adapter for any prompt, sampled with this run's sampling settings."""
         if self.generator is None:
-            raise ValueError(
+            raise ConfigError(
                 f"init '{kind}' needs a trained weight generator; train one with `make generator`"
             )
         result = self.generator.generate(self.ws.embed([prompt]), **self.sampling)
@@ -105,10 +106,10 @@ class InitSources:
             return AdapterInit(kind, state, info={"concept": nearest, "cosine": cosine})
         if kind == "trained":
             if concept.id not in self._final_rows:
-                raise KeyError(f"concept {concept.id!r} has no trained adapter in the store")
+                raise UnknownConceptError(f"concept {concept.id!r} has no trained adapter in the store")
             return AdapterInit(kind, self.ws.weight_store.load(self._final_rows[concept.id]))
         if kind == "generated":
             return self.generated(concept.prompt)
         if kind == "shuffled":
             return self.generated(self.shuffled_prompt(concept).prompt, kind)
-        raise ValueError(f"unknown init {kind!r}; use one of {INIT_KINDS}")
+        raise ConfigError(f"unknown init {kind!r}; use one of {INIT_KINDS}")

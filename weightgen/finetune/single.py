@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from weightgen.diffusion.generate import load_generator
+from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
 from weightgen.gan.dataset_builder import load_base
 from weightgen.utils.io import atomic_write_json
@@ -17,7 +18,7 @@ _METHOD_OF_INIT = {init: method for method, init in METHOD_INITS.items() if init
 def finetune_one(ws: Workspace) -> dict:
     cfg = ws.cfg
     if cfg.init not in _METHOD_OF_INIT:
-        raise ValueError(f"init={cfg.init!r}: use one of {sorted(_METHOD_OF_INIT)}")
+        raise ConfigError(f"init={cfg.init!r}: use one of {sorted(_METHOD_OF_INIT)}")
     concept = ws.concept(cfg.concept)
     base = load_base(ws)
     generator = load_generator(ws) if cfg.init in ("generated", "shuffled") else None

@@ -22,6 +22,8 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
+from weightgen.errors import ConfigError
+
 _PEFT_ADAPTER = "default"
 
 
@@ -46,7 +48,7 @@ class Adapter(ABC):
             generator = self._attach(generator)
         self._standard = {k: v.clone() for k, v in self.state(generator).items()}
         if not self._standard:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.kind} adapter matched no layer of the generator: check adapter.targets "
                 f"against the generator's module names (e.g. stem, down1, transformer.self_attn.q)"
             )
@@ -80,13 +82,13 @@ class Adapter(ABC):
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))
         if missing or extra:
-            raise ValueError(
+            raise ConfigError(
                 f"adapter weights do not fit this {self.kind} adapter: missing {missing[:3]}, "
                 f"unexpected {extra[:3]}; were they made for another adapter config?"
             )
         for key, value in expected.items():
             if state[key].shape != value.shape:
-                raise ValueError(
+                raise ConfigError(
                     f"adapter tensor {key}: shape {tuple(state[key].shape)} but this adapter "
                     f"has {tuple(value.shape)}; were they made for another adapter config?"
                 )

@@ -38,11 +38,11 @@ from tqdm.auto import tqdm
 from weightgen.concepts.spec import Concept
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import PairsDataModule
-from weightgen.errors import StaleArtifactError
+from weightgen.errors import ConfigError, MissingInputError, StaleArtifactError
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
-from weightgen.training import make_trainer
+from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import (
     atomic_save_safetensors,
@@ -124,13 +124,13 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
         wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
         found = {k: base.meta[k] for k in wanted}
         if found != wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"the base GAN at {base_dir} was trained with {found}, but this run asks for "
                 f"{wanted}; delete {base_dir} to retrain it, or use another run_name"
             )
         return base
     if not concepts:
-        raise ValueError("the base GAN needs train concepts; the concept selection has none")
+        raise ConfigError("the base GAN needs train concepts; the concept selection has none")
     text = ws.embed([c.prompt for c in concepts])
     L.seed_everything(ws.cfg.seed, workers=True)
     generator, discriminator = build_networks(ws)
@@ -143,7 +143,7 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
         progress=ws.cfg.progress,
     )
     start = time.perf_counter()
-    trainer.fit(module, data)
+    fit(trainer, module, data, "training the base GAN")
     seconds = time.perf_counter() - start
     meta = {
         "architecture": architecture(ws),
@@ -172,7 +172,7 @@ def read_base_meta(ws: Workspace) -> dict:
     base_dir = Path(ws.cfg.paths.base_dir)
     meta_path = base_dir / "base.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no base GAN at {base_dir}; train it with `weightgen-dataset builder.stage=base`"
         )
     return json.loads(meta_path.read_text())
@@ -184,7 +184,7 @@ def load_base(ws: Workspace) -> BaseGAN:
     meta = read_base_meta(ws)
     wanted = architecture(ws)
     if meta["architecture"] != wanted:
-        raise ValueError(
+        raise ConfigError(
             f"the base GAN at {base_dir} was trained for {meta['architecture']}, but this run "
             f"configures {wanted}; use the same gan/text_encoder/data.size or another run_name"
         )
@@ -253,7 +253,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     builder = ws.cfg.builder
     steps = sorted(int(s) for s in builder.checkpoint_steps)
     if steps[-1] != builder.adapter_steps:
-        raise ValueError(
+        raise ConfigError(
             f"builder.checkpoint_steps {steps} must end at builder.adapter_steps "
             f"{builder.adapter_steps}"
         )
@@ -274,7 +274,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     trainer = make_trainer(ws.cfg.trainer, builder.adapter_steps,
                            val_every=reduce(math.gcd, steps), callbacks=[callback])
     start = time.perf_counter()
-    trainer.fit(module, data)
+    fit(trainer, module, data, f"training the adapter of concept {concept.id!r}")
     seconds = time.perf_counter() - start
     final = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
     n = builder.grid_images
@@ -344,10 +344,10 @@ def build_weight_dataset(ws: Workspace) -> dict:
     """Run the configured ``builder.stage``; returns a summary of what was built."""
     stage = ws.cfg.builder.stage
     if stage not in STAGES:
-        raise ValueError(f"builder.stage={stage!r}: use one of {STAGES}")
+        raise ConfigError(f"builder.stage={stage!r}: use one of {STAGES}")
     shard = Shard.parse(ws.cfg.builder.shard)
     if stage == "all" and shard.count > 1:
-        raise ValueError(
+        raise ConfigError(
             "builder.stage=all with several shards would train the base in every shard; run "
             "builder.stage=base once, then builder.stage=adapters per shard, then builder.stage=merge"
         )

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightgen.errors import ConfigError
+
 
 def _norm(channels: int) -> nn.Module:
     # Instance norm without affine parameters, as in pix2pix's ResNet generator.
@@ -53,7 +55,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, context_dim: int, heads: int):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+            raise ConfigError(f"attention width {dim} is not divisible by heads={heads}")
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(context_dim, dim)

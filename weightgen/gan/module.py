@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightgen.errors import ConfigError
 from weightgen.gan.adapters import Adapter
 from weightgen.metrics.image_quality import psnr_per_image, ssim_per_image
 
@@ -34,7 +35,7 @@ def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float
         return max(0.0, 1.0 - progress)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    raise ValueError(f"unknown lr schedule {schedule!r}; use constant, linear or cosine")
+    raise ConfigError(f"unknown lr schedule {schedule!r}; use constant, linear or cosine")
 
 
 class GANModule(L.LightningModule):
@@ -56,9 +57,9 @@ class GANModule(L.LightningModule):
     ):
         super().__init__()
         if gan_mode not in ("lsgan", "vanilla"):
-            raise ValueError(f"unknown gan_mode {gan_mode!r}; use lsgan or vanilla")
+            raise ConfigError(f"unknown gan_mode {gan_mode!r}; use lsgan or vanilla")
         if gan_weight > 0 and discriminator is None:
-            raise ValueError("gan_weight > 0 needs a discriminator; pass one or set gan_weight: 0")
+            raise ConfigError("gan_weight > 0 needs a discriminator; pass one or set gan_weight: 0")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator

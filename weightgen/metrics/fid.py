@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
 
+from weightgen.errors import MissingInputError
 from weightgen.metrics.image_quality import to_unit_range
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def build_fid(
         )
         return None
     if feature_extractor_path is not None and not Path(feature_extractor_path).is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{feature_extractor_path}: Inception weights not found; pass torch-fidelity's "
             "pt_inception-2015-12-05 weights file, or null to let torch-fidelity fetch them"
         )

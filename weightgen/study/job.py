@@ -19,6 +19,7 @@ from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.diffusion.generate import load_generator
 from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import zero_shot_report
+from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import default_inits, run_method
 from weightgen.gan.dataset_builder import build_weight_dataset, load_base
 from weightgen.study.memorisation import memorisation_report
@@ -72,7 +73,7 @@ def run_study_job(ws: Workspace) -> dict:
     cfg = ws.cfg.study
     unknown = [m for m in cfg.measure if m not in MEASURES]
     if unknown:
-        raise ValueError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
+        raise ConfigError(f"study.measure has unknown entries {unknown}; use any of {list(MEASURES)}")
     check_pick("study.n_train_eval", cfg.n_train_eval, len(ws.train_concepts), "concepts.n_train")
     if "finetune" in cfg.measure:
         check_pick("study.finetune_concepts", cfg.finetune_concepts, len(ws.test_concepts),

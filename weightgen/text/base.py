@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from weightgen.errors import ConfigError
 from weightgen.utils.io import CorruptFileError, atomic_save_safetensors, load_safetensors
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class TextEncoder(ABC):
 
     def __init__(self, max_length: int, device: str = "cpu", cache_dir: str | None = None):
         if max_length < 2:
-            raise ValueError(f"max_length={max_length}: need at least 2 tokens (start and end)")
+            raise ConfigError(f"max_length={max_length}: need at least 2 tokens (start and end)")
         self.max_length = int(max_length)
         self.device = torch.device(device)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoTokenizer, CLIPTextModel
 
+from weightgen.errors import ConfigError
 from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.text.pretrained import check_model_source, load_error
 
@@ -33,7 +34,7 @@ class CLIPTextEncoder(TextEncoder):
         self.dim = int(self.model.config.hidden_size)
         limit = int(self.model.config.max_position_embeddings)
         if self.max_length > limit:
-            raise ValueError(f"max_length={self.max_length} exceeds this CLIP's {limit} positions")
+            raise ConfigError(f"max_length={self.max_length} exceeds this CLIP's {limit} positions")
 
     def config(self) -> dict:
         return {

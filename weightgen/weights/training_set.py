@@ -9,6 +9,7 @@ stored checkpoint or only the last (``diffusion.data.checkpoints``).
 
 from __future__ import annotations
 
+from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.weights.freshness import check_rows_current
 from weightgen.workspace import Workspace
 
@@ -19,14 +20,14 @@ def training_concept_ids(ws: Workspace) -> list[str]:
     """Train concepts with adapters in the store: workspace order first, the rest sorted."""
     stored = {r["concept"] for r in ws.weight_store.rows() if r["split"] == "train"}
     if not stored:
-        raise ValueError("the weight store has no train adapters; run `make dataset` first")
+        raise IncompleteStoreError("the weight store has no train adapters; run `make dataset` first")
     ordered = [c.id for c in ws.train_concepts if c.id in stored]
     ordered += sorted(stored - set(ordered))
     limit = ws.cfg.diffusion.data.get("n_concepts")
     if limit is None:
         return ordered
     if not isinstance(limit, int) or not 1 <= limit <= len(ordered):
-        raise ValueError(
+        raise ConfigError(
             f"diffusion.data.n_concepts={limit!r}: use null or an int in 1..{len(ordered)} "
             f"(the store has {len(ordered)} train concepts)"
         )
@@ -41,7 +42,7 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     """
     which = ws.cfg.diffusion.data.checkpoints if checkpoints is None else checkpoints
     if which not in CHECKPOINT_CHOICES:
-        raise ValueError(f"diffusion.data.checkpoints={which!r}: use one of {CHECKPOINT_CHOICES}")
+        raise ConfigError(f"diffusion.data.checkpoints={which!r}: use one of {CHECKPOINT_CHOICES}")
     concepts = set(training_concept_ids(ws))
     store = ws.weight_store
     rows = store.rows() if which == "all" else store.final_rows()

@@ -1,0 +1,137 @@
+"""User errors end in one line and exit status 1; nothing is written (issue 14, items 6-8).
+
+The console scripts run for real in a subprocess: Hydra's own handling (its traceback printer,
+the run folder it makes before the task) is part of what is under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import compose_config
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from weightgen.cli.app import CONFIG_DIR
+from weightgen.cli.run_folder import RunFolderCheck, make_run_folder
+from weightgen.cli.user_errors import user_errors_reported
+from weightgen.diffusion.generate import checked_out_file, generate_adapter_file
+from weightgen.errors import ConfigError
+from weightgen.workspace import Workspace
+
+BIN = Path(sys.executable).parent
+TOP_LEVEL_CONFIGS = ("weightgen", "generate", "apply", "export", "finetune", "new_concept")
+
+
+def run_cli(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / script), *args], cwd=cwd, capture_output=True, text=True,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"} | env, timeout=300)
+
+
+def generate_into_a_folder(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "existing"
+    out.mkdir(exist_ok=True)
+    return run_cli("weightgen-generate", "prompt=a sepia photo", f"out={out}",
+                   f"paths.artifacts={tmp_path / 'artifacts'}", "logger=none", *extra,
+                   cwd=tmp_path)
+
+
+def test_a_user_error_is_one_line_on_stderr_and_exit_status_1(tmp_path):
+    """Item 8 (and 7: out= an existing folder was a raw IsADirectoryError)."""
+    done = generate_into_a_folder(tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: out={tmp_path / 'existing'} is a folder; give the adapter file's path, e.g. "
+        f"out={tmp_path / 'existing' / 'adapter.safetensors'}"
+    ]
+    assert list((tmp_path / "existing").iterdir()) == []  # nothing written into it
+
+
+def test_debug_true_shows_the_traceback(tmp_path):
+    done = generate_into_a_folder(tmp_path, "debug=true")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ConfigError" in done.stderr
+    assert "is a folder; give the adapter file's path" in done.stderr
+
+
+def test_hydra_full_error_lets_the_error_through(monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match="bad"), user_errors_reported(debug=False):
+        raise ConfigError("bad")
+
+
+def test_a_config_value_refused_inside_hydra_instantiate_is_one_line_too(capsys):
+    """Hydra wraps a constructor's error in InstantiationException; the user error is reported."""
+    tokenizer = {"_target_": "weightgen.weights.tokenizer.BlockTokenizer", "block_size": -1}
+    with pytest.raises(SystemExit) as stop, user_errors_reported(debug=False):
+        instantiate(tokenizer)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: block_size must be a positive int, got -1\n"
+
+
+def test_other_exceptions_keep_their_traceback():
+    with pytest.raises(KeyError), user_errors_reported(debug=False):
+        raise KeyError("a bug, not a user error")
+
+
+@pytest.mark.parametrize("name", TOP_LEVEL_CONFIGS)
+def test_every_top_level_config_has_the_debug_switch_off(name):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        assert compose(name).debug is False
+        assert compose(name, overrides=["debug=true"]).debug is True
+
+
+def test_an_artifacts_root_that_is_a_file_is_one_clear_error(tmp_path):
+    """Item 6: WEIGHTGEN_ARTIFACTS=<a file> was a raw NotADirectoryError."""
+    root = tmp_path / "not-a-folder"
+    root.write_text("mine")
+    done = run_cli("weightgen-pairs", "logger=none", cwd=tmp_path, WEIGHTGEN_ARTIFACTS=str(root))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: the artifacts root {root} (WEIGHTGEN_ARTIFACTS")
+    assert f"{root} is a file, not a folder" in line
+    assert "point WEIGHTGEN_ARTIFACTS (or paths.artifacts=...) at a writable folder" in line
+    assert root.read_text() == "mine"
+
+
+def test_an_artifacts_root_where_no_folder_can_be_made_names_the_fix(tmp_path):
+    """Item 6: WEIGHTGEN_ARTIFACTS=/proc/x gave nine chained tracebacks."""
+    with pytest.raises(ConfigError, match=r"the artifacts root /proc/x .*making it failed .*"
+                                          r"point WEIGHTGEN_ARTIFACTS"):
+        make_run_folder("/proc/x/run", "/proc/x")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match=rf"paths.run_dir={blocked / 'run'} cannot be made: "
+                                          rf"{blocked} is a file.*point paths.run_dir at"):
+        make_run_folder(blocked / "run", tmp_path / "artifacts")
+    assert make_run_folder(tmp_path / "artifacts" / "run", tmp_path / "artifacts").is_dir()
+
+
+def test_a_multirun_checks_the_artifacts_root_before_its_jobs(tmp_path, capsys):
+    root = tmp_path / "file"
+    root.write_text("")
+    cfg = compose_config([f"paths.artifacts={root}"])
+    with pytest.raises(SystemExit) as stop:
+        RunFolderCheck().on_multirun_start(cfg)
+    assert stop.value.code == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_generate_checks_out_before_any_work(tmp_path):
+    """Item 7: out= is checked before the generator is loaded (there is none here)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=rf"out={blocker / 'a.safetensors'}: .* is a file"):
+        checked_out_file(blocker / "a.safetensors")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("generate", overrides=[f"paths.artifacts={tmp_path}", "prompt=x",
+                                             f"out={tmp_path}"])
+    with pytest.raises(ConfigError, match="is a folder"):
+        generate_adapter_file(Workspace(cfg))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
