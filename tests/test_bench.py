@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from helpers import run_workspace, tiny_trained_run
 
 import weightgen.finetune.bench as bench
-from weightgen.errors import ConfigError
+from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.bench import (
     concept_result,
     plateau_reached,
@@ -21,7 +22,7 @@ from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
-           "shuffled_prompt_init"]
+           "shuffled_prompt_init", "trained_init"]
 TINY_BENCH = ["bench.n_unseen=1", "bench.n_seen=1", "bench.pix2pix_steps=6",
               "bench.finetune_steps=4", "bench.eval_every=2"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +34,7 @@ def bench_workspace(artifacts, bench_dir, *overrides):
 
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory):
-    """One tiny benchmark of all six methods on 1 held-out + 1 train concept."""
+    """One tiny benchmark of all seven methods on 1 held-out + 1 train concept."""
     artifacts = tiny_trained_run(tmp_path_factory)["artifacts"]
     bench_dir = tmp_path_factory.mktemp("bench")
     ws = bench_workspace(artifacts, bench_dir)
@@ -48,8 +49,9 @@ def test_results_json_has_the_contract_keys(benchmark):
     ws = benchmark["ws"]
     assert summary["heldout_concepts"] == [ws.test_concepts[0].id]
     assert summary["seen_concepts"] == [ws.train_concepts[0].id]
-    for key in ("speedup_vs_pix2pix", "speedup_vs_e2gan"):
-        assert isinstance(summary[key], float) and summary[key] >= 0
+    for key in ("speedup_vs_pix2pix", "speedup_vs_e2gan", "speedup_ceiling_vs_pix2pix",
+                "speedup_ceiling_vs_e2gan"):
+        assert isinstance(summary[key], float) and summary[key] >= 0, key
     assert summary["generation_seconds"] > 0
     for key in ("final_psnr", "zero_shot_psnr"):
         assert set(summary[key]) == set(METHODS)
@@ -81,14 +83,22 @@ def test_results_record_each_concept_and_method(benchmark):
     assert generated["curve"][0]["seconds"] == generated["init_seconds"] > 0
     assert summary["generation_seconds"] == generated["init_seconds"]
     assert heldout["methods"]["e2gan_lora"]["init_seconds"] == 0.0
+    # The ceiling starts from the held-out concept's own stored adapter.
+    stored = {r["concept"]: r for r in benchmark["ws"].weight_store.final_rows()}
+    assert stored[heldout["concept"]]["split"] == "test"
+    assert heldout["methods"]["trained_init"]["zero_shot_psnr"] == pytest.approx(
+        stored[heldout["concept"]]["psnr"], abs=1e-4)
 
 
 def test_reports_are_written(benchmark):
     markdown = (benchmark["dir"] / "results.md").read_text()
     assert "### Unseen (held-out) concepts (1 concepts, medians)" in markdown
     assert "### Seen (train) concepts (1 concepts, medians)" in markdown
-    for method in METHODS:
+    for method in METHODS[:-1]:
         assert f"| {method} |" in markdown
+    assert "| trained_init (ceiling) |" in markdown
+    assert ("- ceiling (trained_init, the store's own adapter: the best any generator can do with "
+            "this data): speed-up vs pix2pix ") in markdown
     for name in ("curves.png", "grid.png"):
         data = (benchmark["dir"] / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000, name
@@ -177,6 +187,28 @@ def test_more_concepts_than_the_run_has_is_refused_before_any_work(benchmark, tm
     with pytest.raises(ConfigError, match=rf"{key}={value} is more than the run's \d concepts"):
         run_benchmark(ws)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_store_without_the_held_out_adapters_fails_before_any_run(benchmark, tmp_path,
+                                                                     monkeypatch):
+    """The ceiling needs each held-out concept's own adapter: never silently skipped."""
+    weights = tmp_path / "weights"
+    shutil.copytree(benchmark["ws"].cfg.paths.weights_dir, weights)
+    heldout = benchmark["ws"].test_concepts[0].id
+    manifest = weights / "manifest.jsonl"
+    rows = [line for line in manifest.read_text().splitlines()
+            if json.loads(line)["concept"] != heldout]
+    manifest.write_text("\n".join(rows) + "\n")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a method ran although the ceiling cannot be measured")
+
+    monkeypatch.setattr(bench, "run_method", must_not_run)
+    ws = bench_workspace(benchmark["artifacts"], tmp_path / "bench", f"paths.weights_dir={weights}")
+    with pytest.raises(IncompleteStoreError, match=f"no trained adapter for {re.escape(heldout)}"
+                       ".*make dataset.*drop trained_init"):
+        run_benchmark(ws)
+    assert not (tmp_path / "bench" / "results.json").exists()
 
 
 # --- the bookkeeping, on hand-made curves ---------------------------------------------------
@@ -304,3 +336,24 @@ def test_e2gan_at_the_target_from_step_zero_is_not_charged_its_whole_budget():
     }
     summary = summarise([concept_result(HELD_OUT, runs, target=20.9, plateau=True)], list(runs))
     assert summary["speedup_vs_e2gan"] < 1.0  # e2gan needed no training; ours needed 2 s
+
+
+def test_the_ceiling_speedups_use_the_same_per_concept_rules():
+    def result(concept_id, p2p_seconds, trained_seconds, e2gan_seconds):
+        concept = type("Concept", (), {"id": concept_id, "prompt": "p", "split": "test"})()
+        runs = {
+            "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0),
+                                                                   (9, p2p_seconds, 20.0))),
+            "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 1.0), (9, e2gan_seconds, 20.0))),
+            "trained_init": method_run("trained_init", curve((0, 0.0, 19.0),
+                                                             (9, trained_seconds, 20.0))),
+        }
+        return concept_result(concept, runs, target=20.0, plateau=True)
+
+    results = [result("a", 12.0, 1.0, 4.0), result("b", 12.0, 3.0, 6.0), result("c", 12.0, 4.0, 4.0)]
+    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "trained_init"])
+    assert summary["speedup_ceiling_vs_pix2pix"] == 4.0  # median of 12, 4, 3
+    assert summary["speedup_ceiling_vs_e2gan"] == 2.0  # median of 4, 2, 1
+    assert summary["speedup_vs_pix2pix"] is None  # no denoised_init in this bench
+    without = summarise(results, ["pix2pix_scratch", "e2gan_lora"])
+    assert without["speedup_ceiling_vs_pix2pix"] is None is without["speedup_ceiling_vs_e2gan"]

@@ -10,6 +10,7 @@ import yaml
 
 from weightgen.concepts.catalog import (
     HELDOUT_COMBINATIONS,
+    PARAPHRASED,
     builtin_concepts,
     select_concepts,
     split_concepts,
@@ -22,6 +23,7 @@ from weightgen.concepts.ops import (
     make_op,
     normalize_recipe,
 )
+from weightgen.concepts.phrasings import heldout_phrasing, training_families
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept, load_concepts, save_concepts
 
@@ -313,6 +315,84 @@ def test_split_is_disjoint_and_held_out_properly(catalog):
     assert sum(c.holdout == "combination" for c in test) == len(HELDOUT_COMBINATIONS)
 
 
+# ---- phrasings -----------------------------------------------------------------------------
+
+
+def test_every_builtin_concept_has_at_least_5_distinct_prompts(catalog):
+    for concept in catalog:
+        prompts = set(concept.phrasings) | {concept.prompt, concept.heldout_phrasing} - {None}
+        assert len(prompts) >= 5, (concept.id, prompts)
+        assert concept.phrasings[0] == concept.prompt, concept.id
+        assert len(set(concept.phrasings)) == len(concept.phrasings), concept.id
+
+
+def test_phrasings_are_the_ops_wordings_templates_and_orders_of_parts(catalog):
+    by_id = {c.id: c for c in catalog}
+    sketch_red = by_id["sketch+tint_red"]
+    assert sketch_red.phrasings == (
+        "a pencil sketch with a red tint",
+        "hand-drawn charcoal outlines with a wash of red",
+        "make it a pencil sketch with a red tint",
+        "a pencil sketch with a red tint style",
+        "turn the photo into a pencil sketch with a red tint",
+        "give the photo a pencil sketch with a red tint",
+        "a red tint with a pencil sketch",
+    )
+    assert sketch_red.heldout_phrasing == (
+        "a graphite line drawing on white paper with red-tinted colours")
+    sepia = by_id["sepia"]
+    assert sepia.prompt == describe_recipe(sepia.recipe) == "a sepia tone"
+    assert "an old brown photograph look" == sepia.heldout_phrasing
+    assert len(sepia.phrasings) == 6  # a single op has no other order of parts
+
+
+def test_the_held_out_family_is_never_a_training_phrasing(catalog):
+    train, test = split_concepts(catalog)
+    training_texts = [text for c in train for text in c.phrasings]
+    assert len(set(training_texts)) == len(training_texts)  # no text names two concepts
+    held_out = {c.heldout_phrasing for c in catalog if c.heldout_phrasing is not None}
+    held_out |= {text for c in test for text in c.phrasings}
+    assert not held_out & set(training_texts)
+    by_id = {c.id: c for c in catalog}
+    for source in PARAPHRASED:  # the paraphrase test concepts are worded in the held-out family
+        paraphrase = by_id[f"{source}.paraphrase"]
+        assert paraphrase.prompt == by_id[source].heldout_phrasing == heldout_phrasing(
+            paraphrase.recipe)
+        assert paraphrase.heldout_phrasing is None
+        assert not set(paraphrase.phrasings) & set(training_families(paraphrase.recipe).values())
+
+
+def test_a_concept_file_may_give_phrasings(tmp_path):
+    rows = [{"id": "warm", "prompt": "warm tones", "recipe": [{"op": "grade"}],
+             "phrasings": ["make it warm", "warm tones", "a cosy look"],
+             "heldout_phrasing": "golden light"}]
+    [concept] = load_concepts(write_yaml(tmp_path / "c.yaml", rows))
+    assert concept.phrasings == ("warm tones", "make it warm", "a cosy look")  # prompt first
+    assert concept.heldout_phrasing == "golden light"
+    [plain] = load_concepts(write_yaml(tmp_path / "p.yaml", [{"id": "p", "prompt": "x",
+                                                               "instruction": "y"}]))
+    assert plain.phrasings == ("x",) and plain.heldout_phrasing is None
+    assert "phrasings" not in plain.to_dict() and "heldout_phrasing" not in plain.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"phrasings": "make it warm"}, ["'w'", "phrasings", "list"]),
+        ({"phrasings": ["a", ""]}, ["'w'", "phrasings", "non-empty"]),
+        ({"phrasings": ["a", "b", "a"]}, ["'w'", "['a']", "more than once"]),
+        ({"heldout_phrasing": "  "}, ["'w'", "heldout_phrasing", "non-empty"]),
+        ({"phrasings": ["a"], "heldout_phrasing": "a"}, ["'w'", "'a'", "also a training"]),
+        ({"heldout_phrasing": "x"}, ["'w'", "'x'", "also a training"]),  # the prompt itself
+    ],
+)
+def test_bad_phrasings_are_errors_naming_the_problem(tmp_path, fields, words):
+    rows = [{"id": "w", "prompt": "x", "instruction": "y", **fields}]
+    with pytest.raises(ValueError) as err:
+        load_concepts(write_yaml(tmp_path / "c.yaml", rows))
+    assert all(word in str(err.value) for word in words), str(err.value)
+
+
 def test_select_concepts_covers_families_and_test_parts(catalog):
     picked = select_concepts(catalog, n_train=12, n_test=4, seed=0)
     assert picked == select_concepts(catalog, n_train=12, n_test=4, seed=0)
@@ -429,4 +509,5 @@ def test_save_load_round_trip(tmp_path, catalog, suffix):
     path = tmp_path / f"concepts{suffix}"
     save_concepts(concepts, path)
     assert load_concepts(path) == concepts
+    assert all(len(c.phrasings) >= 5 for c in load_concepts(path)[:-1])  # phrasings kept
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from torch import nn
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.generate import generate_adapter_file, load_generator
 from weightgen.diffusion.mlp import MLPDenoiser
-from weightgen.diffusion.module import WeightDiffusionModule
+from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
@@ -35,7 +36,7 @@ from weightgen.errors import ConfigError, StaleArtifactError
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.dataset_builder import build_weight_dataset, load_base
 from weightgen.utils.io import load_safetensors
-from weightgen.weights.training_set import training_rows
+from weightgen.weights.training_set import training_rows, training_texts
 
 UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
@@ -107,6 +108,20 @@ def test_prompt_dropout_empties_the_prompt_only_while_training():
     assert not dropped_tokens.any() and not dropped_mask.any()
     kept_tokens, kept_mask = module.eval()._text(concept)
     assert torch.equal(kept_tokens, tokens[concept]) and torch.equal(kept_mask, mask[concept])
+
+
+def test_the_module_draws_each_concepts_text_among_its_own_phrasings_only_while_training():
+    texts, table = phrasing_table([("a", "b", "c"), ("d",)])
+    assert texts == ["a", "b", "c", "d"] and table.tolist() == [[0, 1, 2], [3, -1, -1]]
+    tokens = torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 8).clone()  # text t's tokens are t
+    module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                                   tokens, torch.ones(4, 2, dtype=torch.bool), phrasings=table)
+    concept = torch.tensor([0] * 100 + [1] * 100)
+    torch.manual_seed(0)
+    drawn = module.train()._text(concept)[0][:, 0, 0]
+    assert set(drawn[:100].tolist()) == {0.0, 1.0, 2.0} and set(drawn[100:].tolist()) == {3.0}
+    prompts = module.eval()._text(concept)[0][:, 0, 0]
+    assert set(prompts[:100].tolist()) == {0.0} and set(prompts[100:].tolist()) == {3.0}
 
 
 # --- the trained generator ------------------------------------------------------------------
@@ -203,6 +218,78 @@ def test_n_concepts_limits_the_generator_data_and_the_controls_alike(run):
     assert inits.nearest_train_concept(run["ws"].test_concepts[0])[0] == first
     with pytest.raises(ValueError, match=r"n_concepts=5: use null or an int in 1..2"):
         training_rows(run_workspace(run["artifacts"], "diffusion.data.n_concepts=5"))
+
+
+def test_held_out_adapters_are_in_the_store_but_never_generator_data(run, tmp_path):
+    ws, heldout = run["ws"], run["ws"].test_concepts[0].id
+    assert heldout in {r["concept"] for r in ws.weight_store.rows()}  # the bench's ceiling
+    every = run_workspace(run["artifacts"], "diffusion.data.checkpoints=all")
+    train_ids = {c.id for c in ws.train_concepts}
+    assert {r["concept"] for r in training_rows(every)} == train_ids
+    assert set(run["generator"].meta["train_concepts"]) == train_ids
+    # A store that labels it train (built under another split) still keeps it out of this run.
+    weights = tmp_path / "weights"
+    shutil.copytree(ws.cfg.paths.weights_dir, weights)
+    manifest = weights / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps(r | {"split": "train"}) + "\n" for r in rows))
+    relabelled = run_workspace(run["artifacts"], f"paths.weights_dir={weights}",
+                               "diffusion.data.checkpoints=all")
+    assert {r["concept"] for r in training_rows(relabelled)} == train_ids
+    assert {r["concept"] for r in InitSources(relabelled, {})._train_rows} == train_ids
+
+
+def test_training_texts_are_the_prompts_or_every_stored_training_phrasing(run):
+    ws = run["ws"]
+    rows = training_rows(ws)
+    assert training_texts(ws, rows) == {r["concept"]: (r["prompt"],) for r in rows}  # default
+    every = run_workspace(run["artifacts"], "diffusion.data.phrasings=all")
+    texts = training_texts(every, rows)
+    assert texts == {c.id: c.phrasings for c in ws.train_concepts}
+    assert all(len(phrasings) >= 5 for phrasings in texts.values())
+    with pytest.raises(ConfigError, match="diffusion.data.phrasings='some': use one of canonical"):
+        training_texts(run_workspace(run["artifacts"], "diffusion.data.phrasings=some"), rows)
+    unrecorded = [{k: v for k, v in r.items() if k != "phrasings"} for r in rows]
+    with pytest.raises(StaleArtifactError, match="records no phrasings.*make dataset.*=canonical"):
+        training_texts(every, unrecorded)
+
+
+@pytest.mark.parametrize("leak", ["heldout_phrasing", "test_prompt"])
+def test_a_training_phrasing_that_is_held_out_text_is_refused(run, leak):
+    ws = run["ws"]
+    rows = training_rows(ws)
+    text = (ws.train_concepts[1].heldout_phrasing if leak == "heldout_phrasing"
+            else ws.test_concepts[0].prompt)
+    leaky = [rows[0] | {"phrasings": [rows[0]["prompt"], text]}, *rows[1:]]
+    assert training_texts(ws, leaky)[rows[0]["concept"]] == (rows[0]["prompt"],)  # canonical
+    every = run_workspace(run["artifacts"], "diffusion.data.phrasings=all")
+    with pytest.raises(ConfigError, match=re.escape(f"{rows[0]['concept']!r} has the phrasing "
+                                                    f"{text!r}, which is a held-out")):
+        training_texts(every, leaky)
+
+
+def test_a_generator_trained_on_all_phrasings_never_sees_the_held_out_family(run, tmp_path):
+    ws = run_workspace(run["artifacts"], "diffusion.data.phrasings=all", "diffusion.steps=2",
+                       "diffusion.val_every=2", f"paths.generator_dir={tmp_path}")
+    assert "skipped" not in train_weight_generator(ws)  # other texts: not the canonical generator
+    meta = json.loads((tmp_path / "generator.json").read_text())
+    assert meta["train_phrasings"] == {c.id: list(c.phrasings) for c in ws.train_concepts}
+    seen = {text for texts in meta["train_phrasings"].values() for text in texts}
+    held_out = {c.heldout_phrasing for c in ws.concepts if c.heldout_phrasing is not None}
+    held_out |= {text for c in ws.test_concepts for text in c.phrasings}
+    assert held_out and not held_out & seen
+    assert meta["identity"]["phrasings"] == meta["train_phrasings"]
+    canonical = run["generator"].meta
+    assert canonical["train_phrasings"] == {c.id: [c.prompt] for c in ws.train_concepts}
+    assert "phrasings" not in canonical["identity"]  # as before the knob: still up to date
+    assert "phrasings" not in canonical["identity"]["diffusion"]["data"]
+
+
+def test_the_phrasings_knob_composes_with_the_presets():
+    assert compose_config([]).diffusion.data.phrasings == "canonical"
+    for preset in ("quickstart", "bench", "study_text"):
+        cfg = compose_config([f"experiment={preset}", "diffusion.data.phrasings=all"])
+        assert cfg.diffusion.data.phrasings == "all" and cfg.diffusion.data.checkpoints
 
 
 # --- sampling ---------------------------------------------------------------------------------

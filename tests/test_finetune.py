@@ -13,6 +13,7 @@ from helpers import entry_workspace, run_workspace, tiny_trained_run
 from hydra.utils import instantiate
 
 from weightgen.diffusion.generate import load_generator
+from weightgen.errors import IncompleteStoreError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
 from weightgen.finetune.inits import INIT_KINDS, AdapterInit, InitSources
@@ -220,7 +221,8 @@ def test_init_sources_refuse_what_they_cannot_build(run):
     with pytest.raises(ValueError, match="unknown init 'random'"):
         run.inits.get("random", concept)
     stranger = SimpleNamespace(id="not+in+store", prompt="a stranger")
-    with pytest.raises(KeyError, match="has no trained adapter"):
+    with pytest.raises(IncompleteStoreError,
+                       match=r"no trained adapter for not\+in\+store.*make dataset"):
         run.inits.get("trained", stranger)
 
 

@@ -35,12 +35,28 @@ def test_put_load_round_trip_with_checksum(tmp_path):
     assert CONTRACT_KEYS <= set(row)
     assert row == {"concept": "sepia", "prompt": "a sepia tone", "split": "train", "step": 50,
                    "psnr": 70.0, "ssim": 0.5, "file": "sepia/step_000050.safetensors",
-                   "sha256": row["sha256"], "adapter": "lora"} | INPUTS
+                   "sha256": row["sha256"], "adapter": "lora",
+                   "phrasings": ["a sepia tone"]} | INPUTS
     assert row["sha256"] == sha256_file(tmp_path / row["file"])
     loaded = store.load(row)
     assert loaded.keys() == adapter(1).keys()
     assert all(torch.equal(loaded[k], v) for k, v in adapter(1).items())
     assert store.part_rows(ALONE) == [row]
+
+
+def test_rows_record_the_phrasings_through_the_merge(tmp_path):
+    store = WeightStore(tmp_path)
+    worded = Concept("sepia", "a sepia tone", recipe=[{"op": "sepia"}],
+                     phrasings=["make it sepia", "a sepia tone style"],
+                     heldout_phrasing="an old brown photograph look")
+    put(store, worded, 50)
+    put(store, INVERT, 50)
+    rows = {r["concept"]: r for r in store.merge({"sepia": [50], "invert": [50]})}
+    assert rows["sepia"]["phrasings"] == ["a sepia tone", "make it sepia", "a sepia tone style"]
+    assert rows["sepia"]["heldout_phrasing"] == "an old brown photograph look"
+    assert rows["invert"]["phrasings"] == ["an inverted photo"]
+    assert "heldout_phrasing" not in rows["invert"]
+    assert store.rows() == list(rows.values())
 
 
 def test_put_again_replaces_the_row(tmp_path):

@@ -15,9 +15,17 @@ The split rule (fixed, by name, so it never changes with the code around it):
   in train, so a test combination is a new pairing of seen parts and its recipe is in no train
   concept.
 - "paraphrase" test concepts: for each id in `PARAPHRASED`, a copy of that train concept (same
-  recipe) whose prompt uses the ops' alternative phrasings ("an old brown photograph look"
-  instead of "a sepia tone"): the generator must map new words to a seen edit.
+  recipe) worded in the held-out phrasing family (the ops' second wording: "an old brown
+  photograph look" instead of "a sepia tone"): the generator must map new words to a seen edit.
 Everything else is train.
+
+Phrasings (`weightgen.concepts.phrasings`): every concept's `prompt` is its canonical phrasing
+(the ops' first wording); its `phrasings` add the other training families (the ops' third
+wording, "make it ...", "... style", "turn the photo into ...", "give the photo ...", and for
+combinations the parts in the other order); its `heldout_phrasing` is the held-out family, which
+no concept's `phrasings` contain, so generator training never sees it. A paraphrase concept's
+prompt is its source's held-out phrasing, and its phrasings are the templates in that wording.
+Phrasings never change ids, splits or prompts: weight stores are keyed by id.
 """
 
 from __future__ import annotations
@@ -27,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from weightgen.concepts.ops import NAMED_COLOURS, describe_recipe
+from weightgen.concepts.ops import NAMED_COLOURS
+from weightgen.concepts.phrasings import (
+    distinct,
+    heldout_families,
+    heldout_phrasing,
+    training_families,
+)
 from weightgen.concepts.spec import Concept
 from weightgen.errors import ConfigError
 
@@ -119,21 +133,21 @@ PARAPHRASED: tuple[str, ...] = (
     "sketch+sepia",
 )
 
-_PARAPHRASE_VARIANT = 1  # which of the ops' phrasings a paraphrase uses (train uses 0)
-
 
 def _instruction(prompt: str) -> str:
     return f"give the photo {prompt}"
 
 
 def _concept(concept_id: str, parts: Sequence[str], steps: list[dict], **fields) -> Concept:
-    prompt = describe_recipe(steps)
+    phrasings = distinct(training_families(steps))
     return Concept(
         id=concept_id,
-        prompt=prompt,
+        prompt=phrasings[0],
         recipe=steps,
-        instruction=_instruction(prompt),
+        instruction=_instruction(phrasings[0]),
         parts=tuple(parts),
+        phrasings=phrasings,
+        heldout_phrasing=heldout_phrasing(steps),
         **fields,
     )
 
@@ -160,16 +174,17 @@ def builtin_concepts() -> list[Concept]:
     by_id = {concept.id: concept for concept in concepts}
     for source_id in PARAPHRASED:
         source = by_id[source_id]
-        prompt = describe_recipe(source.recipe, variant=_PARAPHRASE_VARIANT)
+        phrasings = distinct(heldout_families(source.recipe))
         concepts.append(
             Concept(
                 id=f"{source_id}.paraphrase",
-                prompt=prompt,
+                prompt=phrasings[0],
                 recipe=source.recipe,
-                instruction=_instruction(prompt),
+                instruction=_instruction(phrasings[0]),
                 split="test",
                 parts=source.parts,
                 holdout="paraphrase",
+                phrasings=phrasings,
             )
         )
     return concepts

@@ -654,9 +654,13 @@ def apply_recipe(image: np.ndarray, recipe: RecipeLike) -> np.ndarray:
     return run_ops(image, build_recipe(recipe))
 
 
-def describe_recipe(recipe: RecipeLike, variant: int = 0) -> str:
-    """A noun phrase for the whole recipe: "a cartoon style with a teal tint"."""
-    phrases = [op.describe(variant) for op in build_recipe(recipe)]
+def join_phrases(phrases: Sequence[str]) -> str:
+    """One noun phrase from the ops' phrases, in the given order: "a cartoon style with a teal tint"."""
     if len(phrases) <= 2:
         return " with ".join(phrases)
     return f"{phrases[0]} with " + ", ".join(phrases[1:-1]) + f" and {phrases[-1]}"
+
+
+def describe_recipe(recipe: RecipeLike, variant: int = 0) -> str:
+    """A noun phrase for the whole recipe: "a cartoon style with a teal tint"."""
+    return join_phrases([op.describe(variant) for op in build_recipe(recipe)])

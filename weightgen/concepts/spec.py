@@ -38,6 +38,10 @@ class Concept:
     parts: named building blocks of the concept, e.g. ("cartoon", "tint_teal"): held-out
         combinations are new pairings of parts seen in training.
     holdout: for test concepts, how they are new: "combination" or "paraphrase".
+    phrasings: every prompt the weight generator may be trained on for this concept, ``prompt``
+        first (it is added when missing; default: the prompt alone). See `concepts.phrasings`.
+    heldout_phrasing: a wording kept out of training, to evaluate whether the generator reads
+        meaning or wording; never one of ``phrasings``.
     """
 
     id: str
@@ -48,6 +52,8 @@ class Concept:
     family: str = ""
     parts: tuple[str, ...] = ()
     holdout: str | None = None
+    phrasings: tuple[str, ...] = ()
+    heldout_phrasing: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
@@ -90,6 +96,39 @@ class Concept:
                 f"concept {self.id!r}: parts must be a list of names, got {self.parts!r}"
             )
         object.__setattr__(self, "parts", tuple(self.parts))
+        self._check_phrasings()
+
+    def _check_phrasings(self) -> None:
+        """``phrasings``: distinct non-empty texts, the prompt first; the held-out one apart."""
+        if not isinstance(self.phrasings, list | tuple) or not all(
+            isinstance(text, str) and text.strip() for text in self.phrasings
+        ):
+            raise ConfigError(
+                f"concept {self.id!r}: phrasings must be a list of non-empty prompts, got "
+                f"{self.phrasings!r}"
+            )
+        repeated = sorted({text for text in self.phrasings if self.phrasings.count(text) > 1})
+        if repeated:
+            raise ConfigError(
+                f"concept {self.id!r}: phrasings list {repeated} more than once; give each once"
+            )
+        phrasings = tuple(self.phrasings)
+        if self.prompt not in phrasings:
+            phrasings = (self.prompt, *phrasings)
+        elif phrasings[0] != self.prompt:
+            phrasings = (self.prompt, *(text for text in phrasings if text != self.prompt))
+        object.__setattr__(self, "phrasings", phrasings)
+        if self.heldout_phrasing is None:
+            return
+        if not isinstance(self.heldout_phrasing, str) or not self.heldout_phrasing.strip():
+            raise ConfigError(
+                f"concept {self.id!r}: heldout_phrasing must be non-empty text (or left out)"
+            )
+        if self.heldout_phrasing in phrasings:
+            raise ConfigError(
+                f"concept {self.id!r}: heldout_phrasing {self.heldout_phrasing!r} is also a "
+                "training phrasing (or the prompt); a held-out wording must differ from all of them"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples), no empty optional fields: ready for YAML/JSON."""
@@ -104,6 +143,10 @@ class Concept:
             row["parts"] = list(self.parts)
         if self.holdout is not None:
             row["holdout"] = self.holdout
+        if self.phrasings != (self.prompt,):
+            row["phrasings"] = list(self.phrasings)
+        if self.heldout_phrasing is not None:
+            row["heldout_phrasing"] = self.heldout_phrasing
         return row
 
     @classmethod

@@ -4,7 +4,8 @@ Noise schedule and forward process come from diffusers' ``DDPMScheduler``. The p
 config: ``sample`` (the clean block, the default: one-step generation from pure noise needs it) or
 ``epsilon``. With probability ``cond_drop_prob`` a training prompt is replaced by the empty
 prompt, so the same network also learns the unconditional model that classifier-free guidance
-needs at sampling time.
+needs at sampling time. A concept with several phrasings is conditioned on one of them drawn per
+training item (``diffusion.data.phrasings=all``); validation always uses the first, its prompt.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from torch import nn
 from weightgen.errors import ConfigError
 
 
+def phrasing_table(phrasings: list[tuple[str, ...]]) -> tuple[list[str], torch.Tensor]:
+    """Concept c's texts ``phrasings[c]`` -> (every text once, in order; [C, P] indices into it,
+    -1 padded): the inputs ``WeightDiffusionModule`` draws a concept's text from."""
+    texts = list(dict.fromkeys(text for concept in phrasings for text in concept))
+    width = max(len(concept) for concept in phrasings)
+    table = torch.full((len(phrasings), width), -1, dtype=torch.long)
+    for row, concept in enumerate(phrasings):
+        table[row, : len(concept)] = torch.tensor([texts.index(text) for text in concept])
+    return texts, table
+
+
 class WeightDiffusionModule(L.LightningModule):
     def __init__(
         self,
@@ -29,7 +41,11 @@ class WeightDiffusionModule(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
         cond_drop_prob: float = 0.0,
+        phrasings: torch.Tensor | None = None,
     ):
+        """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
+        on. ``phrasings`` [C, P] long: concept c's texts are rows ``phrasings[c, :k]`` of them
+        (its prompt first, -1 pads); None = one text per concept, text c for concept c."""
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
             raise ConfigError(
@@ -37,9 +53,17 @@ class WeightDiffusionModule(L.LightningModule):
             )
         self.denoiser = denoiser
         self.scheduler = scheduler
-        # Text of the training concepts, indexed by batch["concept"]; not part of the checkpoint.
+        # Every training text, reached from batch["concept"] through `phrasings`; not part of the
+        # checkpoint.
         self.register_buffer("text_tokens", text_tokens, persistent=False)
         self.register_buffer("text_mask", text_mask, persistent=False)
+        if phrasings is None:
+            phrasings = torch.arange(text_tokens.shape[0]).unsqueeze(1)
+        if phrasings.ndim != 2 or not (phrasings[:, 0] >= 0).all():
+            raise ValueError("phrasings must be [concepts, P] text indices, each row starting "
+                             f"with the concept's prompt; got {tuple(phrasings.shape)}")
+        self.register_buffer("phrasings", phrasings.long(), persistent=False)
+        self.register_buffer("phrasing_counts", (phrasings >= 0).sum(1), persistent=False)
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.cond_drop_prob = cond_drop_prob
 
@@ -59,8 +83,16 @@ class WeightDiffusionModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _text_index(self, concept: torch.Tensor) -> torch.Tensor:
+        """Which text each item is conditioned on: a drawn phrasing while training, else the prompt."""
+        if not self.training or self.phrasings.shape[1] == 1:
+            return self.phrasings[concept, 0]
+        draw = torch.rand(concept.shape[0], device=concept.device) * self.phrasing_counts[concept]
+        return self.phrasings[concept, draw.long()]
+
     def _text(self, concept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, mask = self.text_tokens[concept], self.text_mask[concept]
+        text = self._text_index(concept)
+        tokens, mask = self.text_tokens[text], self.text_mask[text]
         if self.training and self.cond_drop_prob > 0:
             drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
             tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)

@@ -1,7 +1,8 @@
 """Training the weight generator on the weight store (the ``generator`` stage).
 
 Train concepts' adapters are tokenised (the tokenizer is fitted on them), the denoiser learns
-them conditioned on each concept's prompt, and every ``diffusion.val_every`` steps a callback
+them conditioned on each concept's prompt (or, with ``diffusion.data.phrasings=all``, on one of
+its training phrasings drawn per item), and every ``diffusion.val_every`` steps a callback
 generates full adapters for a few train and held-out concepts, loads them into the GAN and logs
 the GAN's validation PSNR next to the base's and the trained adapter's: the validation that
 matters. Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks'
@@ -28,13 +29,13 @@ from weightgen.concepts.spec import Concept
 from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
-from weightgen.diffusion.module import WeightDiffusionModule
+from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
 from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
-from weightgen.weights.training_set import training_rows
+from weightgen.weights.training_set import training_rows, training_texts
 from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
     return ws.train_concepts[:count] + ws.test_concepts[:count]
 
 
-def training_identity(ws: Workspace, rows: list[dict]) -> dict:
+def training_identity(ws: Workspace, rows: list[dict],
+                      phrasings: dict[str, tuple[str, ...]]) -> dict:
     """Everything a trained generator depends on; equal identity -> the stage is skipped.
 
     ``base_sha256`` and ``data_sha256`` (the training adapters) are also what every stage that
@@ -114,13 +116,18 @@ def training_identity(ws: Workspace, rows: list[dict]) -> dict:
     """
     diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
-    return generator_expectations(ws) | {
+    # Prompts only, as before the phrasings knob existed: generators trained then stay up to date.
+    all_phrasings = diffusion["data"].pop("phrasings", "canonical") != "canonical"
+    identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
         "seed": int(ws.cfg.seed),
         "base_sha256": read_base_meta(ws)["generator_sha256"],
         "data_sha256": sorted(r["sha256"] for r in rows),
     }
+    if all_phrasings:
+        identity["phrasings"] = {concept: list(texts) for concept, texts in phrasings.items()}
+    return identity
 
 
 def train_weight_generator(ws: Workspace) -> dict:
@@ -134,7 +141,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     cfg = ws.cfg.diffusion
     ws.save_config("generator")
     rows = training_rows(ws)
-    identity = training_identity(ws, rows)
+    phrasings = training_texts(ws, rows)
+    identity = training_identity(ws, rows, phrasings)
     meta_path = folder / "generator.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -146,8 +154,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     tokenizer = instantiate(ws.cfg.tokenizer).fit(adapters)
     blocks = torch.stack([tokenizer.tokenize(a) for a in adapters]).float()
     concept_ids = sorted({r["concept"] for r in rows})
-    prompts = {r["concept"]: r["prompt"] for r in rows}
-    text = ws.embed([prompts[c] for c in concept_ids])
+    texts, phrasing_index = phrasing_table([phrasings[c] for c in concept_ids])
+    text = ws.embed(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
 
     L.seed_everything(ws.cfg.seed, workers=True)
@@ -161,6 +169,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     module = WeightDiffusionModule(
         denoiser, scheduler, text.tokens, text.mask, lr=cfg.lr, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps, cond_drop_prob=cfg.cond_drop_prob,
+        phrasings=phrasing_index,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed
@@ -205,6 +214,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
             "scheduler": dict(scheduler.config),
             "text_encoder": ws.text_encoder.config(),
             "train_concepts": concept_ids,
+            "train_phrasings": {c: list(phrasings[c]) for c in concept_ids},
             "identity": identity,
             "training": summary,
         }

@@ -16,6 +16,11 @@ Speed-up = pix2pix's time-to-target / a method's, per concept; the summary quote
 the held-out concepts (a method that never reaches the target counts as speed-up 0; for the
 speed-up over E2GAN, an E2GAN run that misses the target counts with its whole budget, a lower
 bound of its time).
+
+``trained_init`` is the ceiling: it starts from the held-out concept's own adapter in the weight
+store (which the generator never trains on), the best any generator can do with this data;
+``summary.speedup_ceiling_vs_pix2pix`` / ``_vs_e2gan`` are its speed-ups by the same rules. A
+store without those adapters is an error before any run starts.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from weightgen.config_checks import check_pick
 from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
 from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.finetuner import METHOD_INITS, MethodRun, default_inits, run_method
+from weightgen.finetune.finetuner import (
+    CEILING_METHOD,
+    METHOD_INITS,
+    MethodRun,
+    default_inits,
+    run_method,
+)
 from weightgen.finetune.report import (
     median_or_none,
     write_curves_plot,
@@ -150,27 +161,35 @@ def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: 
     }
 
 
+def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
+    """Median over held-out concepts of E2GAN's time-to-target / ``method``'s (per concept)."""
+    ratios = []
+    for r in unseen:
+        if method in r["methods"] and "e2gan_lora" in r["methods"]:
+            e2gan = r["methods"]["e2gan_lora"]
+            # E2GAN missing the target within its budget: its whole budget is a lower bound.
+            t_e2gan = e2gan["seconds_to_target"]
+            t_e2gan = e2gan["train_seconds_total"] if t_e2gan is None else t_e2gan
+            ratios.append(speedup(t_e2gan, r["methods"][method]["seconds_to_target"]))
+    return median_or_none(ratios)
+
+
 def summarise(results: list[dict], methods: list[str]) -> dict:
+    """Medians over the held-out concepts; ``speedup_ceiling_*`` are ``CEILING_METHOD``'s."""
     unseen = [r for r in results if not r["seen"]]
 
     def med(method: str, key: str, rows=unseen):
         return median_or_none([r["methods"][method][key] for r in rows if method in r["methods"]])
 
     ours = "denoised_init" if "denoised_init" in methods else None
-    speed_e2gan = []
-    for r in unseen:
-        if ours and "e2gan_lora" in r["methods"]:
-            t_ours = r["methods"][ours]["seconds_to_target"]
-            e2gan = r["methods"]["e2gan_lora"]
-            # E2GAN missing the target within its budget: its whole budget is a lower bound.
-            t_e2gan = e2gan["seconds_to_target"]
-            t_e2gan = e2gan["train_seconds_total"] if t_e2gan is None else t_e2gan
-            speed_e2gan.append(speedup(t_e2gan, t_ours))
+    ceiling = CEILING_METHOD if CEILING_METHOD in methods else None
     return {
         "heldout_concepts": [r["concept"] for r in unseen],
         "seen_concepts": [r["concept"] for r in results if r["seen"]],
         "speedup_vs_pix2pix": med(ours, "speedup_vs_pix2pix") if ours else None,
-        "speedup_vs_e2gan": median_or_none(speed_e2gan),
+        "speedup_vs_e2gan": _median_speedup_vs_e2gan(unseen, ours) if ours else None,
+        "speedup_ceiling_vs_pix2pix": med(ceiling, "speedup_vs_pix2pix") if ceiling else None,
+        "speedup_ceiling_vs_e2gan": _median_speedup_vs_e2gan(unseen, ceiling) if ceiling else None,
         "final_psnr": {m: med(m, "final_psnr") for m in methods},
         "final_ssim": {m: med(m, "final_ssim") for m in methods},
         "zero_shot_psnr": {m: med(m, "zero_shot_psnr") for m in methods},
@@ -195,6 +214,8 @@ def run_benchmark(ws: Workspace) -> dict:
     base = load_base(ws)
     needs_generator = bool(GENERATED_METHODS & set(methods))
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
+    if CEILING_METHOD in methods:
+        inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
     loggers = ws.loggers("bench")
     results = []
     try:

@@ -38,6 +38,8 @@ METHOD_INITS = {
     "shuffled_prompt_init": "shuffled",
     "trained_init": "trained",
 }
+# The store's own adapter of each held-out concept: the best any generator can do with this data.
+CEILING_METHOD = "trained_init"
 
 
 class FineTuneModule(GANModule):

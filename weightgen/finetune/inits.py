@@ -5,7 +5,9 @@
 * ``mean``       the mean of the training concepts' final adapters (a cheap control).
 * ``nearest``    the final adapter of the training concept whose prompt is closest to this one
                  (cosine of pooled text embeddings; a cheap control).
-* ``trained``    the concept's own trained adapter (the reference, when it is in the store).
+* ``trained``    the concept's own trained adapter from the weight store: the ceiling, the best
+                 any generator can do with this data (the store trains held-out concepts too;
+                 only the generator's training data leaves them out).
 * ``generated``  one-step output of the weight generator for the concept's prompt (ours).
 * ``shuffled``   the generator's output for another concept's prompt (does the text matter?).
 
@@ -21,7 +23,7 @@ import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.errors import ConfigError, UnknownConceptError
+from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.training_set import training_rows
 from weightgen.workspace import Workspace
@@ -69,6 +71,18 @@ class InitSources:
         best = int(similarity.argmax())
         return rows[best]["concept"], float(similarity[best])
 
+    def require_trained(self, concepts: list[Concept]) -> None:
+        """Every concept has its own adapter in the store, or an error listing those without."""
+        missing = [c.id for c in concepts if c.id not in self._final_rows]
+        if missing:
+            raise IncompleteStoreError(
+                f"the weight store at {self.ws.weight_store.root} has no trained adapter for "
+                f"{', '.join(missing)}; the 'trained' init (the bench's trained_init ceiling) needs "
+                f"each concept's own adapter: build the store for this run's concepts "
+                f"(`make dataset`, weightgen-dataset with the same concepts.* settings) or drop "
+                f"trained_init from bench.methods"
+            )
+
     def _similarities(self, concept: Concept) -> tuple[list[dict], torch.Tensor]:
         """Other train concepts and the cosine of their prompts to ``concept``'s."""
         rows = [r for r in self._train_rows if r["concept"] != concept.id]
@@ -105,8 +119,7 @@ class InitSources:
             state = self.ws.weight_store.load(self._final_rows[nearest])
             return AdapterInit(kind, state, info={"concept": nearest, "cosine": cosine})
         if kind == "trained":
-            if concept.id not in self._final_rows:
-                raise UnknownConceptError(f"concept {concept.id!r} has no trained adapter in the store")
+            self.require_trained([concept])
             return AdapterInit(kind, self.ws.weight_store.load(self._final_rows[concept.id]))
         if kind == "generated":
             return self.generated(concept.prompt)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
+from weightgen.finetune.finetuner import CEILING_METHOD  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
 from weightgen.utils.io import (  # noqa: E402
     atomic_save_figure,
@@ -31,6 +32,14 @@ def median_or_none(values) -> float | None:
     return statistics.median(values) if values else None
 
 
+CEILING_LABEL = "the store's own adapter: the best any generator can do with this data"
+
+
+def _label(method: str) -> str:
+    """Table name of a method; the ceiling says what it is."""
+    return f"{method} (ceiling)" if method == CEILING_METHOD else method
+
+
 def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
     lines = [f"### {title} ({len(rows)} concepts, medians)", "",
              "| method | PSNR step 0 | final PSNR | final SSIM | s to target | reached | speed-up vs pix2pix |",
@@ -41,7 +50,7 @@ def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
             continue
         reached = sum(c["seconds_to_target"] is not None for c in cells)
         lines.append(
-            f"| {method} | {_fmt(median_or_none([c['zero_shot_psnr'] for c in cells]))} "
+            f"| {_label(method)} | {_fmt(median_or_none([c['zero_shot_psnr'] for c in cells]))} "
             f"| {_fmt(median_or_none([c['final_psnr'] for c in cells]))} "
             f"| {_fmt(median_or_none([c['final_ssim'] for c in cells]), 3)} "
             f"| {_fmt(median_or_none([c['seconds_to_target'] for c in cells]), 1)} "
@@ -65,14 +74,19 @@ def write_results_markdown(path: Path, payload: dict) -> None:
              f"- speed-up vs pix2pix (denoised_init, median over held-out): "
              f"{_fmt(summary['speedup_vs_pix2pix'])}",
              f"- speed-up vs e2gan_lora: {_fmt(summary['speedup_vs_e2gan'])}",
-             f"- generation seconds: {_fmt(summary['generation_seconds'], 3)}", ""]
+             f"- generation seconds: {_fmt(summary['generation_seconds'], 3)}"]
+    if CEILING_METHOD in methods:
+        lines.append(f"- ceiling ({CEILING_METHOD}, {CEILING_LABEL}): speed-up vs pix2pix "
+                     f"{_fmt(summary['speedup_ceiling_vs_pix2pix'])}, vs e2gan_lora "
+                     f"{_fmt(summary['speedup_ceiling_vs_e2gan'])}")
+    lines.append("")
     unseen = [r for r in results if not r["seen"]]
     seen = [r for r in results if r["seen"]]
     lines += _table(unseen, methods, "Unseen (held-out) concepts")
     if seen:
         lines += _table(seen, methods, "Seen (train) concepts")
     lines += ["### Per concept (final PSNR / seconds to target)", "",
-              "| concept | target | " + " | ".join(methods) + " |",
+              "| concept | target | " + " | ".join(map(_label, methods)) + " |",
               "|---|---|" + "---|" * len(methods)]
     for r in results:
         cells = []

@@ -1,9 +1,10 @@
 """Does the text matter? Zero-shot quality of one generator under four prompts per concept.
 
 * ``correct``     the concept's own prompt.
-* ``paraphrase``  the same recipe described with the ops' third phrasing (variant 2: train prompts
-                  use variant 0 and the held-out paraphrase concepts variant 1, so this wording was
-                  never seen). Concepts without a recipe (e.g. InstructPix2Pix ones) have none.
+* ``paraphrase``  the concept's held-out phrasing (``Concept.heldout_phrasing``, a wording no
+                  generator is trained on, whatever ``diffusion.data.phrasings``). Concepts
+                  without one (paraphrase test concepts, which are worded in it already, and
+                  concept-file entries that give none) have none.
 * ``shuffled``    the prompt of the least similar training concept (the bench's control).
 * ``empty``       "" (what classifier-free guidance trains as the unconditional prompt).
 
@@ -14,20 +15,18 @@ from __future__ import annotations
 
 import statistics
 
-from weightgen.concepts.ops import describe_recipe
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.zero_shot import scoring_tools
 from weightgen.workspace import Workspace
 
 VARIANTS = ("correct", "paraphrase", "shuffled", "empty")
-PARAPHRASE_VARIANT = 2
 
 
 def variant_prompt(variant: str, concept: Concept, inits) -> str | None:
     if variant == "correct":
         return concept.prompt
     if variant == "paraphrase":
-        return describe_recipe(concept.recipe, variant=PARAPHRASE_VARIANT) if concept.recipe else None
+        return concept.heldout_phrasing
     if variant == "shuffled":
         return inits.shuffled_prompt(concept).prompt
     if variant == "empty":

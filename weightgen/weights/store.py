@@ -7,11 +7,14 @@ Layout of ``root``::
     manifest.jsonl                           the merged manifest that later stages read
 
 A row: ``concept``, ``prompt``, ``split``, ``step``, ``psnr``, ``ssim`` (validation quality at
-that step), ``file`` (relative to root), ``sha256``, ``adapter`` (kind), and what the adapter was trained
-from: ``base_sha256`` (the base GAN's generator file) and ``pairs_sha256`` (the concept's pairs,
-:meth:`weightgen.data.pairs.PairStore.fingerprints`). Shards of a build write disjoint concepts
-into the same folder, each to its own manifest part, so no two processes ever write one file;
-``merge`` joins the parts and checks that the store is complete.
+that step), ``file`` (relative to root), ``sha256``, ``adapter`` (kind), ``phrasings`` (the
+concept's training prompts, ``prompt`` first), where the concept has one ``heldout_phrasing``
+(its wording that generator training never uses; stores built before phrasings were recorded
+lack both), and what the adapter was trained from: ``base_sha256`` (the base GAN's generator
+file) and ``pairs_sha256`` (the concept's pairs, :meth:`weightgen.data.pairs.PairStore.fingerprints`).
+Shards of a build write disjoint concepts into the same folder, each to its own manifest part, so
+no two processes ever write one file; ``merge`` joins the parts and checks that the store is
+complete.
 
 A resumed build trusts a concept only when :meth:`WeightStore.verified_concepts` says so: every
 checkpoint listed, every file present with its sha256, trained on the base and pairs of now.
@@ -104,7 +107,10 @@ class WeightStore:
             "file": relative,
             "sha256": sha,
             "adapter": adapter_kind,
+            "phrasings": list(concept.phrasings),
         } | dict(inputs)
+        if concept.heldout_phrasing is not None:
+            row["heldout_phrasing"] = concept.heldout_phrasing
         rows = [r for r in self.part_rows(shard) if (r["concept"], r["step"]) != (concept.id, step)]
         atomic_write_jsonl(self._part_path(shard), rows + [row])
         return row
