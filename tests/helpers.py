@@ -15,8 +15,10 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch import nn
 
 import weightgen.workspace as workspace_module
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
@@ -149,3 +151,32 @@ class StopAtStep(L.Callback):
                 os.kill(os.getpid(), signal.SIGTERM)
             else:
                 raise KeyboardInterrupt
+
+
+# --- stand-ins for the image-set metrics' networks ----------------------------------------------
+
+
+class TinyFeatures(nn.Module):
+    """A stand-in feature extractor: mean colour and mean brightness gradient (4 features)."""
+
+    num_features = 4
+
+    def forward(self, images):
+        colour = images.mean(dim=(2, 3))
+        gradient = (images[..., 1:] - images[..., :-1]).abs().mean(dim=(1, 2, 3))
+        return torch.cat([colour, gradient[:, None]], dim=1)
+
+
+class WideTinyFeatures(TinyFeatures):
+    """TinyFeatures declaring 64 features: sets under 64 images get KID, not a Frechet distance."""
+
+    num_features = 64
+
+    def forward(self, images):
+        return super().forward(images).repeat(1, 16)
+
+
+def tiny_metrics(clip_dir: str | Path, features: str = "TinyFeatures") -> list[str]:
+    """Overrides that turn both image-set metrics on with local stand-in networks."""
+    return ["metrics.fid=on", "metrics.clip_score=on", f"metrics.clip_model={clip_dir}",
+            f"metrics.feature_extractor={{_target_: helpers.{features}}}"]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from helpers import TinyFeatures
 from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
 from transformers import CLIPModel, CLIPProcessor
 
@@ -47,17 +47,6 @@ def test_ssim_identical_is_one_and_noise_lowers_it():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match="equal-shaped"):
         psnr(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
-
-
-class TinyFeatures(nn.Module):
-    """A stand-in feature extractor: mean colour and mean brightness gradient."""
-
-    num_features = 4
-
-    def forward(self, images):
-        colour = images.mean(dim=(2, 3))
-        gradient = (images[..., 1:] - images[..., :-1]).abs().mean(dim=(1, 2, 3))
-        return torch.cat([colour, gradient[:, None]], dim=1)
 
 
 def test_frechet_distance_with_a_substitute_module_is_not_named_fid():

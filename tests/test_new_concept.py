@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, StopAtStep, photos_loaded_once, shared_minilm
+from helpers import TINY, StopAtStep, photos_loaded_once, shared_minilm, tiny_metrics
 from hydra import compose, initialize_config_dir
+from offline_wandb import offline_runs
 from PIL import Image
 
 from weightgen.cli.app import CONFIG_DIR
@@ -27,6 +28,7 @@ from weightgen.editor.new_concept import (
 )
 from weightgen.errors import ConfigError, InterruptedRunError
 from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.text.tiny_clip import save_tiny_clip_model
 from weightgen.training import make_trainer
 from weightgen.utils.io import load_safetensors, sha256_file
 from weightgen.workspace import Workspace
@@ -166,6 +168,31 @@ def test_editor_flow_uses_the_prompt_as_instruction(run, tmp_path):
     assert card["data"]["source"] == "editor" and card["data"]["instruction"] == "inverted colours"
     assert summary["concept_id"] == "inverted-colours" and summary["steps"] == 2
     assert "model.onnx" not in summary["files"]  # export=false
+
+
+def test_image_metrics_and_wandb_run_of_a_new_concept(run, tmp_path):
+    """KID (4 crops < 64 features) and CLIP score with local stand-ins, in the card and in W&B."""
+    clip_dir = save_tiny_clip_model(tmp_path / "clip", image_size=32, seed=2)
+    ws = flow_workspace(run, "prompt=sepia", "recipe=[{op: sepia}]", f"out={tmp_path / 'm'}",
+                        "logger=wandb_csv", f"paths.logs_dir={tmp_path / 'logs'}",
+                        *tiny_metrics(clip_dir, "WideTinyFeatures"))
+    summary = new_concept(ws)
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    metrics = card["metrics"]["image_metrics"]
+    clip_name = "clip_score_" + clip_dir.name
+    assert metrics["images"] == ws.cfg.data.n_val and metrics["skipped"] == {}
+    assert set(metrics["fine_tuned"]) == {"kernel_distance_widetinyfeatures",
+                                          "kernel_distance_widetinyfeatures_std", clip_name}
+    assert all(np.isfinite(v) for v in metrics["fine_tuned"].values())
+    assert np.isfinite(metrics["targets"][clip_name])
+    assert summary["image_metrics"] == metrics["fine_tuned"]
+
+    (wandb_run,) = offline_runs(tmp_path / "logs")
+    assert wandb_run.name == "quickstart/new_concept/sepia" and wandb_run.job_type == "new_concept"
+    assert wandb_run.media("new_concept/before_after/sepia")[0].stat().st_size > 100
+    assert wandb_run.summary["new_concept/psnr/after"] == card["metrics"]["after"]["psnr"]
+    assert wandb_run.summary[f"new_concept/image_metrics/fine_tuned/{clip_name}"] == (
+        metrics["fine_tuned"][clip_name])
 
 
 def test_empty_prompt_is_an_error_and_writes_nothing(run, tmp_path):

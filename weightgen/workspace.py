@@ -114,25 +114,36 @@ class Workspace:
         return WeightStore(self.cfg.paths.weights_dir)
 
     # --- logging --------------------------------------------------------------------------
-    def loggers(self, stage: str, csv_dir: str | Path | None = None) -> list:
+    def loggers(self, stage: str, csv_dir: str | Path | None = None,
+                label: str | None = None) -> list:
         """The configured Lightning loggers, one W&B group per run, one job name per stage.
 
-        ``csv_dir`` puts the CSV log beside a stage's own artifacts (several generators trained
-        side by side on one workspace must not share, and clobber, one CSV file).
+        Each W&B run holds the resolved config, so W&B can group, filter and compare runs by any
+        setting. ``label`` tells apart the runs of one stage (a study's jobs); ``csv_dir`` puts
+        the CSV log beside a stage's own artifacts (several generators trained side by side on
+        one workspace must not share, and clobber, one CSV file).
         """
         loggers = []
         for name, spec in (self.cfg.get("logger") or {}).items():
-            kwargs = {}
             if name == "wandb":
-                kwargs = {"name": f"{self.cfg.run_name}/{stage}", "job_type": stage}
-                if spec.get("group") is None:
-                    kwargs["group"] = self.cfg.get("wandb_group") or self.cfg.run_name
+                loggers.append(self._wandb_logger(spec, stage, label))
             elif name == "csv":
                 kwargs = {"version": stage}
                 if csv_dir is not None:
                     kwargs["save_dir"] = str(csv_dir)
-            loggers.append(instantiate(spec, **kwargs))
+                loggers.append(instantiate(spec, **kwargs))
+            else:
+                loggers.append(instantiate(spec))
         return loggers
+
+    def _wandb_logger(self, spec: DictConfig, stage: str, label: str | None):
+        kwargs = {"name": "/".join(filter(None, (self.cfg.run_name, stage, label))),
+                  "job_type": stage}
+        if spec.get("group") is None:
+            kwargs["group"] = self.cfg.get("wandb_group") or self.cfg.run_name
+        # The run config goes past instantiate: the config's own _target_ nodes must stay data.
+        make = instantiate(spec, _partial_=True, **kwargs)
+        return make(config=OmegaConf.to_container(self.cfg, resolve=True))
 
     def save_config(self, stage: str) -> None:
         """The resolved config of each stage, beside its artifacts, for whoever reads them later."""

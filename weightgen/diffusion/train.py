@@ -35,6 +35,7 @@ from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
 from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
+from weightgen.utils.wandb_media import log_strips, wandb_on
 from weightgen.weights.training_set import training_rows, training_texts
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -60,8 +61,12 @@ def parameter_checksum(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+SAMPLE_IMAGES = 4  # validation crops per concept in the W&B pictures of generated adapters
+
+
 class GeneratedAdapterQuality(L.Callback):
-    """At each validation, GAN PSNR of generated adapters for a few train and test concepts."""
+    """At each validation, GAN PSNR of generated adapters for a few train and test concepts, and
+    (with W&B) their outputs: source | target | generated adapter's output."""
 
     def __init__(self, ws: Workspace, tokenizer, concepts: list[Concept], sampling: dict):
         self.ws, self.tokenizer, self.concepts, self.sampling = ws, tokenizer, concepts, sampling
@@ -85,11 +90,15 @@ class GeneratedAdapterQuality(L.Callback):
         generator = WeightGenerator(module.denoiser, self.tokenizer,
                                     {"scheduler": dict(module.scheduler.config)})
         row: dict[str, float] = {"step": trainer.global_step}
+        strips = {}
         for split in ("train", "test"):
             gaps = []
             for concept in (c for c in self.concepts if c.split == split):
                 state = generator.generate(self.ws.embed([concept.prompt]), **self.sampling).state
                 psnr = evaluator.quality(concept, state).psnr
+                if wandb_on(trainer.loggers):
+                    caption = f"{concept.id} ({split}): source | target | generated"
+                    strips[caption] = evaluator.samples(concept, state, SAMPLE_IMAGES)
                 ref = self._reference[concept.id]
                 row[f"gen_psnr/{concept.id}"] = psnr
                 # Fraction of the base -> trained-adapter gap the generated adapter closes.
@@ -101,6 +110,7 @@ class GeneratedAdapterQuality(L.Callback):
         metrics = {k: v for k, v in row.items() if k != "step" and v is not None}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+        log_strips(trainer.loggers, "generator/samples", strips, step=trainer.global_step)
 
 
 def validation_concepts(ws: Workspace, count: int) -> list[Concept]:

@@ -58,14 +58,16 @@ from weightgen.editor.apply_files import read_rgb
 from weightgen.editor.export import export_model_folder
 from weightgen.editor.model_folder import read_card, write_model_folder
 from weightgen.errors import ConfigError, CorruptFileError, MissingInputError, OutputExistsError
-from weightgen.finetune.finetuner import default_inits, run_method
+from weightgen.finetune.finetuner import OUTPUTS, default_inits, run_method
 from weightgen.gan.dataset_builder import BaseGAN, architecture, load_base
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
+from weightgen.metrics.suite import MetricSuite
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.utils.paths import file_in_the_way
-from weightgen.workspace import Workspace
+from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
+from weightgen.workspace import Workspace, finish_loggers
 
 METHOD = "denoised_init"
 MAX_SLUG_LENGTH = 48
@@ -388,6 +390,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     # Fail on a missing or mismatched base / generator before any slow work.
     base = load_base(ws)
     generator = load_generator(ws)
+    suite = MetricSuite.from_config(cfg.metrics)
 
     start = time.perf_counter()
     pairs_ws, data = make_pairs(ws, concept, source)
@@ -423,6 +426,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
             "after": run.final,
             "curve": run.curve,
             "target_psnr": cfg.target_psnr,
+            "image_metrics": fine_tuned_image_metrics(suite, run, val_targets, prompt),
         },
         "seconds": {
             "pairs": pairs_seconds,
@@ -447,7 +451,36 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
         card = export_model_folder(out, **OmegaConf.to_container(cfg.export_options, resolve=True))
     else:
         card = read_card(out)
+    log_to_wandb(ws, card, grid)
     return NewConcept(out, card, module)
+
+
+def fine_tuned_image_metrics(suite: MetricSuite, run, val_targets: torch.Tensor,
+                             prompt: str) -> dict:
+    """FID/KID and CLIP score of the fine-tuned editor's outputs on every validation crop; the
+    targets' own CLIP score is the reference."""
+    record = suite.describe()
+    if not suite.active:
+        return record
+    outputs = images_to_tensor(run.samples[OUTPUTS].numpy())
+    prompts = [prompt] * len(outputs)
+    return record | {"images": len(outputs),
+                     "fine_tuned": suite.score(outputs, val_targets, prompts),
+                     "targets": suite.clip(val_targets, prompts)}
+
+
+def log_to_wandb(ws: Workspace, card: dict, grid: Path) -> None:
+    """The editor as a W&B run of the run's group: its before/after picture and its figures."""
+    loggers = wandb_loggers(ws.loggers("new_concept", label=card["concept_id"]))
+    try:
+        log_pictures(loggers, "new_concept/before_after", [grid])
+        update_summary(loggers, {
+            "psnr": {k: card["metrics"][k]["psnr"] for k in ("base", "before", "after")},
+            "image_metrics": card["metrics"]["image_metrics"],
+            "seconds": card["seconds"],
+        }, prefix="new_concept/")
+    finally:
+        finish_loggers(loggers)
 
 
 def new_concept(ws: Workspace) -> dict:
@@ -460,6 +493,7 @@ def new_concept(ws: Workspace) -> dict:
         "concept_id": card["concept_id"],
         "data": card["data"]["source"],
         "psnr": {k: card["metrics"][k]["psnr"] for k in ("base", "before", "after")},
+        "image_metrics": card["metrics"]["image_metrics"].get("fine_tuned"),
         "steps": card["metrics"]["after"]["step"],
         "seconds": card["seconds"],
         "exports": sorted(card.get("exports", {})),

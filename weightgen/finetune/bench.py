@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -35,7 +36,9 @@ from tqdm.auto import tqdm
 from weightgen.config_checks import check_pick
 from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
+from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
 from weightgen.finetune.curve import steps_to_target, time_to_target
+from weightgen.finetune.dashboard import log_bench_dashboard
 from weightgen.finetune.finetuner import (
     CEILING_METHOD,
     METHOD_INITS,
@@ -50,6 +53,7 @@ from weightgen.finetune.report import (
     write_sample_grid,
 )
 from weightgen.gan.dataset_builder import load_base, read_base_meta
+from weightgen.metrics.suite import MetricSuite
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -115,17 +119,27 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
     return settings
 
 
-def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target) -> MethodRun:
-    """Resume: a (concept, method) result on disk made with the same settings is reused."""
+def _samples_file(ws: Workspace, concept_id: str, method: str) -> Path:
+    return _run_file(ws, concept_id, method).with_suffix(".samples.safetensors")
+
+
+def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target,
+                   need_outputs: bool = False) -> MethodRun:
+    """Resume: a (concept, method) result on disk made with the same settings is reused (if the
+    image metrics need its validation outputs, only if it kept them)."""
     path = _run_file(ws, concept.id, method)
     settings = _run_settings(ws, concept.id, method, steps, eval_every, target)
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.pop("settings", None) == settings:
+        if stored.pop("settings", None) != settings:
+            log.info("rerunning %s on %s: its stored run used other settings", method, concept.id)
+        elif need_outputs and not has_outputs(_samples_file(ws, concept.id, method)):
+            log.info("rerunning %s on %s: the image metrics need its validation outputs, which "
+                     "its stored run did not keep", method, concept.id)
+        else:
             return MethodRun(**stored)
-        log.info("rerunning %s on %s: its stored run used other settings", method, concept.id)
     run, _ = run_method(ws, base, inits, concept, method, steps, eval_every, target)
-    atomic_save_safetensors(run.samples, path.with_suffix(".samples.safetensors"))
+    atomic_save_safetensors(run.samples, _samples_file(ws, concept.id, method))
     run.samples = None
     atomic_write_json(path, asdict(run) | {"settings": settings})
     return run
@@ -216,37 +230,42 @@ def run_benchmark(ws: Workspace) -> dict:
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
     if CEILING_METHOD in methods:
         inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
+    suite = MetricSuite.from_config(ws.cfg.metrics)
     loggers = ws.loggers("bench")
     results = []
     try:
         for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
                                              disable=not ws.cfg.progress)):
             p2p = _cached_or_run(ws, base, inits, concept, "pix2pix_scratch", cfg.pix2pix_steps,
-                                 cfg.eval_every, None)
+                                 cfg.eval_every, None, suite.active)
             target = p2p.final["psnr"] - cfg.target_tolerance_db
             runs = {"pix2pix_scratch": p2p}
             for method in methods[1:]:
                 runs[method] = _cached_or_run(ws, base, inits, concept, method, cfg.finetune_steps,
-                                              cfg.eval_every, target if cfg.stop_at_target else None)
+                                              cfg.eval_every, target if cfg.stop_at_target else None,
+                                              suite.active)
             result = concept_result(concept, runs, target, plateau_reached(p2p.curve, cfg.plateau_db))
             results.append(result)
             for logger in loggers:
                 logger.log_metrics({f"bench/{m}/speedup": v["speedup_vs_pix2pix"]
                                     for m, v in result["methods"].items()}, step=index)
+        samples_file = partial(_samples_file, ws)
+        bench_dir = Path(ws.cfg.paths.bench_dir)
+        payload = {
+            "summary": summarise(results, methods)
+            | {"image_metrics": bench_image_metrics(ws, suite, results, methods, samples_file)},
+            # What the tables were made from: a new generator in that folder deletes them.
+            "inputs": {"generator_dir": str(Path(ws.cfg.paths.generator_dir).resolve())
+                       if needs_generator else None},
+            "config": {k: v for k, v in dict(cfg).items() if k != "methods"}
+            | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
+            "concepts": results,
+        }
+        atomic_write_json(bench_dir / "results.json", payload)
+        write_results_markdown(bench_dir / "results.md", payload)
+        write_curves_plot(bench_dir / "curves.png", results, methods)
+        write_sample_grid(ws, bench_dir / "grid.png", concepts, methods)
+        log_bench_dashboard(loggers, ws, payload, samples_file)
     finally:
         finish_loggers(loggers)
-    bench_dir = Path(ws.cfg.paths.bench_dir)
-    payload = {
-        "summary": summarise(results, methods),
-        # What the tables were made from: a new generator in that folder deletes them.
-        "inputs": {"generator_dir": str(Path(ws.cfg.paths.generator_dir).resolve())
-                   if needs_generator else None},
-        "config": {k: v for k, v in dict(cfg).items() if k != "methods"}
-        | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
-        "concepts": results,
-    }
-    atomic_write_json(bench_dir / "results.json", payload)
-    write_results_markdown(bench_dir / "results.md", payload)
-    write_curves_plot(bench_dir / "curves.png", results, methods)
-    write_sample_grid(ws, bench_dir / "grid.png", concepts, methods)
     return payload["summary"]

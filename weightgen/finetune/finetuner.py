@@ -26,6 +26,7 @@ from weightgen.gan.dataset_builder import BaseGAN, build_networks, gan_module
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
 from weightgen.training import fit, make_trainer
+from weightgen.utils.grid import to_uint8
 from weightgen.workspace import Workspace
 
 # Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
@@ -52,6 +53,10 @@ class FineTuneModule(GANModule):
         self.init = init
 
 
+# The samples key of a run's final outputs on every validation image (what image metrics score).
+OUTPUTS = "outputs"
+
+
 @dataclass
 class MethodRun:
     method: str
@@ -60,8 +65,9 @@ class MethodRun:
     init_seconds: float = 0.0
     train_seconds: float = 0.0
     info: dict = field(default_factory=dict)
-    # Outputs on the first validation images at step 0 and at the end ([k,3,H,W]); not saved
-    # with the JSON record.
+    # Outputs on the first validation images at step 0 and at the end ([k,3,H,W]), and on every
+    # validation image at the end as saved images (OUTPUTS, uint8 [N,H,W,3]); not saved with the
+    # JSON record.
     samples: dict[str, torch.Tensor] | None = None
 
     @property
@@ -94,6 +100,8 @@ def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_ev
         fit(trainer, module, data, f"fine-tuning on concept {concept.id!r}")
         wall = time.perf_counter() - start
     samples["end"] = generate(module.generator, shown, text_tokens, text_mask)
+    outputs = generate(module.generator, data.val_set.sources, text_tokens, text_mask)
+    samples[OUTPUTS] = torch.from_numpy(to_uint8(outputs))
     return wall, samples
 
 

@@ -60,6 +60,27 @@ def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
     return lines + [""]
 
 
+def _image_metrics_lines(metrics: dict, methods: list[str]) -> list[str]:
+    """The FID/KID and CLIP score table, or the one line that says why there is none."""
+    by_method = metrics.get("by_method")
+    skipped = metrics.get("skipped") or {}
+    why = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    if not by_method:
+        return [f"Image-set metrics (FID/KID, CLIP score): not computed ({why or 'metrics off'}).",
+                ""]
+    names = list(by_method[methods[0]])
+    lines = [f"### Image-set metrics ({metrics['images']} validation images of the held-out "
+             f"concepts, pooled)", "",
+             f"Set distance to the targets on {metrics['features']} features (FID needs more "
+             f"images than feature dimensions; smaller sets get KID); CLIP score against the prompt "
+             f"with {metrics['clip_model']}." + (f" Skipped: {why}." if why else ""), "",
+             "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for method in [*methods, "targets"]:
+        row = by_method.get(method, metrics["targets"] if method == "targets" else {})
+        lines.append(f"| {method} | " + " | ".join(_fmt(row.get(n), 4) for n in names) + " |")
+    return lines + [""]
+
+
 def write_results_markdown(path: Path, payload: dict) -> None:
     """The paper-style table: unseen (held-out) and seen concepts separately, then per concept."""
     results, methods = payload["concepts"], payload["config"]["methods"]
@@ -67,8 +88,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
     lines = ["# weightgen benchmark", "",
              "PSNR/SSIM against the exact procedural targets on held-out validation photos. "
              "Target = pix2pix_scratch's final PSNR minus the tolerance; seconds are training "
-             "seconds (evaluation excluded, generation included). FID/CLIP score: not computed "
-             "(their standard weights are not available offline).", "",
+             "seconds (evaluation excluded, generation included).", "",
              f"- adapter: {payload['config'].get('adapter', '?')} (the `e2gan_lora` row fine-tunes "
              f"this adapter from its standard init)",
              f"- speed-up vs pix2pix (denoised_init, median over held-out): "
@@ -85,6 +105,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
     lines += _table(unseen, methods, "Unseen (held-out) concepts")
     if seen:
         lines += _table(seen, methods, "Seen (train) concepts")
+    lines += _image_metrics_lines(summary.get("image_metrics", {}), methods)
     lines += ["### Per concept (final PSNR / seconds to target)", "",
               "| concept | target | " + " | ".join(map(_label, methods)) + " |",
               "|---|---|" + "---|" * len(methods)]

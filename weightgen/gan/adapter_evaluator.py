@@ -15,7 +15,7 @@ from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.gan.adapters import Adapter
 from weightgen.gan.dataset_builder import BaseGAN
-from weightgen.gan.evaluate import Quality, evaluate
+from weightgen.gan.evaluate import Quality, evaluate, generate
 from weightgen.workspace import Workspace
 
 
@@ -40,3 +40,11 @@ class AdapterEvaluator:
         sources, targets = self._validation(concept.id)
         text = self.ws.embed([concept.prompt])
         return evaluate(self.generator, sources, targets, text.tokens[0], text.mask[0])
+
+    def samples(self, concept: Concept, state: dict[str, torch.Tensor],
+                count: int) -> list[torch.Tensor]:
+        """[sources, targets, outputs] of the first ``count`` validation crops (for pictures)."""
+        self.adapter.load_state(self.generator, state)
+        sources, targets = (t[:count] for t in self._validation(concept.id))
+        text = self.ws.embed([concept.prompt])
+        return [sources, targets, generate(self.generator, sources, text.tokens[0], text.mask[0])]

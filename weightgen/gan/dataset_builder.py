@@ -26,7 +26,7 @@ import math
 import time
 from copy import deepcopy
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +51,7 @@ from weightgen.utils.io import (
     sha256_file,
 )
 from weightgen.utils.locks import lock_beside, store_lock
+from weightgen.utils.wandb_media import ValidationImages, log_pictures, log_table
 from weightgen.weights.store import Shard, WeightStore
 from weightgen.workspace import Workspace, finish_loggers
 
@@ -138,9 +139,12 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     data = PairsDataModule(
         ws.cfg.paths.pairs_dir, [c.id for c in concepts], ws.cfg.data.batch_size, seed=ws.cfg.seed
     )
+    samples = ValidationImages("base/samples", partial(
+        validation_strips, data=data, concept_ids=[c.id for c in concepts], count=builder.grid_images,
+    ))
     trainer = make_trainer(
-        ws.cfg.trainer, builder.base_steps, val_every=builder.base_steps, logger=loggers,
-        progress=ws.cfg.progress,
+        ws.cfg.trainer, builder.base_steps, val_every=builder.base_steps, callbacks=[samples],
+        logger=loggers, progress=ws.cfg.progress,
     )
     start = time.perf_counter()
     fit(trainer, module, data, "training the base GAN")
@@ -165,6 +169,21 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     log.info("base GAN: %.2f dB PSNR on train concepts after %d steps (%.0f s)",
              meta["val_psnr_train_concepts"], meta["steps"], seconds)
     return BaseGAN(generator, discriminator, meta)
+
+
+SHOWN_CONCEPTS = 4  # concepts with sample images at each validation of the base
+
+
+def validation_strips(module: GANModule, data: PairsDataModule, concept_ids: list[str],
+                      count: int) -> dict[str, list[torch.Tensor]]:
+    """source | target | output on the first ``count`` validation crops of a few concepts."""
+    sources = data.val_set.sources[:count].to(module.device)
+    return {
+        f"{concept_id}: source | target | base": [sources, data.val_set.targets[index][:count],
+                     generate(module.generator, sources, module.text_tokens[index],
+                              module.text_mask[index])]
+        for index, concept_id in enumerate(concept_ids[:SHOWN_CONCEPTS])
+    }
 
 
 def read_base_meta(ws: Workspace) -> dict:
@@ -247,6 +266,11 @@ class StoreCheckpoints(L.Callback):
             )
 
 
+def adapter_grid(ws: Workspace, concept: Concept) -> Path:
+    """The picture of one adapter: rows source, target, base output, adapter output."""
+    return ws.run_dir / "grids" / "dataset" / f"{concept.id}.png"
+
+
 def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightStore,
                   shard: Shard) -> dict:
     """One concept's adapter run; returns its summary (quality per checkpoint, seconds)."""
@@ -279,7 +303,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     final = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
     n = builder.grid_images
     save_grid(
-        ws.run_dir / "grids" / "dataset" / f"{concept.id}.png",
+        adapter_grid(ws, concept),
         [list(to_uint8(x)) for x in (val_sources[:n], val_targets[:n], base_output, final)],
         row_labels=["source", "target", "base", "adapter"],
     )
@@ -292,6 +316,10 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
         "seconds": seconds,
         "adapter_parameters": count_parameters(adapter.state(generator)),
     }
+
+
+# One W&B table row per adapter (its picture, ``adapter_grid``, goes to the adapters/samples panel).
+ADAPTER_COLUMNS = ["concept", "prompt", "split", "base_psnr", "final_psnr", "final_ssim", "seconds"]
 
 
 def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) -> list[dict]:
@@ -316,7 +344,7 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list,
              len(concepts) - len(pending), len(concepts), shard.index, shard.count)
     if pending:
         store.unmerge()
-    summaries = []
+    summaries, rows = [], []
     offset = int(ws.cfg.builder.base_steps)
     bar = tqdm(pending, desc="adapters", unit="concept", disable=not ws.cfg.progress)
     for index, concept in enumerate(bar):
@@ -330,6 +358,11 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list,
         for logger in loggers:
             logger.log_metrics(metrics, step=offset + index + 1)
         atomic_write_json(ws.run_dir / "reports" / "adapters" / f"{concept.id}.json", summary)
+        rows.append([concept.id, concept.prompt, concept.split, summary["base_psnr"],
+                     final["psnr"], final["ssim"], summary["seconds"]])
+    if rows:
+        log_table(loggers, "adapters/results", ADAPTER_COLUMNS, rows)
+        log_pictures(loggers, "adapters/samples", [adapter_grid(ws, c) for c in pending])
     return summaries
 
 

@@ -24,7 +24,8 @@ from weightgen.finetune.finetuner import default_inits, run_method
 from weightgen.gan.dataset_builder import build_weight_dataset, load_base
 from weightgen.study.memorisation import memorisation_report
 from weightgen.study.prompt_variants import prompt_variant_quality
-from weightgen.workspace import Workspace
+from weightgen.utils.wandb_media import update_summary, wandb_loggers
+from weightgen.workspace import Workspace, finish_loggers
 
 
 def _zero_shot(ws: Workspace) -> dict:
@@ -87,4 +88,16 @@ def run_study_job(ws: Workspace) -> dict:
     result["generator/num_blocks"] = training["num_blocks"]
     for measure in cfg.measure:
         result |= {f"{measure}/{key}": value for key, value in MEASURES[measure](ws).items()}
+    log_study_job(ws, result)
     return result
+
+
+def log_study_job(ws: Workspace, result: dict) -> None:
+    """The job as a W&B run of the study's group: the config (swept values included) and the
+    job's results as its summary, what W&B's run table and parallel coordinates read."""
+    label = ",".join(f"{key}={OmegaConf.select(ws.cfg, key)}" for key in ws.cfg.study.knobs)
+    loggers = wandb_loggers(ws.loggers("study", label=label or None))
+    try:
+        update_summary(loggers, result)
+    finally:
+        finish_loggers(loggers)
