@@ -165,10 +165,25 @@ def test_adapter_instantiates_and_every_target_matches_a_layer(option):
     assert adapter.trainable_parameters(generator)
 
 
+@pytest.mark.parametrize(("option", "accelerator", "devices", "strategy"),
+                         [("cpu", "cpu", 1, "auto"), ("gpu", "gpu", 1, "auto"),
+                          ("ddp", "gpu", 2, "ddp")])
+def test_trainer_options_override_the_shared_default(option, accelerator, devices, strategy):
+    trainer = compose_config([f"trainer={option}"]).trainer
+    shared = OmegaConf.load(CONF / "trainer" / "default.yaml")
+    assert (trainer.accelerator, trainer.devices, trainer.strategy) == (accelerator, devices,
+                                                                        strategy)
+    for key in ("_target_", "precision", "enable_checkpointing", "num_sanity_val_steps"):
+        assert trainer[key] == shared[key], key
+
+
 def test_cpu_trainer_and_loggers_build(tmp_path):
-    cfg = compose_config(["trainer=cpu", "logger=wandb_csv", f"paths.artifacts={tmp_path}"])
-    trainer = make_trainer(cfg.trainer, max_steps=3, val_every=None)
-    assert trainer.max_steps == 3
+    cfg = compose_config(["trainer=cpu", "logger=wandb_csv", f"paths.artifacts={tmp_path}",
+                          "trainer.precision=bf16-mixed"])
+    trainer = make_trainer(cfg.trainer, max_steps=3, val_every=2)
+    assert (trainer.max_steps, trainer.val_check_interval) == (3, 2)
+    assert trainer.precision == "bf16-mixed"  # any Trainer argument is a config key
+    assert trainer.checkpoint_callback is None and trainer.num_sanity_val_steps == 0
     loggers = Workspace(cfg).loggers("pairs")
     assert sorted(type(lg).__name__ for lg in loggers) == ["CSVLogger", "WandbLogger"]
     assert Workspace(compose_config(["logger=none"])).loggers("pairs") == []

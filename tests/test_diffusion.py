@@ -50,6 +50,12 @@ def run(tmp_path_factory):
             "generator": load_generator(ws)}
 
 
+def training_options() -> dict:
+    """WeightDiffusionModule's optimiser and LR-schedule partials, as configured."""
+    cfg = compose_config().diffusion
+    return {"optimizer": instantiate(cfg.optimizer), "lr_scheduler": instantiate(cfg.lr_scheduler)}
+
+
 def scheduler(prediction_type: str = "sample") -> DDPMScheduler:
     cfg = OmegaConf.to_container(compose_config().diffusion.scheduler, resolve=True)
     return DDPMScheduler(**(cfg | {"prediction_type": prediction_type}))
@@ -73,7 +79,7 @@ def test_module_loss_decreases_on_a_tiny_overfit():
     blocks = torch.randn(2, 4, 16)  # 2 adapters x 4 blocks of 16
     tokens, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=64, depth=2), scheduler(),
-                                   tokens, mask)
+                                   tokens, mask, **training_options())
     batch = {"blocks": blocks.reshape(8, 16), "block_index": torch.arange(4).repeat(2),
              "concept": torch.arange(2).repeat_interleave(4)}
 
@@ -96,13 +102,13 @@ def test_module_rejects_an_unknown_prediction_type():
     with pytest.raises(ValueError, match=r"prediction_type='v_prediction': use sample or epsilon"):
         WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1),
                               scheduler("v_prediction"), torch.zeros(1, 2, 8),
-                              torch.ones(1, 2, dtype=torch.bool))
+                              torch.ones(1, 2, dtype=torch.bool), **training_options())
 
 
 def test_prompt_dropout_empties_the_prompt_only_while_training():
     tokens, mask = torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool)
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                   tokens, mask, cond_drop_prob=1.0)
+                                   tokens, mask, **training_options(), cond_drop_prob=1.0)
     concept = torch.tensor([2, 0])
     dropped_tokens, dropped_mask = module.train()._text(concept)
     assert not dropped_tokens.any() and not dropped_mask.any()

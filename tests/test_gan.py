@@ -7,21 +7,19 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from helpers import compose_config
 from torch.utils.data import DataLoader
 
 from weightgen.data.datamodule import ConceptPairsDataset
 from weightgen.gan.adapters import FullDeltaAdapter, LoRAAdapter
+from weightgen.gan.dataset_builder import gan_training_options
 from weightgen.gan.discriminator import PatchDiscriminator
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.generator import E2GANGenerator
-from weightgen.gan.module import GANModule, lr_factor
+from weightgen.gan.module import GANModule
 from weightgen.training import make_trainer
 
 TEXT_DIM = 8
-CPU_TRAINER = OmegaConf.create(
-    {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
-)
 
 
 def tiny_generator(seed: int = 0, **kwargs) -> E2GANGenerator:
@@ -195,23 +193,14 @@ def test_adapter_matching_no_layer_is_an_error():
 # --- the LightningModule -------------------------------------------------------------------
 
 
-def test_lr_factor_schedules():
-    assert lr_factor(10, 100, "constant", 0.5) == 1.0
-    assert lr_factor(49, 100, "linear", 0.5) == 1.0
-    assert lr_factor(75, 100, "linear", 0.5) == pytest.approx(0.5)
-    assert lr_factor(100, 100, "linear", 0.5) == 0.0
-    assert lr_factor(75, 100, "cosine", 0.5) == pytest.approx(0.5)
-    assert lr_factor(100, 100, "cosine", 0.5) == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="unknown lr schedule 'step'"):
-        lr_factor(60, 100, "step", 0.5)
-
-
 def test_gan_module_argument_errors():
     tokens, mask = torch.zeros(1, 3, TEXT_DIM), torch.ones(1, 3, dtype=torch.bool)
+    options = gan_training_options(compose_config().gan)
     with pytest.raises(ValueError, match="needs a discriminator"):
-        GANModule(tiny_generator(), None, tokens, mask, gan_weight=1.0)
+        GANModule(tiny_generator(), None, tokens, mask, **options | {"gan_weight": 1.0})
     with pytest.raises(ValueError, match="unknown gan_mode 'wgan'"):
-        GANModule(tiny_generator(), PatchDiscriminator(4, 2), tokens, mask, gan_mode="wgan")
+        GANModule(tiny_generator(), PatchDiscriminator(4, 2), tokens, mask,
+                  **options | {"gan_mode": "wgan"})
 
 
 @pytest.mark.parametrize(
@@ -229,13 +218,14 @@ def test_tiny_overfit_lowers_the_l1_loss(gan_weight, with_adapter):
         generator = adapter.attach(generator)
     base = {n: p.clone() for n, p in generator.named_parameters() if not p.requires_grad}
     discriminator = PatchDiscriminator(ndf=4, n_layers=2) if gan_weight else None
+    cfg = compose_config(["gan.optimizer.lr=1e-2", "gan.lr_scheduler.decay=constant"])
     module = GANModule(generator, discriminator, tokens, mask, adapter=adapter,
-                       gan_weight=gan_weight, lr_g=1e-2, lr_d=1e-3, lr_schedule="constant")
+                       **gan_training_options(cfg.gan) | {"gan_weight": gan_weight})
     loader = DataLoader(ConceptPairsDataset(sources, targets, flip=True), batch_size=4,
                         shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
     before = evaluate(generator, sources, targets[0], tokens[0], mask[0])
     l1_before = F.l1_loss(generate(generator, sources, tokens[0], mask[0]), targets[0])
-    trainer = make_trainer(CPU_TRAINER, max_steps=20, val_every=None)
+    trainer = make_trainer(cfg.trainer, max_steps=20, val_every=None)
     trainer.fit(module, loader)
     assert trainer.global_step == 20  # one step = one generator update, also with a discriminator
     l1_after = F.l1_loss(generate(generator, sources, tokens[0], mask[0]), targets[0])

@@ -41,7 +41,7 @@ GENERATOR = [
     "diffusion.steps=2",
     "diffusion.val_every=2",
     "diffusion.val_concepts=1",
-    "diffusion.warmup_steps=1",
+    "diffusion.lr_scheduler.num_warmup_steps=1",
     "diffusion.batch_size=4",
 ]
 FLOW = ["steps=2", "eval_every=2", "export=false"]

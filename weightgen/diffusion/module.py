@@ -6,9 +6,13 @@ config: ``sample`` (the clean block, the default: one-step generation from pure 
 prompt, so the same network also learns the unconditional model that classifier-free guidance
 needs at sampling time. A concept with several phrasings is conditioned on one of them drawn per
 training item (``diffusion.data.phrasings=all``); validation always uses the first, its prompt.
+The optimiser and LR schedule are Hydra partials (``diffusion.optimizer``,
+``diffusion.lr_scheduler``: AdamW, linear warm-up then cosine decay), stepped every step.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
@@ -37,15 +41,16 @@ class WeightDiffusionModule(L.LightningModule):
         scheduler: DDPMScheduler,
         text_tokens: torch.Tensor,
         text_mask: torch.Tensor,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         cond_drop_prob: float = 0.0,
         phrasings: torch.Tensor | None = None,
     ):
         """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
         on. ``phrasings`` [C, P] long: concept c's texts are rows ``phrasings[c, :k]`` of them
-        (its prompt first, -1 pads); None = one text per concept, text c for concept c."""
+        (its prompt first, -1 pads); None = one text per concept, text c for concept c.
+        ``optimizer(params)`` and ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the
+        denoiser's optimiser and its per-step schedule when training starts."""
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
             raise ConfigError(
@@ -64,23 +69,13 @@ class WeightDiffusionModule(L.LightningModule):
                              f"with the concept's prompt; got {tuple(phrasings.shape)}")
         self.register_buffer("phrasings", phrasings.long(), persistent=False)
         self.register_buffer("phrasing_counts", (phrasings >= 0).sum(1), persistent=False)
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.cond_drop_prob = cond_drop_prob
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(
-            self.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
-        total = max(1, self.trainer.max_steps)
-        warmup = max(1, min(self.warmup_steps, total // 2))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(1.0, progress)))).item()
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        optimizer = self.optimizer_factory(self.denoiser.parameters())
+        scheduler = self.lr_scheduler_factory(optimizer=optimizer,
+                                              num_training_steps=self.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _text_index(self, concept: torch.Tensor) -> torch.Tensor:

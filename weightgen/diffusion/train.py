@@ -177,9 +177,10 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     denoiser = instantiate(denoiser_cfg)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
     module = WeightDiffusionModule(
-        denoiser, scheduler, text.tokens, text.mask, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps, cond_drop_prob=cfg.cond_drop_prob,
-        phrasings=phrasing_index,
+        denoiser, scheduler, text.tokens, text.mask,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
+        cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed

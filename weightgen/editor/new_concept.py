@@ -398,7 +398,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
 
     inits = default_inits(pairs_ws, base, generator)
     run, module = run_method(pairs_ws, base, inits, concept, METHOD, int(cfg.steps),
-                             int(cfg.eval_every), cfg.target_psnr, lr=cfg.lr,
+                             int(cfg.eval_every), cfg.target_psnr,
                              progress=bool(cfg.progress))
 
     pairs = pairs_ws.pair_store.load(concept.id)

@@ -22,7 +22,12 @@ from weightgen.errors import ConfigError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.adapters import Adapter
-from weightgen.gan.dataset_builder import BaseGAN, build_networks, gan_module
+from weightgen.gan.dataset_builder import (
+    BaseGAN,
+    build_networks,
+    gan_module,
+    gan_training_options,
+)
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
 from weightgen.training import fit, make_trainer
@@ -107,18 +112,17 @@ def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_ev
 
 def run_method(ws: Workspace, base: BaseGAN, inits: InitSources, concept: Concept, method: str,
                steps: int, eval_every: int, target_psnr: float | None = None,
-               lr: float | None = None, progress: bool = False) -> tuple[MethodRun, GANModule]:
+               progress: bool = False) -> tuple[MethodRun, GANModule]:
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
     trained module (``module.generator`` / ``module.adapter`` for export)."""
     if method not in METHOD_INITS:
         raise ConfigError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
     L.seed_everything(ws.cfg.seed, workers=True)
     text = ws.embed([concept.prompt])
-    loss = {} if lr is None else {"lr_g": lr}
     kind = METHOD_INITS[method]
     if kind is None:
         generator, discriminator = build_networks(ws)
-        module = gan_module(ws, generator, discriminator, text, **loss)
+        module = gan_module(ws, generator, discriminator, text)
         init = AdapterInit("scratch", {})
     else:
         init = inits.get(kind, concept)
@@ -126,7 +130,7 @@ def run_method(ws: Workspace, base: BaseGAN, inits: InitSources, concept: Concep
         adapter: Adapter = instantiate(ws.cfg.adapter)
         generator = adapter.attach(generator)
         module = FineTuneModule(generator, discriminator, text.tokens, text.mask, adapter, init,
-                                **(dict(ws.cfg.gan.loss) | loss))
+                                **gan_training_options(ws.cfg.gan))
     curve = QualityCurve(offset_seconds=init.seconds, target_psnr=target_psnr)
     wall, samples = _fit(ws, module, concept, steps, eval_every, curve, progress)
     run = MethodRun(method, concept.id, curve.as_dicts(), init.seconds, wall, init.info, samples)

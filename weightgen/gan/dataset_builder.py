@@ -32,7 +32,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.concepts.spec import Concept
@@ -78,8 +78,16 @@ def build_networks(ws: Workspace) -> tuple[torch.nn.Module, torch.nn.Module]:
     return generator, instantiate(ws.cfg.gan.discriminator)
 
 
-def gan_module(ws: Workspace, generator, discriminator, text, adapter=None, **loss) -> GANModule:
-    kwargs = dict(ws.cfg.gan.loss) | loss
+def gan_training_options(gan_cfg: DictConfig) -> dict:
+    """GANModule's keyword arguments from the ``gan`` group: losses, optimiser and LR schedule."""
+    return dict(gan_cfg.loss) | {
+        "optimizer": instantiate(gan_cfg.optimizer, _convert_="all"),
+        "lr_scheduler": instantiate(gan_cfg.lr_scheduler, _convert_="all"),
+    }
+
+
+def gan_module(ws: Workspace, generator, discriminator, text, adapter=None, **options) -> GANModule:
+    kwargs = gan_training_options(ws.cfg.gan) | options
     return GANModule(generator, discriminator, text.tokens, text.mask, adapter=adapter, **kwargs)
 
 
@@ -135,7 +143,8 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     text = ws.embed([c.prompt for c in concepts])
     L.seed_everything(ws.cfg.seed, workers=True)
     generator, discriminator = build_networks(ws)
-    module = gan_module(ws, generator, discriminator, text, lr_schedule=builder.base_lr_schedule)
+    module = gan_module(ws, generator, discriminator, text,
+                        lr_scheduler=instantiate(builder.base_lr_scheduler, _convert_="all"))
     data = PairsDataModule(
         ws.cfg.paths.pairs_dir, [c.id for c in concepts], ws.cfg.data.batch_size, seed=ws.cfg.seed
     )
@@ -286,7 +295,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     adapter: Adapter = instantiate(ws.cfg.adapter)
     generator = adapter.attach(generator)
     text = ws.embed([concept.prompt])
-    module = gan_module(ws, generator, discriminator, text, adapter=adapter, lr_g=builder.adapter_lr)
+    module = gan_module(ws, generator, discriminator, text, adapter=adapter)
     data = PairsDataModule(ws.cfg.paths.pairs_dir, [concept.id], ws.cfg.data.batch_size,
                            seed=ws.cfg.seed)
     data.setup()

@@ -4,14 +4,16 @@ One module serves the three GAN trainings of the project, so they differ only in
 trainable and how it starts: ``pix2pix_scratch`` (random init, every weight), the base (every
 weight, many concepts mixed), and per-concept adapters (base frozen, adapter weights only).
 
-Losses are pix2pix's: conditional PatchGAN adversarial loss + ``lambda_l1`` * L1, Adam with
-beta1 0.5, learning rate constant for the first ``decay_start`` of training, then linear decay to
-zero. ``gan_weight: 0`` turns the discriminator off (L1 only) for ablations.
+Losses are pix2pix's: conditional PatchGAN adversarial loss + ``lambda_l1`` * L1.
+``gan_weight: 0`` turns the discriminator off (L1 only) for ablations. The optimiser and the LR
+schedule are Hydra partials (``gan.optimizer``, ``gan.lr_scheduler``: Adam with beta1 0.5, the
+rate constant for half of training, then a linear decay to zero); generator and discriminator
+each get their own instance of both.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
@@ -22,20 +24,8 @@ from weightgen.errors import ConfigError
 from weightgen.gan.adapters import Adapter
 from weightgen.metrics.image_quality import psnr_per_image, ssim_per_image
 
-
-def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
-    """Multiplier of the base learning rate at ``step`` of ``total``."""
-    if schedule == "constant" or total <= 0:
-        return 1.0
-    start = int(total * decay_start)
-    if step < start:
-        return 1.0
-    progress = (step - start) / max(1, total - start)
-    if schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    raise ConfigError(f"unknown lr schedule {schedule!r}; use constant, linear or cosine")
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class GANModule(L.LightningModule):
@@ -45,16 +35,15 @@ class GANModule(L.LightningModule):
         discriminator: nn.Module | None,
         text_tokens: torch.Tensor,
         text_mask: torch.Tensor,
+        optimizer: OptimizerFactory,
+        lr_scheduler: SchedulerFactory,
         adapter: Adapter | None = None,
         lambda_l1: float = 100.0,
         gan_weight: float = 1.0,
         gan_mode: str = "lsgan",
-        lr_g: float = 2e-4,
-        lr_d: float = 2e-4,
-        beta1: float = 0.5,
-        lr_schedule: str = "linear",
-        decay_start: float = 0.5,
     ):
+        """``optimizer(params)`` and ``lr_scheduler(optimizer=..., num_training_steps=...)`` are
+        called for the generator (its adapter's parameters if it has one) and the discriminator."""
         super().__init__()
         if gan_mode not in ("lsgan", "vanilla"):
             raise ConfigError(f"unknown gan_mode {gan_mode!r}; use lsgan or vanilla")
@@ -68,8 +57,7 @@ class GANModule(L.LightningModule):
         self.register_buffer("text_tokens", text_tokens, persistent=False)
         self.register_buffer("text_mask", text_mask, persistent=False)
         self.lambda_l1, self.gan_weight, self.gan_mode = lambda_l1, gan_weight, gan_mode
-        self.lr_g, self.lr_d, self.beta1 = lr_g, lr_d, beta1
-        self.lr_schedule, self.decay_start = lr_schedule, decay_start
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.last_quality: dict[str, float] = {}
 
     @property
@@ -82,18 +70,12 @@ class GANModule(L.LightningModule):
             if self.adapter is not None
             else list(self.generator.parameters())
         )
-        optimizers = [torch.optim.Adam(params, lr=self.lr_g, betas=(self.beta1, 0.999))]
+        optimizers = [self.optimizer_factory(params)]
         if self.uses_gan:
-            optimizers.append(
-                torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=(self.beta1, 0.999))
-            )
-        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 0
-        schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: lr_factor(s, total, self.lr_schedule, self.decay_start)
-            )
-            for opt in optimizers
-        ]
+            optimizers.append(self.optimizer_factory(self.discriminator.parameters()))
+        total = max(0, self.trainer.max_steps or 0)
+        schedulers = [self.lr_scheduler_factory(optimizer=opt, num_training_steps=total)
+                      for opt in optimizers]
         return optimizers, schedulers
 
     def _adversarial(self, logits: torch.Tensor, real: bool) -> torch.Tensor:

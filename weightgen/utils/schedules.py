@@ -1,0 +1,53 @@
+"""Learning-rate schedules composed from torch's schedulers, for Hydra ``lr_scheduler`` partials.
+
+A LightningModule calls its ``lr_scheduler`` partial as ``lr_scheduler(optimizer=...,
+num_training_steps=trainer.max_steps)``: the step count is only known when training starts.
+diffusers' ``get_scheduler`` takes the same keywords, so it is a drop-in ``_target_`` as well
+(``name: cosine``, ``num_warmup_steps: ...``).
+"""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+)
+
+from weightgen.errors import ConfigError
+
+DECAYS = ("constant", "linear", "cosine")
+
+
+def constant_then_decay(optimizer: Optimizer, num_training_steps: int, decay: str = "linear",
+                        decay_start: float = 0.5) -> LRScheduler:
+    """pix2pix's schedule: the base rate for the first ``decay_start`` of the steps, then a
+    ``linear`` or ``cosine`` decay to zero at the last step (``constant``: no decay)."""
+    if decay not in DECAYS:
+        raise ConfigError(f"lr_scheduler.decay={decay!r} is unknown; use one of {list(DECAYS)}")
+    if decay == "constant" or num_training_steps <= 0:
+        return ConstantLR(optimizer, factor=1.0, total_iters=0)
+    start = int(num_training_steps * decay_start)
+    length = max(1, num_training_steps - start)
+    if decay == "linear":
+        tail = LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=length)
+    else:
+        tail = CosineAnnealingLR(optimizer, T_max=length)
+    if start == 0:
+        return tail
+    hold = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    return SequentialLR(optimizer, [hold, tail], milestones=[start])
+
+
+def warmup_then_cosine(optimizer: Optimizer, num_training_steps: int,
+                       num_warmup_steps: int = 100) -> LRScheduler:
+    """A linear warm-up reaching the base rate at step ``warmup - 1``, then a cosine decay to zero
+    at the last step; the warm-up is cut to half of a short run."""
+    total = max(1, num_training_steps)
+    warmup = max(1, min(num_warmup_steps, total // 2))
+    ramp = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    decay = CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    return SequentialLR(optimizer, [ramp, decay], milestones=[warmup])
