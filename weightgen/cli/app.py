@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import resource
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from weightgen.cli.user_errors import in_multirun, user_errors_reported
 from weightgen.config_checks import check_config
@@ -24,16 +26,28 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 CONFIG_NAME = "weightgen"
 
 
+def command_help(command: str) -> str:
+    """The docstring of ``weightgen.cli.<command>``: the ``--help`` header (conf/hydra/help)."""
+    return inspect.getdoc(importlib.import_module(f"{__package__}.{command}")) or command
+
+
+if not OmegaConf.has_resolver("weightgen.command_help"):
+    OmegaConf.register_new_resolver("weightgen.command_help", command_help)
+
+
 def entry_point(
-    task: Callable[[Workspace], dict | None], config_name: str = CONFIG_NAME
+    task: Callable[[Workspace], dict | None], command: str, config_name: str = CONFIG_NAME
 ) -> Callable[[], None]:
     """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON.
+
+    ``command`` is the calling ``weightgen.cli`` module's ``__name__``: Hydra names the job
+    after it (``hydra.job.name``: its log file, and its ``--help``, which shows the module's
+    docstring).
 
     A user error (``WeightgenError``) ends the app with its one-line message and status 1; a
     multirun job lets it through to Hydra, which fails that job and runs the others.
     """
 
-    @hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> dict | None:
         with user_errors_reported(cfg.debug or in_multirun()):
             check_config(cfg)
@@ -43,4 +57,5 @@ def entry_point(
             print(json.dumps(summary, indent=2, default=str))
         return summary  # a multirun job's return value (the study callback gathers it)
 
-    return main
+    main.__module__ = command
+    return hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(main)

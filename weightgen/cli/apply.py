@@ -4,6 +4,9 @@
 
 Prints a JSON summary (edited count, failed files with reasons, outputs); exits with status 1 if
 no image could be edited.
+
+Config groups: none of those listed below (they are the training stages'); its keys are in
+conf/apply.yaml.
 """
 
 from __future__ import annotations

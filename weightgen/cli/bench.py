@@ -1,6 +1,10 @@
-"""weightgen-bench: generated init + short fine-tune vs pix2pix, E2GAN and the cheap inits."""
+"""weightgen-bench: generated init + short fine-tune vs pix2pix, E2GAN and the cheap inits.
+
+Config groups it reads: bench, concepts, data, text_encoder, gan, adapter, tokenizer, denoiser,
+diffusion, trainer, paths.
+"""
 
 from weightgen.cli.app import entry_point
 from weightgen.finetune.bench import run_benchmark
 
-main = entry_point(run_benchmark)
+main = entry_point(run_benchmark, __name__)

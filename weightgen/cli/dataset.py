@@ -1,6 +1,10 @@
-"""weightgen-dataset: base GAN + per-concept adapters into the weight store (builder.stage, shard)."""
+"""weightgen-dataset: base GAN + per-concept adapters into the weight store (builder.stage, shard).
+
+Config groups it reads: concepts, data, editor, text_encoder, gan, adapter, builder, trainer,
+logger, paths.
+"""
 
 from weightgen.cli.app import entry_point
 from weightgen.gan.dataset_builder import build_weight_dataset
 
-main = entry_point(build_weight_dataset)
+main = entry_point(build_weight_dataset, __name__)

@@ -4,6 +4,9 @@
 
 Writes ``model.onnx`` / ``model.torchscript.pt`` into the folder (each checked against torch
 first) and prints the updated model card's ``exports`` and ``latency``.
+
+Config groups: none of those listed below (they are the training stages'); its keys are in
+conf/export.yaml.
 """
 
 from __future__ import annotations

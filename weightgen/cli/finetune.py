@@ -1,6 +1,10 @@
-"""weightgen-finetune concept=<id> init=generated: fine-tune one concept, record its curve."""
+"""weightgen-finetune concept=<id> init=generated: fine-tune one concept, record its curve.
+
+Config groups it reads: concepts, data, text_encoder, gan, adapter, tokenizer, denoiser,
+diffusion (sampling), trainer, paths.
+"""
 
 from weightgen.cli.app import entry_point
 from weightgen.finetune.single import finetune_one
 
-main = entry_point(finetune_one, config_name="finetune")
+main = entry_point(finetune_one, __name__, config_name="finetune")

@@ -4,9 +4,12 @@
 
 Each `conf/experiment/study_*.yaml` preset holds its sweep (`hydra.sweeper.params`) and the
 callback that gathers the jobs into `experiments/<study>/results.{json,md,png}`.
+
+Config groups it reads: study, experiment (the study_* presets), and those of
+weightgen-train-generator and weightgen-bench.
 """
 
 from weightgen.cli.app import entry_point
 from weightgen.study.job import run_study_job
 
-main = entry_point(run_study_job)
+main = entry_point(run_study_job, __name__)

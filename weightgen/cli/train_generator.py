@@ -1,6 +1,10 @@
-"""weightgen-train-generator: train the block diffusion weight generator on the weight store."""
+"""weightgen-train-generator: train the block diffusion weight generator on the weight store.
+
+Config groups it reads: concepts, text_encoder, gan, adapter, tokenizer, denoiser, diffusion,
+trainer, logger, paths.
+"""
 
 from weightgen.cli.app import entry_point
 from weightgen.diffusion.train import train_weight_generator
 
-main = entry_point(train_weight_generator)
+main = entry_point(train_weight_generator, __name__)

@@ -1,6 +1,10 @@
-"""weightgen-zero-shot: generated adapters vs base, mean, nearest and trained ones, no fine-tune."""
+"""weightgen-zero-shot: generated adapters vs base, mean, nearest and trained ones, no fine-tune.
+
+Config groups it reads: concepts, data, text_encoder, gan, adapter, tokenizer, denoiser,
+diffusion, paths.
+"""
 
 from weightgen.cli.app import entry_point
 from weightgen.diffusion.zero_shot import zero_shot_report
 
-main = entry_point(zero_shot_report)
+main = entry_point(zero_shot_report, __name__)

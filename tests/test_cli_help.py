@@ -1,0 +1,50 @@
+"""`weightgen-<command> --help`: the command's purpose and the config groups it reads."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from weightgen.cli.app import CONFIG_DIR  # importing it registers the help resolver
+
+CLI_DIR = Path(import_module("weightgen.cli").__file__).parent
+COMMANDS = sorted(p.stem for p in CLI_DIR.glob("*.py") if p.stem not in ("__init__", "app"))
+OWN_CONFIG = {"generate": "generate", "finetune": "finetune", "new_concept": "new_concept",
+              "apply": "apply", "export": "export"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_command_is_found():
+    assert {"pairs", "dataset", "train_generator", "bench", "pipeline", "apply"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_header_is_the_commands_purpose_and_groups(command):
+    doc = inspect.getdoc(import_module(f"weightgen.cli.{command}"))
+    assert doc.startswith(f"weightgen-{command.replace('_', '-')}")
+    assert "Config groups" in doc
+    with initialize_config_dir(config_dir=CONFIG_DIR, job_name=command, version_base="1.3"):
+        cfg = compose(OWN_CONFIG.get(command, "weightgen"), return_hydra_config=True)
+    assert cfg.hydra.help.header == doc
+    assert cfg.hydra.help.template.startswith(doc)
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch, lightning and diffusers
+def test_dataset_help_prints_its_purpose_groups_and_options():
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run([Path(sys.executable).parent / "weightgen-dataset", "--help"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("weightgen-dataset: base GAN + per-concept adapters")
+    assert "Config groups it reads: concepts, data, editor, text_encoder, gan, adapter, " \
+           "builder, trainer," in done.stdout
+    assert "adapter: full, lora" in lines and "trainer: cpu, ddp, default, gpu" in lines
+    assert "--cfg job" in done.stdout
