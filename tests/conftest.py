@@ -1,4 +1,5 @@
-"""Shared test set-up: one torch thread (tiny tensors; no oversubscription when jobs share cores)."""
+"""Shared test set-up: one torch thread (tiny tensors; no oversubscription when jobs share cores),
+and the fixtures several test files use."""
 
 import os
 
@@ -8,3 +9,30 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+from helpers import photos_loaded_once, run_workspace  # noqa: E402
+
+
+@pytest.fixture
+def photos_once():
+    """The bundled photos decoded once for every Workspace of a test (each load takes 2-3 s)."""
+    with photos_loaded_once():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Built once per session: pairs, base, adapters (builder) and a trained weight generator.
+
+    ``{"artifacts": Path, "dataset": summary, "generator": summary}``. Tests must not write into
+    it: point ``paths.bench_dir`` / ``paths.generator_dir`` / ``out`` elsewhere.
+    """
+    from weightgen.diffusion.train import train_weight_generator
+    from weightgen.gan.dataset_builder import build_weight_dataset
+
+    artifacts = tmp_path_factory.mktemp("tiny_trained_run")
+    with photos_loaded_once():
+        dataset = build_weight_dataset(run_workspace(artifacts))
+    generator = train_weight_generator(run_workspace(artifacts))
+    return {"artifacts": artifacts, "dataset": dataset, "generator": generator}

@@ -67,11 +67,7 @@ def shared_minilm():
 
 def tiny_workspace(artifacts: str | Path, *overrides: str) -> Workspace:
     """A Workspace over :func:`tiny_config` that reuses the session's MiniLM."""
-    ws = Workspace(tiny_config(artifacts, *overrides))
-    if ws.cfg.text_encoder.max_length != shared_minilm().max_length:
-        raise ValueError("tiny_workspace shares one MiniLM: keep text_encoder.max_length at 16")
-    ws.__dict__["text_encoder"] = shared_minilm()  # fills the cached_property
-    return ws
+    return Workspace(tiny_config(artifacts, *overrides), text_encoder=shared_minilm())
 
 
 _bundled_photos_once = functools.cache(bundled_photos)
@@ -85,7 +81,8 @@ def photos_loaded_once() -> Iterator[None]:
         yield
 
 
-# --- one tiny trained run shared by the generator, fine-tuner and benchmark tests ------------
+# --- the tiny trained run (conftest.py's ``tiny_run``) shared by the generator, fine-tuner,
+# benchmark and study tests -------------------------------------------------------------------
 
 # The weight generator of the shared run: an MLP denoiser overfit on the last checkpoint of the 2
 # train adapters (no prompt dropout), big enough to tell the two prompts apart in ~300 steps.
@@ -103,30 +100,10 @@ TINY_GENERATOR = [
     "diffusion.data.checkpoints=last",
 ]
 
-_tiny_runs: dict[str, dict] = {}
-
 
 def run_workspace(artifacts: str | Path, *overrides: str) -> Workspace:
-    """A Workspace on a run built by :func:`tiny_trained_run` (its generator's config included)."""
+    """A Workspace on the session's ``tiny_run`` (conftest.py), its generator's config included."""
     return tiny_workspace(artifacts, *TINY_GENERATOR, *overrides)
-
-
-def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Build once per session: pairs, base, adapters (builder) and a trained weight generator.
-
-    Returns ``{"artifacts": Path, "dataset": summary, "generator": summary}``. Tests must not
-    write into it: point ``paths.bench_dir`` / ``paths.generator_dir`` / ``out`` elsewhere.
-    """
-    if "run" not in _tiny_runs:
-        from weightgen.diffusion.train import train_weight_generator
-        from weightgen.gan.dataset_builder import build_weight_dataset
-
-        artifacts = tmp_path_factory.mktemp("tiny_trained_run")
-        with photos_loaded_once():
-            dataset = build_weight_dataset(run_workspace(artifacts))
-        generator = train_weight_generator(run_workspace(artifacts))
-        _tiny_runs["run"] = {"artifacts": artifacts, "dataset": dataset, "generator": generator}
-    return _tiny_runs["run"]
 
 
 def entry_workspace(config_name: str, artifacts: str | Path, *overrides: str) -> Workspace:
@@ -134,9 +111,7 @@ def entry_workspace(config_name: str, artifacts: str | Path, *overrides: str) ->
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name, overrides=[*TINY, f"paths.artifacts={artifacts}",
                                               *TINY_GENERATOR, *overrides])
-    ws = Workspace(cfg)
-    ws.__dict__["text_encoder"] = shared_minilm()
-    return ws
+    return Workspace(cfg, text_encoder=shared_minilm())
 
 
 class StopAtStep(L.Callback):

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_workspace, tiny_trained_run
+from helpers import run_workspace
 
 import weightgen.finetune.bench as bench
 from weightgen.errors import ConfigError, IncompleteStoreError
@@ -33,13 +33,14 @@ def bench_workspace(artifacts, bench_dir, *overrides):
 
 
 @pytest.fixture(scope="module")
-def benchmark(tmp_path_factory):
+def benchmark(tiny_run, tmp_path_factory):
     """One tiny benchmark of all seven methods on 1 held-out + 1 train concept."""
-    artifacts = tiny_trained_run(tmp_path_factory)["artifacts"]
+    artifacts = tiny_run["artifacts"]
     bench_dir = tmp_path_factory.mktemp("bench")
     ws = bench_workspace(artifacts, bench_dir)
     summary = run_benchmark(ws)
     return {"artifacts": artifacts, "dir": bench_dir, "ws": ws, "summary": summary,
+            "built": tiny_run["dataset"],
             "results": json.loads((bench_dir / "results.json").read_text())}
 
 
@@ -53,9 +54,16 @@ def test_results_json_has_the_contract_keys(benchmark):
                 "speedup_ceiling_vs_e2gan"):
         assert isinstance(summary[key], float) and summary[key] >= 0, key
     assert summary["generation_seconds"] > 0
+    heldout = next(r for r in benchmark["results"]["concepts"] if not r["seen"])
     for key in ("final_psnr", "zero_shot_psnr"):
         assert set(summary[key]) == set(METHODS)
-        assert all(0 < v < 100 for v in summary[key].values()), summary[key]
+    for method, record in heldout["methods"].items():  # medians of one held-out concept
+        assert summary["final_psnr"][method] == record["curve"][-1]["psnr"]
+        assert summary["zero_shot_psnr"][method] == record["curve"][0]["psnr"]
+    # e2gan_lora starts from the standard adapter: the base, as the builder scored it.
+    built = {a["concept"]: a for a in benchmark["built"]["adapters"]}
+    assert summary["zero_shot_psnr"]["e2gan_lora"] == pytest.approx(
+        built[heldout["concept"]]["base_psnr"], abs=1e-4)
     assert summary["reached_target"]["pix2pix_scratch"] == 1  # its own final is within tolerance
 
 

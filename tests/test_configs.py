@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import compose_config
+from helpers import compose_config, shared_minilm
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
@@ -187,6 +187,13 @@ def test_cpu_trainer_and_loggers_build(tmp_path):
     loggers = Workspace(cfg).loggers("pairs")
     assert sorted(type(lg).__name__ for lg in loggers) == ["CSVLogger", "WandbLogger"]
     assert Workspace(compose_config(["logger=none"])).loggers("pairs") == []
+
+
+def test_a_workspace_takes_a_loaded_text_encoder_only_if_it_is_the_configured_one():
+    encoder = shared_minilm()
+    assert Workspace(compose_config(), text_encoder=encoder).text_encoder is encoder
+    with pytest.raises(ValueError, match=r"is not the configured .*build it from cfg.text_encoder"):
+        Workspace(compose_config(["text_encoder.max_length=8"]), text_encoder=encoder)
 
 
 def test_the_slurm_launcher_config_composes_on_the_submitit_plugin():

@@ -23,11 +23,7 @@ from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, Weigh
 CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "sha256"}
 STEPS = [2, 4]  # builder.checkpoint_steps of the tiny config
 
-
-@pytest.fixture(autouse=True)
-def _photos_once():
-    with photos_loaded_once():
-        yield
+pytestmark = pytest.mark.usefixtures("photos_once")
 
 
 @pytest.fixture(scope="module")

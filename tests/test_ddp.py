@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import TINY, TINY_GENERATOR, tiny_trained_run
+from helpers import TINY, TINY_GENERATOR
 
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.train import parameter_checksum
@@ -29,8 +29,8 @@ def printed_summaries(stdout: str) -> list[dict]:
     return [decoder.raw_decode(stdout, start)[0] for start in starts]
 
 
-def test_two_process_ddp_training_on_cpu(tmp_path_factory, tmp_path):
-    built = tiny_trained_run(tmp_path_factory)["artifacts"] / "quickstart"
+def test_two_process_ddp_training_on_cpu(tiny_run, tmp_path):
+    built = tiny_run["artifacts"] / "quickstart"
     generator_dir = tmp_path / "run" / "generator"
     command = [
         str(CLI), *TINY, *TINY_GENERATOR,

@@ -18,7 +18,6 @@ from helpers import (
     entry_workspace,
     photos_loaded_once,
     run_workspace,
-    tiny_trained_run,
 )
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -42,9 +41,9 @@ UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tiny_run):
     """The shared tiny run: its artifacts, a Workspace on it and its loaded generator."""
-    built = tiny_trained_run(tmp_path_factory)
+    built = tiny_run
     ws = run_workspace(built["artifacts"])
     return {"artifacts": built["artifacts"], "summary": built["generator"], "ws": ws,
             "generator": load_generator(ws)}
@@ -173,16 +172,21 @@ def test_training_summary_is_recorded_with_the_generator(run):
     assert meta["train_concepts"] == sorted(c.id for c in run["ws"].train_concepts)
 
 
-def test_zero_shot_report_scores_every_init_for_train_and_held_out_concepts(run):
+def test_zero_shot_report_scores_every_init_for_train_and_held_out_concepts(run, tiny_run):
     ws = run["ws"]
     summary = zero_shot_report(ws, n_train=1)
     table = json.loads((Path(ws.cfg.paths.generator_dir) / "zero_shot.json").read_text())
     assert [r["concept"] for r in table["concepts"]] == [
         c.id for c in ws.train_concepts[:1] + ws.test_concepts
     ]
+    built = {a["concept"]: a for a in tiny_run["dataset"]["adapters"]}
     for row in table["concepts"]:
         assert set(KINDS) <= set(row) and row["generation_seconds"] > 0
-        assert all(0 < row[kind]["psnr"] < 100 for kind in KINDS)
+        # The builder scored the base before training each adapter, and each checkpoint after.
+        recorded = built[row["concept"]]
+        assert row["standard"]["psnr"] == pytest.approx(recorded["base_psnr"], abs=1e-4)
+        assert row["trained"]["psnr"] == pytest.approx(recorded["checkpoints"][4]["psnr"],
+                                                       abs=1e-4)
     assert {"train", "test"} <= set(summary)
     table_md = (Path(ws.cfg.paths.generator_dir) / "zero_shot.md").read_text()
     assert all(f"| {row['concept']} |" in table_md for row in table["concepts"])

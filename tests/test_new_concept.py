@@ -55,15 +55,10 @@ def flow_workspace(artifacts, *overrides: str) -> Workspace:
         cfg = compose("new_concept", overrides=[
             *TINY, *GENERATOR, *FLOW, f"paths.artifacts={artifacts}", *overrides,
         ])
-    ws = Workspace(cfg)
-    ws.__dict__["text_encoder"] = shared_minilm()  # fills the cached_property
-    return ws
+    return Workspace(cfg, text_encoder=shared_minilm())
 
 
-@pytest.fixture(autouse=True)
-def _photos_once():
-    with photos_loaded_once():
-        yield
+pytestmark = pytest.mark.usefixtures("photos_once")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY, TINY_GENERATOR, run_workspace, tiny_trained_run
+from helpers import TINY, TINY_GENERATOR, run_workspace
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
@@ -33,8 +33,8 @@ def _paths(built: Path, tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    built = tiny_trained_run(tmp_path_factory)
+def job(tiny_run, tmp_path_factory):
+    built = tiny_run
     tmp_path = tmp_path_factory.mktemp("study_job")
     ws = run_workspace(
         built["artifacts"], *_paths(built["artifacts"] / "quickstart", tmp_path),
@@ -53,12 +53,18 @@ def test_a_study_job_reuses_the_trained_generator_and_reports_its_knobs(job):
     assert result["generator/train_seconds"] == meta["training"]["seconds"]  # not retrained
 
 
-def test_zero_shot_and_finetune_measures(job):
-    result, _ = job
-    for kind in ("standard", "mean", "nearest", "trained", "generated"):
-        assert 0 < result[f"zero_shot/test/{kind}"] < 100
+def test_zero_shot_and_finetune_measures(job, tiny_run):
+    result, ws = job
+    job_run = tiny_run
+    built = {a["concept"]: a for a in job_run["dataset"]["adapters"]}
+    concept = ws.test_concepts[0].id
+    assert result["zero_shot/test/standard"] == pytest.approx(built[concept]["base_psnr"],
+                                                             abs=1e-4)
+    assert result["zero_shot/test/trained"] == pytest.approx(
+        built[concept]["checkpoints"][4]["psnr"], abs=1e-4)
     assert result["zero_shot/test/count"] == 1
-    assert 0 <= result["zero_shot/test/beats_mean"] <= 1
+    assert result["zero_shot/test/beats_mean"] == float(
+        result["zero_shot/test/generated"] > result["zero_shot/test/mean"])
     assert result["finetune/steps"] == 2 and result["finetune/concepts"] == 1
     assert 0 < result["finetune/test/final_psnr"] < 100
 
@@ -88,8 +94,8 @@ def test_memorisation_finds_each_train_prompt_next_to_its_own_adapter(job):
     assert "memorisation/test/nearest_is_own" not in result  # held-out concepts have no own adapter
 
 
-def test_unknown_measure_is_a_clear_error(tmp_path_factory, tmp_path):
-    built = tiny_trained_run(tmp_path_factory)["artifacts"]
+def test_unknown_measure_is_a_clear_error(tiny_run, tmp_path):
+    built = tiny_run["artifacts"]
     ws = run_workspace(built, *_paths(built / "quickstart", tmp_path), "study.measure=[fid]")
     with pytest.raises(ValueError, match=r"unknown entries \['fid'\]"):
         run_study_job(ws)
@@ -121,9 +127,9 @@ def test_the_report_callback_gathers_only_this_sweeps_jobs(tmp_path):
     assert job_label({}) == "default"
 
 
-def test_a_study_is_a_real_hydra_multirun(tmp_path_factory, tmp_path):
+def test_a_study_is_a_real_hydra_multirun(tiny_run, tmp_path):
     """weightgen-study --multirun: two jobs share one generator; the callback writes the table."""
-    built = tiny_trained_run(tmp_path_factory)["artifacts"] / "quickstart"
+    built = tiny_run["artifacts"] / "quickstart"
     out = tmp_path / "report"
     callback = ("+hydra.callbacks.study_report={_target_:weightgen.study.report.StudyReport,"
                 f"out_dir:'{out}',title:tiny,command:cmd,"

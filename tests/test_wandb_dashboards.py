@@ -11,7 +11,6 @@ from helpers import (
     photos_loaded_once,
     run_workspace,
     tiny_metrics,
-    tiny_trained_run,
     tiny_workspace,
 )
 from lightning.pytorch.loggers import CSVLogger
@@ -52,9 +51,9 @@ def clip_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory, clip_dir):
+def bench(tiny_run, tmp_path_factory, clip_dir):
     """A tiny bench of three methods on one held-out concept, W&B offline, metrics on."""
-    artifacts = tiny_trained_run(tmp_path_factory)["artifacts"]
+    artifacts = tiny_run["artifacts"]
     out = tmp_path_factory.mktemp("bench_wandb")
     ws = run_workspace(
         artifacts, WANDB, f"paths.bench_dir={out / 'bench'}", f"paths.logs_dir={out / 'logs'}",
@@ -119,7 +118,7 @@ def test_the_bench_scores_fid_and_clip_with_local_models(bench, clip_dir):
 def test_the_dataset_and_generator_runs_hold_sample_images(tmp_path):
     ws = tiny_workspace(tmp_path, WANDB, "denoiser=mlp", "denoiser.hidden_dim=32",
                         "denoiser.depth=1", "diffusion.steps=2", "diffusion.val_every=2",
-                        "diffusion.val_concepts=1", "diffusion.warmup_steps=1",
+                        "diffusion.val_concepts=1", "diffusion.lr_scheduler.num_warmup_steps=1",
                         "diffusion.batch_size=4")
     with photos_loaded_once():
         build_weight_dataset(ws)

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from weightgen.concepts.catalog import builtin_concepts, select_concepts
@@ -28,9 +28,21 @@ log = logging.getLogger(__name__)
 
 
 class Workspace:
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, text_encoder: TextEncoder | None = None):
+        """``text_encoder``: one already loaded for ``cfg.text_encoder``, so callers that build
+        several workspaces (tests, sweeps in one process) load the model once."""
         self.cfg = cfg
         self.run_dir = Path(cfg.paths.run_dir)
+        if text_encoder is not None:
+            configured = get_class(cfg.text_encoder._target_)
+            if not isinstance(text_encoder, configured) or (
+                text_encoder.max_length != cfg.text_encoder.max_length
+            ):
+                raise ValueError(
+                    f"the given text encoder {text_encoder.config()} is not the configured "
+                    f"{OmegaConf.to_container(cfg.text_encoder)}; build it from cfg.text_encoder"
+                )
+            self.text_encoder = text_encoder  # takes the place of the cached_property below
         if cfg.get("num_threads"):
             # Fewer threads than cores when other jobs share the machine: oversubscribed
             # OpenMP threads slow small convolutions down by an order of magnitude.
