@@ -13,6 +13,16 @@ torch.set_num_threads(1)
 import pytest  # noqa: E402
 from helpers import photos_loaded_once, run_workspace  # noqa: E402
 
+# Fixtures that build a trained toy run (pairs, base, adapters, weight generator): tens of seconds
+# once, so every test that uses one is `slow` (`make test-fast` leaves them out).
+SLOW_FIXTURES = {"tiny_run", "flow_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def photos_once():

@@ -88,6 +88,7 @@ def test_stored_adapter_reproduces_its_recorded_quality(reference):
     assert quality.ssim == pytest.approx(row["ssim"], abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("die_at", [3, 4], ids=["between_concepts", "mid_concept"])
 def test_interrupted_build_resumes_to_the_same_manifest(reference, tmp_path, monkeypatch, die_at):
     _, _, _, expected = reference
@@ -127,6 +128,7 @@ def test_interrupted_build_resumes_to_the_same_manifest(reference, tmp_path, mon
     assert again["adapters"] == [] and store.rows() == expected
 
 
+@pytest.mark.slow
 def test_sharded_build_matches_the_unsharded_one(reference, tmp_path):
     _, _, _, expected = reference
     base = run_stage(tmp_path, "base")

@@ -62,7 +62,7 @@ pytestmark = pytest.mark.usefixtures("photos_once")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def flow_run(tmp_path_factory):
     """A built toy run (base, adapters) with a trained weight generator."""
     artifacts = tmp_path_factory.mktemp("run")
     ws = flow_workspace(artifacts, "prompt=unused", "out=unused")
@@ -73,10 +73,10 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def recipe_made(run, tmp_path_factory):
+def recipe_made(flow_run, tmp_path_factory):
     """The recipe flow with ONNX export, traced and timed at the run's 16 px."""
     out = tmp_path_factory.mktemp("models") / "sepia-blur"
-    ws = flow_workspace(run, f"prompt='{PROMPT}'", RECIPE, f"out={out}", "export=true",
+    ws = flow_workspace(flow_run, f"prompt='{PROMPT}'", RECIPE, f"out={out}", "export=true",
                         "export_options.formats=[onnx]", "export_options.sizes=[16]",
                         "export_options.repeats=1")
     with photos_loaded_once():
@@ -154,8 +154,8 @@ class InvertingEditor:
         return 255 - images
 
 
-def test_editor_flow_uses_the_prompt_as_instruction(run, tmp_path):
-    ws = flow_workspace(run, "prompt=inverted colours", f"out={tmp_path / 'm'}",
+def test_editor_flow_uses_the_prompt_as_instruction(flow_run, tmp_path):
+    ws = flow_workspace(flow_run, "prompt=inverted colours", f"out={tmp_path / 'm'}",
                         f"editor._target_={__name__}.InvertingEditor")
     summary = new_concept(ws)
     assert InvertingEditor.instructions[-1] == "inverted colours"
@@ -165,10 +165,10 @@ def test_editor_flow_uses_the_prompt_as_instruction(run, tmp_path):
     assert "model.onnx" not in summary["files"]  # export=false
 
 
-def test_image_metrics_and_wandb_run_of_a_new_concept(run, tmp_path):
+def test_image_metrics_and_wandb_run_of_a_new_concept(flow_run, tmp_path):
     """KID (4 crops < 64 features) and CLIP score with local stand-ins, in the card and in W&B."""
     clip_dir = save_tiny_clip_model(tmp_path / "clip", image_size=32, seed=2)
-    ws = flow_workspace(run, "prompt=sepia", "recipe=[{op: sepia}]", f"out={tmp_path / 'm'}",
+    ws = flow_workspace(flow_run, "prompt=sepia", "recipe=[{op: sepia}]", f"out={tmp_path / 'm'}",
                         "logger=wandb_csv", f"paths.logs_dir={tmp_path / 'logs'}",
                         *tiny_metrics(clip_dir, "WideTinyFeatures"))
     summary = new_concept(ws)
@@ -190,18 +190,18 @@ def test_image_metrics_and_wandb_run_of_a_new_concept(run, tmp_path):
         metrics["fine_tuned"][clip_name])
 
 
-def test_empty_prompt_is_an_error_and_writes_nothing(run, tmp_path):
-    ws = flow_workspace(run, "prompt='  '", RECIPE, f"out={tmp_path / 'm'}")
+def test_empty_prompt_is_an_error_and_writes_nothing(flow_run, tmp_path):
+    ws = flow_workspace(flow_run, "prompt='  '", RECIPE, f"out={tmp_path / 'm'}")
     with pytest.raises(ValueError, match="prompt is empty"):
         make_concept_editor(ws)
     assert not (tmp_path / "m").exists()
 
 
-def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
+def test_existing_out_folder_is_refused_before_any_work(flow_run, tmp_path):
     out = tmp_path / "m"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    ws = flow_workspace(run, "prompt=a brand new look", RECIPE, f"out={out}")
+    ws = flow_workspace(flow_run, "prompt=a brand new look", RECIPE, f"out={out}")
     with pytest.raises(FileExistsError, match="not empty; nothing was written"):
         make_concept_editor(ws)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -209,7 +209,7 @@ def test_existing_out_folder_is_refused_before_any_work(run, tmp_path):
     assert "a-brand-new-look" not in ws.pair_store.manifest()["concepts"]
 
 
-def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(run, tmp_path,
+def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(flow_run, tmp_path,
                                                                        monkeypatch):
     """Issue 14, item 12: SIGTERM in the fine-tune exited 0, with nothing written and no word."""
     import weightgen.finetune.finetuner as finetuner
@@ -219,7 +219,7 @@ def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(run, tmp
 
     monkeypatch.setattr(finetuner, "make_trainer", make_trainer_stopped_by_sigterm)
     out = tmp_path / "m"
-    ws = flow_workspace(run, "prompt=a stopped look", RECIPE, f"out={out}", "steps=4")
+    ws = flow_workspace(flow_run, "prompt=a stopped look", RECIPE, f"out={out}", "steps=4")
     with pytest.raises(InterruptedRunError, match=r"fine-tuning on concept 'a-stopped-look' was "
                                                   r"interrupted \(SIGTERM\) at step 1 of 4"):
         make_concept_editor(ws)
@@ -242,14 +242,14 @@ def test_an_out_folder_below_a_file_is_refused_before_any_work(tmp_path):
     ],
     ids=["no_data_source", "two_data_sources", "bad_id"],
 )
-def test_bad_requests_name_the_fix(run, tmp_path, overrides, error, message):
-    ws = flow_workspace(run, "prompt=some look", f"out={tmp_path / 'm'}", *overrides)
+def test_bad_requests_name_the_fix(flow_run, tmp_path, overrides, error, message):
+    ws = flow_workspace(flow_run, "prompt=some look", f"out={tmp_path / 'm'}", *overrides)
     with pytest.raises(error, match=message):
         make_concept_editor(ws)
 
 
-def test_a_run_concept_id_is_refused(run, tmp_path):
-    ws = flow_workspace(run, "prompt=some look", f"out={tmp_path / 'm'}", RECIPE)
+def test_a_run_concept_id_is_refused(flow_run, tmp_path):
+    ws = flow_workspace(flow_run, "prompt=some look", f"out={tmp_path / 'm'}", RECIPE)
     ws.cfg.concept_id = ws.concepts[0].id
     with pytest.raises(ValueError, match="one of this run's concepts"):
         make_concept_editor(ws)
@@ -324,9 +324,9 @@ def test_bad_pairs_folders_are_clear_errors(tmp_path, build, error, message):
         read_pair_folder(build(root), min_side=16)
 
 
-def test_folder_flow_fine_tunes_on_its_own_pair_store(run, tmp_path):
+def test_folder_flow_fine_tunes_on_its_own_pair_store(flow_run, tmp_path):
     folder = _pairs_folder(tmp_path / "pairs", [((32, 32), (32, 32))] * 3)
-    ws = flow_workspace(run, "prompt=my inverted look", f"out={tmp_path / 'm'}", f"pairs={folder}")
+    ws = flow_workspace(flow_run, "prompt=my inverted look", f"out={tmp_path / 'm'}", f"pairs={folder}")
     made = make_concept_editor(ws)
     data = made.card["data"]
     assert data["source"] == "folder" and data["folder"] == str(folder.resolve())
