@@ -43,7 +43,9 @@ def test_every_entry_config_passes_at_test_size(name, extra):
         ("diffusion.sampling.steps=0", "an int >= 1"),
         ("diffusion.cond_drop_prob=1.5", "a number in [0, 1]"),
         ("diffusion.data.n_concepts=0", "null or an int >= 1"),
-        ("diffusion.lr=0", "a number > 0"),
+        ("diffusion.optimizer.lr=0", "a number > 0"),
+        ("gan.optimizer.lr=0", "a number > 0 (the GAN learning rate)"),
+        ("gan.lr_scheduler.decay_start=1.5", "a number in [0, 1]"),
         ("builder.base_steps=0", "untrained base"),
         ("builder.adapter_steps=-1", "an int >= 1"),
         ("builder.grid_images=0", "an int >= 1"),
@@ -104,7 +106,7 @@ def test_a_stage_pick_larger_than_the_run_names_both_counts():
 def test_the_entry_point_checks_before_any_work(tmp_path, monkeypatch, capsys):
     """weightgen-* start through entry_point: a bad knob stops them before the task runs."""
     started = []
-    main = entry_point(started.append)
+    main = entry_point(started.append, "weightgen.cli.bench")
     monkeypatch.setattr(sys, "argv", ["weightgen-bench", *TINY, f"paths.artifacts={tmp_path}",
                                       "bench.n_unseen=-1"])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)

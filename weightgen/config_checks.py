@@ -66,15 +66,14 @@ KNOBS = (
     Knob("gan.generator.mlp_ratio", 0, integer=False, open_low=True),
     Knob("gan.generator.n_res_in", 0), Knob("gan.generator.n_res_out", 0),
     Knob("gan.discriminator.ndf", 1), Knob("gan.discriminator.n_layers", 1),
-    Knob("gan.loss.lr_g", 0, integer=False, open_low=True),
-    Knob("gan.loss.lr_d", 0, integer=False, open_low=True),
+    Knob("gan.optimizer.lr", 0, integer=False, open_low=True, meaning="the GAN learning rate"),
     Knob("gan.loss.lambda_l1", 0, integer=False),
-    Knob("gan.loss.decay_start", 0, 1, integer=False),
+    Knob("gan.lr_scheduler.decay_start", 0, 1, integer=False),
     Knob("adapter.rank", 1, meaning="LoRA rank"),
     # the dataset builder
     Knob("builder.base_steps", 1, meaning="base GAN steps; 0 would store an untrained base"),
     Knob("builder.adapter_steps", 1, meaning="steps per adapter; 0 would store untrained ones"),
-    Knob("builder.adapter_lr", 0, integer=False, open_low=True),
+    Knob("builder.base_lr_scheduler.decay_start", 0, 1, integer=False),
     Knob("builder.grid_images", 1, meaning="images in each concept's sample grid"),
     # the tokenizer and the weight generator
     Knob("tokenizer.block_size", 1, meaning="numbers per weight block (paper: 128/256/512)"),
@@ -83,9 +82,9 @@ KNOBS = (
     Knob("diffusion.steps", 1, meaning="generator training steps; 0 would write an untrained "
                                        "generator over the trained one"),
     Knob("diffusion.batch_size", 1),
-    Knob("diffusion.lr", 0, integer=False, open_low=True),
-    Knob("diffusion.weight_decay", 0, integer=False),
-    Knob("diffusion.warmup_steps", 0),
+    Knob("diffusion.optimizer.lr", 0, integer=False, open_low=True),
+    Knob("diffusion.optimizer.weight_decay", 0, integer=False),
+    Knob("diffusion.lr_scheduler.num_warmup_steps", 0),
     Knob("diffusion.val_every", 1, meaning="steps between validations"),
     Knob("diffusion.val_concepts", 0, meaning="train and held-out concepts generated at each "
                                               "validation"),
@@ -111,7 +110,6 @@ KNOBS = (
     # weightgen-finetune / weightgen-new-concept (0 steps: measure the starting point only)
     Knob("steps", 0, meaning="fine-tuning steps"),
     Knob("eval_every", 1, meaning="steps between evaluations"),
-    Knob("lr", 0, integer=False, nullable=True, open_low=True),
     Knob("pairs_val_fraction", 0, 1, integer=False, open_low=True, open_high=True),
     # the process
     Knob("num_threads", 1, nullable=True, meaning="torch CPU threads (null: torch's default)"),
