@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from weightgen.cli.app import CONFIG_DIR  # importing it registers the help resolver
 
 CLI_DIR = Path(import_module("weightgen.cli").__file__).parent
-COMMANDS = sorted(p.stem for p in CLI_DIR.glob("*.py") if p.stem not in ("__init__", "app"))
+COMMANDS = sorted(p.stem for p in CLI_DIR.glob("*.py")
+                  if hasattr(import_module(f"weightgen.cli.{p.stem}"), "main"))
 OWN_CONFIG = {"generate": "generate", "finetune": "finetune", "new_concept": "new_concept",
               "apply": "apply", "export": "export"}
 ROOT = Path(__file__).resolve().parents[1]

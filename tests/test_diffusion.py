@@ -120,7 +120,8 @@ def test_the_module_draws_each_concepts_text_among_its_own_phrasings_only_while_
     assert texts == ["a", "b", "c", "d"] and table.tolist() == [[0, 1, 2], [3, -1, -1]]
     tokens = torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 8).clone()  # text t's tokens are t
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                   tokens, torch.ones(4, 2, dtype=torch.bool), phrasings=table)
+                                   tokens, torch.ones(4, 2, dtype=torch.bool), **training_options(),
+                                   phrasings=table)
     concept = torch.tensor([0] * 100 + [1] * 100)
     torch.manual_seed(0)
     drawn = module.train()._text(concept)[0][:, 0, 0]
