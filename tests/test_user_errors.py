@@ -40,6 +40,7 @@ def generate_into_a_folder(tmp_path: Path, *extra: str) -> subprocess.CompletedP
                    cwd=tmp_path)
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_a_user_error_is_one_line_on_stderr_and_exit_status_1(tmp_path):
     """Item 8 (and 7: out= an existing folder was a raw IsADirectoryError)."""
     done = generate_into_a_folder(tmp_path)
@@ -52,6 +53,7 @@ def test_a_user_error_is_one_line_on_stderr_and_exit_status_1(tmp_path):
     assert list((tmp_path / "existing").iterdir()) == []  # nothing written into it
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_debug_true_shows_the_traceback(tmp_path):
     done = generate_into_a_folder(tmp_path, "debug=true")
     assert done.returncode == 1
@@ -86,6 +88,7 @@ def test_every_top_level_config_has_the_debug_switch_off(name):
         assert compose(name, overrides=["debug=true"]).debug is True
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_an_artifacts_root_that_is_a_file_is_one_clear_error(tmp_path):
     """Item 6: WEIGHTGEN_ARTIFACTS=<a file> was a raw NotADirectoryError."""
     root = tmp_path / "not-a-folder"
