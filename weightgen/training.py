@@ -6,6 +6,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from weightgen.errors import InterruptedRunError
+from weightgen.step_progress import StepProgressBar
 
 
 def make_trainer(
@@ -15,14 +16,18 @@ def make_trainer(
     callbacks: list | None = None,
     logger: list | bool = False,
     progress: bool = False,
+    progress_label: str = "training",
     **overrides,
 ) -> L.Trainer:
     """A step-based Trainer: validation every ``val_every`` steps (None: never), no checkpoints.
 
     Stages save their own artifacts (safetensors + manifests), so Lightning's pickled
-    checkpoints are off.
+    checkpoints are off. ``progress`` shows one step-counting bar named ``progress_label``.
     """
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True) | overrides
+    callbacks = list(callbacks or [])
+    if progress:
+        callbacks.append(StepProgressBar(progress_label))
     return L.Trainer(
         **kwargs,
         max_steps=max_steps,
@@ -30,7 +35,7 @@ def make_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=None if val_every else 0,
         num_sanity_val_steps=0,
-        callbacks=callbacks or [],
+        callbacks=callbacks,
         logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=progress,
