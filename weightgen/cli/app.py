@@ -24,10 +24,17 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 CONFIG_NAME = "weightgen"
 
 
+def print_json(ws: Workspace, summary: dict) -> None:
+    print(json.dumps(summary, indent=2, default=str))
+
+
 def entry_point(
-    task: Callable[[Workspace], dict | None], config_name: str = CONFIG_NAME
+    task: Callable[[Workspace], dict | None],
+    config_name: str = CONFIG_NAME,
+    present: Callable[[Workspace, dict], None] = print_json,
 ) -> Callable[[], None]:
-    """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON.
+    """Wrap ``task(workspace) -> summary`` as a Hydra app that hands the summary (with the peak
+    RSS) to ``present``: printed as JSON unless the entry point says otherwise.
 
     A user error (``WeightgenError``) ends the app with its one-line message and status 1; a
     multirun job lets it through to Hydra, which fails that job and runs the others.
@@ -37,10 +44,11 @@ def entry_point(
     def main(cfg: DictConfig) -> dict | None:
         with user_errors_reported(cfg.debug or in_multirun()):
             check_config(cfg)
-            summary = task(Workspace(cfg))
+            ws = Workspace(cfg)
+            summary = task(ws)
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
-            print(json.dumps(summary, indent=2, default=str))
+            present(ws, summary)
         return summary  # a multirun job's return value (the study callback gathers it)
 
     return main
