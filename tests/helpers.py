@@ -26,8 +26,19 @@ from weightgen.data.sources import bundled_photos
 from weightgen.workspace import Workspace
 
 # 2 train + 1 test concept, 16x16 crops, ngf 4, a few steps: a whole build in seconds on 1 core.
+# The suite's tiny run keeps the paper's configuration (LoRA adapters, a 1-D UNet on raw weights)
+# and the step settings its tests were written for; the quickstart preset itself uses the bench's
+# full deltas and PCA MLP (tests/test_configs.py checks that).
 TINY = [
     "experiment=quickstart",
+    "adapter=lora",
+    "denoiser=unet1d",
+    "tokenizer.basis=none",
+    "diffusion.steps=300",
+    "diffusion.val_every=150",
+    "diffusion.batch_size=64",
+    "diffusion.data.checkpoints=all",
+    "bench.eval_every=20",
     "logger=none",
     "progress=false",
     "concepts.n_train=2",

@@ -11,6 +11,7 @@ import pytest
 from helpers import run_workspace
 
 import weightgen.finetune.bench as bench
+import weightgen.finetune.report as report
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.bench import (
     concept_result,
@@ -365,3 +366,18 @@ def test_the_ceiling_speedups_use_the_same_per_concept_rules():
     assert summary["speedup_vs_pix2pix"] is None  # no denoised_init in this bench
     without = summarise(results, ["pix2pix_scratch", "e2gan_lora"])
     assert without["speedup_ceiling_vs_pix2pix"] is None is without["speedup_ceiling_vs_e2gan"]
+
+
+def test_sample_grid_labels_name_methods_and_concepts_in_full(benchmark, tmp_path, monkeypatch):
+    drawn = {}
+
+    def capture(path, rows, row_labels, col_labels):
+        drawn.update(rows=rows, row_labels=row_labels, col_labels=col_labels)
+
+    monkeypatch.setattr(report, "save_grid", capture)
+    concepts = benchmark["ws"].test_concepts[:1]
+    report.write_sample_grid(benchmark["ws"], tmp_path / "grid.png", concepts, METHODS)
+    assert drawn["row_labels"] == [concepts[0].id] * 2
+    assert drawn["col_labels"] == ["source", "target"] + [
+        f"{m} {when}" for m in METHODS for when in ("step 0", "end")]
+    assert len(drawn["rows"][0]) == len(drawn["col_labels"])

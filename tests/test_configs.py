@@ -116,6 +116,18 @@ def test_quickstart_preset_names_the_run_and_shrinks_it(tmp_path):
     assert cfg.data.size % 4 == 0
 
 
+def test_quickstart_is_the_bench_method_made_smaller():
+    """The quickstart demonstrates the configuration the bench measures, at a smaller scale."""
+    quick, bench = compose_config(["experiment=quickstart"]), compose_config(["experiment=bench"])
+    for group in ("adapter", "denoiser"):
+        assert quick[group]._target_ == bench[group]._target_
+    assert quick.tokenizer.basis == bench.tokenizer.basis == "pca"
+    assert quick.diffusion.data.checkpoints == bench.diffusion.data.checkpoints
+    assert quick.concepts.n_train < bench.concepts.n_train
+    assert quick.builder.base_steps < bench.builder.base_steps
+    assert quick.bench.n_unseen < bench.bench.n_unseen
+
+
 @pytest.mark.parametrize("preset", [None, *sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))])
 def test_checkpoint_steps_end_at_adapter_steps(preset):
     """The builder refuses a config whose last checkpoint is not the adapter's last step."""

@@ -3,13 +3,16 @@ table, benchmark."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.diffusion.train import train_weight_generator
 from weightgen.diffusion.zero_shot import zero_shot_report
 from weightgen.finetune.bench import run_benchmark
 from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.pipeline_report import heldout_method_rows
 from weightgen.workspace import Workspace
 
 STAGES = (
@@ -30,13 +33,27 @@ def run_pipeline(ws: Workspace) -> dict:
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"[weightgen] stage {name} done in {timings[name]} s", flush=True)
     bench = summaries["bench"]
+    bench_dir = Path(ws.cfg.paths.bench_dir)
+    results = json.loads((bench_dir / "results.json").read_text())
     return {
+        "run": ws.cfg.run_name,
+        "train_concepts": len(ws.train_concepts),
+        "test_concepts": len(ws.test_concepts),
         "seconds": timings,
         "base_val_psnr": summaries["dataset"]["base"]["val_psnr_train_concepts"],
-        "zero_shot_table": f"{ws.cfg.paths.generator_dir}/zero_shot.md",
-        "results": f"{ws.cfg.paths.bench_dir}/results.md",
+        "heldout_concepts": bench["heldout_concepts"],
+        "target_tolerance_db": float(ws.cfg.bench.target_tolerance_db),
+        "finetune_steps": int(ws.cfg.bench.finetune_steps),
+        "heldout": heldout_method_rows(results),
         "speedup_vs_pix2pix": bench["speedup_vs_pix2pix"],
         "speedup_vs_e2gan": bench["speedup_vs_e2gan"],
         "final_psnr": bench["final_psnr"],
         "zero_shot_psnr": bench["zero_shot_psnr"],
+        "files": {
+            "pairs_preview": summaries["pairs"]["preview"],
+            "sample_grid": str(bench_dir / "grid.png"),
+            "curves": str(bench_dir / "curves.png"),
+            "results": str(bench_dir / "results.md"),
+            "zero_shot_table": f"{ws.cfg.paths.generator_dir}/zero_shot.md",
+        },
     }

@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from weightgen.errors import InterruptedRunError
+from weightgen.step_progress import StepProgressBar
 
 
 def make_trainer(
@@ -16,15 +17,20 @@ def make_trainer(
     callbacks: list | None = None,
     logger: list | bool = False,
     progress: bool = False,
+    progress_label: str = "training",
 ) -> L.Trainer:
     """The configured Trainer (``conf/trainer/``) for one stage: ``max_steps`` steps, validation
-    every ``val_every`` steps (None: never)."""
+    every ``val_every`` steps (None: never); ``progress`` shows one step-counting bar named
+    ``progress_label``."""
+    callbacks = list(callbacks or [])
+    if progress:
+        callbacks.append(StepProgressBar(progress_label))
     trainer = instantiate(trainer_cfg, _partial_=True)
     return trainer(
         max_steps=max_steps,
         val_check_interval=val_every if val_every else None,
         limit_val_batches=None if val_every else 0,
-        callbacks=callbacks or [],
+        callbacks=callbacks,
         logger=logger,
         enable_progress_bar=progress,
     )

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from weightgen.concepts.catalog import builtin_concepts, select_concepts
 from weightgen.concepts.spec import Concept, load_concepts
+from weightgen.console import configure_console, drop_unset_anonymous, wandb_settings
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.data.sources import bundled_photos, folder_photos, split_photos
 from weightgen.errors import ConfigError, UnknownConceptError
@@ -43,6 +44,8 @@ class Workspace:
                     f"{OmegaConf.to_container(cfg.text_encoder)}; build it from cfg.text_encoder"
                 )
             self.text_encoder = text_encoder  # takes the place of the cached_property below
+        self.verbose = bool(cfg.get("verbose", False))
+        configure_console(self.verbose)
         if cfg.get("num_threads"):
             # Fewer threads than cores when other jobs share the machine: oversubscribed
             # OpenMP threads slow small convolutions down by an order of magnitude.
@@ -150,12 +153,14 @@ class Workspace:
 
     def _wandb_logger(self, spec: DictConfig, stage: str, label: str | None):
         kwargs = {"name": "/".join(filter(None, (self.cfg.run_name, stage, label))),
-                  "job_type": stage}
+                  "job_type": stage, "settings": wandb_settings(self.verbose)}
         if spec.get("group") is None:
             kwargs["group"] = self.cfg.get("wandb_group") or self.cfg.run_name
         # The run config goes past instantiate: the config's own _target_ nodes must stay data.
         make = instantiate(spec, _partial_=True, **kwargs)
-        return make(config=OmegaConf.to_container(self.cfg, resolve=True))
+        logger = make(config=OmegaConf.to_container(self.cfg, resolve=True))
+        drop_unset_anonymous(logger)
+        return logger
 
     def save_config(self, stage: str) -> None:
         """The resolved config of each stage, beside its artifacts, for whoever reads them later."""

@@ -35,10 +35,18 @@ if not OmegaConf.has_resolver("weightgen.command_help"):
     OmegaConf.register_new_resolver("weightgen.command_help", command_help)
 
 
+def print_json(ws: Workspace, summary: dict) -> None:
+    print(json.dumps(summary, indent=2, default=str))
+
+
 def entry_point(
-    task: Callable[[Workspace], dict | None], command: str, config_name: str = CONFIG_NAME
+    task: Callable[[Workspace], dict | None],
+    command: str,
+    config_name: str = CONFIG_NAME,
+    present: Callable[[Workspace, dict], None] = print_json,
 ) -> Callable[[], None]:
-    """Wrap ``task(workspace) -> summary`` as a Hydra app that prints the summary as JSON.
+    """Wrap ``task(workspace) -> summary`` as a Hydra app that hands the summary (with the peak
+    RSS) to ``present``: printed as JSON unless the entry point says otherwise.
 
     ``command`` is the calling ``weightgen.cli`` module's ``__name__``: Hydra names the job
     after it (``hydra.job.name``: its log file, and its ``--help``, which shows the module's
@@ -51,10 +59,11 @@ def entry_point(
     def main(cfg: DictConfig) -> dict | None:
         with user_errors_reported(cfg.debug or in_multirun()):
             check_config(cfg)
-            summary = task(Workspace(cfg))
+            ws = Workspace(cfg)
+            summary = task(ws)
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
-            print(json.dumps(summary, indent=2, default=str))
+            present(ws, summary)
         return summary  # a multirun job's return value (the study callback gathers it)
 
     main.__module__ = command

@@ -1,11 +1,13 @@
 """weightgen-pipeline: every stage in order (pairs, dataset, generator, bench); each resumes.
 
-`make quickstart` runs it with experiment=quickstart, `make bench` with experiment=bench.
+`make quickstart` runs it with experiment=quickstart, `make bench` with experiment=bench. It ends
+with a short summary on the console; the full summary goes to `<run>/reports/pipeline.json`.
 
 Config groups it reads: every group of conf/weightgen.yaml (it runs every stage).
 """
 
 from weightgen.cli.app import entry_point
 from weightgen.pipeline import run_pipeline
+from weightgen.pipeline_report import write_pipeline_report
 
-main = entry_point(run_pipeline, __name__)
+main = entry_point(run_pipeline, __name__, present=write_pipeline_report)

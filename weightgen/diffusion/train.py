@@ -193,7 +193,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     loggers = ws.loggers("generator", csv_dir=folder / "logs")
     trainer = make_trainer(ws.cfg.trainer, cfg.steps, val_every=cfg.val_every, callbacks=callbacks,
-                           logger=loggers, progress=ws.cfg.progress)
+                           logger=loggers, progress=ws.cfg.progress,
+                           progress_label="weight generator")
     start = time.perf_counter()
     try:
         fit(trainer, module, data, "training the weight generator")

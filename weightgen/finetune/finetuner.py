@@ -100,7 +100,7 @@ def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_ev
     wall = 0.0
     if not curve.reached_target and steps > 0:
         trainer = make_trainer(ws.cfg.trainer, steps, val_every=eval_every, callbacks=[curve],
-                               progress=progress)
+                               progress=progress, progress_label=f"fine-tune {concept.id}")
         start = time.perf_counter()
         fit(trainer, module, data, f"fine-tuning on concept {concept.id!r}")
         wall = time.perf_counter() - start

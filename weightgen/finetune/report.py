@@ -161,6 +161,6 @@ def write_sample_grid(ws, path: Path, concepts: list, methods: list[str], per_co
                 row += [to_uint8(samples[method]["start"][i : i + 1])[0],
                         to_uint8(samples[method]["end"][i : i + 1])[0]]
             rows.append(row)
-            labels.append(concept.id[:18])
-    columns = ["source", "target"] + [f"{m[:9]} {w}" for m in methods for w in ("@0", "end")]
+            labels.append(concept.id)
+    columns = ["source", "target"] + [f"{m} {w}" for m in methods for w in ("step 0", "end")]
     save_grid(path, rows, labels, columns)

@@ -153,7 +153,7 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     ))
     trainer = make_trainer(
         ws.cfg.trainer, builder.base_steps, val_every=builder.base_steps, callbacks=[samples],
-        logger=loggers, progress=ws.cfg.progress,
+        logger=loggers, progress=ws.cfg.progress, progress_label="base GAN",
     )
     start = time.perf_counter()
     fit(trainer, module, data, "training the base GAN")

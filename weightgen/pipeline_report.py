@@ -1,0 +1,138 @@
+"""What `weightgen-pipeline` (`make quickstart`, `make bench`) leaves a person: a console summary
+readable in ten seconds, and the same figures as JSON in a file.
+
+Per method on the held-out concepts: PSNR at step 0 (zero-shot), final PSNR, seconds to the
+target and the speed-up over pix2pix. A figure that a small run cannot give is said in words:
+a method that never reached the target has no time and no speed-up (not "0"), and a method
+already at the target before training (0 s) has no measurable speed-up (not a ratio over zero).
+"""
+
+from __future__ import annotations
+
+from weightgen.finetune.report import median_or_none
+from weightgen.utils.io import atomic_write_json
+
+REFERENCE = "pix2pix_scratch"
+OURS = "denoised_init"
+
+
+def heldout_method_rows(results: dict) -> list[dict]:
+    """One row per method over the held-out concepts of a bench ``results.json`` payload."""
+    unseen = [r for r in results["concepts"] if not r["seen"]]
+    rows = []
+    for method in results["config"]["methods"]:
+        cells = [r["methods"][method] for r in unseen if method in r["methods"]]
+        reached = [c for c in cells if c["seconds_to_target"] is not None]
+        measured = [c for c in reached if c["steps_to_target"]]  # reached after >= 1 step
+        rows.append({
+            "method": method,
+            "concepts": len(cells),
+            "zero_shot_psnr": median_or_none(c["zero_shot_psnr"] for c in cells),
+            "final_psnr": median_or_none(c["final_psnr"] for c in cells),
+            "reached": len(reached),
+            "at_target_before_training": len(reached) - len(measured),
+            "seconds_to_target": median_or_none(c["seconds_to_target"] for c in measured),
+            "speedup_vs_pix2pix": median_or_none(c["speedup_vs_pix2pix"] for c in measured),
+        })
+    return rows
+
+
+def _seconds_words(row: dict) -> str:
+    if row["reached"] == 0:
+        return "never reached"
+    if row["seconds_to_target"] is None:
+        return "at target at step 0"
+    return f"{row['seconds_to_target']:.1f} s ({row['reached']}/{row['concepts']})"
+
+
+def _speedup_words(row: dict) -> str:
+    if row["method"] == REFERENCE:
+        return "1.00x (reference)"
+    if row["speedup_vs_pix2pix"] is None:
+        return "none measured"
+    return f"{row['speedup_vs_pix2pix']:.2f}x"
+
+
+def _notes(rows: list[dict], finetune_steps: int) -> list[str]:
+    notes = []
+    for row in rows:
+        if row["reached"] == 0:
+            notes.append(f"{row['method']} never reached pix2pix's final PSNR within "
+                         f"{finetune_steps} steps on any held-out concept: no time, no speed-up.")
+        elif row["reached"] < row["concepts"]:
+            notes.append(f"{row['method']} reached the target on {row['reached']} of "
+                         f"{row['concepts']} concepts; its figures are medians over those.")
+        if row["at_target_before_training"]:
+            notes.append(f"{row['method']} was at the target before any training on "
+                         f"{row['at_target_before_training']} concept(s) (0 s): no speed-up "
+                         "is measurable there.")
+    return notes
+
+
+def _headline(summary: dict, rows: dict[str, dict]) -> str:
+    ours = rows.get(OURS)
+    if ours is None:
+        return f"{OURS} was not benchmarked (bench.methods)."
+    if ours["speedup_vs_pix2pix"] is None:
+        return (f"The generated init ({OURS}) gave no measurable speed-up at this scale "
+                "(see the notes).")
+    line = (f"The generated init ({OURS}) reached pix2pix's final PSNR "
+            f"{ours['speedup_vs_pix2pix']:.2f}x sooner than pix2pix from scratch")
+    e2gan = summary.get("speedup_vs_e2gan")
+    if e2gan:
+        line += (f"; speed-up vs the E2GAN-style fine-tune {e2gan:.2f}x (median per concept; "
+                 "where E2GAN missed the target, its whole budget counts)")
+    return line + "."
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def format_pipeline_report(summary: dict, json_path: str) -> str:
+    """The console summary of a pipeline run (``summary`` as run_pipeline returns it)."""
+    rows = summary["heldout"]
+    timings = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["seconds"].items())
+    total = sum(summary["seconds"].values())
+    heldout = summary["heldout_concepts"]
+    lines = [
+        f"weightgen {summary['run']}: {summary['train_concepts']} train + "
+        f"{summary['test_concepts']} held-out concepts, every stage in {_duration(total)}"
+        + (f", peak RSS {summary['peak_rss_mib'] / 1024:.2f} GiB" if "peak_rss_mib" in summary
+           else ""),
+        f"({timings})",
+        "",
+        f"Held-out concepts ({', '.join(heldout)}), medians; target = pix2pix's final PSNR - "
+        f"{summary['target_tolerance_db']} dB:",
+        f"  {'method':<22}{'PSNR step 0':>12}{'final PSNR':>12}  {'time to target':<22}"
+        "speed-up vs pix2pix",
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['method']:<22}{row['zero_shot_psnr']:>9.2f} dB{row['final_psnr']:>9.2f} dB"
+            f"  {_seconds_words(row):<22}{_speedup_words(row)}"
+        )
+    lines += ["", _headline(summary, {r["method"]: r for r in rows})]
+    notes = _notes(rows, summary["finetune_steps"])
+    if notes:
+        lines += ["Notes:"] + [f"  - {note}" for note in notes]
+    files = summary["files"]
+    lines += [
+        "",
+        "Pictures to open:",
+        f"  pairs preview   {files['pairs_preview']}",
+        f"  sample grid     {files['sample_grid']}",
+        f"  curves          {files['curves']}",
+        f"Tables: {files['results']}, {files['zero_shot_table']}",
+        f"Summary JSON: {json_path}",
+    ]
+    return "\n".join(lines)
+
+
+
+def write_pipeline_report(ws, summary: dict) -> None:
+    """The summary as JSON in ``<run>/reports/pipeline.json``; the short version on the console."""
+    path = ws.run_dir / "reports" / "pipeline.json"
+    atomic_write_json(path, summary)
+    print(format_pipeline_report(summary, str(path)), flush=True)
