@@ -15,6 +15,7 @@ from omegaconf import OmegaConf, open_dict
 
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
 from weightgen.concepts.spec import Concept
+from weightgen.errors import ConfigError
 from weightgen.training import make_trainer
 from weightgen.workspace import Workspace
 
@@ -199,6 +200,13 @@ def test_cpu_trainer_and_loggers_build(tmp_path):
     loggers = Workspace(cfg).loggers("pairs")
     assert sorted(type(lg).__name__ for lg in loggers) == ["CSVLogger", "WandbLogger"]
     assert Workspace(compose_config(["logger=none"])).loggers("pairs") == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_trainer_without_a_gpu_is_a_config_error_naming_the_fix():
+    cfg = compose_config(["trainer=gpu"])
+    with pytest.raises(ConfigError, match=r"accelerator=gpu.*cannot run on this machine.*trainer=cpu"):
+        make_trainer(cfg.trainer, max_steps=3, val_every=None)
 
 
 def test_a_workspace_takes_a_loaded_text_encoder_only_if_it_is_the_configured_one():

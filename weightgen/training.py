@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from weightgen.errors import InterruptedRunError
+from weightgen.errors import ConfigError, InterruptedRunError
 from weightgen.step_progress import StepProgressBar
 
 
@@ -26,14 +27,22 @@ def make_trainer(
     if progress:
         callbacks.append(StepProgressBar(progress_label))
     trainer = instantiate(trainer_cfg, _partial_=True)
-    return trainer(
-        max_steps=max_steps,
-        val_check_interval=val_every if val_every else None,
-        limit_val_batches=None if val_every else 0,
-        callbacks=callbacks,
-        logger=logger,
-        enable_progress_bar=progress,
-    )
+    try:
+        return trainer(
+            max_steps=max_steps,
+            val_check_interval=val_every if val_every else None,
+            limit_val_batches=None if val_every else 0,
+            callbacks=callbacks,
+            logger=logger,
+            enable_progress_bar=progress,
+        )
+    except MisconfigurationException as err:  # e.g. trainer=gpu where torch sees no GPU
+        raise ConfigError(
+            f"the trainer settings (accelerator={trainer_cfg.accelerator}, "
+            f"devices={trainer_cfg.devices}, strategy={trainer_cfg.strategy}) cannot run on this "
+            f"machine: {err}; use trainer=cpu, or install a torch build for your accelerator "
+            "(make install TORCH_SPEC=...)"
+        ) from err
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, what: str) -> None:
