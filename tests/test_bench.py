@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from helpers import run_workspace
 
-import weightgen.finetune.bench as bench
 import weightgen.finetune.report as report
+import weightgen.stages.bench as bench
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.finetune.bench import (
+from weightgen.finetune.curve import steps_to_target, time_to_target
+from weightgen.finetune.finetuner import MethodRun
+from weightgen.stages.bench import (
     concept_result,
     plateau_reached,
     run_benchmark,
     summarise,
 )
-from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.finetuner import MethodRun
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
            "shuffled_prompt_init", "trained_init"]

@@ -12,10 +12,10 @@ from PIL import Image
 
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept
-from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import ConceptPairsDataset, PairsDataModule, images_to_tensor
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.data.sources import Photo, folder_photos, random_crops, split_photos
+from weightgen.stages.pairs import build_pairs_with_preview
 from weightgen.utils.io import CorruptFileError, sha256_file
 
 INVERT = Concept("invert", "an inverted photo", recipe=[{"op": "invert"}])

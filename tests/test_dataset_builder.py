@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.errors import InterruptedRunError, StaleArtifactError
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base, train_adapter
 from weightgen.gan.evaluate import evaluate
+from weightgen.stages.dataset import build_weight_dataset, load_base, train_adapter
 from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, WeightStore
 

@@ -25,15 +25,15 @@ from safetensors import safe_open
 from torch import nn
 
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.generate import generate_adapter_file, load_generator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
 from weightgen.errors import ConfigError, StaleArtifactError
 from weightgen.finetune.inits import InitSources
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base
+from weightgen.stages.dataset import build_weight_dataset, load_base
+from weightgen.stages.generate import generate_adapter_file, load_generator
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.zero_shot import KINDS, zero_shot_report
 from weightgen.utils.io import load_safetensors
 from weightgen.weights.training_set import training_rows, training_texts
 

@@ -13,16 +13,16 @@ from helpers import entry_workspace, run_workspace
 from hydra.utils import instantiate
 
 from weightgen.data.datamodule import images_to_tensor
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import IncompleteStoreError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
 from weightgen.finetune.inits import INIT_KINDS, AdapterInit, InitSources
-from weightgen.finetune.single import finetune_one
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import load_base
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
+from weightgen.stages.dataset import load_base
+from weightgen.stages.finetune import finetune_one
+from weightgen.stages.generate import load_generator
 
 EVAL_SLEEP = 0.3
 

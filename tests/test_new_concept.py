@@ -14,11 +14,12 @@ from PIL import Image
 
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.data.pairs import PairSettings, PairStore
-from weightgen.diffusion.generate import load_generator
-from weightgen.diffusion.train import train_weight_generator
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
-from weightgen.editor.new_concept import (
+from weightgen.errors import ConfigError, InterruptedRunError
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.generate import load_generator
+from weightgen.stages.new_concept import (
     check_out_folder,
     concept_slug,
     make_concept_editor,
@@ -26,12 +27,11 @@ from weightgen.editor.new_concept import (
     read_pair_folder,
     write_folder_pair_store,
 )
-from weightgen.errors import ConfigError, InterruptedRunError
-from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.text.tiny_clip import save_tiny_clip_model
 from weightgen.training import make_trainer
 from weightgen.utils.io import load_safetensors, sha256_file
-from weightgen.workspace import Workspace
 
 # A weight generator trained for two steps: the flow, not the quality, is under test.
 GENERATOR = [

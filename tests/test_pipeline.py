@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_workspace
 
-from weightgen.pipeline import STAGES, run_pipeline
+from weightgen.stages.pipeline import STAGES, run_pipeline
 
 TINY_PIPELINE = [
     "denoiser=mlp", "denoiser.hidden_dim=32", "denoiser.depth=1", "tokenizer.block_size=128",

@@ -14,8 +14,8 @@ from helpers import TINY, TINY_GENERATOR, run_workspace
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from weightgen.stages.study import run_study_job
 from weightgen.study.generalisation import generalisation_table
-from weightgen.study.job import run_study_job
 from weightgen.study.prompt_variants import VARIANTS, prompt_variant_quality
 from weightgen.study.report import RESULT_FILE, StudyReport, job_label
 

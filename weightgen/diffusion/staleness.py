@@ -1,6 +1,6 @@
 """A weight generator serves only the run it was trained for: the same base GAN and adapters.
 
-``generator.json`` records an ``identity`` (:func:`weightgen.diffusion.train.training_identity`):
+``generator.json`` records an ``identity`` (:func:`weightgen.stages.train_generator.training_identity`):
 the base GAN's sha256 and the sha256 of every training adapter. A generator copied from another
 run, or left behind after the base or the adapters were trained again, would generate weights for
 a base it never saw, and every stage using it would exit 0 with wrong numbers; loading it is a
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from weightgen.errors import StaleArtifactError
-from weightgen.gan.dataset_builder import read_base_meta
-from weightgen.workspace import Workspace
+from weightgen.stages.dataset import read_base_meta
+from weightgen.stages.workspace import Workspace
 
 
 def check_generator_inputs(ws: Workspace, meta: dict, folder: str | Path) -> None:

@@ -16,8 +16,8 @@ from safetensors import safe_open
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.finetune.finetuner import OUTPUTS
 from weightgen.metrics.suite import MetricSuite
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import load_safetensors
-from weightgen.workspace import Workspace
 
 
 def has_outputs(samples_file: Path) -> bool:

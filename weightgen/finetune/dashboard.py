@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import load_safetensors
 from weightgen.utils.wandb_media import (
     log_line_series,
@@ -23,7 +24,6 @@ from weightgen.utils.wandb_media import (
     update_summary,
     wandb_on,
 )
-from weightgen.workspace import Workspace
 
 COLUMNS = ["concept", "prompt", "split", "method", "zero_shot_psnr", "final_psnr", "final_ssim",
            "seconds_to_target", "steps_to_target", "speedup_vs_pix2pix"]

@@ -22,17 +22,17 @@ from weightgen.errors import ConfigError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.adapters import Adapter
-from weightgen.gan.dataset_builder import (
+from weightgen.gan.evaluate import evaluate, generate
+from weightgen.gan.module import GANModule
+from weightgen.stages.dataset import (
     BaseGAN,
     build_networks,
     gan_module,
     gan_training_options,
 )
-from weightgen.gan.evaluate import evaluate, generate
-from weightgen.gan.module import GANModule
+from weightgen.stages.workspace import Workspace
 from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import to_uint8
-from weightgen.workspace import Workspace
 
 # Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
 METHOD_INITS = {

@@ -24,9 +24,9 @@ import torch
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.errors import ConfigError, IncompleteStoreError
+from weightgen.stages.workspace import Workspace
 from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.training_set import training_rows
-from weightgen.workspace import Workspace
 
 INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled")
 

@@ -14,9 +14,9 @@ from hydra.utils import instantiate
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.gan.adapters import Adapter
-from weightgen.gan.dataset_builder import BaseGAN
 from weightgen.gan.evaluate import Quality, evaluate, generate
-from weightgen.workspace import Workspace
+from weightgen.stages.dataset import BaseGAN
+from weightgen.stages.workspace import Workspace
 
 
 class AdapterEvaluator:

@@ -15,9 +15,9 @@ import statistics
 
 import torch
 
-from weightgen.diffusion.zero_shot import scoring_tools
+from weightgen.stages.workspace import Workspace
+from weightgen.stages.zero_shot import scoring_tools
 from weightgen.weights.training_set import training_rows
-from weightgen.workspace import Workspace
 
 
 def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:

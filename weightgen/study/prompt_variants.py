@@ -16,8 +16,8 @@ from __future__ import annotations
 import statistics
 
 from weightgen.concepts.spec import Concept
-from weightgen.diffusion.zero_shot import scoring_tools
-from weightgen.workspace import Workspace
+from weightgen.stages.workspace import Workspace
+from weightgen.stages.zero_shot import scoring_tools
 
 VARIANTS = ("correct", "paraphrase", "shuffled", "empty")
 

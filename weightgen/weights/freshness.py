@@ -9,9 +9,9 @@ rows instead of serving them under the new prompt.
 from __future__ import annotations
 
 from weightgen.errors import StaleArtifactError
-from weightgen.gan.dataset_builder import read_base_meta
+from weightgen.stages.dataset import read_base_meta
+from weightgen.stages.workspace import Workspace
 from weightgen.weights.store import INPUT_KEYS
-from weightgen.workspace import Workspace
 
 
 def check_rows_current(ws: Workspace, rows: list[dict]) -> list[dict]:

@@ -16,8 +16,8 @@ held-out phrasing, or any text of a held-out concept, is never a training text.
 from __future__ import annotations
 
 from weightgen.errors import ConfigError, IncompleteStoreError, StaleArtifactError
+from weightgen.stages.workspace import Workspace
 from weightgen.weights.freshness import check_rows_current
-from weightgen.workspace import Workspace
 
 CHECKPOINT_CHOICES = ("all", "last")
 PHRASING_CHOICES = ("canonical", "all")

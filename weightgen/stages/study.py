@@ -15,17 +15,17 @@ from collections.abc import Callable
 from omegaconf import OmegaConf
 
 from weightgen.config_checks import check_pick
-from weightgen.data.build_pairs import build_pairs_with_preview
-from weightgen.diffusion.generate import load_generator
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import zero_shot_report
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import default_inits, run_method
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base
+from weightgen.stages.dataset import build_weight_dataset, load_base
+from weightgen.stages.generate import load_generator
+from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace, finish_loggers
+from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.memorisation import memorisation_report
 from weightgen.study.prompt_variants import prompt_variant_quality
 from weightgen.utils.wandb_media import update_summary, wandb_loggers
-from weightgen.workspace import Workspace, finish_loggers
 
 
 def _zero_shot(ws: Workspace) -> dict:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.staleness import check_generator_inputs
-from weightgen.diffusion.train import generator_expectations
 from weightgen.errors import ConfigError
+from weightgen.stages.train_generator import generator_expectations
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_save_safetensors
 from weightgen.utils.paths import file_in_the_way
-from weightgen.workspace import Workspace
 
 
 def load_generator(ws: Workspace) -> WeightGenerator:

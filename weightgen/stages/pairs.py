@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from weightgen.workspace import Workspace
+from weightgen.stages.workspace import Workspace
 
 
 def build_pairs_with_preview(ws: Workspace, preview_rows: int = 16) -> dict:

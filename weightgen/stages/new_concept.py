@@ -53,21 +53,21 @@ from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.data.pairs import PairSettings, PairStore, concept_fingerprint
 from weightgen.data.sources import IMAGE_SUFFIXES, Photo, random_crops
-from weightgen.diffusion.generate import load_generator
 from weightgen.editor.apply_files import read_rgb
 from weightgen.editor.export import export_model_folder
 from weightgen.editor.model_folder import read_card, write_model_folder
 from weightgen.errors import ConfigError, CorruptFileError, MissingInputError, OutputExistsError
 from weightgen.finetune.finetuner import OUTPUTS, default_inits, run_method
-from weightgen.gan.dataset_builder import BaseGAN, architecture, load_base
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
 from weightgen.metrics.suite import MetricSuite
+from weightgen.stages.dataset import BaseGAN, architecture, load_base
+from weightgen.stages.generate import load_generator
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from weightgen.utils.paths import file_in_the_way
 from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
-from weightgen.workspace import Workspace, finish_loggers
 
 METHOD = "denoised_init"
 MAX_SLUG_LENGTH = 48

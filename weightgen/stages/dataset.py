@@ -36,12 +36,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.concepts.spec import Concept
-from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import PairsDataModule
 from weightgen.errors import ConfigError, MissingInputError, StaleArtifactError
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.module import GANModule
+from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import (
@@ -53,7 +54,6 @@ from weightgen.utils.io import (
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import ValidationImages, log_pictures, log_table
 from weightgen.weights.store import Shard, WeightStore
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
 from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
 from weightgen.finetune.curve import steps_to_target, time_to_target
@@ -52,10 +51,11 @@ from weightgen.finetune.report import (
     write_results_markdown,
     write_sample_grid,
 )
-from weightgen.gan.dataset_builder import load_base, read_base_meta
 from weightgen.metrics.suite import MetricSuite
+from weightgen.stages.dataset import load_base, read_base_meta
+from weightgen.stages.generate import load_generator
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
 

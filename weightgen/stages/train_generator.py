@@ -32,12 +32,12 @@ from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
+from weightgen.stages.dataset import architecture, load_base, read_base_meta
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import log_strips, wandb_on
 from weightgen.weights.training_set import training_rows, training_texts
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
 

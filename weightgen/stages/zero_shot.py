@@ -11,13 +11,13 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from weightgen.diffusion.generate import load_generator
 from weightgen.finetune.finetuner import default_inits
 from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import load_base
+from weightgen.stages.dataset import load_base
+from weightgen.stages.generate import load_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json, atomic_write_text
-from weightgen.workspace import Workspace
 
 KINDS = ("standard", "mean", "nearest", "trained", "generated")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
-from weightgen.gan.dataset_builder import load_base
+from weightgen.stages.dataset import load_base
+from weightgen.stages.generate import load_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json
-from weightgen.workspace import Workspace
 
 _METHOD_OF_INIT = {init: method for method, init in METHOD_INITS.items() if init}
 
