@@ -7,10 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from weightgen.pipeline_report import heldout_method_rows
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.dataset import build_weight_dataset
 from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.pipeline_report import heldout_method_rows
 from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report

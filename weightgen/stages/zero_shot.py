@@ -11,27 +11,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from weightgen.finetune.finetuner import default_inits
-from weightgen.finetune.inits import InitSources
-from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.stages.dataset import load_base
-from weightgen.stages.generate import load_generator
+from weightgen.stages.artifacts import scoring_tools
 from weightgen.stages.workspace import Workspace
+from weightgen.study.zero_shot_table import KINDS, generated_wins, zero_shot_markdown
 from weightgen.utils.io import atomic_write_json, atomic_write_text
-
-KINDS = ("standard", "mean", "nearest", "trained", "generated")
-
-
-def scoring_tools(ws: Workspace) -> tuple[AdapterEvaluator, InitSources]:
-    """The GAN scorer on the run's base and every init of the run, the generator's included."""
-    base = load_base(ws)
-    return AdapterEvaluator(ws, base), default_inits(ws, base, load_generator(ws))
-
-
-def generated_wins(rows: list[dict], split: str, rivals: tuple[str, ...]) -> int:
-    """Concepts of ``split`` on which the generated adapter's PSNR is above every rival's."""
-    return sum(r["generated"]["psnr"] > max(r[rival]["psnr"] for rival in rivals)
-               for r in rows if r["split"] == split)
 
 
 def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
@@ -59,24 +42,5 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         }
     folder = Path(ws.cfg.paths.generator_dir)
     atomic_write_json(folder / "zero_shot.json", {"summary": summary, "concepts": rows})
-    atomic_write_text(folder / "zero_shot.md", _markdown(rows, summary))
+    atomic_write_text(folder / "zero_shot.md", zero_shot_markdown(rows, summary))
     return summary
-
-
-def _markdown(rows: list[dict], summary: dict) -> str:
-    lines = ["# Zero-shot GAN validation PSNR (dB) by adapter initialisation", "",
-             "No fine-tuning. `standard` = the base alone; `trained` = the concept's own adapter "
-             "from the weight store (held-out concepts' adapters are never shown to the generator).",
-             "", "| concept | split | " + " | ".join(KINDS) + " |",
-             "|---|---|" + "---|" * len(KINDS)]
-    for r in rows:
-        lines.append(f"| {r['concept']} | {r['split']} | "
-                     + " | ".join(f"{r[k]['psnr']:.2f}" for k in KINDS) + " |")
-    for split in ("train", "test"):
-        if split in summary:
-            lines.append(f"| **median** | {split} | "
-                         + " | ".join(f"**{summary[split][k]:.2f}**" for k in KINDS) + " |")
-    lines += ["", f"Generation: {summary['generation_seconds']:.3f} s per adapter (median). "
-              f"Generated beats mean on {summary['generated_beats_mean']} concepts and nearest on "
-              f"{summary['generated_beats_nearest']} (train/test counts)."]
-    return "\n".join(lines) + "\n"
