@@ -1,4 +1,4 @@
-"""The headline benchmark (DESIGN.md section 8; ``results.json`` keys are a contract).
+"""The headline benchmark (``results.json`` keys are a contract: docs/ARCHITECTURE.md 3.5).
 
 For each benchmark concept, every method runs in turn on the same data, seed and machine
 (interleaved, so drifts in machine speed hit all methods alike):
