@@ -41,8 +41,10 @@ def test_every_stage_runs_and_the_summary_is_the_benchmarks(pipeline):
     generator = json.loads((Path(ws.cfg.paths.generator_dir) / "generator.json").read_text())
     assert generator["training"]["steps"] == 4
     assert len(ws.weight_store.rows()) == 2 * len(ws.concepts)  # checkpoint_steps [2, 4]
-    for report in (summary["zero_shot_table"], summary["results"]):
-        assert Path(report).is_file(), report
+    assert set(summary["files"]) == {"pairs_preview", "sample_grid", "curves", "results",
+                                     "zero_shot_table"}
+    for name, report in summary["files"].items():
+        assert Path(report).is_file(), name
 
 
 @pytest.mark.slow
