@@ -38,8 +38,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ``{"artifacts": Path, "dataset": summary, "generator": summary}``. Tests must not write into
     it: point ``paths.bench_dir`` / ``paths.generator_dir`` / ``out`` elsewhere.
     """
-    from weightgen.diffusion.train import train_weight_generator
-    from weightgen.gan.dataset_builder import build_weight_dataset
+    from weightgen.stages.dataset import build_weight_dataset
+    from weightgen.stages.train_generator import train_weight_generator
 
     artifacts = tmp_path_factory.mktemp("tiny_trained_run")
     with photos_loaded_once():

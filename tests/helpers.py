@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
-import weightgen.workspace as workspace_module
+import weightgen.stages.pairs as pairs_stage
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
 from weightgen.data.sources import bundled_photos
-from weightgen.workspace import Workspace
+from weightgen.stages.workspace import Workspace
 
 # 2 train + 1 test concept, 16x16 crops, ngf 4, a few steps: a whole build in seconds on 1 core.
 # The suite's tiny run keeps the paper's configuration (LoRA adapters, a 1-D UNet on raw weights)
@@ -88,7 +88,7 @@ _bundled_photos_once = functools.cache(bundled_photos)
 def photos_loaded_once() -> Iterator[None]:
     """Reuse the decoded bundled photos across Workspaces (each load takes 2-3 s)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(workspace_module, "bundled_photos", _bundled_photos_once)
+        patch.setattr(pairs_stage, "bundled_photos", _bundled_photos_once)
         yield
 
 

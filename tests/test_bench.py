@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from helpers import run_workspace
 
-import weightgen.finetune.bench as bench
 import weightgen.finetune.report as report
+import weightgen.stages.bench as bench
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.finetune.bench import (
+from weightgen.finetune.curve import steps_to_target, time_to_target
+from weightgen.finetune.finetuner import MethodRun
+from weightgen.stages.bench import (
     concept_result,
     plateau_reached,
     run_benchmark,
     summarise,
 )
-from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.finetuner import MethodRun
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
            "shuffled_prompt_init", "trained_init"]
@@ -128,9 +128,9 @@ def test_rerun_runs_only_the_missing_method(benchmark, monkeypatch):
     calls = []
     real = bench.run_method
 
-    def counted(ws, base, inits, concept, method, *args, **kwargs):
+    def counted(setup, concept, method, *args, **kwargs):
         calls.append((concept.id, method))
-        return real(ws, base, inits, concept, method, *args, **kwargs)
+        return real(setup, concept, method, *args, **kwargs)
 
     monkeypatch.setattr(bench, "run_method", counted)
     again = run_benchmark(bench_workspace(benchmark["artifacts"], benchmark["dir"]))
@@ -148,9 +148,9 @@ def test_a_new_generator_reruns_only_the_methods_that_use_it(benchmark, tmp_path
     calls = []
     real = bench.run_method
 
-    def counted(ws, base, inits, concept, method, *args, **kwargs):
+    def counted(setup, concept, method, *args, **kwargs):
         calls.append(method)
-        return real(ws, base, inits, concept, method, *args, **kwargs)
+        return real(setup, concept, method, *args, **kwargs)
 
     monkeypatch.setattr(bench, "run_method", counted)
     run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path,
@@ -376,7 +376,9 @@ def test_sample_grid_labels_name_methods_and_concepts_in_full(benchmark, tmp_pat
 
     monkeypatch.setattr(report, "save_grid", capture)
     concepts = benchmark["ws"].test_concepts[:1]
-    report.write_sample_grid(benchmark["ws"], tmp_path / "grid.png", concepts, METHODS)
+    ws = benchmark["ws"]
+    report.write_sample_grid(ws.pair_store, benchmark["dir"] / "runs", tmp_path / "grid.png",
+                             concepts, METHODS)
     assert drawn["row_labels"] == [concepts[0].id] * 2
     assert drawn["col_labels"] == ["source", "target"] + [
         f"{m} {when}" for m in METHODS for when in ("step 0", "end")]

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf, open_dict
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
 from weightgen.concepts.spec import Concept
 from weightgen.errors import ConfigError
+from weightgen.stages.workspace import Workspace
 from weightgen.training import make_trainer
-from weightgen.workspace import Workspace
 
 CONF = Path(CONFIG_DIR)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())

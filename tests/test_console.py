@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from helpers import photos_loaded_once, tiny_workspace
 
-from weightgen.gan.dataset_builder import build_weight_dataset
-from weightgen.workspace import Workspace
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.workspace import Workspace
 
 # Lines that used to appear once per adapter and per benchmark run.
 BANNERS = ("GPU available", "TPU available", "Tip:", "Seed set to", "`Trainer.fit` stopped")

@@ -12,10 +12,10 @@ from PIL import Image
 
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept
-from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import ConceptPairsDataset, PairsDataModule, images_to_tensor
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.data.sources import Photo, folder_photos, random_crops, split_photos
+from weightgen.stages.pairs import build_pairs, build_pairs_with_preview
 from weightgen.utils.io import CorruptFileError, sha256_file
 
 INVERT = Concept("invert", "an inverted photo", recipe=[{"op": "invert"}])
@@ -299,7 +299,7 @@ def test_build_pairs_from_a_folder(tmp_path):
                   rng.integers(0, 256, (24, 30, 3), dtype=np.uint8))
     ws = tiny_workspace(tmp_path, "data=folder", f"data.folder={tmp_path / 'photos'}",
                         "data.val_photos=[three.png]")
-    manifest = ws.build_pairs()
+    manifest = build_pairs(ws)
     assert manifest["settings"]["val_photos"] == ["three.png"]
     assert manifest["settings"]["photos"] == str(tmp_path / "photos")
     assert len(manifest["concepts"]) == 3
@@ -308,13 +308,13 @@ def test_build_pairs_from_a_folder(tmp_path):
 def test_data_size_not_multiple_of_four_is_a_clear_error(tmp_path):
     ws = tiny_workspace(tmp_path, "data.size=18")
     with pytest.raises(ValueError, match=r"data.size=18 is not a multiple of .* 4; use e.g. 16"):
-        ws.build_pairs()
+        build_pairs(ws)
 
 
 def test_folder_source_without_a_folder_names_the_setting(tmp_path):
     ws = tiny_workspace(tmp_path, "data=folder")
     with pytest.raises((ValueError, FileNotFoundError), match="data.folder"):
-        ws.build_pairs()
+        build_pairs(ws)
 
 
 # --- issue 14: a damaged sources file is made again; one builder per cache ---------------------

@@ -15,9 +15,10 @@ from hydra.utils import instantiate
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.errors import InterruptedRunError, StaleArtifactError
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base, train_adapter
 from weightgen.gan.evaluate import evaluate
-from weightgen.weights.freshness import check_rows_current
+from weightgen.stages.artifacts import current_rows, load_base
+from weightgen.stages.dataset import build_weight_dataset, train_adapter
+from weightgen.stages.pairs import build_pairs
 from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, WeightStore
 
 CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "sha256"}
@@ -251,10 +252,10 @@ def test_a_held_out_concept_edited_under_the_same_id_gets_its_adapter_trained_ag
     assert run_stage(artifacts, "all", "0/1", *same)["adapters"] == []  # the file is the run
     overrides = concepts_file(artifacts, reference, edited)
     ws = tiny_workspace(artifacts, *overrides)
-    ws.build_pairs()  # weightgen-pairs with the edited file
+    build_pairs(ws)  # weightgen-pairs with the edited file
     # Until the dataset stage runs, stages reading the store refuse the old adapter.
     with pytest.raises(StaleArtifactError, match=rf"{re.escape(edited)}.*rerun weightgen-dataset"):
-        check_rows_current(ws, ws.weight_store.final_rows())
+        current_rows(ws, ws.weight_store.final_rows())
     summary = run_stage(artifacts, "all", "0/1", *overrides)
     assert [s["concept"] for s in summary["adapters"]] == [edited]
     rows = ws.weight_store.rows()
@@ -263,7 +264,7 @@ def test_a_held_out_concept_edited_under_the_same_id_gets_its_adapter_trained_ag
     assert {r["prompt"] for r in rows if r["concept"] == edited} == {"an edited prompt"}
     assert [r for r in rows if r["concept"] != edited] == [
         r for r in reference[3] if r["concept"] != edited]
-    check_rows_current(ws, rows)
+    current_rows(ws, rows)
 
 
 def test_a_train_concept_edited_under_the_same_id_refuses_the_base_until_it_is_rebuilt(

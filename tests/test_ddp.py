@@ -17,7 +17,7 @@ from pathlib import Path
 from helpers import TINY, TINY_GENERATOR
 
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.train import parameter_checksum
+from weightgen.stages.train_generator import parameter_checksum
 
 CLI = Path(sys.executable).parent / "weightgen-train-generator"
 

@@ -25,17 +25,23 @@ from safetensors import safe_open
 from torch import nn
 
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.generate import generate_adapter_file, load_generator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import KINDS, zero_shot_report
 from weightgen.errors import ConfigError, StaleArtifactError
-from weightgen.finetune.inits import InitSources
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base
+from weightgen.stages.artifacts import (
+    default_inits,
+    load_base,
+    load_generator,
+    training_rows,
+    training_texts,
+)
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.generate import generate_adapter_file
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.zero_shot import zero_shot_report
+from weightgen.study.zero_shot_table import KINDS
 from weightgen.utils.io import load_safetensors
-from weightgen.weights.training_set import training_rows, training_texts
 
 UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
@@ -225,7 +231,7 @@ def test_n_concepts_limits_the_generator_data_and_the_controls_alike(run):
     limited = run_workspace(run["artifacts"], "diffusion.data.n_concepts=1")
     first = run["ws"].train_concepts[0].id
     assert {r["concept"] for r in training_rows(limited)} == {first}
-    inits = InitSources(limited, {})
+    inits = default_inits(limited, load_base(limited))
     assert inits.nearest_train_concept(run["ws"].test_concepts[0])[0] == first
     with pytest.raises(ValueError, match=r"n_concepts=5: use null or an int in 1..2"):
         training_rows(run_workspace(run["artifacts"], "diffusion.data.n_concepts=5"))
@@ -247,7 +253,8 @@ def test_held_out_adapters_are_in_the_store_but_never_generator_data(run, tmp_pa
     relabelled = run_workspace(run["artifacts"], f"paths.weights_dir={weights}",
                                "diffusion.data.checkpoints=all")
     assert {r["concept"] for r in training_rows(relabelled)} == train_ids
-    assert {r["concept"] for r in InitSources(relabelled, {})._train_rows} == train_ids
+    relabelled_inits = default_inits(relabelled, load_base(relabelled), standard_state={})
+    assert {r["concept"] for r in relabelled_inits._train_rows} == train_ids
 
 
 def test_training_texts_are_the_prompts_or_every_stored_training_phrasing(run):
@@ -389,7 +396,7 @@ def test_generator_for_another_configuration_is_refused_naming_both_sides(
 ):
     with pytest.raises(ValueError, match="was trained for") as err:
         load_generator(run_workspace(run["artifacts"], override))
-    theirs, ours = str(err.value).split("but this run uses")
+    theirs, ours = str(err.value).split("but this run configures")
     assert trained in theirs and configured in ours
 
 

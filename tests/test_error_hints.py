@@ -23,13 +23,14 @@ PACKAGE = Path(weightgen.__file__).parent
 # The config a file's messages are shown under (default: conf/weightgen.yaml, which the
 # generate, finetune and new-concept configs include).
 CONFIG_OF_FILE = {
-    "editor/new_concept.py": ("new_concept",),
+    "stages/new_concept.py": ("new_concept",),
+    "data/pair_folder.py": ("new_concept",),
     "editor/apply_files.py": ("apply",),
     "editor/sizing.py": ("apply",),
     "editor/model_folder.py": ("apply", "export"),
     "editor/export.py": ("export",),
-    "diffusion/generate.py": ("generate",),
-    "finetune/single.py": ("finetune",),
+    "stages/generate.py": ("generate",),
+    "stages/finetune.py": ("finetune",),
 }
 # Placeholders for an interpolated value: an echo of the bad value (``tile={tile} must be``), not a
 # suggestion, so not checked.

@@ -13,16 +13,20 @@ from helpers import entry_workspace, run_workspace
 from hydra.utils import instantiate
 
 from weightgen.data.datamodule import images_to_tensor
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import IncompleteStoreError
 from weightgen.finetune.curve import QualityCurve
-from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
+from weightgen.finetune.finetuner import METHOD_INITS, run_method
 from weightgen.finetune.inits import INIT_KINDS, AdapterInit, InitSources
-from weightgen.finetune.single import finetune_one
-from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import load_base
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
+from weightgen.stages.artifacts import (
+    adapter_evaluator,
+    default_inits,
+    fine_tune_setup,
+    load_base,
+    load_generator,
+)
+from weightgen.stages.finetune import finetune_one
 
 EVAL_SLEEP = 0.3
 
@@ -34,8 +38,9 @@ def run(tiny_run):
     ws = run_workspace(artifacts)
     base = load_base(ws)
     generator = load_generator(ws)
+    inits = default_inits(ws, base, generator)
     return SimpleNamespace(artifacts=artifacts, ws=ws, base=base, generator=generator,
-                           inits=default_inits(ws, base, generator))
+                           inits=inits, setup=fine_tune_setup(ws, base, inits))
 
 
 def equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -101,7 +106,7 @@ def test_evaluation_time_is_excluded_from_a_real_fine_tune(run, monkeypatch):
 
     monkeypatch.setattr(GANModule, "on_validation_epoch_end", slow_validation)
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.ws, run.base, run.inits, concept, "e2gan_lora", 4, 2)
+    result, _ = run_method(run.setup, concept, "e2gan_lora", 4, 2)
     assert [p["step"] for p in result.curve] == [0, 2, 4]
     seconds = [p["seconds"] for p in result.curve]
     assert seconds[0] == 0.0 and seconds == sorted(seconds)
@@ -112,7 +117,7 @@ def test_evaluation_time_is_excluded_from_a_real_fine_tune(run, monkeypatch):
 
 def test_the_clock_runs_again_after_each_evaluation(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.ws, run.base, run.inits, concept, "e2gan_lora", 6, 2)
+    result, _ = run_method(run.setup, concept, "e2gan_lora", 6, 2)
     seconds = [p["seconds"] for p in result.curve]
     assert seconds[0] < seconds[1] < seconds[2] < seconds[3], seconds
 
@@ -122,14 +127,14 @@ def test_generation_seconds_are_included_in_every_point(run, monkeypatch):
     standard = run.inits.standard_state
     monkeypatch.setattr(run.inits, "get",
                         lambda kind, c: AdapterInit(kind, standard, seconds=50.0))
-    result, _ = run_method(run.ws, run.base, run.inits, concept, "denoised_init", 4, 2)
+    result, _ = run_method(run.setup, concept, "denoised_init", 4, 2)
     assert result.init_seconds == 50.0 and result.curve[0]["seconds"] == 50.0
     assert all(50.0 < p["seconds"] < 50.0 + result.train_seconds for p in result.curve[1:])
 
 
 def test_a_real_generated_init_charges_its_generation_time(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.ws, run.base, run.inits, concept, "denoised_init", 0, 2)
+    result, _ = run_method(run.setup, concept, "denoised_init", 0, 2)
     assert result.init_seconds > 0 and result.info == {"prompt": concept.prompt}
     assert result.curve == [result.curve[0]] and result.curve[0]["seconds"] == result.init_seconds
 
@@ -139,19 +144,19 @@ def test_a_real_generated_init_charges_its_generation_time(run):
 
 def test_a_target_below_the_start_stops_before_any_training(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.ws, run.base, run.inits, concept, "e2gan_lora", 20, 2,
+    result, _ = run_method(run.setup, concept, "e2gan_lora", 20, 2,
                            target_psnr=-math.inf)
     assert [p["step"] for p in result.curve] == [0] and result.train_seconds == 0.0
 
 
 def test_a_target_reached_during_training_stops_it_at_that_evaluation(run):
     concept = run.ws.test_concepts[0]
-    full, _ = run_method(run.ws, run.base, run.inits, concept, "pix2pix_scratch", 8, 2)
+    full, _ = run_method(run.setup, concept, "pix2pix_scratch", 8, 2)
     start = full.curve[0]["psnr"]
     later = [p for p in full.curve[1:-1] if p["psnr"] > start]
     assert later, "pix2pix from scratch should improve on its random start within 6 steps"
     target = later[0]["psnr"]
-    stopped, _ = run_method(run.ws, run.base, run.inits, concept, "pix2pix_scratch", 8, 2,
+    stopped, _ = run_method(run.setup, concept, "pix2pix_scratch", 8, 2,
                             target_psnr=target)
     assert stopped.final["step"] == later[0]["step"] < 8
     # CPU training is deterministic: the stopped curve is the start of the full one.
@@ -216,7 +221,9 @@ def test_generated_and_shuffled_inits_use_the_right_prompt(run):
 
 def test_init_sources_refuse_what_they_cannot_build(run):
     concept = run.ws.test_concepts[0]
-    without_generator = InitSources(run.ws, run.inits.standard_state)
+    without_generator = InitSources(run.ws.weight_store, lambda: run.inits._train_rows,
+                                    lambda: list(run.inits._final_rows.values()),
+                                    run.ws.text_encoder, run.inits.standard_state)
     for kind in ("generated", "shuffled"):
         with pytest.raises(ValueError, match="needs a trained weight generator.*make generator"):
             without_generator.get(kind, concept)
@@ -242,7 +249,7 @@ def test_standard_init_is_a_copy(run):
 @pytest.mark.parametrize("method", ["pix2pix_scratch", "e2gan_lora"])
 def test_methods_return_curves_from_step_zero_to_the_budget(run, method):
     concept = run.ws.test_concepts[0]
-    result, module = run_method(run.ws, run.base, run.inits, concept, method, 4, 2)
+    result, module = run_method(run.setup, concept, method, 4, 2)
     assert result.method == method and result.concept == concept.id
     assert [p["step"] for p in result.curve] == [0, 2, 4]
     assert result.zero_shot == result.curve[0] and result.final == result.curve[-1]
@@ -263,9 +270,9 @@ def test_methods_return_curves_from_step_zero_to_the_budget(run, method):
 def test_e2gan_starts_at_the_base_quality_and_pix2pix_from_scratch(run):
     """Zero-shot, e2gan_lora (standard init: the base's output) scores exactly the base."""
     concept = run.ws.train_concepts[0]
-    e2gan, _ = run_method(run.ws, run.base, run.inits, concept, "e2gan_lora", 0, 2)
-    scratch, _ = run_method(run.ws, run.base, run.inits, concept, "pix2pix_scratch", 0, 2)
-    evaluator = AdapterEvaluator(run.ws, run.base)
+    e2gan, _ = run_method(run.setup, concept, "e2gan_lora", 0, 2)
+    scratch, _ = run_method(run.setup, concept, "pix2pix_scratch", 0, 2)
+    evaluator = adapter_evaluator(run.ws, run.base)
     base = evaluator.quality(concept, evaluator.standard_state)
     assert e2gan.zero_shot["psnr"] == pytest.approx(base.psnr, abs=1e-4)
     assert e2gan.zero_shot["ssim"] == pytest.approx(base.ssim, abs=1e-4)
@@ -274,7 +281,7 @@ def test_e2gan_starts_at_the_base_quality_and_pix2pix_from_scratch(run):
 
 def test_unknown_method_is_an_error(run):
     with pytest.raises(ValueError, match="unknown method 'pix2pix'"):
-        run_method(run.ws, run.base, run.inits, run.ws.test_concepts[0], "pix2pix", 4, 2)
+        run_method(run.setup, run.ws.test_concepts[0], "pix2pix", 4, 2)
 
 
 def test_finetune_stage_writes_the_curve(run, tmp_path):

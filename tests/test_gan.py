@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from weightgen.data.datamodule import ConceptPairsDataset
 from weightgen.gan.adapters import FullDeltaAdapter, LoRAAdapter
-from weightgen.gan.dataset_builder import gan_training_options
+from weightgen.gan.base import gan_training_options
 from weightgen.gan.discriminator import PatchDiscriminator
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.generator import E2GANGenerator

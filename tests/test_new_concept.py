@@ -13,25 +13,24 @@ from offline_wandb import offline_runs
 from PIL import Image
 
 from weightgen.cli.app import CONFIG_DIR
+from weightgen.data.pair_folder import read_pair_folder, write_folder_pair_store
 from weightgen.data.pairs import PairSettings, PairStore
-from weightgen.diffusion.generate import load_generator
-from weightgen.diffusion.train import train_weight_generator
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
-from weightgen.editor.new_concept import (
+from weightgen.errors import ConfigError, InterruptedRunError
+from weightgen.stages.artifacts import load_generator
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.new_concept import (
     check_out_folder,
     concept_slug,
     make_concept_editor,
     new_concept,
-    read_pair_folder,
-    write_folder_pair_store,
 )
-from weightgen.errors import ConfigError, InterruptedRunError
-from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.text.tiny_clip import save_tiny_clip_model
 from weightgen.training import make_trainer
 from weightgen.utils.io import load_safetensors, sha256_file
-from weightgen.workspace import Workspace
 
 # A weight generator trained for two steps: the flow, not the quality, is under test.
 GENERATOR = [
@@ -212,12 +211,12 @@ def test_existing_out_folder_is_refused_before_any_work(flow_run, tmp_path):
 def test_sigterm_during_the_fine_tune_exits_non_zero_and_writes_nothing(flow_run, tmp_path,
                                                                        monkeypatch):
     """Issue 14, item 12: SIGTERM in the fine-tune exited 0, with nothing written and no word."""
-    import weightgen.finetune.finetuner as finetuner
+    import weightgen.finetune.concept_fit as concept_fit
 
     def make_trainer_stopped_by_sigterm(*args, callbacks=(), **kwargs):
         return make_trainer(*args, callbacks=[*callbacks, StopAtStep("sigterm", at=1)], **kwargs)
 
-    monkeypatch.setattr(finetuner, "make_trainer", make_trainer_stopped_by_sigterm)
+    monkeypatch.setattr(concept_fit, "make_trainer", make_trainer_stopped_by_sigterm)
     out = tmp_path / "m"
     ws = flow_workspace(flow_run, "prompt=a stopped look", RECIPE, f"out={out}", "steps=4")
     with pytest.raises(InterruptedRunError, match=r"fine-tuning on concept 'a-stopped-look' was "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_workspace
 
-from weightgen.pipeline import STAGES, run_pipeline
+from weightgen.stages.pipeline import STAGES, run_pipeline
 
 TINY_PIPELINE = [
     "denoiser=mlp", "denoiser.hidden_dim=32", "denoiser.depth=1", "tokenizer.block_size=128",
@@ -41,8 +41,10 @@ def test_every_stage_runs_and_the_summary_is_the_benchmarks(pipeline):
     generator = json.loads((Path(ws.cfg.paths.generator_dir) / "generator.json").read_text())
     assert generator["training"]["steps"] == 4
     assert len(ws.weight_store.rows()) == 2 * len(ws.concepts)  # checkpoint_steps [2, 4]
-    for report in (summary["zero_shot_table"], summary["results"]):
-        assert Path(report).is_file(), report
+    assert set(summary["files"]) == {"pairs_preview", "sample_grid", "curves", "results",
+                                     "zero_shot_table"}
+    for name, report in summary["files"].items():
+        assert Path(report).is_file(), name
 
 
 @pytest.mark.slow

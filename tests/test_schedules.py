@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.errors import ConfigError
-from weightgen.gan.dataset_builder import gan_training_options
+from weightgen.gan.base import gan_training_options
 from weightgen.gan.discriminator import PatchDiscriminator
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.gan.module import GANModule

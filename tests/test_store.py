@@ -1,4 +1,4 @@
-"""The weight store (DESIGN.md section 6, a contract): files, checksums, shards, the manifest."""
+"""The weight store (docs/ARCHITECTURE.md 3.3, a contract): files, checksums, shards, manifest."""
 
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ from helpers import TINY, TINY_GENERATOR, run_workspace
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from weightgen.stages.artifacts import scoring_tools
+from weightgen.stages.study import run_study_job
 from weightgen.study.generalisation import generalisation_table
-from weightgen.study.job import run_study_job
 from weightgen.study.prompt_variants import VARIANTS, prompt_variant_quality
 from weightgen.study.report import RESULT_FILE, StudyReport, job_label
 
@@ -71,7 +72,9 @@ def test_zero_shot_and_finetune_measures(job, tiny_run):
 
 def test_prompt_variants_score_four_different_prompts(job):
     result, ws = job
-    rows = prompt_variant_quality(ws, n_train=2)["concepts"]
+    evaluator, inits = scoring_tools(ws)
+    rows = prompt_variant_quality(evaluator, inits, ws.train_concepts[:2] + ws.test_concepts)[
+        "concepts"]
     first, second = rows[0], rows[1]
     assert first["prompts"]["correct"] == ws.train_concepts[0].prompt
     assert first["prompts"]["shuffled"] == ws.train_concepts[1].prompt  # the only other one

@@ -19,9 +19,9 @@ from hydra.utils import instantiate
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.run_folder import RunFolderCheck, make_run_folder
 from weightgen.cli.user_errors import user_errors_reported
-from weightgen.diffusion.generate import checked_out_file, generate_adapter_file
 from weightgen.errors import ConfigError
-from weightgen.workspace import Workspace
+from weightgen.stages.generate import checked_out_file, generate_adapter_file
+from weightgen.stages.workspace import Workspace
 
 BIN = Path(sys.executable).parent
 TOP_LEVEL_CONFIGS = ("weightgen", "generate", "apply", "export", "finetune", "new_concept")

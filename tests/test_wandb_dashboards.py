@@ -17,11 +17,11 @@ from lightning.pytorch.loggers import CSVLogger
 from offline_wandb import offline_runs
 from PIL import Image
 
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.finetune.bench import run_benchmark
 from weightgen.finetune.dashboard import COLUMNS
-from weightgen.gan.dataset_builder import build_weight_dataset
-from weightgen.study.job import log_study_job
+from weightgen.stages.bench import run_benchmark
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.study import log_study_job
+from weightgen.stages.train_generator import train_weight_generator
 from weightgen.text.tiny_clip import save_tiny_clip_model
 from weightgen.utils.wandb_media import ValidationImages, log_strips, log_table, update_summary
 

@@ -23,11 +23,11 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import zero_shot_report
-from weightgen.finetune.bench import run_benchmark
+from weightgen.stages.bench import run_benchmark
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace
+from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.generalisation import generalisation_table
-from weightgen.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent
 GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetensors")

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from weightgen.cli.user_errors import in_multirun, user_errors_reported
 from weightgen.config_checks import check_config
-from weightgen.workspace import Workspace
+from weightgen.stages.workspace import Workspace
 
 
 def peak_rss_mib() -> float:

@@ -5,6 +5,6 @@ diffusion, trainer, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.finetune.bench import run_benchmark
+from weightgen.stages.bench import run_benchmark
 
 main = entry_point(run_benchmark, __name__)

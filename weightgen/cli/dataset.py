@@ -5,6 +5,6 @@ logger, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.gan.dataset_builder import build_weight_dataset
+from weightgen.stages.dataset import build_weight_dataset
 
 main = entry_point(build_weight_dataset, __name__)

@@ -5,6 +5,6 @@ diffusion (sampling), trainer, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.finetune.single import finetune_one
+from weightgen.stages.finetune import finetune_one
 
 main = entry_point(finetune_one, __name__, config_name="finetune")

@@ -5,6 +5,6 @@ paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.diffusion.generate import generate_adapter_file
+from weightgen.stages.generate import generate_adapter_file
 
 main = entry_point(generate_adapter_file, __name__, config_name="generate")

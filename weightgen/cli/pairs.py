@@ -4,6 +4,6 @@ Config groups it reads: concepts, data, editor, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.data.build_pairs import build_pairs_with_preview
+from weightgen.stages.pairs import build_pairs_with_preview
 
 main = entry_point(build_pairs_with_preview, __name__)

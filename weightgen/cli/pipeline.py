@@ -7,7 +7,8 @@ Config groups it reads: every group of conf/weightgen.yaml (it runs every stage)
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.pipeline import run_pipeline
-from weightgen.pipeline_report import write_pipeline_report
+from weightgen.stages.pipeline import run_pipeline
+from weightgen.stages.pipeline_report import write_pipeline_report
 
-main = entry_point(run_pipeline, __name__, present=write_pipeline_report)
+main = entry_point(run_pipeline, __name__,
+                   present=lambda ws, summary: write_pipeline_report(ws.run_dir, summary))

@@ -10,6 +10,6 @@ weightgen-train-generator and weightgen-bench.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.study.job import run_study_job
+from weightgen.stages.study import run_study_job
 
 main = entry_point(run_study_job, __name__)

@@ -5,6 +5,6 @@ trainer, logger, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.diffusion.train import train_weight_generator
+from weightgen.stages.train_generator import train_weight_generator
 
 main = entry_point(train_weight_generator, __name__)

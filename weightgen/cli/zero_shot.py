@@ -5,6 +5,6 @@ diffusion, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.diffusion.zero_shot import zero_shot_report
+from weightgen.stages.zero_shot import zero_shot_report
 
 main = entry_point(zero_shot_report, __name__)

@@ -9,11 +9,9 @@ Layout of ``root``::
 Building is resumable: a concept whose file is listed with a matching sha256 and recipe is
 skipped, so a killed build continues where it stopped; a missing or damaged sources file is made
 again (and every concept with it, should the new crops differ). Every file is written atomically,
-under a lock that keeps a second builder of the same cache waiting.
-
-:meth:`PairStore.fingerprints` names the exact pairs of a concept (its sources' and targets'
-sha256): the base GAN and every adapter record the fingerprints they were trained on, so a concept
-edited under the same id is never served by weights trained on its old pairs.
+under a lock that keeps a second builder of the same cache waiting. :class:`PairStore` is the only
+writer of this layout: the run's cache (``build``) and a store of ready-made crops
+(``write_crops``, e.g. a user's folder of pairs) go through the same code.
 """
 
 from __future__ import annotations
@@ -63,6 +61,12 @@ class ConceptPairs:
     train_target: np.ndarray
     val_source: np.ndarray
     val_target: np.ndarray
+
+
+def settings_record(settings: PairSettings, train_photos: Sequence[str],
+                    val_photos: Sequence[str]) -> dict:
+    """The manifest's ``settings``: the crop settings and the photos (names) each split used."""
+    return asdict(settings) | {"train_photos": list(train_photos), "val_photos": list(val_photos)}
 
 
 def concept_fingerprint(concept) -> str:
@@ -143,22 +147,48 @@ class PairStore:
                         f"editor returned {tuple(array.shape)} {array.dtype} for concept "
                         f"{concept.id}; expected uint8 {tuple(sources[part].shape)}"
                     )
-            sha = atomic_save_safetensors(targets, self._target_path(concept.id))
-            manifest["concepts"][concept.id] = {
-                "prompt": concept.prompt,
-                "split": getattr(concept, "split", "train"),
-                "file": f"targets/{concept.id}.safetensors",
-                "sha256": sha,
-                "fingerprint": fingerprint,
-            }
-            atomic_write_json(self.manifest_path, manifest)
+            self._put_targets(manifest, concept, targets)
+        return manifest
+
+    def write_crops(self, settings: dict, concept, sources: dict[str, np.ndarray],
+                    targets: dict[str, np.ndarray]) -> dict:
+        """A new store of one concept from ready crops (uint8 [N,S,S,3] per part "train"/"val";
+        ``settings`` from :func:`settings_record`); returns the manifest."""
+        manifest = self._create(settings, sources)
+        self._put_targets(manifest, concept, {k: torch.from_numpy(v) for k, v in targets.items()})
+        return manifest
+
+    def _put_targets(self, manifest: dict, concept, targets: dict[str, torch.Tensor]) -> None:
+        """One concept's target crops, then its manifest entry (so a listed file is complete)."""
+        sha = atomic_save_safetensors(targets, self._target_path(concept.id))
+        manifest["concepts"][concept.id] = {
+            "prompt": concept.prompt,
+            "split": getattr(concept, "split", "train"),
+            "file": f"targets/{concept.id}.safetensors",
+            "sha256": sha,
+            "fingerprint": concept_fingerprint(concept),
+        }
+        atomic_write_json(self.manifest_path, manifest)
+
+    def _create(self, settings: dict, sources: dict[str, np.ndarray]) -> dict:
+        """The shared source crops and a manifest with no concepts yet."""
+        return self._new_manifest(settings, self._save_sources(sources))
+
+    def _save_sources(self, sources: dict[str, np.ndarray]) -> str:
+        """Save the train/val source crops; returns the file's sha256."""
+        return atomic_save_safetensors(
+            {k: torch.from_numpy(v) for k, v in sources.items()}, self._sources_path
+        )
+
+    def _new_manifest(self, settings: dict, sources_sha256: str) -> dict:
+        """A manifest with no concepts yet, written."""
+        manifest = {"settings": settings, "sources_sha256": sources_sha256, "concepts": {}}
+        atomic_write_json(self.manifest_path, manifest)
         return manifest
 
     def _open_or_create(self, settings: PairSettings, train_photos, val_photos) -> dict:
-        wanted = asdict(settings) | {
-            "train_photos": [p.name for p in train_photos],
-            "val_photos": [p.name for p in val_photos],
-        }
+        wanted = settings_record(settings, [p.name for p in train_photos],
+                                 [p.name for p in val_photos])
         if self.manifest_path.is_file():
             manifest = self.manifest()
             if manifest["settings"] != wanted:
@@ -176,9 +206,7 @@ class PairStore:
             log.warning("the new source crops differ from the old ones; editing every concept again")
         else:
             sha = self._make_sources(settings, train_photos, val_photos)
-        manifest = {"settings": wanted, "sources_sha256": sha, "concepts": {}}
-        atomic_write_json(self.manifest_path, manifest)
-        return manifest
+        return self._new_manifest(wanted, sha)
 
     def _make_sources(self, settings: PairSettings, train_photos, val_photos) -> str:
         """Draw the train/val source crops (seeded) and save them; returns the file's sha256."""
@@ -187,9 +215,7 @@ class PairStore:
             "train": random_crops(train_photos, settings.n_train, settings.size, rng, settings.max_zoom),
             "val": random_crops(val_photos, settings.n_val, settings.size, rng, settings.max_zoom),
         }
-        return atomic_save_safetensors(
-            {k: torch.from_numpy(v) for k, v in crops.items()}, self._sources_path
-        )
+        return self._save_sources(crops)
 
     def load(self, concept_id: str) -> ConceptPairs:
         """One concept's pairs, checksums verified; an unknown concept names the fix."""

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
-from weightgen.errors import ConfigError, CorruptFileError, MissingInputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+from weightgen.errors import ConfigError, MissingInputError
+from weightgen.utils.images import IMAGE_SUFFIXES, image_files, read_image
 
 SKIMAGE_PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -51,23 +50,17 @@ def bundled_photos() -> list[Photo]:
 
 def folder_photos(folder: str | Path, min_side: int) -> list[Photo]:
     """Every png/jpg/webp under ``folder`` (recursive); unreadable or tiny files are errors."""
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInputError(f"image folder {folder} does not exist; pass data.folder=<a folder>")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder, recursive=True)
     if not files:
         raise ConfigError(
             f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files; add photos to it"
         )
     photos = []
     for path in files:
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as err:
-            raise CorruptFileError(f"{path}: not a readable image ({err}); remove or replace it") from err
+        pixels = read_image(path)
         if min(pixels.shape[:2]) < min_side:
             raise ConfigError(
                 f"{path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the crop size "

@@ -13,25 +13,39 @@ Loading it for a GAN or adapter it was not trained for is an error naming both s
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.errors import ConfigError, MissingInputError
 from weightgen.text.base import TextEmbedding
-from weightgen.utils.io import (
-    atomic_save_safetensors,
-    atomic_write_json,
-    load_safetensors,
-    sha256_file,
+from weightgen.utils.checked_folder import (
+    load_checked_state,
+    read_checked_meta,
+    save_checked_folder,
+    states_intact,
 )
 from weightgen.weights.tokenizer import BlockTokenizer
+
+META_FILE = "generator.json"
+TOKENIZER_RULES = ("block_size", "grouping", "normalization", "basis", "basis_rank")
+
+
+def generator_expectations(architecture: dict, adapter: DictConfig,
+                           tokenizer: DictConfig) -> dict:
+    """What a weight generator must have been trained for to serve a run: its GAN
+    ``architecture``, its ``adapter`` config and the rules of its ``tokenizer`` config."""
+    rules = OmegaConf.to_container(tokenizer, resolve=True)
+    return {
+        "architecture": architecture,
+        "adapter": OmegaConf.to_container(adapter, resolve=True),
+        "tokenizer_rules": {k: rules[k] for k in TOKENIZER_RULES},
+    }
 
 
 @dataclass
@@ -59,53 +73,28 @@ class WeightGenerator:
         return GeneratedAdapter(state, time.perf_counter() - start)
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        meta = dict(self.meta)
-        meta["tokenizer"] = self.tokenizer.config()
-        meta["denoiser_sha256"] = atomic_save_safetensors(
-            self.denoiser.state_dict(), folder / "denoiser.safetensors"
-        )
-        meta["tokenizer_sha256"] = atomic_save_safetensors(
-            self.tokenizer.state_dict(), folder / "tokenizer.safetensors"
-        )
-        atomic_write_json(folder / "generator.json", meta)
-        return folder
+        meta = dict(self.meta) | {"tokenizer": self.tokenizer.config()}
+        save_checked_folder(folder, META_FILE, {"denoiser": self.denoiser.state_dict(),
+                                                "tokenizer": self.tokenizer.state_dict()}, meta)
+        return Path(folder)
 
     @staticmethod
     def files_intact(folder: str | Path, meta: dict) -> bool:
         """Whether both weight files that ``meta`` lists are in ``folder`` with their sha256."""
-        folder = Path(folder)
-        return all(
-            (folder / name).is_file() and sha256_file(folder / name) == meta.get(key)
-            for name, key in (("denoiser.safetensors", "denoiser_sha256"),
-                              ("tokenizer.safetensors", "tokenizer_sha256"))
-        )
+        return states_intact(folder, meta, ("denoiser", "tokenizer"))
 
     @classmethod
     def load(cls, folder: str | Path, expect: dict | None = None) -> WeightGenerator:
         """Load; ``expect`` maps meta keys (architecture, adapter, ...) to what the caller uses."""
-        folder = Path(folder)
-        meta_path = folder / "generator.json"
-        if not meta_path.is_file():
-            raise MissingInputError(
-                f"no weight generator at {folder}; train one with `make generator` "
-                f"(weightgen-train-generator)"
-            )
-        meta = json.loads(meta_path.read_text())
-        for key, wanted in (expect or {}).items():
-            if meta.get(key) != wanted:
-                raise ConfigError(
-                    f"the weight generator at {folder} was trained for {key} = {meta.get(key)}, "
-                    f"but this run uses {key} = {wanted}; train a generator for this "
-                    f"configuration or use the matching gan/adapter/tokenizer/text_encoder config"
-                )
-        tokenizer = BlockTokenizer.from_state(
-            meta["tokenizer"], load_safetensors(folder / "tokenizer.safetensors",
-                                                meta["tokenizer_sha256"])
+        meta = read_checked_meta(
+            folder, META_FILE, "weight generator",
+            "train one with `make generator` (weightgen-train-generator)", expect,
+            "train a generator for this configuration or use the matching "
+            "gan/adapter/tokenizer/text_encoder config",
         )
+        tokenizer = BlockTokenizer.from_state(meta["tokenizer"],
+                                              load_checked_state(folder, meta, "tokenizer"))
         denoiser = instantiate(meta["denoiser"])
-        denoiser.load_state_dict(
-            load_safetensors(folder / "denoiser.safetensors", meta["denoiser_sha256"])
-        )
+        denoiser.load_state_dict(load_checked_state(folder, meta, "denoiser"))
         denoiser.eval()
         return cls(denoiser, tokenizer, meta)

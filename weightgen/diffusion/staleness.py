@@ -1,6 +1,6 @@
 """A weight generator serves only the run it was trained for: the same base GAN and adapters.
 
-``generator.json`` records an ``identity`` (:func:`weightgen.diffusion.train.training_identity`):
+``generator.json`` records an ``identity`` (:func:`weightgen.stages.train_generator.training_identity`):
 the base GAN's sha256 and the sha256 of every training adapter. A generator copied from another
 run, or left behind after the base or the adapters were trained again, would generate weights for
 a base it never saw, and every stage using it would exit 0 with wrong numbers; loading it is a
@@ -9,15 +9,17 @@ a base it never saw, and every stage using it would exit 0 with wrong numbers; l
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from weightgen.errors import StaleArtifactError
-from weightgen.gan.dataset_builder import read_base_meta
-from weightgen.workspace import Workspace
 
 
-def check_generator_inputs(ws: Workspace, meta: dict, folder: str | Path) -> None:
-    """Refuse a generator whose recorded base or training adapters are not this run's."""
+def check_generator_inputs(meta: dict, folder: str | Path, base_dir: str | Path, base_sha: str,
+                           weights_dir: str | Path, stored_sha256: Collection[str]) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) whose recorded base or training
+    adapters are not this run's: the base at ``base_dir`` (its generator's sha256 ``base_sha``)
+    and the adapters of the weight store at ``weights_dir`` (their sha256s ``stored_sha256``)."""
     identity = meta.get("identity") or {}
     fix = (f"retrain the generator for this run: weightgen-train-generator with this run's "
            f"config (it rewrites {folder})")
@@ -27,8 +29,6 @@ def check_generator_inputs(ws: Workspace, meta: dict, folder: str | Path) -> Non
             f"weightgen trained it), so it cannot be checked against this run's base and weight "
             f"store; {fix}"
         )
-    base_dir = ws.cfg.paths.base_dir
-    base_sha = read_base_meta(ws)["generator_sha256"]
     if identity["base_sha256"] != base_sha:
         raise StaleArtifactError(
             f"the weight generator at {folder} was trained for the base GAN with sha256 "
@@ -36,12 +36,12 @@ def check_generator_inputs(ws: Workspace, meta: dict, folder: str | Path) -> Non
             f"{base_sha[:12]}... (a generator from another run, or the base was trained again); "
             f"{fix}"
         )
-    stored = {row["sha256"] for row in ws.weight_store.rows()}
+    stored = set(stored_sha256)
     missing = [sha for sha in identity["data_sha256"] if sha not in stored]
     if missing:
         raise StaleArtifactError(
             f"the weight generator at {folder} was trained on {len(identity['data_sha256'])} "
             f"adapters, {len(missing)} of which are not in this run's weight store "
-            f"{ws.cfg.paths.weights_dir} (e.g. sha256 {missing[0][:12]}...; a generator from "
+            f"{weights_dir} (e.g. sha256 {missing[0][:12]}...; a generator from "
             f"another run, or adapters trained again since); {fix}"
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from weightgen.editor.concept_editor import ConceptEditor
@@ -31,6 +31,7 @@ from weightgen.errors import (
     MissingInputError,
     OutputExistsError,
 )
+from weightgen.utils.images import UNREADABLE, read_rgb
 from weightgen.utils.io import atomic_write_bytes
 from weightgen.utils.paths import file_in_the_way
 
@@ -110,17 +111,6 @@ def plan_outputs(
     return plan
 
 
-def read_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
-    """uint8 [H,W,3] upright; longest side shrunk to ``max_side`` if larger."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-    if max_side is not None and max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.LANCZOS)
-    return np.asarray(image)
-
-
 def encode_png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -147,7 +137,7 @@ def apply_editor(
     for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image", disable=not progress):
         try:
             array = read_rgb(path, max_side)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+        except (*UNREADABLE, ValueError) as err:
             reason = f"not a readable image ({type(err).__name__}: {err})"
             log.warning("skipped %s: %s", path, reason)
             report.failed[path] = reason

@@ -14,10 +14,10 @@ import torch
 from safetensors import safe_open
 
 from weightgen.data.datamodule import images_to_tensor
+from weightgen.data.pairs import PairStore
 from weightgen.finetune.finetuner import OUTPUTS
 from weightgen.metrics.suite import MetricSuite
 from weightgen.utils.io import load_safetensors
-from weightgen.workspace import Workspace
 
 
 def has_outputs(samples_file: Path) -> bool:
@@ -28,7 +28,7 @@ def has_outputs(samples_file: Path) -> bool:
         return OUTPUTS in stored.keys()
 
 
-def bench_image_metrics(ws: Workspace, suite: MetricSuite, results: list[dict],
+def bench_image_metrics(pair_store: PairStore, suite: MetricSuite, results: list[dict],
                         methods: list[str], samples_file: Callable[[str, str], Path]) -> dict:
     """Scores per method on the pooled held-out set, and what was computed or skipped why."""
     record = suite.describe()
@@ -37,7 +37,7 @@ def bench_image_metrics(ws: Workspace, suite: MetricSuite, results: list[dict],
         return record
     targets, prompts = [], []
     for result in unseen:
-        val_target = ws.pair_store.load(result["concept"]).val_target
+        val_target = pair_store.load(result["concept"]).val_target
         targets.append(images_to_tensor(val_target))
         prompts += [result["prompt"]] * len(val_target)
     targets = torch.cat(targets)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from weightgen.data.pairs import PairStore
 from weightgen.utils.io import load_safetensors
 from weightgen.utils.wandb_media import (
     log_line_series,
@@ -23,7 +24,6 @@ from weightgen.utils.wandb_media import (
     update_summary,
     wandb_on,
 )
-from weightgen.workspace import Workspace
 
 COLUMNS = ["concept", "prompt", "split", "method", "zero_shot_psnr", "final_psnr", "final_ssim",
            "seconds_to_target", "steps_to_target", "speedup_vs_pix2pix"]
@@ -35,10 +35,10 @@ def _rows(payload: dict) -> list[list]:
             for r in payload["concepts"] for method, record in r["methods"].items()]
 
 
-def _samples(ws: Workspace, payload: dict, samples_file: Callable[[str, str], Path]) -> dict:
+def _samples(pair_store: PairStore, payload: dict, samples_file: Callable[[str, str], Path]) -> dict:
     strips = {}
     for result in payload["concepts"]:
-        pairs = ws.pair_store.load(result["concept"])
+        pairs = pair_store.load(result["concept"])
         ends = [load_safetensors(samples_file(result["concept"], method))["end"][:SHOWN]
                 for method in result["methods"]]
         caption = f"{result['concept']}: " + " | ".join(["source", "target", *result["methods"]])
@@ -53,17 +53,17 @@ def _time_to_target(result: dict) -> dict[str, tuple[list, list]]:
     return lines | {"target": ([0.0, end], [result["target_psnr"]] * 2)}
 
 
-def log_bench_dashboard(loggers: list, ws: Workspace, payload: dict,
+def log_bench_dashboard(loggers: list, pair_store: PairStore, bench_dir: Path, payload: dict,
                         samples_file: Callable[[str, str], Path]) -> None:
-    """Everything above, to the bench's W&B run; nothing when W&B is off."""
+    """Everything above, to the bench's W&B run (``bench_dir``: where the bench wrote its
+    figures); nothing when W&B is off."""
     if not wandb_on(loggers):
         return
     log_table(loggers, "bench/results", COLUMNS, _rows(payload))
-    log_strips(loggers, "bench/samples", _samples(ws, payload, samples_file))
+    log_strips(loggers, "bench/samples", _samples(pair_store, payload, samples_file))
     for result in payload["concepts"]:
         log_line_series(loggers, f"bench/time_to_target/{result['concept']}",
                         _time_to_target(result), title=f"{result['concept']}: val PSNR (dB)",
                         xname="training seconds")
-    bench_dir = Path(ws.cfg.paths.bench_dir)
     log_pictures(loggers, "bench/figures", [bench_dir / "curves.png", bench_dir / "grid.png"])
     update_summary(loggers, payload["summary"], prefix="bench/")

@@ -1,38 +1,33 @@
 """The fast fine-tuner: start a concept's GAN from some initialisation and train it briefly.
 
-``FineTuneModule`` is the GAN module with a starting point: the adapter (on the frozen base) is
-loaded from an :class:`~weightgen.finetune.inits.AdapterInit` and the discriminator starts from
-the base's. ``run_method`` runs one benchmark method on one concept and returns its quality
-curve; ``pix2pix_scratch`` trains the full generator from random initialisation with the same
-losses, data and evaluation, so every method is measured the same way.
+A method's adapter (on the frozen base) starts from an
+:class:`~weightgen.finetune.inits.AdapterInit` and its discriminator from the base's.
+``run_method`` runs one benchmark method on one concept and returns its quality curve;
+``pix2pix_scratch`` trains the full generator from random initialisation with the same losses,
+data and evaluation, so every method is measured the same way.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
 from weightgen.errors import ConfigError
+from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
-from weightgen.gan.adapters import Adapter
-from weightgen.gan.dataset_builder import (
-    BaseGAN,
-    build_networks,
-    gan_module,
-    gan_training_options,
-)
-from weightgen.gan.evaluate import evaluate, generate
+from weightgen.gan.base import BaseGAN, build_networks, gan_module
+from weightgen.gan.evaluate import Quality, generate
 from weightgen.gan.module import GANModule
-from weightgen.training import fit, make_trainer
+from weightgen.text.base import TextEncoder
 from weightgen.utils.grid import to_uint8
-from weightgen.workspace import Workspace
 
 # Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
 METHOD_INITS = {
@@ -48,14 +43,19 @@ METHOD_INITS = {
 CEILING_METHOD = "trained_init"
 
 
-class FineTuneModule(GANModule):
-    """GAN module whose adapter starts from ``init`` (generated, trained, mean, ...)."""
+@dataclass
+class FineTuneSetup:
+    """What every fine-tune of a run shares: base, inits, text encoder, config groups, data."""
 
-    def __init__(self, generator, discriminator, text_tokens, text_mask, adapter: Adapter,
-                 init: AdapterInit, **loss):
-        adapter.load_state(generator, init.state)
-        super().__init__(generator, discriminator, text_tokens, text_mask, adapter=adapter, **loss)
-        self.init = init
+    base: BaseGAN
+    inits: InitSources
+    text_encoder: TextEncoder
+    gan: DictConfig  # the ``gan`` config group: networks (for pix2pix), loss, optimiser, schedule
+    adapter: DictConfig  # the ``adapter`` config group
+    trainer: DictConfig  # the ``trainer`` config group
+    pairs_dir: Path  # the pair cache holding the concepts' pairs
+    batch_size: int
+    seed: int
 
 
 # The samples key of a run's final outputs on every validation image (what image metrics score).
@@ -84,62 +84,38 @@ class MethodRun:
         return self.curve[-1]
 
 
-def _fit(ws: Workspace, module: GANModule, concept: Concept, steps: int, eval_every: int,
-         curve: QualityCurve, progress: bool = False, n_samples: int = 4
-         ) -> tuple[float, dict[str, torch.Tensor]]:
-    """Evaluate at step 0, train to the budget or target; (wall seconds, sample outputs)."""
-    data = PairsDataModule(ws.cfg.paths.pairs_dir, [concept.id], ws.cfg.data.batch_size,
-                           seed=ws.cfg.seed)
-    data.setup()
-    text_tokens, text_mask = module.text_tokens[0], module.text_mask[0]
-    start_quality = evaluate(module.generator, data.val_set.sources, data.val_set.targets[0],
-                             text_tokens, text_mask)
-    curve.record(0, start_quality.psnr, start_quality.ssim)
-    shown = data.val_set.sources[:n_samples]
-    samples = {"start": generate(module.generator, shown, text_tokens, text_mask)}
-    wall = 0.0
-    if not curve.reached_target and steps > 0:
-        trainer = make_trainer(ws.cfg.trainer, steps, val_every=eval_every, callbacks=[curve],
-                               progress=progress, progress_label=f"fine-tune {concept.id}")
-        start = time.perf_counter()
-        fit(trainer, module, data, f"fine-tuning on concept {concept.id!r}")
-        wall = time.perf_counter() - start
-    samples["end"] = generate(module.generator, shown, text_tokens, text_mask)
-    outputs = generate(module.generator, data.val_set.sources, text_tokens, text_mask)
-    samples[OUTPUTS] = torch.from_numpy(to_uint8(outputs))
-    return wall, samples
-
-
-def run_method(ws: Workspace, base: BaseGAN, inits: InitSources, concept: Concept, method: str,
-               steps: int, eval_every: int, target_psnr: float | None = None,
+def run_method(setup: FineTuneSetup, concept: Concept, method: str, steps: int, eval_every: int,
+               target_psnr: float | None = None,
                progress: bool = False) -> tuple[MethodRun, GANModule]:
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
     trained module (``module.generator`` / ``module.adapter`` for export)."""
     if method not in METHOD_INITS:
         raise ConfigError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
-    L.seed_everything(ws.cfg.seed, workers=True)
-    text = ws.embed([concept.prompt])
+    L.seed_everything(setup.seed, workers=True)
+    text = setup.text_encoder.encode([concept.prompt])
     kind = METHOD_INITS[method]
     if kind is None:
-        generator, discriminator = build_networks(ws)
-        module = gan_module(ws, generator, discriminator, text)
+        generator, discriminator = build_networks(setup.gan, setup.text_encoder.dim)
+        module = gan_module(setup.gan, generator, discriminator, text)
         init = AdapterInit("scratch", {})
     else:
-        init = inits.get(kind, concept)
-        generator, discriminator = base.fresh_copy()
-        adapter: Adapter = instantiate(ws.cfg.adapter)
-        generator = adapter.attach(generator)
-        module = FineTuneModule(generator, discriminator, text.tokens, text.mask, adapter, init,
-                                **gan_training_options(ws.cfg.gan))
+        init = setup.inits.get(kind, concept)
+        module = adapter_module(setup.base, instantiate(setup.adapter), text, setup.gan,
+                                init.state)
     curve = QualityCurve(offset_seconds=init.seconds, target_psnr=target_psnr)
-    wall, samples = _fit(ws, module, concept, steps, eval_every, curve, progress)
-    run = MethodRun(method, concept.id, curve.as_dicts(), init.seconds, wall, init.info, samples)
+
+    def start_curve(quality: Quality) -> bool:
+        curve.record(0, quality.psnr, quality.ssim)
+        return not curve.reached_target
+
+    data = PairsDataModule(str(setup.pairs_dir), [concept.id], setup.batch_size, seed=setup.seed)
+    fit = fit_on_concept(module, data, setup.trainer, steps, eval_every, callbacks=[curve],
+                         progress=progress, before_training=start_curve,
+                         what=f"fine-tuning on concept {concept.id!r}",
+                         progress_label=f"fine-tune {concept.id}")
+    outputs = generate(module.generator, data.val_set.sources, module.text_tokens[0],
+                       module.text_mask[0])
+    samples = fit.samples | {OUTPUTS: torch.from_numpy(to_uint8(outputs))}
+    run = MethodRun(method, concept.id, curve.as_dicts(), init.seconds, fit.seconds, init.info,
+                    samples)
     return run, module
-
-
-def default_inits(ws: Workspace, base: BaseGAN, generator=None) -> InitSources:
-    """Init sources on this run's store and (optional) weight generator."""
-    adapter: Adapter = instantiate(ws.cfg.adapter)
-    adapter.attach(base.fresh_copy()[0])
-    sampling = dict(ws.cfg.diffusion.sampling)
-    return InitSources(ws, adapter.standard_state(), generator, sampling)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,9 +25,8 @@ import torch
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.weights.freshness import check_rows_current
-from weightgen.weights.training_set import training_rows
-from weightgen.workspace import Workspace
+from weightgen.text.base import TextEncoder
+from weightgen.weights.store import WeightStore
 
 INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled")
 
@@ -40,11 +40,20 @@ class AdapterInit:
 
 
 class InitSources:
-    """Builds any :data:`INIT_KINDS` initialisation for a concept of the workspace."""
+    """Builds any :data:`INIT_KINDS` initialisation for a concept.
 
-    def __init__(self, ws: Workspace, standard_state: dict[str, torch.Tensor],
+    ``train_rows`` returns the final store rows of the generator's training concepts (the
+    controls' data), ``final_rows`` the last row of every concept in the store; both only rows
+    trained on the run's base and pairs of now. They are called on first use, so inits that need
+    no store work without one.
+    """
+
+    def __init__(self, store: WeightStore, train_rows: Callable[[], list[dict]],
+                 final_rows: Callable[[], list[dict]], text_encoder: TextEncoder,
+                 standard_state: dict[str, torch.Tensor],
                  generator: WeightGenerator | None = None, sampling: dict | None = None):
-        self.ws = ws
+        self.store, self.text_encoder = store, text_encoder
+        self._read_train_rows, self._read_final_rows = train_rows, final_rows
         self.standard_state = standard_state
         self.generator = generator
         self.sampling = dict(sampling or {})
@@ -52,17 +61,16 @@ class InitSources:
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
         """The last checkpoint of every concept in the store (trained on the run's base and pairs)."""
-        rows = check_rows_current(self.ws, self.ws.weight_store.final_rows())
-        return {row["concept"]: row for row in rows}
+        return {row["concept"]: row for row in self._read_final_rows()}
 
     @cached_property
     def _train_rows(self) -> list[dict]:
         """Final adapters of the generator's training concepts: the controls' data."""
-        return training_rows(self.ws, checkpoints="last")
+        return self._read_train_rows()
 
     @cached_property
     def _mean(self) -> dict[str, torch.Tensor]:
-        states = [self.ws.weight_store.load(r) for r in self._train_rows]
+        states = [self.store.load(r) for r in self._train_rows]
         return {k: torch.stack([s[k] for s in states]).mean(0) for k in states[0]}
 
     def nearest_train_concept(self, concept: Concept) -> tuple[str, float]:
@@ -76,7 +84,7 @@ class InitSources:
         missing = [c.id for c in concepts if c.id not in self._final_rows]
         if missing:
             raise IncompleteStoreError(
-                f"the weight store at {self.ws.weight_store.root} has no trained adapter for "
+                f"the weight store at {self.store.root} has no trained adapter for "
                 f"{', '.join(missing)}; the 'trained' init (the bench's trained_init ceiling) needs "
                 f"each concept's own adapter: build the store for this run's concepts "
                 f"(`make dataset`, weightgen-dataset with the same concepts.* settings) or drop "
@@ -91,13 +99,13 @@ class InitSources:
                 f"nearest/shuffled inits need a train concept other than {concept.id!r}; "
                 f"the store has none"
             )
-        pooled = self.ws.embed([r["prompt"] for r in rows] + [concept.prompt]).pooled
+        pooled = self.text_encoder.encode([r["prompt"] for r in rows] + [concept.prompt]).pooled
         return rows, torch.nn.functional.cosine_similarity(pooled[:-1], pooled[-1:], dim=-1)
 
-    def shuffled_prompt(self, concept: Concept) -> Concept:
-        """A fixed wrong prompt: the training concept least similar to this one."""
+    def shuffled_prompt(self, concept: Concept) -> str:
+        """A fixed wrong prompt: that of the training concept least similar to this one."""
         rows, similarity = self._similarities(concept)
-        return self.ws.concept(rows[int(similarity.argmin())]["concept"])
+        return rows[int(similarity.argmin())]["prompt"]
 
     def generated(self, prompt: str, kind: str = "generated") -> AdapterInit:
         """The generator's adapter for any prompt, sampled with this run's sampling settings."""
@@ -105,7 +113,7 @@ class InitSources:
             raise ConfigError(
                 f"init '{kind}' needs a trained weight generator; train one with `make generator`"
             )
-        result = self.generator.generate(self.ws.embed([prompt]), **self.sampling)
+        result = self.generator.generate(self.text_encoder.encode([prompt]), **self.sampling)
         return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt})
 
     def get(self, kind: str, concept: Concept) -> AdapterInit:
@@ -116,13 +124,13 @@ class InitSources:
                                info={"concepts": len(self._train_rows)})
         if kind == "nearest":
             nearest, cosine = self.nearest_train_concept(concept)
-            state = self.ws.weight_store.load(self._final_rows[nearest])
+            state = self.store.load(self._final_rows[nearest])
             return AdapterInit(kind, state, info={"concept": nearest, "cosine": cosine})
         if kind == "trained":
             self.require_trained([concept])
-            return AdapterInit(kind, self.ws.weight_store.load(self._final_rows[concept.id]))
+            return AdapterInit(kind, self.store.load(self._final_rows[concept.id]))
         if kind == "generated":
             return self.generated(concept.prompt)
         if kind == "shuffled":
-            return self.generated(self.shuffled_prompt(concept).prompt, kind)
+            return self.generated(self.shuffled_prompt(concept), kind)
         raise ConfigError(f"unknown init {kind!r}; use one of {INIT_KINDS}")

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
+from weightgen.data.pairs import PairStore  # noqa: E402
 from weightgen.finetune.finetuner import CEILING_METHOD  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
 from weightgen.utils.io import (  # noqa: E402
@@ -144,16 +145,16 @@ def write_curves_plot(path: Path, results: list[dict], methods: list[str]) -> No
     plt.close(fig)
 
 
-def write_sample_grid(ws, path: Path, concepts: list, methods: list[str], per_concept: int = 2):
+def write_sample_grid(pair_store: PairStore, runs_dir: Path, path: Path, concepts: list,
+                      methods: list[str], per_concept: int = 2):
     """Rows: for each concept, ``per_concept`` images; columns: source | target | each method
-    at step 0 and at the end."""
+    at step 0 and at the end (``runs_dir/<concept>/<method>.samples.safetensors``)."""
     rows, labels = [], []
-    bench_dir = Path(ws.cfg.paths.bench_dir)
     for concept in concepts:
-        pairs = ws.pair_store.load(concept.id)
+        pairs = pair_store.load(concept.id)
         sources = images_to_tensor(pairs.val_source[:per_concept])
         targets = images_to_tensor(pairs.val_target[:per_concept])
-        samples = {m: load_safetensors(bench_dir / "runs" / concept.id / f"{m}.samples.safetensors")
+        samples = {m: load_safetensors(runs_dir / concept.id / f"{m}.samples.safetensors")
                    for m in methods}
         for i in range(per_concept):
             row = [to_uint8(sources[i : i + 1])[0], to_uint8(targets[i : i + 1])[0]]

@@ -6,7 +6,7 @@ which one they hold:
 * ``LoRAAdapter`` (the paper's): peft LoRA on the "crucial" layers (down/up-sampling convs and the
   Transformer's projections by default). Stored weights are the LoRA A/B matrices.
 * ``FullDeltaAdapter``: every targeted base weight trains; stored weights are the deltas from the
-  base. DESIGN.md section 10 measured that this reaches pix2pix quality where small LoRAs did not.
+  base. It reaches pix2pix quality where small LoRAs did not (docs/ARCHITECTURE.md section 6).
 
 Both start from the same initialisation for every concept (``init_seed``), so all adapters live in
 one coordinate system; ``standard_state`` is that initialisation (it reproduces the base output).

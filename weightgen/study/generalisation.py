@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from weightgen.diffusion.zero_shot import generated_wins
+from weightgen.study.zero_shot_table import generated_wins
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 

@@ -12,12 +12,14 @@ training adapter it sits next to?
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 
 import torch
 
-from weightgen.diffusion.zero_shot import scoring_tools
-from weightgen.weights.training_set import training_rows
-from weightgen.workspace import Workspace
+from weightgen.concepts.spec import Concept
+from weightgen.finetune.inits import InitSources
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
+from weightgen.weights.store import WeightStore
 
 
 def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -25,10 +27,10 @@ def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([state[name].reshape(-1).double() for name in sorted(state)])
 
 
-def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
-    evaluator, inits = scoring_tools(ws)
-    rows = training_rows(ws, checkpoints="all")
-    store = ws.weight_store
+def memorisation_report(evaluator: AdapterEvaluator, inits: InitSources, store: WeightStore,
+                        rows: list[dict], concepts: Sequence[Concept]) -> dict:
+    """Distances of generated adapters for ``concepts`` to the training checkpoints ``rows``
+    (every checkpoint of every training concept, sorted by (concept, step))."""
     checkpoints = torch.stack([flatten(store.load(r)) for r in rows])
     owners = [r["concept"] for r in rows]
     finals = {r["concept"]: i for i, r in enumerate(rows)}  # rows sorted by step: last wins
@@ -38,7 +40,7 @@ def memorisation_report(ws: Workspace, n_train: int = 8) -> dict:
         if others:
             between.append(float((checkpoints[others] - checkpoints[index]).norm(dim=1).min()))
     report = []
-    for concept in ws.train_concepts[:n_train] + ws.test_concepts:
+    for concept in concepts:
         state = inits.generated(concept.prompt).state
         distances = (checkpoints - flatten(state)).norm(dim=1)
         nearest = int(distances.argmin())

@@ -14,10 +14,11 @@ A generator that uses its prompt scores correct ≈ paraphrase > shuffled, empty
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 
 from weightgen.concepts.spec import Concept
-from weightgen.diffusion.zero_shot import scoring_tools
-from weightgen.workspace import Workspace
+from weightgen.finetune.inits import InitSources
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
 
 VARIANTS = ("correct", "paraphrase", "shuffled", "empty")
 
@@ -28,17 +29,17 @@ def variant_prompt(variant: str, concept: Concept, inits) -> str | None:
     if variant == "paraphrase":
         return concept.heldout_phrasing
     if variant == "shuffled":
-        return inits.shuffled_prompt(concept).prompt
+        return inits.shuffled_prompt(concept)
     if variant == "empty":
         return ""
     raise ValueError(f"unknown prompt variant {variant!r}; use one of {VARIANTS}")
 
 
-def prompt_variant_quality(ws: Workspace, n_train: int = 8) -> dict:
-    """Median zero-shot PSNR per (split, variant) over ``n_train`` train and all test concepts."""
-    evaluator, inits = scoring_tools(ws)
+def prompt_variant_quality(evaluator: AdapterEvaluator, inits: InitSources,
+                           concepts: Sequence[Concept]) -> dict:
+    """Median zero-shot PSNR per (split, variant) over ``concepts`` (train and held-out)."""
     rows = []
-    for concept in ws.train_concepts[:n_train] + ws.test_concepts:
+    for concept in concepts:
         row = {"concept": concept.id, "split": concept.split, "prompts": {}}
         for variant in VARIANTS:
             prompt = row["prompts"][variant] = variant_prompt(variant, concept, inits)

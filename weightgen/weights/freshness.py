@@ -8,19 +8,21 @@ rows instead of serving them under the new prompt.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from weightgen.errors import StaleArtifactError
-from weightgen.gan.dataset_builder import read_base_meta
 from weightgen.weights.store import INPUT_KEYS
-from weightgen.workspace import Workspace
 
 
-def check_rows_current(ws: Workspace, rows: list[dict]) -> list[dict]:
-    """``rows`` unchanged if each records the run's base and its concept's pairs of now."""
-    base_sha = read_base_meta(ws)["generator_sha256"]
-    pairs = ws.pair_store.fingerprints(sorted({r["concept"] for r in rows}))
+def check_rows_current(rows: list[dict], base_sha256: str,
+                       pair_fingerprints: Mapping[str, str | None],
+                       store_root: str | Path) -> list[dict]:
+    """``rows`` unchanged if each records the run's base (``base_sha256``, its generator's) and
+    its concept's pairs of now (``pair_fingerprints``: concept -> the pair store's fingerprint)."""
     stale: dict[str, str] = {}
     for row in rows:
-        now = {"base_sha256": base_sha, "pairs_sha256": pairs[row["concept"]]}
+        now = {"base_sha256": base_sha256, "pairs_sha256": pair_fingerprints.get(row["concept"])}
         for key, value in now.items():
             if row.get(key) != value:
                 stale.setdefault(row["concept"], INPUT_KEYS[key] if row.get(key) else
@@ -28,7 +30,7 @@ def check_rows_current(ws: Workspace, rows: list[dict]) -> list[dict]:
     if stale:
         sample = dict(list(sorted(stale.items()))[:5])
         raise StaleArtifactError(
-            f"the weight store {ws.cfg.paths.weights_dir} holds adapters of {len(stale)} concepts "
+            f"the weight store {store_root} holds adapters of {len(stale)} concepts "
             f"trained on another base GAN or other pairs than this run's now (concept: what "
             f"differs, e.g. {sample}); rerun weightgen-dataset: it trains them again"
         )

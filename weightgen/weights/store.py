@@ -1,4 +1,4 @@
-"""The weight store: trained adapters as a data set (DESIGN.md section 6, a contract).
+"""The weight store: trained adapters as a data set (a contract: docs/ARCHITECTURE.md 3.3).
 
 Layout of ``root``::
 

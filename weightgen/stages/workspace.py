@@ -18,8 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from weightgen.concepts.catalog import builtin_concepts, select_concepts
 from weightgen.concepts.spec import Concept, load_concepts
 from weightgen.console import configure_console, drop_unset_anonymous, wandb_settings
-from weightgen.data.pairs import PairSettings, PairStore
-from weightgen.data.sources import bundled_photos, folder_photos, split_photos
+from weightgen.data.pairs import PairStore
 from weightgen.errors import ConfigError, UnknownConceptError
 from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.utils.io import atomic_write_text
@@ -90,33 +89,6 @@ class Workspace:
     @property
     def pair_store(self) -> PairStore:
         return PairStore(self.cfg.paths.pairs_dir, self.lock_timeout_s)
-
-    def build_pairs(self, concepts: list[Concept] | None = None) -> dict:
-        """Make (or complete) the pair cache for ``concepts`` (default: all of the run's)."""
-        data = self.cfg.data
-        if data.size % 4:
-            raise ConfigError(
-                f"data.size={data.size} is not a multiple of the generator's stride 4; use e.g. "
-                f"{data.size - data.size % 4 or 4}"
-            )
-        if data.source == "bundled":
-            photos = bundled_photos()
-        elif data.source == "folder":
-            if not data.get("folder"):
-                raise ConfigError("data=folder needs data.folder=<a folder of photos>")
-            photos = folder_photos(data.folder, min_side=data.size)
-        else:
-            raise ConfigError(f"data.source={data.source!r}: use bundled or folder")
-        train_photos, val_photos = split_photos(photos, list(data.val_photos))
-        settings = PairSettings(
-            size=data.size, n_train=data.n_train, n_val=data.n_val, seed=data.seed,
-            max_zoom=data.max_zoom, photos=data.source if data.folder is None else str(data.folder),
-        )
-        editor = instantiate(self.cfg.editor)
-        return self.pair_store.build(
-            concepts if concepts is not None else self.concepts, editor, settings,
-            train_photos, val_photos, progress=self.cfg.progress,
-        )
 
     # --- weights --------------------------------------------------------------------------
     @property

@@ -9,6 +9,8 @@ already at the target before training (0 s) has no measurable speed-up (not a ra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from weightgen.finetune.report import median_or_none
 from weightgen.utils.io import atomic_write_json
 
@@ -131,8 +133,8 @@ def format_pipeline_report(summary: dict, json_path: str) -> str:
 
 
 
-def write_pipeline_report(ws, summary: dict) -> None:
+def write_pipeline_report(run_dir: Path, summary: dict) -> None:
     """The summary as JSON in ``<run>/reports/pipeline.json``; the short version on the console."""
-    path = ws.run_dir / "reports" / "pipeline.json"
+    path = Path(run_dir) / "reports" / "pipeline.json"
     atomic_write_json(path, summary)
     print(format_pipeline_report(summary, str(path)), flush=True)

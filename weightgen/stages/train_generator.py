@@ -30,27 +30,22 @@ from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
-from weightgen.finetune.inits import InitSources
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
-from weightgen.gan.dataset_builder import architecture, load_base, read_base_meta
+from weightgen.stages.artifacts import (
+    adapter_evaluator,
+    default_inits,
+    generator_expectations,
+    load_base,
+    read_base_meta,
+    training_rows,
+    training_texts,
+)
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import log_strips, wandb_on
-from weightgen.weights.training_set import training_rows, training_texts
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
-
-
-def generator_expectations(ws: Workspace) -> dict:
-    """What a weight generator must have been trained for to serve this run's config."""
-    tokenizer = OmegaConf.to_container(ws.cfg.tokenizer, resolve=True)
-    return {
-        "architecture": architecture(ws),
-        "adapter": OmegaConf.to_container(ws.cfg.adapter, resolve=True),
-        "tokenizer_rules": {k: tokenizer[k] for k in ("block_size", "grouping", "normalization",
-                                                       "basis", "basis_rank")},
-    }
 
 
 def parameter_checksum(module: torch.nn.Module) -> str:
@@ -76,8 +71,10 @@ class GeneratedAdapterQuality(L.Callback):
 
     def _setup(self) -> AdapterEvaluator:
         if self._evaluator is None:
-            self._evaluator = AdapterEvaluator(self.ws, load_base(self.ws))
-            sources = InitSources(self.ws, self._evaluator.standard_state)
+            base = load_base(self.ws)
+            self._evaluator = adapter_evaluator(self.ws, base)
+            sources = default_inits(self.ws, base,
+                                    standard_state=self._evaluator.standard_state)
             for concept in self.concepts:
                 base = self._evaluator.quality(concept, sources.get("standard", concept).state)
                 trained = self._evaluator.quality(concept, sources.get("trained", concept).state)

@@ -1,4 +1,4 @@
-"""The headline benchmark (DESIGN.md section 8; ``results.json`` keys are a contract).
+"""The headline benchmark (``results.json`` keys are a contract: docs/ARCHITECTURE.md 3.5).
 
 For each benchmark concept, every method runs in turn on the same data, seed and machine
 (interleaved, so drifts in machine speed hit all methods alike):
@@ -34,7 +34,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
 from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
 from weightgen.finetune.curve import steps_to_target, time_to_target
@@ -42,8 +41,8 @@ from weightgen.finetune.dashboard import log_bench_dashboard
 from weightgen.finetune.finetuner import (
     CEILING_METHOD,
     METHOD_INITS,
+    FineTuneSetup,
     MethodRun,
-    default_inits,
     run_method,
 )
 from weightgen.finetune.report import (
@@ -52,10 +51,16 @@ from weightgen.finetune.report import (
     write_results_markdown,
     write_sample_grid,
 )
-from weightgen.gan.dataset_builder import load_base, read_base_meta
 from weightgen.metrics.suite import MetricSuite
+from weightgen.stages.artifacts import (
+    default_inits,
+    fine_tune_setup,
+    load_base,
+    load_generator,
+    read_base_meta,
+)
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +128,8 @@ def _samples_file(ws: Workspace, concept_id: str, method: str) -> Path:
     return _run_file(ws, concept_id, method).with_suffix(".samples.safetensors")
 
 
-def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target,
-                   need_outputs: bool = False) -> MethodRun:
+def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, steps: int,
+                   eval_every: int, target: float | None, need_outputs: bool = False) -> MethodRun:
     """Resume: a (concept, method) result on disk made with the same settings is reused (if the
     image metrics need its validation outputs, only if it kept them)."""
     path = _run_file(ws, concept.id, method)
@@ -138,7 +143,7 @@ def _cached_or_run(ws, base, inits, concept, method, steps, eval_every, target,
                      "its stored run did not keep", method, concept.id)
         else:
             return MethodRun(**stored)
-    run, _ = run_method(ws, base, inits, concept, method, steps, eval_every, target)
+    run, _ = run_method(setup, concept, method, steps, eval_every, target)
     atomic_save_safetensors(run.samples, _samples_file(ws, concept.id, method))
     run.samples = None
     atomic_write_json(path, asdict(run) | {"settings": settings})
@@ -231,17 +236,18 @@ def run_benchmark(ws: Workspace) -> dict:
     if CEILING_METHOD in methods:
         inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
     suite = MetricSuite.from_config(ws.cfg.metrics)
+    setup = fine_tune_setup(ws, base, inits)
     loggers = ws.loggers("bench")
     results = []
     try:
         for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
                                              disable=not ws.cfg.progress)):
-            p2p = _cached_or_run(ws, base, inits, concept, "pix2pix_scratch", cfg.pix2pix_steps,
+            p2p = _cached_or_run(ws, setup, concept, "pix2pix_scratch", cfg.pix2pix_steps,
                                  cfg.eval_every, None, suite.active)
             target = p2p.final["psnr"] - cfg.target_tolerance_db
             runs = {"pix2pix_scratch": p2p}
             for method in methods[1:]:
-                runs[method] = _cached_or_run(ws, base, inits, concept, method, cfg.finetune_steps,
+                runs[method] = _cached_or_run(ws, setup, concept, method, cfg.finetune_steps,
                                               cfg.eval_every, target if cfg.stop_at_target else None,
                                               suite.active)
             result = concept_result(concept, runs, target, plateau_reached(p2p.curve, cfg.plateau_db))
@@ -253,7 +259,8 @@ def run_benchmark(ws: Workspace) -> dict:
         bench_dir = Path(ws.cfg.paths.bench_dir)
         payload = {
             "summary": summarise(results, methods)
-            | {"image_metrics": bench_image_metrics(ws, suite, results, methods, samples_file)},
+            | {"image_metrics": bench_image_metrics(ws.pair_store, suite, results, methods,
+                                                    samples_file)},
             # What the tables were made from: a new generator in that folder deletes them.
             "inputs": {"generator_dir": str(Path(ws.cfg.paths.generator_dir).resolve())
                        if needs_generator else None},
@@ -264,8 +271,9 @@ def run_benchmark(ws: Workspace) -> dict:
         atomic_write_json(bench_dir / "results.json", payload)
         write_results_markdown(bench_dir / "results.md", payload)
         write_curves_plot(bench_dir / "curves.png", results, methods)
-        write_sample_grid(ws, bench_dir / "grid.png", concepts, methods)
-        log_bench_dashboard(loggers, ws, payload, samples_file)
+        write_sample_grid(ws.pair_store, bench_dir / "runs", bench_dir / "grid.png", concepts,
+                          methods)
+        log_bench_dashboard(loggers, ws.pair_store, bench_dir, payload, samples_file)
     finally:
         finish_loggers(loggers)
     return payload["summary"]

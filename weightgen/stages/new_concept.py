@@ -8,9 +8,11 @@
      the run's own source crops, so its targets are exact;
    * ``editor=instruct_pix2pix`` (no recipe): the diffusion editor edits the run's source crops
      with the prompt as its instruction; the concept is added to the run's pair cache too;
-   * ``pairs=<folder>``: your own pairs (layout below). Their sources are not the run's, so they
-     get a pair store of their own under ``user_pairs_dir/<concept id>/`` in the pair cache's
-     format: aligned crops of each (source, target) image pair at the run's ``data.size``.
+   * ``pairs=<folder>``: your own pairs (layout and rules: ``weightgen.data.pair_folder``).
+     Their sources are not the run's, so they get a pair store of their own under
+     ``user_pairs_dir/<concept id>/`` in the pair cache's format: aligned crops of each
+     (source, target) image pair at the run's ``data.size``, whole pairs held out for
+     validation (``pairs_val_fraction``).
 
 2. **Generate** the concept's adapter with the run's weight generator (one step by default).
 3. **Fine-tune** it (``denoised_init``) for ``steps`` or until ``target_psnr``.
@@ -18,17 +20,6 @@
    adapter alone, the prompt's text tokens, a before/after grid and the model card (prompt, data,
    metrics before and after fine-tuning, seconds, the weight generator and base with their
    sha256, seed); with ``export=true`` also ONNX + TorchScript and latency.
-
-A pairs folder::
-
-    <pairs>/source/<name>.png     the photo before the edit (.png, .jpg, .jpeg or .webp)
-    <pairs>/target/<name>.png     the same photo edited; same stem, same width and height
-
-Every name needs both files; at least two pairs, each side at least ``data.size`` px. Whole pairs
-are held out for validation (``pairs_val_fraction``, at least one), so the metrics are measured on
-photos the fine-tune never saw. Crops are drawn like the run's (``data.n_train``, ``data.n_val``,
-``data.max_zoom``, seeded by ``data.seed``): one random window per crop, the same window in the
-source and its target, so every crop pair is as aligned as the images are.
 """
 
 from __future__ import annotations
@@ -37,37 +28,40 @@ import hashlib
 import re
 import time
 import unicodedata
-from copy import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
-from PIL import Image, UnidentifiedImageError
 
 from weightgen.concepts.ops import describe_recipe
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import images_to_tensor
-from weightgen.data.pairs import PairSettings, PairStore, concept_fingerprint
-from weightgen.data.sources import IMAGE_SUFFIXES, Photo, random_crops
-from weightgen.diffusion.generate import load_generator
-from weightgen.editor.apply_files import read_rgb
+from weightgen.data.pair_folder import read_pair_folder, write_folder_pair_store
+from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.editor.export import export_model_folder
 from weightgen.editor.model_folder import read_card, write_model_folder
-from weightgen.errors import ConfigError, CorruptFileError, MissingInputError, OutputExistsError
-from weightgen.finetune.finetuner import OUTPUTS, default_inits, run_method
-from weightgen.gan.dataset_builder import BaseGAN, architecture, load_base
+from weightgen.errors import ConfigError, OutputExistsError
+from weightgen.finetune.finetuner import OUTPUTS, run_method
+from weightgen.gan.base import BaseGAN
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
 from weightgen.metrics.suite import MetricSuite
+from weightgen.stages.artifacts import (
+    architecture,
+    default_inits,
+    fine_tune_setup,
+    load_base,
+    load_generator,
+)
+from weightgen.stages.pairs import build_pairs
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.grid import save_grid, to_uint8
-from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
+from weightgen.utils.io import sha256_file
 from weightgen.utils.paths import file_in_the_way
 from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
-from weightgen.workspace import Workspace, finish_loggers
 
 METHOD = "denoised_init"
 MAX_SLUG_LENGTH = 48
@@ -163,153 +157,9 @@ def make_concept(ws: Workspace, prompt: str, source: str) -> Concept:
     )
 
 
-# --- pairs from a user folder -----------------------------------------------------------------
-@dataclass
-class PairFolder:
-    """The validated image pairs of a pairs folder, sorted by name: uint8 [H,W,3] each."""
-
-    folder: Path
-    names: list[str]
-    sources: list[np.ndarray]
-    targets: list[np.ndarray]
-
-
-def _images_by_stem(side: Path) -> dict[str, Path]:
-    if not side.is_dir():
-        raise MissingInputError(
-            f"{side} does not exist: a pairs folder holds source/ and target/ sub-folders with "
-            f"one image per name in each"
-        )
-    found: dict[str, Path] = {}
-    for path in sorted(side.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem in found:
-            raise ConfigError(
-                f"{found[path.stem]} and {path} share the name {path.stem!r}; rename one"
-            )
-        found[path.stem] = path
-    return found
-
-
-def _read(path: Path) -> np.ndarray:
-    try:
-        return read_rgb(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
-        raise CorruptFileError(
-            f"{path}: not a readable image ({err}); replace or remove the pair"
-        ) from err
-
-
-def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
-    """Read ``<folder>/source`` and ``<folder>/target``; any mismatch is an error naming files."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MissingInputError(
-            f"pairs folder {folder} does not exist; pass pairs=<folder with source/ and target/>"
-        )
-    sources, targets = _images_by_stem(folder / "source"), _images_by_stem(folder / "target")
-    unmatched = sorted(set(sources) ^ set(targets))
-    if unmatched:
-        sides = [f"{n} ({'source' if n in sources else 'target'} only)" for n in unmatched[:5]]
-        raise ConfigError(
-            f"{folder}: {len(unmatched)} name(s) have no partner: {', '.join(sides)}; every "
-            f"source/<name> needs a target/<name> with the same stem"
-        )
-    names = sorted(sources)
-    if len(names) < 2:
-        raise ConfigError(
-            f"{folder}: {len(names)} image pair(s) found ({'/'.join(IMAGE_SUFFIXES)}); need at "
-            f"least 2 (one to train on, one held out to measure the editor)"
-        )
-    pairs = PairFolder(folder, names, [], [])
-    for name in names:
-        source, target = _read(sources[name]), _read(targets[name])
-        if source.shape != target.shape:
-            raise ConfigError(
-                f"pair {name!r}: source {source.shape[1]}x{source.shape[0]} but target "
-                f"{target.shape[1]}x{target.shape[0]}; a pair must be the same photo, same size"
-            )
-        if min(source.shape[:2]) < min_side:
-            raise ConfigError(
-                f"pair {name!r}: {source.shape[1]}x{source.shape[0]} is smaller than the crop "
-                f"size {min_side} (data.size); use larger images"
-            )
-        pairs.sources.append(source)
-        pairs.targets.append(target)
-    return pairs
-
-
-def aligned_crops(
-    sources: list[np.ndarray], targets: list[np.ndarray], count: int, size: int, seed: list[int],
-    max_zoom: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same random windows from sources and targets (equal shapes draw equal windows)."""
-    source_photos = [Photo(str(i), p) for i, p in enumerate(sources)]
-    target_photos = [Photo(str(i), p) for i, p in enumerate(targets)]
-    return (
-        random_crops(source_photos, count, size, np.random.default_rng(seed), max_zoom),
-        random_crops(target_photos, count, size, np.random.default_rng(seed), max_zoom),
-    )
-
-
-def write_folder_pair_store(
-    root: str | Path, concept: Concept, pairs: PairFolder, settings: PairSettings,
-    val_fraction: float,
-) -> tuple[PairStore, dict]:
-    """A one-concept pair store (the pair cache's format) of aligned crops; (store, data card)."""
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"pairs_val_fraction={val_fraction} must be between 0 and 1, e.g. 0.2")
-    order = np.random.default_rng(settings.seed).permutation(len(pairs.names))
-    n_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))
-    split = {"val": sorted(order[:n_val]), "train": sorted(order[n_val:])}
-    crops = {}
-    for index, (part, count) in enumerate((("train", settings.n_train), ("val", settings.n_val))):
-        crops[part] = aligned_crops(
-            [pairs.sources[i] for i in split[part]], [pairs.targets[i] for i in split[part]],
-            count, settings.size, [settings.seed, index], settings.max_zoom,
-        )
-    root = Path(root)
-    store = PairStore(root)
-    sources_sha = atomic_save_safetensors(
-        {part: torch.from_numpy(c[0]) for part, c in crops.items()}, root / "sources.safetensors"
-    )
-    file = f"targets/{concept.id}.safetensors"
-    targets_sha = atomic_save_safetensors(
-        {part: torch.from_numpy(c[1]) for part, c in crops.items()}, root / file
-    )
-    names = {part: [pairs.names[i] for i in indices] for part, indices in split.items()}
-    manifest = {
-        "settings": asdict(settings) | {"train_photos": names["train"], "val_photos": names["val"]},
-        "sources_sha256": sources_sha,
-        "concepts": {
-            concept.id: {
-                "prompt": concept.prompt, "split": concept.split, "file": file,
-                "sha256": targets_sha, "fingerprint": concept_fingerprint(concept),
-            }
-        },
-    }
-    atomic_write_json(store.manifest_path, manifest)
-    data = {
-        "source": "folder",
-        "folder": str(pairs.folder.resolve()),
-        "pairs_dir": str(root.resolve()),
-        "train_pairs": names["train"],
-        "val_pairs": names["val"],
-    }
-    return store, data
-
-
 # --- the flow ---------------------------------------------------------------------------------
-def _with_pairs_dir(ws: Workspace, pairs_dir: Path) -> Workspace:
-    """The same workspace (text encoder included) reading its pairs from ``pairs_dir``."""
-    derived = copy(ws)
-    derived.cfg = OmegaConf.merge(ws.cfg, {"paths": {"pairs_dir": str(pairs_dir)}})
-    return derived
-
-
-def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Workspace, dict]:
-    """Build the concept's pairs; (the workspace whose pair cache holds them, the card's data)."""
+def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Path, dict]:
+    """Build the concept's pairs; (the pair store's folder that holds them, the card's data)."""
     data_cfg = ws.cfg.data
     crops = {"size": int(data_cfg.size), "train": int(data_cfg.n_train), "val": int(data_cfg.n_val),
              "max_zoom": float(data_cfg.max_zoom), "seed": int(data_cfg.seed)}
@@ -321,8 +171,8 @@ def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Workspace,
         root = Path(ws.cfg.user_pairs_dir) / concept.id
         _, data = write_folder_pair_store(root, concept, pairs, settings,
                                           float(ws.cfg.pairs_val_fraction))
-        return _with_pairs_dir(ws, root), data | {"crops": crops}
-    ws.build_pairs([concept])
+        return root, data | {"crops": crops}
+    build_pairs(ws, [concept])
     data = {
         "source": source,
         "pairs_dir": str(Path(ws.cfg.paths.pairs_dir).resolve()),
@@ -336,7 +186,7 @@ def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Workspace,
     else:
         data["editor"] = OmegaConf.to_container(ws.cfg.editor, resolve=True)
         data["instruction"] = concept.instruction
-    return ws, data
+    return Path(ws.cfg.paths.pairs_dir), data
 
 
 def provenance(ws: Workspace, base: BaseGAN, generator_meta: dict) -> dict:
@@ -393,15 +243,14 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     suite = MetricSuite.from_config(cfg.metrics)
 
     start = time.perf_counter()
-    pairs_ws, data = make_pairs(ws, concept, source)
+    pairs_dir, data = make_pairs(ws, concept, source)
     pairs_seconds = time.perf_counter() - start
 
-    inits = default_inits(pairs_ws, base, generator)
-    run, module = run_method(pairs_ws, base, inits, concept, METHOD, int(cfg.steps),
-                             int(cfg.eval_every), cfg.target_psnr,
-                             progress=bool(cfg.progress))
+    setup = fine_tune_setup(ws, base, default_inits(ws, base, generator), pairs_dir)
+    run, module = run_method(setup, concept, METHOD, int(cfg.steps), int(cfg.eval_every),
+                             cfg.target_psnr, progress=bool(cfg.progress))
 
-    pairs = pairs_ws.pair_store.load(concept.id)
+    pairs = PairStore(pairs_dir).load(concept.id)
     val_sources = images_to_tensor(pairs.val_source)
     val_targets = images_to_tensor(pairs.val_target)
     text = ws.embed([prompt])

@@ -20,102 +20,45 @@ missing or damaged is trained again.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from copy import deepcopy
-from dataclasses import dataclass
 from functools import partial, reduce
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.concepts.spec import Concept
-from weightgen.data.build_pairs import build_pairs_with_preview
 from weightgen.data.datamodule import PairsDataModule
-from weightgen.errors import ConfigError, MissingInputError, StaleArtifactError
+from weightgen.errors import ConfigError
+from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
 from weightgen.gan.adapters import Adapter, count_parameters
-from weightgen.gan.evaluate import evaluate, generate
+from weightgen.gan.base import META_FILE as BASE_META_FILE
+from weightgen.gan.base import (
+    BaseGAN,
+    base_files_intact,
+    build_networks,
+    gan_module,
+    save_base,
+)
+from weightgen.gan.evaluate import generate
 from weightgen.gan.module import GANModule
+from weightgen.stages.artifacts import architecture, load_base
+from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
-from weightgen.utils.io import (
-    atomic_save_safetensors,
-    atomic_write_json,
-    load_safetensors,
-    sha256_file,
-)
+from weightgen.utils.io import atomic_write_json
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import ValidationImages, log_pictures, log_table
 from weightgen.weights.store import Shard, WeightStore
-from weightgen.workspace import Workspace, finish_loggers
 
 log = logging.getLogger(__name__)
 
 STAGES = ("all", "base", "adapters", "merge")
-
-
-@dataclass
-class BaseGAN:
-    """The frozen starting point of every adapter (and of every fine-tune)."""
-
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    meta: dict
-
-    def fresh_copy(self) -> tuple[torch.nn.Module, torch.nn.Module]:
-        return deepcopy(self.generator), deepcopy(self.discriminator)
-
-
-def build_networks(ws: Workspace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Generator and discriminator as configured, randomly initialised (seeded by the caller)."""
-    generator = instantiate(ws.cfg.gan.generator, text_dim=ws.text_encoder.dim)
-    return generator, instantiate(ws.cfg.gan.discriminator)
-
-
-def gan_training_options(gan_cfg: DictConfig) -> dict:
-    """GANModule's keyword arguments from the ``gan`` group: losses, optimiser and LR schedule."""
-    return dict(gan_cfg.loss) | {
-        "optimizer": instantiate(gan_cfg.optimizer, _convert_="all"),
-        "lr_scheduler": instantiate(gan_cfg.lr_scheduler, _convert_="all"),
-    }
-
-
-def gan_module(ws: Workspace, generator, discriminator, text, adapter=None, **options) -> GANModule:
-    kwargs = gan_training_options(ws.cfg.gan) | options
-    return GANModule(generator, discriminator, text.tokens, text.mask, adapter=adapter, **kwargs)
-
-
-def architecture(ws: Workspace) -> dict:
-    """What a set of weights is only valid for: recorded with the base and every generator."""
-    return {
-        "generator": OmegaConf.to_container(ws.cfg.gan.generator, resolve=True),
-        "text_encoder": ws.text_encoder.config(),
-        "image_size": int(ws.cfg.data.size),
-    }
-
-
-BASE_FILES = {"generator.safetensors": "generator_sha256",
-              "discriminator.safetensors": "discriminator_sha256"}
-
-
-def _base_files_intact(base_dir: Path) -> bool:
-    """Whether base.json and both weight files it lists are there with their sha256."""
-    meta_path = base_dir / "base.json"
-    if not meta_path.is_file():
-        return False
-    meta = json.loads(meta_path.read_text())
-    for name, key in BASE_FILES.items():
-        path = base_dir / name
-        if not path.is_file() or sha256_file(path) != meta[key]:
-            log.warning("%s is missing or damaged: training the base GAN again", path)
-            return False
-    return True
 
 
 def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
@@ -128,7 +71,10 @@ def train_base(ws: Workspace, loggers: list | bool = False) -> BaseGAN:
 def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     builder = ws.cfg.builder
     concepts = ws.train_concepts
-    if _base_files_intact(base_dir):
+    if (base_dir / BASE_META_FILE).is_file() and not base_files_intact(base_dir):
+        log.warning("%s: a weight file is missing or damaged: training the base GAN again",
+                    base_dir)
+    elif (base_dir / BASE_META_FILE).is_file():
         base = load_base(ws)
         wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
         found = {k: base.meta[k] for k in wanted}
@@ -142,8 +88,8 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
         raise ConfigError("the base GAN needs train concepts; the concept selection has none")
     text = ws.embed([c.prompt for c in concepts])
     L.seed_everything(ws.cfg.seed, workers=True)
-    generator, discriminator = build_networks(ws)
-    module = gan_module(ws, generator, discriminator, text,
+    generator, discriminator = build_networks(ws.cfg.gan, ws.text_encoder.dim)
+    module = gan_module(ws.cfg.gan, generator, discriminator, text,
                         lr_scheduler=instantiate(builder.base_lr_scheduler, _convert_="all"))
     data = PairsDataModule(
         ws.cfg.paths.pairs_dir, [c.id for c in concepts], ws.cfg.data.batch_size, seed=ws.cfg.seed
@@ -167,17 +113,11 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
         "val_psnr_train_concepts": module.last_quality.get("val/psnr"),
         "val_ssim_train_concepts": module.last_quality.get("val/ssim"),
         "generator_parameters": sum(p.numel() for p in generator.parameters()),
-        "generator_sha256": atomic_save_safetensors(
-            generator.state_dict(), base_dir / "generator.safetensors"
-        ),
-        "discriminator_sha256": atomic_save_safetensors(
-            discriminator.state_dict(), base_dir / "discriminator.safetensors"
-        ),
     }
-    atomic_write_json(base_dir / "base.json", meta)
+    base = save_base(base_dir, generator, discriminator, meta)
     log.info("base GAN: %.2f dB PSNR on train concepts after %d steps (%.0f s)",
              meta["val_psnr_train_concepts"], meta["steps"], seconds)
-    return BaseGAN(generator, discriminator, meta)
+    return base
 
 
 SHOWN_CONCEPTS = 4  # concepts with sample images at each validation of the base
@@ -193,59 +133,6 @@ def validation_strips(module: GANModule, data: PairsDataModule, concept_ids: lis
                               module.text_mask[index])]
         for index, concept_id in enumerate(concept_ids[:SHOWN_CONCEPTS])
     }
-
-
-def read_base_meta(ws: Workspace) -> dict:
-    """The run's ``base.json`` (what the base was trained for and from, its files' sha256)."""
-    base_dir = Path(ws.cfg.paths.base_dir)
-    meta_path = base_dir / "base.json"
-    if not meta_path.is_file():
-        raise MissingInputError(
-            f"no base GAN at {base_dir}; train it with `weightgen-dataset builder.stage=base`"
-        )
-    return json.loads(meta_path.read_text())
-
-
-def load_base(ws: Workspace) -> BaseGAN:
-    """The trained base, checked against this run's architecture (a mismatch names both)."""
-    base_dir = Path(ws.cfg.paths.base_dir)
-    meta = read_base_meta(ws)
-    wanted = architecture(ws)
-    if meta["architecture"] != wanted:
-        raise ConfigError(
-            f"the base GAN at {base_dir} was trained for {meta['architecture']}, but this run "
-            f"configures {wanted}; use the same gan/text_encoder/data.size or another run_name"
-        )
-    check_base_pairs(ws, meta)
-    generator, discriminator = build_networks(ws)
-    generator.load_state_dict(
-        load_safetensors(base_dir / "generator.safetensors", meta["generator_sha256"])
-    )
-    discriminator.load_state_dict(
-        load_safetensors(base_dir / "discriminator.safetensors", meta["discriminator_sha256"])
-    )
-    return BaseGAN(generator, discriminator, meta)
-
-
-def check_base_pairs(ws: Workspace, meta: dict) -> None:
-    """Refuse a base trained on other pairs than the pair cache now holds (or on unknown ones)."""
-    base_dir, pairs_dir = ws.cfg.paths.base_dir, ws.cfg.paths.pairs_dir
-    rebuild = (f"delete {base_dir} and rerun weightgen-dataset to train the base again (the "
-               f"adapters retrain after it)")
-    recorded = meta.get("pairs_sha256")
-    if recorded is None:
-        raise StaleArtifactError(
-            f"the base GAN at {base_dir} records no fingerprint of the pairs it was trained on "
-            f"(an older weightgen built it), so a change to them cannot be detected; {rebuild}"
-        )
-    now = ws.pair_store.fingerprints(list(recorded))
-    changed = sorted(c for c, sha in recorded.items() if now[c] != sha)
-    if changed:
-        raise StaleArtifactError(
-            f"the base GAN at {base_dir} was trained on other pairs of {changed} than the pair "
-            f"cache {pairs_dir} holds now (a concept edited under the same id, or rebuilt "
-            f"pairs); {rebuild}, or restore those concepts"
-        )
 
 
 def adapter_inputs(ws: Workspace, base: BaseGAN, concept_ids: list[str]) -> dict[str, dict]:
@@ -291,39 +178,31 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
             f"{builder.adapter_steps}"
         )
     L.seed_everything(ws.cfg.seed, workers=True)
-    generator, discriminator = base.fresh_copy()
     adapter: Adapter = instantiate(ws.cfg.adapter)
-    generator = adapter.attach(generator)
     text = ws.embed([concept.prompt])
-    module = gan_module(ws, generator, discriminator, text, adapter=adapter)
+    module = adapter_module(base, adapter, text, ws.cfg.gan)
     data = PairsDataModule(ws.cfg.paths.pairs_dir, [concept.id], ws.cfg.data.batch_size,
                            seed=ws.cfg.seed)
-    data.setup()
-    val_sources, val_targets = data.val_set.sources, data.val_set.targets[0]
-    before = evaluate(generator, val_sources, val_targets, text.tokens[0], text.mask[0])
-    base_output = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
     inputs = adapter_inputs(ws, base, [concept.id])[concept.id]
     callback = StoreCheckpoints(store, shard, concept, adapter, steps, inputs)
-    trainer = make_trainer(ws.cfg.trainer, builder.adapter_steps,
-                           val_every=reduce(math.gcd, steps), callbacks=[callback])
-    start = time.perf_counter()
-    fit(trainer, module, data, f"training the adapter of concept {concept.id!r}")
-    seconds = time.perf_counter() - start
-    final = generate(generator, val_sources[: builder.grid_images], text.tokens[0], text.mask[0])
     n = builder.grid_images
+    result = fit_on_concept(module, data, ws.cfg.trainer, builder.adapter_steps,
+                            val_every=reduce(math.gcd, steps), callbacks=[callback], n_samples=n,
+                            what=f"training the adapter of concept {concept.id!r}")
     save_grid(
         adapter_grid(ws, concept),
-        [list(to_uint8(x)) for x in (val_sources[:n], val_targets[:n], base_output, final)],
+        [list(to_uint8(x)) for x in (data.val_set.sources[:n], data.val_set.targets[0][:n],
+                                     result.samples["start"], result.samples["end"])],
         row_labels=["source", "target", "base", "adapter"],
     )
     return {
         "concept": concept.id,
         "split": concept.split,
-        "base_psnr": before.psnr,
-        "base_ssim": before.ssim,
+        "base_psnr": result.start.psnr,
+        "base_ssim": result.start.ssim,
         "checkpoints": {r["step"]: {"psnr": r["psnr"], "ssim": r["ssim"]} for r in callback.rows},
-        "seconds": seconds,
-        "adapter_parameters": count_parameters(adapter.state(generator)),
+        "seconds": result.seconds,
+        "adapter_parameters": count_parameters(adapter.state(module.generator)),
     }
 
 

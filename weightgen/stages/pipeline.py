@@ -7,13 +7,13 @@ import json
 import time
 from pathlib import Path
 
-from weightgen.data.build_pairs import build_pairs_with_preview
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import zero_shot_report
-from weightgen.finetune.bench import run_benchmark
-from weightgen.gan.dataset_builder import build_weight_dataset
-from weightgen.pipeline_report import heldout_method_rows
-from weightgen.workspace import Workspace
+from weightgen.stages.bench import run_benchmark
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.pipeline_report import heldout_method_rows
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace
+from weightgen.stages.zero_shot import zero_shot_report
 
 STAGES = (
     ("pairs", build_pairs_with_preview),

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.staleness import check_generator_inputs
-from weightgen.diffusion.train import generator_expectations
 from weightgen.errors import ConfigError
+from weightgen.stages.artifacts import load_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_save_safetensors
 from weightgen.utils.paths import file_in_the_way
-from weightgen.workspace import Workspace
-
-
-def load_generator(ws: Workspace) -> WeightGenerator:
-    """The run's weight generator, checked against its configuration, base and weight store.
-
-    Every stage that uses a generator loads it here (generate, finetune, bench, zero-shot,
-    new-concept, studies).
-    """
-    folder = ws.cfg.paths.generator_dir
-    generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
-    check_generator_inputs(ws, generator.meta, folder)
-    return generator
 
 
 def checked_out_file(out) -> Path:

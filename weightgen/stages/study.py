@@ -15,17 +15,24 @@ from collections.abc import Callable
 from omegaconf import OmegaConf
 
 from weightgen.config_checks import check_pick
-from weightgen.data.build_pairs import build_pairs_with_preview
-from weightgen.diffusion.generate import load_generator
-from weightgen.diffusion.train import train_weight_generator
-from weightgen.diffusion.zero_shot import zero_shot_report
 from weightgen.errors import ConfigError
-from weightgen.finetune.finetuner import default_inits, run_method
-from weightgen.gan.dataset_builder import build_weight_dataset, load_base
+from weightgen.finetune.finetuner import run_method
+from weightgen.stages.artifacts import (
+    default_inits,
+    fine_tune_setup,
+    load_base,
+    load_generator,
+    scoring_tools,
+    training_rows,
+)
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.pairs import build_pairs_with_preview
+from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace, finish_loggers
+from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.memorisation import memorisation_report
 from weightgen.study.prompt_variants import prompt_variant_quality
 from weightgen.utils.wandb_media import update_summary, wandb_loggers
-from weightgen.workspace import Workspace, finish_loggers
 
 
 def _zero_shot(ws: Workspace) -> dict:
@@ -43,22 +50,30 @@ def _finetune(ws: Workspace) -> dict:
     """PSNR after a short fine-tune from the generated init, on the first held-out concepts."""
     cfg = ws.cfg.study
     base = load_base(ws)
-    inits = default_inits(ws, base, load_generator(ws))
+    setup = fine_tune_setup(ws, base, default_inits(ws, base, load_generator(ws)))
     finals = []
     for concept in ws.test_concepts[: cfg.finetune_concepts]:
-        run, _ = run_method(ws, base, inits, concept, "denoised_init", cfg.finetune_steps,
+        run, _ = run_method(setup, concept, "denoised_init", cfg.finetune_steps,
                             eval_every=cfg.finetune_steps)
         finals.append(run.final["psnr"])
     return {"test/final_psnr": statistics.median(finals), "steps": int(cfg.finetune_steps),
             "concepts": len(finals)}
 
 
+def scored_concepts(ws: Workspace) -> list:
+    """The first ``study.n_train_eval`` train concepts and every held-out one."""
+    return ws.train_concepts[: ws.cfg.study.n_train_eval] + ws.test_concepts
+
+
 def _prompts(ws: Workspace) -> dict:
-    return prompt_variant_quality(ws, n_train=ws.cfg.study.n_train_eval)["summary"]
+    evaluator, inits = scoring_tools(ws)
+    return prompt_variant_quality(evaluator, inits, scored_concepts(ws))["summary"]
 
 
 def _memorisation(ws: Workspace) -> dict:
-    return memorisation_report(ws, n_train=ws.cfg.study.n_train_eval)["summary"]
+    evaluator, inits = scoring_tools(ws)
+    return memorisation_report(evaluator, inits, ws.weight_store, training_rows(ws, "all"),
+                               scored_concepts(ws))["summary"]
 
 
 MEASURES: dict[str, Callable[[Workspace], dict]] = {

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from weightgen.diffusion.generate import load_generator
 from weightgen.errors import ConfigError
-from weightgen.finetune.finetuner import METHOD_INITS, default_inits, run_method
-from weightgen.gan.dataset_builder import load_base
+from weightgen.finetune.finetuner import METHOD_INITS, run_method
+from weightgen.stages.artifacts import default_inits, fine_tune_setup, load_base, load_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json
-from weightgen.workspace import Workspace
 
 _METHOD_OF_INIT = {init: method for method, init in METHOD_INITS.items() if init}
 
@@ -23,8 +22,8 @@ def finetune_one(ws: Workspace) -> dict:
     base = load_base(ws)
     generator = load_generator(ws) if cfg.init in ("generated", "shuffled") else None
     inits = default_inits(ws, base, generator)
-    run, _ = run_method(ws, base, inits, concept, _METHOD_OF_INIT[cfg.init], cfg.steps,
-                        cfg.eval_every, cfg.target_psnr, progress=cfg.progress)
+    run, _ = run_method(fine_tune_setup(ws, base, inits), concept, _METHOD_OF_INIT[cfg.init],
+                        cfg.steps, cfg.eval_every, cfg.target_psnr, progress=cfg.progress)
     run.samples = None
     out = Path(cfg.paths.run_dir) / "finetune" / f"{concept.id}-{cfg.init}.json"
     atomic_write_json(out, asdict(run))

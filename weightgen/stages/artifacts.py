@@ -1,0 +1,152 @@
+"""A run's artifacts as library objects, built from the Workspace's config.
+
+Stages share these: the base GAN and the weight generator (each checked against the run's
+config and its pairs of now), the generator's training rows and texts, the init sources, the
+adapter scorer and the fine-tune set-up. The library functions they call take plain arguments;
+this is where the config is read.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+from weightgen.diffusion import bundle
+from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.staleness import check_generator_inputs
+from weightgen.errors import StaleArtifactError
+from weightgen.finetune.finetuner import FineTuneSetup
+from weightgen.finetune.inits import InitSources
+from weightgen.gan import base as base_gan
+from weightgen.gan.adapter_evaluator import AdapterEvaluator
+from weightgen.gan.base import BaseGAN
+from weightgen.stages.workspace import Workspace
+from weightgen.weights import training_set
+from weightgen.weights.freshness import check_rows_current
+
+
+def architecture(ws: Workspace) -> dict:
+    """What a set of weights is only valid for: recorded with the base and every generator."""
+    return base_gan.architecture(ws.cfg.gan.generator, ws.text_encoder.config(), ws.cfg.data.size)
+
+
+def read_base_meta(ws: Workspace) -> dict:
+    """The run's ``base.json`` (what the base was trained for and from, its files' sha256)."""
+    return base_gan.read_base_meta(ws.cfg.paths.base_dir)
+
+
+def load_base(ws: Workspace) -> BaseGAN:
+    """The run's trained base, checked against its architecture (a mismatch names both) and
+    against the pairs it was trained on."""
+    base_dir = ws.cfg.paths.base_dir
+    meta = base_gan.read_base_meta(base_dir, {"architecture": architecture(ws)})
+    check_base_pairs(ws, meta)
+    return base_gan.load_base(base_dir, meta, ws.cfg.gan, ws.text_encoder.dim)
+
+
+def check_base_pairs(ws: Workspace, meta: dict) -> None:
+    """Refuse a base trained on other pairs than the pair cache now holds (or on unknown ones)."""
+    base_dir, pairs_dir = ws.cfg.paths.base_dir, ws.cfg.paths.pairs_dir
+    rebuild = (f"delete {base_dir} and rerun weightgen-dataset to train the base again (the "
+               f"adapters retrain after it)")
+    recorded = meta.get("pairs_sha256")
+    if recorded is None:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} records no fingerprint of the pairs it was trained on "
+            f"(an older weightgen built it), so a change to them cannot be detected; {rebuild}"
+        )
+    now = ws.pair_store.fingerprints(list(recorded))
+    changed = sorted(c for c, sha in recorded.items() if now[c] != sha)
+    if changed:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} was trained on other pairs of {changed} than the pair "
+            f"cache {pairs_dir} holds now (a concept edited under the same id, or rebuilt "
+            f"pairs); {rebuild}, or restore those concepts"
+        )
+
+
+def generator_expectations(ws: Workspace) -> dict:
+    """What a weight generator must have been trained for to serve this run's config."""
+    return bundle.generator_expectations(architecture(ws), ws.cfg.adapter, ws.cfg.tokenizer)
+
+
+def load_generator(ws: Workspace) -> WeightGenerator:
+    """The run's weight generator, checked against its configuration, base and weight store.
+
+    Every stage that uses a generator loads it here (generate, finetune, bench, zero-shot,
+    new-concept, studies).
+    """
+    folder = ws.cfg.paths.generator_dir
+    generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
+    check_generator_inputs(generator.meta, folder, ws.cfg.paths.base_dir,
+                           read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
+                           {row["sha256"] for row in ws.weight_store.rows()})
+    return generator
+
+
+def current_rows(ws: Workspace, rows: list[dict]) -> list[dict]:
+    """``rows`` of the weight store, refused if any was trained on another base or other pairs
+    than the run's now."""
+    return check_rows_current(
+        rows, read_base_meta(ws)["generator_sha256"],
+        ws.pair_store.fingerprints(sorted({r["concept"] for r in rows})),
+        ws.cfg.paths.weights_dir,
+    )
+
+
+def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
+    """Store rows the generator learns from (``diffusion.data``; ``checkpoints`` overrides),
+    each checked to be trained on the run's base and pairs of now."""
+    data = ws.cfg.diffusion.data
+    return current_rows(ws, training_set.training_rows(
+        ws.weight_store, [c.id for c in ws.train_concepts], {c.id for c in ws.test_concepts},
+        data.get("n_concepts"), data.checkpoints if checkpoints is None else checkpoints,
+    ))
+
+
+def training_texts(ws: Workspace, rows: list[dict]) -> dict[str, tuple[str, ...]]:
+    """The texts the generator may see for each training concept (``diffusion.data.phrasings``)."""
+    return training_set.training_texts(
+        rows, ws.cfg.diffusion.data.get("phrasings", "canonical"),
+        training_set.held_out_texts(ws.concepts, ws.weight_store), str(ws.weight_store.root),
+    )
+
+
+def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | None = None,
+                  standard_state: dict[str, torch.Tensor] | None = None) -> InitSources:
+    """Init sources on this run's store and (optional) weight generator.
+
+    ``standard_state``: the standard init of an adapter already attached (an evaluator's);
+    by default a new adapter is attached to a copy of the base (which draws random numbers).
+    """
+    if standard_state is None:
+        adapter = instantiate(ws.cfg.adapter)
+        adapter.attach(base.fresh_copy()[0])
+        standard_state = adapter.standard_state()
+    store = ws.weight_store
+    return InitSources(store, partial(training_rows, ws, "last"),
+                       lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
+                       standard_state, generator, dict(ws.cfg.diffusion.sampling))
+
+
+def adapter_evaluator(ws: Workspace, base: BaseGAN) -> AdapterEvaluator:
+    return AdapterEvaluator(base, instantiate(ws.cfg.adapter), ws.pair_store, ws.text_encoder)
+
+
+def scoring_tools(ws: Workspace) -> tuple[AdapterEvaluator, InitSources]:
+    """The GAN scorer on the run's base and every init of the run, the generator's included."""
+    base = load_base(ws)
+    return adapter_evaluator(ws, base), default_inits(ws, base, load_generator(ws))
+
+
+def fine_tune_setup(ws: Workspace, base: BaseGAN, inits: InitSources,
+                    pairs_dir: str | Path | None = None) -> FineTuneSetup:
+    """Fine-tunes on the run's pair cache, or on ``pairs_dir`` (a new concept's own pairs)."""
+    return FineTuneSetup(
+        base, inits, ws.text_encoder, ws.cfg.gan, ws.cfg.adapter, ws.cfg.trainer,
+        Path(pairs_dir if pairs_dir is not None else ws.cfg.paths.pairs_dir),
+        int(ws.cfg.data.batch_size), int(ws.cfg.seed),
+    )
