@@ -161,10 +161,7 @@ def _check_relations(cfg: DictConfig) -> None:
             )
     shard = _get(cfg, "builder.shard")
     if shard is not None:
-        try:
-            Shard.parse(shard)
-        except ValueError as err:
-            raise ConfigError(f"builder.{err}") from None
+        Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes
     sampling, timesteps = (_get(cfg, "diffusion.sampling.steps"),
                            _get(cfg, "diffusion.scheduler.num_train_timesteps"))
     if sampling is not None and timesteps is not None and sampling > timesteps:
