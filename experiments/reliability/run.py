@@ -101,7 +101,12 @@ def flip_bytes(path: Path) -> None:
 
 
 def first_adapter(root: Path) -> Path:
-    return sorted((run_dir(root) / "weights").rglob("*.safetensors"))[0]
+    """The final checkpoint of the first train concept: a file the generator's training reads."""
+    store = run_dir(root) / "weights"
+    rows = [json.loads(line) for line in (store / "manifest.jsonl").read_text().splitlines()]
+    train = sorted((r for r in rows if r["split"] == "train"), key=lambda r: (r["concept"], r["step"]))
+    last = [r for r in train if r["concept"] == train[0]["concept"]][-1]
+    return store / last["file"]
 
 
 def copy_run(root: Path, name: str) -> Path:
