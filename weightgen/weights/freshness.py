@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from weightgen.errors import StaleArtifactError
-from weightgen.weights.store import INPUT_KEYS
+from weightgen.weights.store import inputs_mismatch
 
 
 def check_rows_current(rows: list[dict], base_sha256: str,
@@ -20,13 +20,15 @@ def check_rows_current(rows: list[dict], base_sha256: str,
                        store_root: str | Path) -> list[dict]:
     """``rows`` unchanged if each records the run's base (``base_sha256``, its generator's) and
     its concept's pairs of now (``pair_fingerprints``: concept -> the pair store's fingerprint)."""
-    stale: dict[str, str] = {}
+    by_concept: dict[str, list[dict]] = {}
     for row in rows:
-        now = {"base_sha256": base_sha256, "pairs_sha256": pair_fingerprints.get(row["concept"])}
-        for key, value in now.items():
-            if row.get(key) != value:
-                stale.setdefault(row["concept"], INPUT_KEYS[key] if row.get(key) else
-                                 f"no {INPUT_KEYS[key]} fingerprint recorded")
+        by_concept.setdefault(row["concept"], []).append(row)
+    stale = {}
+    for concept, concept_rows in by_concept.items():
+        why = inputs_mismatch(concept_rows, {"base_sha256": base_sha256,
+                                             "pairs_sha256": pair_fingerprints.get(concept)})
+        if why:
+            stale[concept] = why
     if stale:
         sample = dict(list(sorted(stale.items()))[:5])
         raise StaleArtifactError(

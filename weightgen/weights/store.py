@@ -41,6 +41,19 @@ from weightgen.utils.io import (
 MANIFEST = "manifest.jsonl"
 # Row keys naming what an adapter was trained from (checked on resume and by later stages).
 INPUT_KEYS = {"base_sha256": "base GAN", "pairs_sha256": "pairs"}
+
+
+def inputs_mismatch(rows: list[dict], inputs: Mapping[str, str | None]) -> str | None:
+    """Why one concept's rows were not trained from ``inputs`` (:data:`INPUT_KEYS` -> the
+    run's fingerprint of now), or None: the one rule the resume and the store's readers share."""
+    for key, value in inputs.items():
+        recorded = {r.get(key) for r in rows}
+        if recorded == {None}:
+            return f"it records no {INPUT_KEYS[key]} fingerprint (an older weightgen built it)"
+        if recorded != {value}:
+            other = "another base GAN" if key == "base_sha256" else "other pairs"
+            return f"it was trained on {other} than this run's"
+    return None
 _SHARD_PART = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl")
 
 
@@ -160,8 +173,9 @@ class WeightStore:
             for concept, rows in by_concept.items():
                 if not wanted <= {r["step"] for r in rows}:
                     continue
-                problem = self._untrusted(
-                    [r for r in rows if r["step"] in wanted], inputs.get(concept, {})
+                kept_rows = [r for r in rows if r["step"] in wanted]
+                problem = self._missing_or_damaged(kept_rows) or inputs_mismatch(
+                    kept_rows, inputs.get(concept, {})
                 )
                 if problem:
                     rejected[concept] = problem
@@ -169,21 +183,14 @@ class WeightStore:
                     kept.add(concept)
         return kept, {c: why for c, why in rejected.items() if c not in kept}
 
-    def _untrusted(self, rows: list[dict], inputs: Mapping[str, str]) -> str | None:
-        """Why these checkpoint rows cannot be trusted, or None."""
+    def _missing_or_damaged(self, rows: list[dict]) -> str | None:
+        """Which of these checkpoint rows' files is missing or fails its sha256, or None."""
         for row in rows:
             path = self.root / row["file"]
             if not path.is_file():
                 return f"{path} is missing"
             if sha256_file(path) != row["sha256"]:
                 return f"{path} is damaged (its sha256 differs from the manifest's)"
-        for key, value in inputs.items():
-            recorded = {r.get(key) for r in rows}
-            if recorded == {None}:
-                return f"it records no {INPUT_KEYS[key]} fingerprint (an older weightgen built it)"
-            if recorded != {value}:
-                other = "another base GAN" if key == "base_sha256" else "other pairs"
-                return f"it was trained on {other} than this run's"
         return None
 
     def all_part_rows(self) -> list[dict]:
