@@ -15,7 +15,14 @@ For each benchmark concept, every method runs in turn on the same data, seed and
 Speed-up = pix2pix's time-to-target / a method's, per concept; the summary quotes medians over
 the held-out concepts (a method that never reaches the target counts as speed-up 0; for the
 speed-up over E2GAN, an E2GAN run that misses the target counts with its whole budget, a lower
-bound of its time).
+bound of its time). Times are floored at the clock's resolution, the training seconds of one
+evaluation interval of the concept's pix2pix run: an init at the target before any training
+(``target_at_start``) is credited with that much, so its speed-ups are lower bounds, not a
+division by its loading time (``weightgen.finetune.bench_stats``).
+
+Beside time-to-target, which is quantised by ``bench.eval_every``, each method reports the PSNR it
+had shown at fixed times (``bench.psnr_at_seconds``), and the summary gives per-concept paired
+comparisons against E2GAN and against the nearest init, with a two-sided sign test.
 
 ``trained_init`` is the ceiling: it starts from the held-out concept's own adapter in the weight
 store (which the generator never trains on), the best any generator can do with this data;
@@ -36,6 +43,7 @@ from tqdm.auto import tqdm
 from weightgen.config_checks import check_pick
 from weightgen.errors import ConfigError
 from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
+from weightgen.finetune.bench_stats import clock_resolution, paired_comparison, psnr_at, speedup
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.dashboard import log_bench_dashboard
 from weightgen.finetune.finetuner import (
@@ -65,17 +73,6 @@ from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha25
 log = logging.getLogger(__name__)
 
 GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in ("generated", "shuffled")}
-
-
-# A method at the target before any training (0 s) would divide by zero: times are floored here.
-MIN_SECONDS = 0.01
-
-
-def speedup(reference_seconds: float | None, seconds: float | None) -> float:
-    """reference / seconds; 0 when the method never reached the target."""
-    if seconds is None or reference_seconds is None:
-        return 0.0
-    return max(reference_seconds, MIN_SECONDS) / max(seconds, MIN_SECONDS)
 
 
 def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
@@ -150,11 +147,16 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
     return run
 
 
-def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: bool) -> dict:
+def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: bool,
+                   at_seconds: tuple[float, ...] = (2.0, 5.0, 10.0)) -> dict:
+    """One concept's row: per method its step-0 and final quality, time-to-target and speed-up
+    over pix2pix (at the concept's clock resolution), PSNR at ``at_seconds``."""
     p2p_time = time_to_target(runs["pix2pix_scratch"].curve, target)
+    resolution = clock_resolution(runs["pix2pix_scratch"].curve)
     methods = {}
     for method, run in runs.items():
         seconds = time_to_target(run.curve, target)
+        steps = steps_to_target(run.curve, target)
         methods[method] = {
             "zero_shot_psnr": run.zero_shot["psnr"],
             "zero_shot_ssim": run.zero_shot["ssim"],
@@ -162,8 +164,10 @@ def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: 
             "final_ssim": run.final["ssim"],
             "final_step": run.final["step"],
             "seconds_to_target": seconds,
-            "steps_to_target": steps_to_target(run.curve, target),
-            "speedup_vs_pix2pix": speedup(p2p_time, seconds),
+            "steps_to_target": steps,
+            "target_at_start": steps == 0,
+            "speedup_vs_pix2pix": speedup(p2p_time, seconds, resolution),
+            "psnr_at_seconds": {f"{t:g}": psnr_at(run.curve, t) for t in at_seconds},
             "init_seconds": run.init_seconds,
             "train_seconds_total": run.final["seconds"],
             "info": run.info,
@@ -176,21 +180,61 @@ def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: 
         "seen": concept.split == "train",
         "target_psnr": target,
         "pix2pix_plateau": plateau,
+        "clock_resolution_seconds": resolution,
+        # How far the store's own adapter (the ceiling) starts above the target (negative: below).
+        "ceiling_margin_db": (methods[CEILING_METHOD]["zero_shot_psnr"] - target
+                              if CEILING_METHOD in methods else None),
         "methods": methods,
     }
 
 
-def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
-    """Median over held-out concepts of E2GAN's time-to-target / ``method``'s (per concept)."""
+def paired_ratios(unseen: list[dict], method: str, reference: str) -> list[float]:
+    """Per held-out concept, ``reference``'s time-to-target / ``method``'s.
+
+    A reference that misses the target within its budget counts with its whole budget (a lower
+    bound of its time); a method that misses counts as 0.
+    """
     ratios = []
     for r in unseen:
-        if method in r["methods"] and "e2gan_lora" in r["methods"]:
-            e2gan = r["methods"]["e2gan_lora"]
-            # E2GAN missing the target within its budget: its whole budget is a lower bound.
-            t_e2gan = e2gan["seconds_to_target"]
-            t_e2gan = e2gan["train_seconds_total"] if t_e2gan is None else t_e2gan
-            ratios.append(speedup(t_e2gan, r["methods"][method]["seconds_to_target"]))
-    return median_or_none(ratios)
+        if method in r["methods"] and reference in r["methods"]:
+            ref = r["methods"][reference]
+            t_ref = ref["seconds_to_target"]
+            t_ref = ref["train_seconds_total"] if t_ref is None else t_ref
+            ratios.append(speedup(t_ref, r["methods"][method]["seconds_to_target"],
+                                  r.get("clock_resolution_seconds", 0.0)))
+    return ratios
+
+
+def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
+    """Median over held-out concepts of E2GAN's time-to-target / ``method``'s (per concept)."""
+    return median_or_none(paired_ratios(unseen, method, "e2gan_lora"))
+
+
+def _paired(unseen: list[dict], methods: list[str], reference: str) -> dict:
+    """Each method against ``reference``, concept by concept: wins, losses, sign test."""
+    if reference not in methods:
+        return {}
+    return {m: paired_comparison(paired_ratios(unseen, m, reference))
+            for m in methods if m not in ("pix2pix_scratch", reference)}
+
+
+def _psnr_at_medians(unseen: list[dict], method: str) -> dict[str, float | None]:
+    """Median over held-out concepts of the PSNR ``method`` had shown at each fixed time."""
+    cells = [r["methods"][method]["psnr_at_seconds"] for r in unseen if method in r["methods"]]
+    times = cells[0] if cells else {}
+    return {t: median_or_none([c.get(t) for c in cells]) for t in times}
+
+
+def _zero_shot_wins(unseen: list[dict], method: str) -> dict | None:
+    """On how many held-out concepts ``method`` starts above both the mean and the nearest init."""
+    rows = [r["methods"] for r in unseen
+            if {method, "mean_init", "nearest_init"} <= set(r["methods"])]
+    if not rows:
+        return None
+    wins = sum(m[method]["zero_shot_psnr"] > max(m["mean_init"]["zero_shot_psnr"],
+                                                 m["nearest_init"]["zero_shot_psnr"])
+               for m in rows)
+    return {"above_mean_and_nearest": wins, "concepts": len(rows)}
 
 
 def summarise(results: list[dict], methods: list[str]) -> dict:
@@ -218,6 +262,18 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
             m: sum(r["methods"][m]["seconds_to_target"] is not None for r in unseen)
             for m in methods
         },
+        "target_at_start": {m: sum(r["methods"][m]["target_at_start"] for r in unseen
+                                   if m in r["methods"]) for m in methods},
+        "psnr_at_seconds": {m: _psnr_at_medians(unseen, m) for m in methods},
+        "paired_vs_e2gan": _paired(unseen, methods, "e2gan_lora"),
+        "paired_vs_nearest": _paired(unseen, methods, "nearest_init"),
+        "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
+        "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
+        if ceiling else None,
+        "ceiling_margin_db": median_or_none([r["ceiling_margin_db"] for r in unseen])
+        if ceiling else None,
+        "clock_resolution_seconds": median_or_none([r["clock_resolution_seconds"]
+                                                    for r in unseen]),
         "generation_seconds": med(ours, "init_seconds") if ours else None,
         "pix2pix_plateau_reached": sum(r["pix2pix_plateau"] for r in unseen),
     }
@@ -250,7 +306,8 @@ def run_benchmark(ws: Workspace) -> dict:
                 runs[method] = _cached_or_run(ws, setup, concept, method, cfg.finetune_steps,
                                               cfg.eval_every, target if cfg.stop_at_target else None,
                                               suite.active)
-            result = concept_result(concept, runs, target, plateau_reached(p2p.curve, cfg.plateau_db))
+            result = concept_result(concept, runs, target, plateau_reached(p2p.curve, cfg.plateau_db),
+                                    tuple(float(t) for t in cfg.psnr_at_seconds))
             results.append(result)
             for logger in loggers:
                 logger.log_metrics({f"bench/{m}/speedup": v["speedup_vs_pix2pix"]

@@ -1,0 +1,64 @@
+"""Statistics of the benchmark's quality curves: the clock's resolution, PSNR at fixed times,
+paired per-concept comparisons and their sign test.
+
+A curve is the list of evaluations of one fine-tune (``{"step", "seconds", "psnr", "ssim"}``,
+step 0 first; seconds are training seconds, generation included, evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+# Times below this are never divided by (a curve without a second point has no resolution).
+MIN_SECONDS = 0.01
+
+
+def clock_resolution(curve: Sequence[dict]) -> float:
+    """Training seconds between a curve's first two evaluations (one ``eval_every`` interval).
+
+    The benchmark only sees quality at evaluations, so a time-to-target is known to this
+    precision; an init at the target before any training is credited with this much time rather
+    than ~0 s, which would turn its speed-up into a division by the loading time. Its speed-ups
+    are therefore lower bounds.
+    """
+    if len(curve) < 2:
+        return MIN_SECONDS
+    return max(curve[1]["seconds"] - curve[0]["seconds"], MIN_SECONDS)
+
+
+def speedup(reference_seconds: float | None, seconds: float | None,
+            resolution: float = MIN_SECONDS) -> float:
+    """reference / seconds, both floored at ``resolution``; 0 when the method never got there."""
+    if seconds is None or reference_seconds is None:
+        return 0.0
+    floor = max(resolution, MIN_SECONDS)
+    return max(reference_seconds, floor) / max(seconds, floor)
+
+
+def psnr_at(curve: Sequence[dict], seconds: float) -> float | None:
+    """The quality a run had shown by ``seconds``: its last evaluation at or before that time.
+
+    A run stopped at the target keeps its last value (a lower bound of what it would show);
+    None when the run had no weights yet (its generation took longer).
+    """
+    shown = [p["psnr"] for p in curve if p["seconds"] <= seconds]
+    return shown[-1] if shown else None
+
+
+def sign_test(wins: int, losses: int) -> float | None:
+    """Two-sided exact binomial p-value of ``wins`` against ``losses`` (ties left out)."""
+    n = wins + losses
+    if n == 0:
+        return None
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(ratios: Sequence[float]) -> dict:
+    """Per-concept ratios (reference time / method time): wins (>1), losses (<1), ties, p."""
+    wins = sum(r > 1 for r in ratios)
+    losses = sum(r < 1 for r in ratios)
+    return {"concepts": len(ratios), "wins": wins, "losses": losses,
+            "ties": len(ratios) - wins - losses, "p_value": sign_test(wins, losses)}
