@@ -195,3 +195,21 @@ def test_generalisation_table_reads_steps_to_target_from_a_benchmark(tmp_path):
     assert (row["steps_to_target"], row["standard_steps_to_target"]) == (50, 125)
     assert row["seconds_to_target"] == 9.5
     assert "| 50 / 125 |" in (tmp_path / "results.md").read_text()
+
+
+def test_generalisation_table_gives_the_speedup_over_e2gan_with_its_sign_test(tmp_path):
+    paired = {"concepts": 3, "wins": 2, "losses": 1, "ties": 0, "p_value": 1.0}
+    bench_results = {
+        "summary": {"seconds_to_target": {"denoised_init": 5.0, "e2gan_lora": 10.0},
+                    "speedup_vs_e2gan": 1.5, "speedup_vs_pix2pix": 4.0,
+                    "speedup_ceiling_vs_e2gan": 9.0,
+                    "paired_vs_e2gan": {"denoised_init": paired}},
+        "concepts": [{"seen": False, "methods": {"denoised_init": {"steps_to_target": 10},
+                                                 "e2gan_lora": {"steps_to_target": 20}}}],
+    }
+    records = [{"name": "a", "note": "n", "overrides": [], "train_seconds": 1.0,
+                "zero_shot": _zero_shot_report([18.5]), "bench": bench_results}]
+    generalisation_table(records, tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
+    assert row["speedup_vs_e2gan"] == 1.5 and row["paired_vs_e2gan"] == paired
+    assert "| 1.50x (9x); 2-1, p=1 |" in (tmp_path / "results.md").read_text()

@@ -1,15 +1,21 @@
-"""Train and score every generator configuration in configs.yaml; write the table and the plot.
+"""Train and score every generator configuration in a configs file; write the table and the plot.
 
-    .venv/bin/python experiments/generalisation/run.py [--only NAME ...] [--table-only] [--bench]
+    .venv/bin/python experiments/generalisation/run.py [--configs FILE] [--only NAME ...]
+        [--table-only] [--bench]
+
+``--configs`` (default ``configs.yaml``, the issue-8 configurations) names the YAML list to
+measure; its table goes to the folder named after the file (``configs.yaml``: this folder;
+``levers.yaml``: ``levers/``).
 
 Each configuration is composed as `experiment=bench` + its overrides (the real configs), trained
 by the generator stage and scored by the zero-shot table; a configuration whose folder already
 holds a zero_shot.json counts as measured and is skipped (delete the file to measure it again).
 With --bench it also fine-tunes from each selected configuration's generated init on the
 benchmark's held-out concepts (`weightgen-bench` with methods pix2pix_scratch, e2gan_lora,
-denoised_init into <generator folder>/bench; the pix2pix and standard-init runs of the main
-benchmark are reused: they do not depend on the generator), for time and steps to target.
-Writes results.{json,md} and results.png beside this file.
+mean_init, nearest_init, trained_init and denoised_init into <generator folder>/bench; every
+method but denoised_init is reused from the main benchmark: they do not depend on the
+generator), for time and steps to target, and the per-concept comparisons against E2GAN and the
+nearest init.
 """
 
 from __future__ import annotations
@@ -33,14 +39,14 @@ HERE = Path(__file__).resolve().parent
 GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetensors")
 
 
-BENCH_METHODS = "bench.methods=[pix2pix_scratch,e2gan_lora,denoised_init]"
-REUSED_METHODS = ("pix2pix_scratch", "e2gan_lora")
+REUSED_METHODS = ("pix2pix_scratch", "e2gan_lora", "mean_init", "nearest_init", "trained_init")
+BENCH_METHODS = f"bench.methods=[{','.join(REUSED_METHODS)},denoised_init]"
 
 
 def overrides(entry: dict) -> list[str]:
     """experiment=bench + the entry's overrides (after its source's, for a sampling variant)."""
-    source = next((e for e in CONFIGS if e["name"] == entry.get("sampling_of")), {})
-    return ["experiment=bench", "num_threads=1", "logger=csv", *source.get("overrides", []),
+    source = entry.get("source", {})
+    return ["experiment=bench", "logger=csv", *source.get("overrides", []),
             *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
             "paths.bench_dir=${paths.generator_dir}/bench", BENCH_METHODS]
@@ -74,7 +80,7 @@ def measure(entry: dict) -> None:
     if (target / "zero_shot.json").is_file():
         return  # measured already: delete its zero_shot.json (or folder) to measure again
     if "sampling_of" in entry:
-        source = folder(next(e for e in CONFIGS if e["name"] == entry["sampling_of"]))
+        source = folder(entry["source"])
         target.mkdir(parents=True, exist_ok=True)
         for name in GENERATOR_FILES:
             shutil.copy2(source / name, target / name)
@@ -96,24 +102,40 @@ def record(entry: dict) -> dict | None:
             "bench": json.loads(bench_results.read_text()) if bench_results.is_file() else None}
 
 
-CONFIGS = yaml.safe_load((HERE / "configs.yaml").read_text())
+def read_configs(path: Path) -> list[dict]:
+    """The configurations of a file; a sampling variant carries its source entry along."""
+    entries = yaml.safe_load(path.read_text())
+    by_name = {e["name"]: e for e in entries}
+    return [e | {"source": by_name[e["sampling_of"]]} if "sampling_of" in e else e
+            for e in entries]
+
+
+def output_folder(configs: Path) -> Path:
+    """Where a configs file's table goes: this folder for configs.yaml, else a folder by name."""
+    return HERE if configs.name == "configs.yaml" else HERE / configs.stem
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=Path, default=HERE / "configs.yaml",
+                        help="the YAML list of configurations (default: configs.yaml)")
     parser.add_argument("--only", nargs="+", help="measure only these configurations")
     parser.add_argument("--bench", action="store_true",
                         help="also fine-tune from the selected configurations' generated inits")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()
-    names = set() if args.table_only else set(args.only or [e["name"] for e in CONFIGS])
-    unknown = names - {e["name"] for e in CONFIGS}
+    configs = read_configs(args.configs)
+    names = set() if args.table_only else set(args.only or [e["name"] for e in configs])
+    unknown = names - {e["name"] for e in configs}
     if unknown:
         parser.error(f"unknown configurations {sorted(unknown)}; see configs.yaml")
-    for entry in CONFIGS:
+    for entry in configs:
         if entry["name"] in names:
             measure(entry)
             if args.bench:
                 bench(entry)
-    records = [r for r in map(record, CONFIGS) if r is not None]
-    generalisation_table(records, HERE)
+    records = [r for r in map(record, configs) if r is not None]
+    out = output_folder(args.configs)
+    out.mkdir(exist_ok=True)
+    generalisation_table(records, out)

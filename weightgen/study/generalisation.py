@@ -51,10 +51,15 @@ def summarise_bench(results: dict | None) -> dict:
                        if c["methods"][method]["steps_to_target"] is not None)
         return statistics.median(steps) if steps else None
 
+    paired = (summary.get("paired_vs_e2gan") or {}).get("denoised_init")
     return {"seconds_to_target": summary["seconds_to_target"]["denoised_init"],
             "standard_seconds_to_target": summary["seconds_to_target"]["e2gan_lora"],
             "steps_to_target": median_steps("denoised_init"),
-            "standard_steps_to_target": median_steps("e2gan_lora")}
+            "standard_steps_to_target": median_steps("e2gan_lora"),
+            "speedup_vs_e2gan": summary.get("speedup_vs_e2gan"),
+            "speedup_vs_pix2pix": summary.get("speedup_vs_pix2pix"),
+            "ceiling_vs_e2gan": summary.get("speedup_ceiling_vs_e2gan"),
+            "paired_vs_e2gan": paired}
 
 
 def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
@@ -67,19 +72,24 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
     lines = [
         "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
         "/ nearest / base | held-out wins vs mean, nearest, both (of n) | steps to target: "
-        "generated / standard init | train s |",
-        "|---|---|---|---|---|---|",
+        "generated / standard init | speed-up vs E2GAN (ceiling); wins-losses, sign p | train s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        to_target = "not run"
+        to_target = speed = "not run"
         if "steps_to_target" in r:
             to_target = f"{_number(r['steps_to_target'])} / {_number(r['standard_steps_to_target'])}"
+        if r.get("speedup_vs_e2gan") is not None:
+            paired = r["paired_vs_e2gan"]
+            speed = (f"{r['speedup_vs_e2gan']:.2f}x ({_number(r['ceiling_vs_e2gan'])}x); "
+                     f"{paired['wins']}-{paired['losses']}, p={paired['p_value']:.2g}"
+                     if paired else f"{r['speedup_vs_e2gan']:.2f}x")
         lines.append(
             f"| `{r['name']}` | {r['train_generated']:.2f} / {r['train_trained']:.2f} / "
             f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
             f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
             f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | {to_target} | "
-            f"{r['train_seconds']:.0f} |"
+            f"{speed} | {r['train_seconds']:.0f} |"
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     _plot(rows, out / "results.png")
@@ -102,7 +112,7 @@ def _plot(rows: Sequence[dict], path: Path) -> None:
     fit.bar(x, [r["train_generated"] for r in rows], color="tab:blue", label="generated")
     fit.plot(x, [r["train_trained"] for r in rows], "k_", markersize=18, label="trained adapter")
     fit.plot(x, [r["train_mean"] for r in rows], "rx", label="mean adapter")
-    fit.set_title("fit: train prompts (median, 8 concepts)", fontsize=9)
+    fit.set_title("fit: train prompts (median)", fontsize=9)
     test.bar(x, [r["test_generated"] for r in rows], color="tab:green", label="generated")
     test.plot(x, [r["test_mean"] for r in rows], "rx", label="mean init")
     test.plot(x, [r["test_nearest"] for r in rows], "m^", label="nearest init")
