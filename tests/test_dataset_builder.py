@@ -1,4 +1,5 @@
-"""The GAN dataset builder end to end at toy size: full, interrupted + resumed, sharded builds."""
+"""The GAN dataset builder end to end at toy size: full, interrupted + resumed, sharded builds,
+and builds in worker processes (builder.processes)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,22 @@ import pytest
 import torch
 from helpers import photos_loaded_once, tiny_workspace
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+import weightgen.stages.dataset as dataset_stage
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.data.datamodule import images_to_tensor
-from weightgen.errors import InterruptedRunError, StaleArtifactError
+from weightgen.errors import ConfigError, InterruptedRunError, StaleArtifactError
 from weightgen.gan.evaluate import evaluate
 from weightgen.stages.artifacts import current_rows, load_base
-from weightgen.stages.dataset import build_weight_dataset, train_adapter
+from weightgen.stages.dataset import (
+    build_weight_dataset,
+    sub_shards,
+    train_adapter,
+    worker_threads,
+)
 from weightgen.stages.pairs import build_pairs
+from weightgen.utils.workers import available_cores
 from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, WeightStore
 
 CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "sha256"}
@@ -311,3 +320,109 @@ def test_a_second_builder_of_the_same_shard_fails_with_run_busy(reference, tmp_p
     ):
         run_stage(artifacts, "adapters", "0/1", "lock_timeout_s=0")
     assert sorted(p.read_bytes() for p in store.root.glob("manifest*.jsonl")) == parts
+
+
+# --- builder.processes: one command's adapters in several worker processes ----------------------
+
+
+def assert_same_adapters(artifacts, reference) -> None:
+    """The store under ``artifacts`` holds the reference build's concepts and checkpoints, with
+    the same tensors bit for bit (and so the same files, sha256s and recorded quality)."""
+    ref_artifacts, _, _, expected = reference
+    store, reference_store = (tiny_workspace(a).weight_store for a in (artifacts, ref_artifacts))
+    rows = store.rows()
+    keys = [(r["concept"], r["step"]) for r in rows]
+    assert keys == [(r["concept"], r["step"]) for r in expected]
+    for row, want in zip(rows, expected, strict=True):
+        ours, theirs = store.load(row), reference_store.load(want)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), row["file"]
+    assert rows == expected
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """Two workers get one torch thread each, whatever the machine: the thread count of the
+    reference build (conftest.py). CPU training is deterministic only at a fixed thread count
+    (oneDNN splits the sums of a convolution's weight and bias gradients by thread: 1 vs 2
+    threads differ by ~6e-8), so the stores are then equal bit for bit. (num_threads=2 would do
+    it too, but would also set the threads of this test process.)"""
+    monkeypatch.setattr(dataset_stage, "available_cores", lambda: 2)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_build_the_same_store_as_one(reference, tmp_path, two_cores):
+    """builder.processes=2, stage all: workers build shards 0/2 and 1/2, the command merges."""
+    summary = run_stage(tmp_path, "all", "0/1", "builder.processes=2")
+    assert [s["concept"] for s in summary["adapters"]] == [
+        s["concept"] for s in reference[2]["adapters"]]
+    assert summary["manifest_rows"] == len(reference[3])
+    store = tiny_workspace(tmp_path).weight_store
+    assert sorted(p.name for p in store.root.glob("manifest.shard-*")) == [
+        Shard(0, 2).part_name, Shard(1, 2).part_name]
+    assert_same_adapters(tmp_path, reference)
+    reports = store.root.parent / "reports" / "adapters"
+    assert all((reports / f"{s['concept']}.json").is_file() for s in summary["adapters"])
+    again = run_stage(tmp_path, "all", "0/1", "builder.processes=2")
+    assert again["adapters"] == []  # nothing to train: no worker is started
+
+
+@pytest.mark.slow
+def test_worker_processes_split_a_shard_of_a_sharded_build(reference, tmp_path, two_cores):
+    """Shard 0/2 in 2 processes builds shards 0/4 and 2/4 (concepts 0 and 2 of 3); with shard 1/2
+    built by one process, merge joins parts of both shardings into the reference store."""
+    run_stage(tmp_path, "base")
+    ids = sorted({r["concept"] for r in reference[3]})
+    first = run_stage(tmp_path, "adapters", "0/2", "builder.processes=2")
+    assert [s["concept"] for s in first["adapters"]] == Shard(0, 2).select(ids)
+    store = tiny_workspace(tmp_path).weight_store
+    assert sorted(p.name for p in store.root.glob("manifest.shard-*")) == [
+        Shard(0, 4).part_name, Shard(2, 4).part_name]
+    assert [r["concept"] for r in store.part_rows(Shard(2, 4))] == [ids[2]] * len(STEPS)
+    assert not (store.root / MANIFEST).exists()  # stage adapters leaves the merge to merge
+    run_stage(tmp_path, "adapters", "1/2")
+    run_stage(tmp_path, "merge")
+    assert_same_adapters(tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_a_failing_worker_fails_the_command_and_the_rerun_finishes_the_store(
+    reference, tmp_path, two_cores
+):
+    """A user error in one worker (its shard is locked) ends the command with that error; the
+    other worker is stopped, and the same command run again completes the store."""
+    from filelock import FileLock
+
+    from weightgen.errors import RunBusyError
+
+    artifacts = copy_of(reference, tmp_path)
+    store = tiny_workspace(artifacts).weight_store
+    shutil.rmtree(store.root)
+    with FileLock(store.lock_path(Shard(1, 2))), pytest.raises(
+        RunBusyError, match=r"another process is building shard 1/2 of the weight store"
+    ):
+        run_stage(artifacts, "all", "0/1", "builder.processes=2", "lock_timeout_s=0")
+    assert not (store.root / MANIFEST).exists()
+    summary = run_stage(artifacts, "all", "0/1", "builder.processes=2")
+    assert summary["adapters"]  # what the stopped worker had not finished
+    assert_same_adapters(artifacts, reference)
+
+
+def test_the_shards_of_worker_processes_cover_the_command_shard_exactly():
+    items = list(range(23))
+    for shard in (Shard(0, 1), Shard(1, 3), Shard(2, 4)):
+        for processes in (1, 2, 3, 5):
+            parts = [part.select(items) for part in sub_shards(shard, processes)]
+            assert sorted(x for part in parts for x in part) == shard.select(items)
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+
+
+def test_worker_threads_share_the_cores():
+    assert worker_threads(OmegaConf.create({"num_threads": 8}), 3) == 2
+    assert worker_threads(OmegaConf.create({"num_threads": 2}), 3) == 1
+    assert worker_threads(OmegaConf.create({"num_threads": None}), 1) == available_cores()
+
+
+def test_worker_processes_with_a_distributed_trainer_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"builder.processes=2 .* trainer.devices=2"):
+        run_stage(tmp_path, "adapters", "0/1", "builder.processes=2", "trainer.devices=2")

@@ -75,6 +75,7 @@ KNOBS = (
     Knob("builder.adapter_steps", 1, meaning="steps per adapter; 0 would store untrained ones"),
     Knob("builder.base_lr_scheduler.decay_start", 0, 1, integer=False),
     Knob("builder.grid_images", 1, meaning="images in each concept's sample grid"),
+    Knob("builder.processes", 1, meaning="worker processes that share the command's adapters"),
     # the tokenizer and the weight generator
     Knob("tokenizer.block_size", 1, meaning="numbers per weight block (paper: 128/256/512)"),
     Knob("tokenizer.basis_rank", 1, nullable=True, meaning="PCA components kept (null: all)"),

@@ -1,4 +1,5 @@
-"""weightgen-dataset: base GAN + per-concept adapters into the weight store (builder.stage, shard).
+"""weightgen-dataset: base GAN + per-concept adapters into the weight store (builder.stage, shard,
+processes).
 
 Config groups it reads: concepts, data, editor, text_encoder, gan, adapter, builder, trainer,
 logger, paths.

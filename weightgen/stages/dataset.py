@@ -5,6 +5,28 @@ Stages (``builder.stage``): ``base`` (pairs + base GAN), ``adapters`` (this shar
 With several shards, run ``base`` once, ``adapters`` per shard (in parallel, on any machines that
 see the run folder), then ``merge``.
 
+``builder.processes=P`` splits one command's adapters (stage ``all`` or ``adapters``) over P
+spawned worker processes on this machine, built on the shards: the command's shard i/n holds the
+concepts i, i+n, ...; worker k builds shard (i+k*n)/(n*P), every P-th of them, so the workers
+together build exactly shard i/n, each under its own shard lock and into its own manifest part
+(``manifest.shard-<i+k*n>-of-<n*P>.jsonl``), resumable as any shard. The command holds shard
+i/n's lock meanwhile (a second copy of it waits or fails as before), starts only the workers
+with something to train, and gives each ``(num_threads or the cores) // workers`` torch threads
+(at least 1). Each worker loads its own base and text encoder (memory grows with P) and needs a
+one-device trainer (``trainer.devices=1``). Workers run without progress bars: the command shows
+one bar over all of them, logs their lines prefixed ``worker k/W:``, and logs each adapter's
+metrics to its own loggers (one W&B run). A user error in a worker stops the others and ends the
+command with that error (see :mod:`weightgen.utils.workers`). What merge means does not change:
+``all`` (one shard, n=1) merges every part after its workers finish; ``adapters`` leaves the
+merge to ``builder.stage=merge``, which joins the parts of any sharding. ``builder.stage=base``
+and ``merge`` run in the command's process whatever ``processes`` says.
+
+The adapters are the same tensors, bit for bit, as a one-process build's when every process
+trains with the same number of torch threads: each adapter starts from the same base and seed,
+and CPU training is deterministic at a fixed thread count. At another count they differ in the
+last bits of float32 (6e-8 after the test build's 4 steps; more steps can add up): oneDNN splits
+the sums behind a convolution's weight and bias gradients (over batch and pixels) by thread.
+
 Every adapter starts from the same base and the same adapter seed, so all adapters share one
 coordinate system. A concept is complete when all its checkpoint steps are in the shard's
 manifest; an incomplete one (the build was killed during it) is trained again from its start, so
@@ -23,12 +45,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from functools import partial, reduce
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.concepts.spec import Concept
@@ -54,6 +78,7 @@ from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import atomic_write_json
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import ValidationImages, log_pictures, log_table
+from weightgen.utils.workers import available_cores, run_in_processes
 from weightgen.weights.store import Shard, WeightStore
 
 log = logging.getLogger(__name__)
@@ -211,20 +236,46 @@ ADAPTER_COLUMNS = ["concept", "prompt", "split", "base_psnr", "final_psnr", "fin
 
 
 def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) -> list[dict]:
-    """Adapters for this shard's concepts (train and test), skipping verified complete ones."""
+    """Adapters for this shard's concepts (train and test), skipping verified complete ones;
+    in ``builder.processes`` worker processes when that is more than 1 (:func:`_build_in_workers`).
+    Summaries in concept order."""
     store = ws.weight_store
-    with store_lock(store.lock_path(shard), f"shard {shard.index}/{shard.count} of the weight "
-                    f"store {store.root}", ws.lock_timeout_s):
-        return _build_adapters(ws, base, shard, loggers, store)
+    results = AdapterResults(ws, loggers)
+    processes = int(ws.cfg.builder.get("processes", 1))
+    with _shard_lock(ws, store, shard):
+        if processes == 1:
+            summaries = _build_adapters(ws, base, shard, store, results.add)
+        else:
+            summaries = _build_in_workers(ws, base, shard, store, processes, results.add)
+        results.finish()
+    return summaries
 
 
-def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list,
-                    store: WeightStore) -> list[dict]:
+def _shard_lock(ws: Workspace, store: WeightStore, shard: Shard):
+    return store_lock(store.lock_path(shard), f"shard {shard.index}/{shard.count} of the weight "
+                      f"store {store.root}", ws.lock_timeout_s)
+
+
+def shard_order(ws: Workspace) -> list[Concept]:
+    """The run's concepts in the order shards select from: by id."""
+    return sorted(ws.concepts, key=lambda c: c.id)
+
+
+def _pending(ws: Workspace, base: BaseGAN, shard: Shard,
+             store: WeightStore) -> tuple[list[Concept], list[Concept], dict[str, str]]:
+    """(the shard's concepts, those to train, why each complete one that is not kept is not)."""
     steps = sorted(int(s) for s in ws.cfg.builder.checkpoint_steps)
-    concepts = shard.select(sorted(ws.concepts, key=lambda c: c.id))
+    concepts = shard.select(shard_order(ws))
     inputs = adapter_inputs(ws, base, [c.id for c in concepts])
     done, rejected = store.verified_concepts(steps, inputs)
-    pending = [c for c in concepts if c.id not in done]
+    return concepts, [c for c in concepts if c.id not in done], rejected
+
+
+def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightStore,
+                    finished: Callable[[dict], None]) -> list[dict]:
+    """Train this shard's pending concepts one after the other (the caller holds the shard's
+    lock); ``finished(summary)`` after each."""
+    concepts, pending, rejected = _pending(ws, base, shard, store)
     for concept in pending:
         if concept.id in rejected:
             log.warning("training %s again: %s", concept.id, rejected[concept.id])
@@ -232,26 +283,126 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list,
              len(concepts) - len(pending), len(concepts), shard.index, shard.count)
     if pending:
         store.unmerge()
-    summaries, rows = [], []
-    offset = int(ws.cfg.builder.base_steps)
+    summaries = []
     bar = tqdm(pending, desc="adapters", unit="concept", disable=not ws.cfg.progress)
-    for index, concept in enumerate(bar):
+    for concept in bar:
         bar.set_postfix_str(concept.id)
         store.drop_concept(concept.id)
         summary = train_adapter(ws, base, concept, store, shard)
+        atomic_write_json(ws.run_dir / "reports" / "adapters" / f"{concept.id}.json", summary)
         summaries.append(summary)
-        final = summary["checkpoints"][steps[-1]]
+        finished(summary)
+    return summaries
+
+
+class AdapterResults:
+    """Each finished adapter's metrics to the loggers as it comes; the table and pictures at the
+    end (in the parent when workers build them: one W&B run per command)."""
+
+    def __init__(self, ws: Workspace, loggers: list):
+        self.ws, self.loggers = ws, loggers
+        self.offset = int(ws.cfg.builder.base_steps)
+        self.summaries: list[dict] = []
+        self.final_step = max(int(s) for s in ws.cfg.builder.checkpoint_steps)
+
+    def add(self, summary: dict) -> None:
+        self.summaries.append(summary)
+        final = summary["checkpoints"][self.final_step]
         metrics = {"adapter/base_psnr": summary["base_psnr"], "adapter/final_psnr": final["psnr"],
                    "adapter/final_ssim": final["ssim"], "adapter/seconds": summary["seconds"]}
-        for logger in loggers:
-            logger.log_metrics(metrics, step=offset + index + 1)
-        atomic_write_json(ws.run_dir / "reports" / "adapters" / f"{concept.id}.json", summary)
-        rows.append([concept.id, concept.prompt, concept.split, summary["base_psnr"],
-                     final["psnr"], final["ssim"], summary["seconds"]])
-    if rows:
-        log_table(loggers, "adapters/results", ADAPTER_COLUMNS, rows)
-        log_pictures(loggers, "adapters/samples", [adapter_grid(ws, c) for c in pending])
-    return summaries
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.offset + len(self.summaries))
+
+    def finish(self) -> None:
+        if not self.summaries:
+            return
+        concepts = [self.ws.concept(s["concept"]) for s in self.summaries]
+        rows = [[c.id, c.prompt, c.split, s["base_psnr"], s["checkpoints"][self.final_step]["psnr"],
+                 s["checkpoints"][self.final_step]["ssim"], s["seconds"]]
+                for c, s in zip(concepts, self.summaries, strict=True)]
+        log_table(self.loggers, "adapters/results", ADAPTER_COLUMNS, rows)
+        log_pictures(self.loggers, "adapters/samples", [adapter_grid(self.ws, c) for c in concepts])
+
+
+# --- several worker processes (builder.processes) ----------------------------------------------
+
+
+def sub_shards(shard: Shard, processes: int) -> list[Shard]:
+    """The shards of ``processes`` workers that together build exactly ``shard``'s concepts.
+
+    ``shard`` i/n holds the concepts at i, i+n, i+2n, ... of the sorted list; worker k takes every
+    ``processes``-th of those, i + k*n, i + k*n + n*processes, ...: shard (i + k*n)/(n*processes).
+    """
+    return [Shard(shard.index + k * shard.count, shard.count * processes) for k in range(processes)]
+
+
+def worker_threads(cfg: DictConfig, workers: int) -> int:
+    """torch threads of each worker: the command's (``num_threads``, else the cores this process
+    may use) shared out, at least one each."""
+    return max(1, int(cfg.get("num_threads") or available_cores()) // workers)
+
+
+def _build_in_workers(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightStore,
+                      processes: int, finished: Callable[[dict], None]) -> list[dict]:
+    """``shard``'s adapters in up to ``processes`` spawned workers, one sub-shard each.
+
+    The parent holds ``shard``'s lock; each worker builds its sub-shard as a one-process build of
+    that shard would (its own lock, manifest part and resume). A worker whose sub-shard has nothing
+    to train is not started; the cores are shared among those that are.
+    """
+    concepts, pending, _ = _pending(ws, base, shard, store)
+    wanted = {c.id for c in pending}
+    todo = [(part, count) for part in sub_shards(shard, processes)
+            if (count := sum(c.id in wanted for c in part.select(shard_order(ws))))]
+    log.info("%d of %d concepts of shard %d/%d are complete and verified; %d to train in %d "
+             "worker processes", len(concepts) - len(pending), len(concepts), shard.index,
+             shard.count, len(pending), len(todo))
+    if not todo:
+        return []
+    threads = worker_threads(ws.cfg, len(todo))
+    names = [f"worker {k + 1}/{len(todo)}" for k in range(len(todo))]
+    for name, (part, count) in zip(names, todo, strict=True):
+        log.info("%s: shard %d/%d, %d concepts to train, %d torch threads", name, part.index,
+                 part.count, count, threads)
+    bar = tqdm(total=len(pending), desc="adapters", unit="concept", disable=not ws.cfg.progress)
+
+    def report(index: int, summary: dict) -> None:
+        bar.update()
+        bar.set_postfix_str(summary["concept"])
+        finished(summary)
+
+    def done(index: int, summaries: list[dict]) -> None:
+        log.info("%s finished: %d adapters (shard %d/%d)", names[index], len(summaries),
+                 todo[index][0].index, todo[index][0].count)
+
+    with bar:
+        built = run_in_processes(
+            _adapters_worker, [(worker_config(ws.cfg, part, threads),) for part, _ in todo],
+            names, on_report=report, on_done=done,
+        )
+    order = {c.id: i for i, c in enumerate(concepts)}
+    return sorted((s for summaries in built for s in summaries), key=lambda s: order[s["concept"]])
+
+
+def worker_config(cfg: DictConfig, part: Shard, threads: int) -> DictConfig:
+    """The command's config, resolved (a worker has no Hydra context), for one worker: its
+    sub-shard, ``threads`` torch threads, no progress bars, one process."""
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    resolved.builder.stage = "adapters"
+    resolved.builder.shard = f"{part.index}/{part.count}"
+    resolved.builder.processes = 1
+    resolved.num_threads = threads
+    resolved.progress = False
+    return resolved
+
+
+def _adapters_worker(cfg: DictConfig, report: Callable[[dict], None]) -> list[dict]:
+    """One worker process: its sub-shard's adapters, each summary reported as it is stored."""
+    ws = Workspace(cfg)
+    shard = Shard.parse(cfg.builder.shard)
+    store = ws.weight_store
+    with _shard_lock(ws, store, shard):
+        return _build_adapters(ws, load_base(ws), shard, store, report)
 
 
 def merge_store(ws: Workspace) -> list[dict]:
@@ -271,6 +422,16 @@ def build_weight_dataset(ws: Workspace) -> dict:
         raise ConfigError(
             "builder.stage=all with several shards would train the base in every shard; run "
             "builder.stage=base once, then builder.stage=adapters per shard, then builder.stage=merge"
+        )
+    processes = int(ws.cfg.builder.get("processes", 1))
+    trainer = ws.cfg.trainer
+    if processes > 1 and stage in ("all", "adapters") and (
+            str(trainer.devices) != "1" or "ddp" in str(trainer.strategy)):
+        raise ConfigError(
+            f"builder.processes={processes} trains adapters in {processes} worker processes, "
+            f"each on one device; with trainer.devices={trainer.devices} "
+            f"(strategy={trainer.strategy}) each would start its own distributed job: use "
+            f"builder.processes=1 with several devices, or trainer.devices=1"
         )
     ws.save_config(f"dataset-{stage}")
     loggers = ws.loggers("dataset") if stage in ("all", "base", "adapters") else []
