@@ -38,6 +38,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
@@ -321,7 +322,8 @@ def run_benchmark(ws: Workspace) -> dict:
             # What the tables were made from: a new generator in that folder deletes them.
             "inputs": {"generator_dir": str(Path(ws.cfg.paths.generator_dir).resolve())
                        if needs_generator else None},
-            "config": {k: v for k, v in dict(cfg).items() if k != "methods"}
+            "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+                       if k != "methods"}
             | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
             "concepts": results,
         }
