@@ -19,8 +19,8 @@ def results_payload() -> dict:
     never, and the nearest init already above the target at step 0."""
     concept = type("Concept", (), {"id": "sepia.paraphrase", "prompt": "p", "split": "test"})()
     runs = {
-        "pix2pix_scratch": run("pix2pix_scratch", (0, 0.0, 5.0), (100, 10.0, 20.0),
-                               (200, 20.0, 21.0)),
+        "pix2pix_scratch": run("pix2pix_scratch", (0, 0.0, 5.0), (10, 1.0, 6.0),
+                               (100, 10.0, 20.0), (200, 20.0, 21.0)),
         "e2gan_lora": run("e2gan_lora", (0, 0.0, 15.0), (10, 4.0, 20.5)),
         "denoised_init": run("denoised_init", (0, 0.5, 18.0), (10, 5.0, 20.9)),
         "nearest_init": run("nearest_init", (0, 0.0, 21.5)),
