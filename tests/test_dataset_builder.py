@@ -10,7 +10,7 @@ import signal
 
 import pytest
 import torch
-from helpers import photos_loaded_once, tiny_workspace
+from helpers import photos_loaded_once, run_workspace, tiny_workspace
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -426,3 +426,16 @@ def test_worker_threads_share_the_cores():
 def test_worker_processes_with_a_distributed_trainer_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"builder.processes=2 .* trainer.devices=2"):
         run_stage(tmp_path, "adapters", "0/1", "builder.processes=2", "trainer.devices=2")
+
+
+def test_the_merged_store_comes_with_its_convergence_report(tiny_run):
+    """Every adapter's curve along its checkpoints, and whether it was still gaining."""
+    reports = run_workspace(tiny_run["artifacts"]).run_dir / "reports"
+    report = json.loads((reports / "adapter_convergence.json").read_text())
+    concepts = {p.stem for p in (reports / "adapters").glob("*.json")}
+    assert concepts and {row["concept"] for row in report["adapters"]} == concepts
+    assert report["summary"]["adapters"] == len(concepts)
+    assert tiny_run["dataset"]["convergence"]["adapters"] == len(concepts)
+    first = report["adapters"][0]
+    assert first["plateau"] == (first["last_third_gain_db"] < report["summary"]["plateau_db"])
+    assert "# Adapter convergence" in (reports / "adapter_convergence.md").read_text()

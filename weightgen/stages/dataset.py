@@ -42,6 +42,7 @@ missing or damaged is trained again.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -75,10 +76,15 @@ from weightgen.stages.pairs import build_pairs_with_preview
 from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.training import fit, make_trainer
 from weightgen.utils.grid import save_grid, to_uint8
-from weightgen.utils.io import atomic_write_json
+from weightgen.utils.io import atomic_write_json, atomic_write_text
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import ValidationImages, log_pictures, log_table
 from weightgen.utils.workers import available_cores, run_in_processes
+from weightgen.weights.convergence import (
+    convergence_markdown,
+    convergence_rows,
+    convergence_summary,
+)
 from weightgen.weights.store import Shard, WeightStore
 
 log = logging.getLogger(__name__)
@@ -412,6 +418,23 @@ def merge_store(ws: Workspace) -> list[dict]:
         return store.merge({c.id: steps for c in ws.concepts})
 
 
+def write_convergence_report(ws: Workspace) -> dict:
+    """``reports/adapter_convergence.{json,md}`` from every concept's adapter report: which
+    adapters were still gaining at their last step (``builder.plateau_db``)."""
+    folder = ws.run_dir / "reports"
+    summaries = [json.loads((folder / "adapters" / f"{c.id}.json").read_text())
+                 for c in shard_order(ws) if (folder / "adapters" / f"{c.id}.json").is_file()]
+    plateau_db = float(ws.cfg.builder.plateau_db)
+    rows = convergence_rows(summaries, plateau_db)
+    summary = convergence_summary(rows, plateau_db)
+    atomic_write_json(folder / "adapter_convergence.json", {"summary": summary, "adapters": rows})
+    atomic_write_text(folder / "adapter_convergence.md", convergence_markdown(rows, summary))
+    log.info("adapters at a plateau (< %.2f dB over their last third): %d of %d",
+             plateau_db, summary["plateaued"], summary["adapters"])
+    return {k: summary[k] for k in ("adapters", "plateaued", "median_final_psnr",
+                                    "median_last_third_gain_db")}
+
+
 def build_weight_dataset(ws: Workspace) -> dict:
     """Run the configured ``builder.stage``; returns a summary of what was built."""
     stage = ws.cfg.builder.stage
@@ -447,6 +470,7 @@ def build_weight_dataset(ws: Workspace) -> dict:
             summary["adapters"] = build_adapters(ws, base, shard, loggers)
         if stage in ("all", "merge"):
             summary["manifest_rows"] = len(merge_store(ws))
+            summary["convergence"] = write_convergence_report(ws)
     finally:
         finish_loggers(loggers)
     return summary
