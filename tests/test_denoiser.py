@@ -164,3 +164,122 @@ def test_configs_instantiate_with_sizes_filled_in(config, cls):
     out = model(x, torch.tensor([0, 999]), torch.tensor([0, 2]), torch.randn(2, 3, TEXT_DIM),
                 torch.ones(2, 3, dtype=torch.bool))  # fmt: skip
     assert out.shape == (2, 256)
+
+
+# --- issue 13: diffusion.conditioning = tokens | pooled | tokens+pooled ------------------------
+
+CONDITIONINGS = ("tokens", "pooled", "tokens+pooled")
+
+
+def conditioned(name: str, conditioning: str) -> torch.nn.Module:
+    if name == "mlp":
+        return MLPDenoiser(BLOCK, NUM_BLOCKS, TEXT_DIM, hidden_dim=64, depth=2,
+                           conditioning=conditioning)
+    return UNet1DDenoiser(BLOCK, NUM_BLOCKS, TEXT_DIM, channels=(16, 32), patch_size=8, heads=2,
+                          emb_dim=32, context_dim=16, mlp_ratio=2, conditioning=conditioning)
+
+
+def pooled_of(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MiniLM's sentence vector: the L2-normalised masked mean (weightgen/text/minilm.py)."""
+    weights = mask.unsqueeze(-1).float()
+    return torch.nn.functional.normalize((text * weights).sum(1) / weights.sum(1), dim=-1)
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_conditioning_trains_every_parameter_and_keeps_the_empty_prompt_finite(
+    name, conditioning
+):
+    model = conditioned(name, conditioning)
+    assert model.conditioning == conditioning
+    x, timesteps, block_index, text, mask = inputs(batch=8)
+    block_index = torch.arange(8) % NUM_BLOCKS
+    pooled = pooled_of(text, mask)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (model(x, timesteps, block_index, text, mask, pooled) - x).square().mean().backward()
+        optimizer.step()
+    silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert silent == [], f"parameters without gradient: {silent}"
+    empty = model(x, timesteps, block_index, torch.zeros_like(text), torch.zeros_like(mask),
+                  torch.zeros_like(pooled))
+    assert empty.shape == (8, BLOCK) and torch.isfinite(empty).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_pooled_conditioning_reads_the_pooled_vector_only(name):
+    """Two prompts with one sentence vector (other tokens, another order, another length) give the
+    same output under `pooled`, and different ones under `tokens`; another vector changes it."""
+    model = with_random_head(conditioned(name, "pooled")).eval()
+    x, timesteps, block_index, text, mask = inputs()
+    pooled = pooled_of(text, mask)
+    other_text = torch.randn_like(text)
+    other_mask = torch.ones_like(mask)  # another length too
+    base = model(x, timesteps, block_index, text, mask, pooled)
+    torch.testing.assert_close(model(x, timesteps, block_index, other_text, other_mask, pooled),
+                               base, rtol=0, atol=0)
+    torch.testing.assert_close(model(x, timesteps, block_index, text.flip(1), mask, pooled), base,
+                               rtol=0, atol=0)
+    assert not torch.allclose(model(x, timesteps, block_index, text, mask, pooled.flip(0)), base,
+                              atol=1e-6)
+    tokens_model = with_random_head(conditioned(name, "tokens")).eval()
+    assert not torch.allclose(tokens_model(x, timesteps, block_index, other_text, other_mask),
+                              tokens_model(x, timesteps, block_index, text, mask), atol=1e-6)
+    with pytest.raises(ValueError, match="pass text_pooled"):
+        model(x, timesteps, block_index, text, mask)
+    with pytest.raises(ValueError, match=f"text_pooled must be \\[4, {TEXT_DIM}\\]"):
+        model(x, timesteps, block_index, text, mask, pooled[:, :-1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tokens_ignores_the_pooled_vector_and_tokens_plus_pooled_reads_both(name):
+    x, timesteps, block_index, text, mask = inputs()
+    pooled = pooled_of(text, mask)
+    tokens = with_random_head(conditioned(name, "tokens")).eval()
+    base = tokens(x, timesteps, block_index, text, mask)
+    torch.testing.assert_close(tokens(x, timesteps, block_index, text, mask, pooled * 5), base,
+                               rtol=0, atol=0)
+    both = with_random_head(conditioned(name, "tokens+pooled")).eval()
+    base = both(x, timesteps, block_index, text, mask, pooled)
+    for what, out in {
+        "pooled": both(x, timesteps, block_index, text, mask, pooled.flip(0)),
+        "tokens": both(x, timesteps, block_index, text.flip(0), mask, pooled),
+    }.items():
+        assert not torch.allclose(out, base, atol=1e-6), f"tokens+pooled ignores {what}"
+
+
+@pytest.mark.parametrize("conditioning", ["pooled", "tokens+pooled"])
+@pytest.mark.parametrize("name", MODELS)
+def test_an_empty_prompt_reads_no_pooled_vector(name, conditioning):
+    """An all-False mask is the empty prompt in every mode: whatever pooled vector comes with it,
+    the denoiser reads zeros (what prompt dropout and guidance pass)."""
+    model = with_random_head(conditioned(name, conditioning)).eval()
+    x, timesteps, block_index, text, mask = inputs()
+    empty = torch.zeros_like(mask)
+    zeros = model(x, timesteps, block_index, text, empty, torch.zeros(4, TEXT_DIM))
+    torch.testing.assert_close(
+        model(x, timesteps, block_index, text, empty, pooled_of(text, mask)), zeros)
+
+
+def test_pooled_unet_has_no_cross_attention_and_tokens_keeps_the_old_parameters():
+    pooled = conditioned("unet1d", "pooled")
+    assert not any("cross" in n or n.startswith("text.") for n, _ in pooled.named_parameters())
+    assert any(n.startswith("pooled.") for n, _ in pooled.named_parameters())
+    for name in MODELS:  # the same state-dict keys as before the knob: old bundles still load
+        torch.manual_seed(0)
+        default = MODELS[name]()
+        torch.manual_seed(0)
+        tokens = conditioned(name, "tokens")
+        assert default.state_dict().keys() == tokens.state_dict().keys()
+        assert all(torch.equal(v, tokens.state_dict()[k]) for k, v in default.state_dict().items())
+        assert not any(k.startswith("pooled.") for k in tokens.state_dict())
+
+
+def test_an_unknown_conditioning_is_a_config_error():
+    from weightgen.errors import ConfigError
+
+    for name in MODELS:
+        with pytest.raises(ConfigError, match=r"diffusion.conditioning='words'.*tokens, pooled, "
+                                              r"tokens\+pooled"):
+            conditioned(name, "words")

@@ -8,8 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from helpers import (
     TINY,
@@ -18,12 +20,15 @@ from helpers import (
     entry_workspace,
     photos_loaded_once,
     run_workspace,
+    shared_minilm,
 )
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors import safe_open
 from torch import nn
 
+from weightgen.cli.app import CONFIG_DIR
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
@@ -39,6 +44,7 @@ from weightgen.stages.artifacts import (
 from weightgen.stages.dataset import build_weight_dataset
 from weightgen.stages.generate import generate_adapter_file
 from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.zero_shot_table import KINDS
 from weightgen.utils.io import load_safetensors
@@ -115,9 +121,9 @@ def test_prompt_dropout_empties_the_prompt_only_while_training():
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
                                    tokens, mask, **training_options(), cond_drop_prob=1.0)
     concept = torch.tensor([2, 0])
-    dropped_tokens, dropped_mask = module.train()._text(concept)
-    assert not dropped_tokens.any() and not dropped_mask.any()
-    kept_tokens, kept_mask = module.eval()._text(concept)
+    dropped_tokens, dropped_mask, no_pooled = module.train()._text(concept)
+    assert not dropped_tokens.any() and not dropped_mask.any() and no_pooled is None
+    kept_tokens, kept_mask, _ = module.eval()._text(concept)
     assert torch.equal(kept_tokens, tokens[concept]) and torch.equal(kept_mask, mask[concept])
 
 
@@ -533,3 +539,287 @@ def test_a_generator_with_a_missing_weight_file_is_trained_again(run, tmp_path):
     summary = train_weight_generator(ws)
     assert "skipped" not in summary and (folder / "denoiser.safetensors").is_file()
     load_generator(ws)
+
+
+# --- issue 13: diffusion.conditioning and diffusion.text_noise ---------------------------------
+
+CONDITIONINGS = ("tokens", "pooled", "tokens+pooled")
+# The real denoiser configs, shrunk to a few thousand parameters.
+TINY_DENOISERS = {
+    "mlp": ["denoiser=mlp", "denoiser.hidden_dim=32", "denoiser.depth=2"],
+    "unet1d": ["denoiser=unet1d", "denoiser.channels=[16,32]", "denoiser.patch_size=8",
+               "denoiser.emb_dim=32", "denoiser.context_dim=16"],
+}
+# What the code before the conditioning knob gave for `few_steps_then_sample` under the default
+# config (computed with that code): loss after 3 steps, then the guided 2-step DDIM sample's sum,
+# sum of squares, a weighted sum and two entries. Any change to initialisation order, the training
+# texts, the random draws or the sampler moves these far beyond the tolerance.
+PRE_KNOB_REFERENCE = {
+    "mlp": [1.0512393712997437, 0.20937877893447876, 0.07743345946073532, -0.035521868616342545,
+            0.007505395915359259, -0.0015145542565733194],
+    "unet1d": [1.0589464902877808, -0.21575939655303955, 0.023530572652816772,
+               0.006071869283914566, 0.004355085548013449, -0.0031345165334641933],
+}
+
+
+def tiny_texts():
+    """3 texts of 5 tokens (8-d) with padded tails, their MiniLM-style pooled vectors, and
+    3 adapters x 4 blocks of 64."""
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randn(3, 5, 8, generator=gen)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[:, 3:] = False
+    mask[2, 2:] = False
+    blocks = torch.randn(3, 4, 64, generator=gen)
+    weights = mask.unsqueeze(-1).float()
+    pooled = F.normalize((tokens * weights).sum(1) / weights.sum(1), dim=-1)
+    return tokens, mask, pooled, blocks
+
+
+def tiny_module(denoiser: str, *overrides: str) -> WeightDiffusionModule:
+    """The module as train_generator builds it, on the composed config and tiny_texts()."""
+    cfg = compose_config([*TINY_DENOISERS[denoiser], *overrides])
+    tokens, mask, pooled, _ = tiny_texts()
+    torch.manual_seed(0)
+    network = instantiate(OmegaConf.to_container(cfg.denoiser, resolve=True) | {
+        "block_size": 64, "num_blocks": 4, "text_dim": 8,
+        "conditioning": cfg.diffusion.conditioning})
+    d = cfg.diffusion
+    return WeightDiffusionModule(
+        network, DDPMScheduler(**OmegaConf.to_container(d.scheduler, resolve=True)), tokens, mask,
+        optimizer=instantiate(d.optimizer), lr_scheduler=instantiate(d.lr_scheduler),
+        cond_drop_prob=d.cond_drop_prob, text_pooled=pooled, text_noise=d.text_noise)
+
+
+def few_steps_then_sample(module: WeightDiffusionModule, steps: int = 3):
+    """(last training loss, a guided 2-step DDIM sample for text 0 with its pooled vector)."""
+    _, _, pooled, blocks = tiny_texts()
+    optimizer = module.optimizer_factory(module.denoiser.parameters())
+    batch = {"blocks": blocks.reshape(12, 64), "block_index": torch.arange(4).repeat(3),
+             "concept": torch.arange(3).repeat_interleave(4)}
+    module.train()
+    for _ in range(steps):
+        loss = module.diffusion_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    sample = sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)),
+                           module.text_tokens[0], module.text_mask[0], 4, 64, steps=2,
+                           guidance_scale=2.0, seed=0, text_pooled=pooled[0])
+    return float(loss.detach()), sample
+
+
+@pytest.mark.parametrize("denoiser", TINY_DENOISERS)
+def test_the_default_config_reproduces_the_generator_from_before_the_knobs(denoiser):
+    cfg = compose_config()
+    assert cfg.diffusion.conditioning == "tokens" and cfg.diffusion.text_noise == 0
+    loss, out = few_steps_then_sample(tiny_module(denoiser))
+    weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+    got = [loss, float(out.sum()), float(out.square().sum()), float((out * weights).sum()),
+           float(out[0, 0]), float(out[-1, -1])]
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64),
+                               torch.tensor(PRE_KNOB_REFERENCE[denoiser], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+@pytest.mark.parametrize("denoiser", TINY_DENOISERS)
+def test_every_conditioning_builds_trains_and_samples(denoiser, conditioning):
+    module = tiny_module(denoiser, f"diffusion.conditioning={conditioning}",
+                         "diffusion.text_noise=0.1")
+    assert module.denoiser.conditioning == conditioning
+    before = [p.detach().clone() for p in module.denoiser.parameters()]
+    loss, sample = few_steps_then_sample(module)
+    assert np.isfinite(loss) and sample.shape == (4, 64) and torch.isfinite(sample).all()
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.denoiser.parameters(),
+                                                      strict=True))
+
+
+@pytest.mark.parametrize("denoiser", TINY_DENOISERS)
+def test_a_pooled_generator_gives_one_adapter_for_wordings_with_one_sentence_vector(denoiser):
+    module = tiny_module(denoiser, "diffusion.conditioning=pooled")
+    few_steps_then_sample(module)
+    tokens, mask, pooled, _ = tiny_texts()
+    other = torch.randn(5, 8)  # other words, another length, the same sentence vector
+
+    def sample(text_tokens, text_mask):
+        return sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)),
+                             text_tokens, text_mask, 4, 64, seed=0, text_pooled=pooled[0])
+
+    assert torch.equal(sample(tokens[0], mask[0]), sample(other, torch.ones(5, dtype=torch.bool)))
+
+
+class PooledEcho(nn.Module):
+    """Predicts the pooled vector's first feature everywhere (0 for the empty prompt)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, timesteps, block_index, text_tokens, text_mask, text_pooled=None):
+        return text_pooled[:, :1].expand_as(x) * text_mask[:, :1]
+
+
+def test_guidance_extrapolates_from_the_empty_prompt_with_a_zero_pooled_vector():
+    sampler = ddim_from(dict(scheduler().config))
+    tokens, mask = torch.zeros(3, 4), torch.ones(3, dtype=torch.bool)
+    pooled = torch.full((4,), 2.0)
+    guided = sample_blocks(PooledEcho(), sampler, tokens, mask, num_blocks=5, block_size=6,
+                           guidance_scale=3.0, text_pooled=pooled)
+    assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
+
+
+def test_text_noise_changes_the_training_texts_only():
+    tokens, mask, pooled, _ = tiny_texts()
+    quiet = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                                  tokens, mask, **training_options(), text_pooled=pooled)
+    noisy = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                                  tokens, mask, **training_options(), text_pooled=pooled,
+                                  text_noise=0.5)
+    concept = torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(3)
+    first = noisy.train()._text(concept)
+    torch.manual_seed(3)
+    again = noisy._text(concept)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # seeded
+    assert not torch.equal(first[0], tokens[concept]) and not torch.equal(first[2], pooled[concept])
+    assert torch.equal(first[1], mask[concept])
+    # noise of about text_noise times each vector's size
+    for noised, clean in ((first[0], tokens[concept]), (first[2], pooled[concept])):
+        ratio = (noised - clean).norm(dim=-1) / clean.norm(dim=-1)
+        assert 0.2 < ratio.mean() < 0.8
+    assert all(torch.equal(a, b) for a, b in zip(
+        quiet.train()._text(concept), (tokens[concept], mask[concept], pooled[concept]),
+        strict=True))
+    for module in (quiet, noisy):  # validation and sampling read the clean texts
+        kept = module.eval()._text(concept)
+        assert torch.equal(kept[0], tokens[concept]) and torch.equal(kept[2], pooled[concept])
+    # dropped prompts stay exactly empty under noise
+    dropping = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                                     tokens, mask, **training_options(), text_pooled=pooled,
+                                     text_noise=0.5, cond_drop_prob=1.0)
+    dropped = dropping.train()._text(concept)
+    assert not dropped[0].any() and not dropped[1].any() and not dropped[2].any()
+
+
+def test_text_noise_changes_training_but_not_sampling():
+    """The same seed, the same network: noise gives another trained network; the sampler of one
+    network never depends on the module's text_noise."""
+    quiet, noisy = (tiny_module("mlp", f"diffusion.text_noise={s}", "diffusion.cond_drop_prob=0")
+                    for s in (0, 0.3))
+    (_, quiet_sample), (_, noisy_sample) = (few_steps_then_sample(m) for m in (quiet, noisy))
+    assert not torch.allclose(quiet_sample, noisy_sample)  # other training texts, other weights
+    noisy.denoiser.load_state_dict(quiet.denoiser.state_dict())
+    noisy.train()  # a module in training mode must still sample without noise
+    _, _, pooled, _ = tiny_texts()
+    samples = [sample_blocks(m.denoiser, ddim_from(dict(m.scheduler.config)), m.text_tokens[0],
+                             m.text_mask[0], 4, 64, seed=0, text_pooled=pooled[0])
+               for m in (quiet, noisy)]
+    assert torch.equal(*samples)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("diffusion.conditioning=words",
+     r"diffusion.conditioning='words' is not allowed: use one of tokens, pooled, tokens\+pooled"),
+    ("diffusion.text_noise=-0.1", r"diffusion.text_noise=-0.1 is not allowed: use a number >= 0"),
+    ("diffusion.text_noise=true", r"diffusion.text_noise=True is not allowed"),
+])
+def test_a_bad_conditioning_or_text_noise_is_a_config_error(override, message):
+    from weightgen.config_checks import check_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_config([override]))
+
+
+def test_the_module_refuses_negative_text_noise():
+    with pytest.raises(ConfigError, match="diffusion.text_noise=-1"):
+        WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
+                              torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool),
+                              **training_options(), text_noise=-1)
+
+
+def test_the_knobs_compose_with_the_presets_and_pass_the_config_check():
+    from weightgen.config_checks import check_config
+
+    for preset, conditioning in (("quickstart", "pooled"), ("bench", "tokens+pooled"),
+                                 ("study_text", "pooled")):
+        cfg = compose_config([f"experiment={preset}", f"diffusion.conditioning={conditioning}",
+                              "diffusion.text_noise=0.1"])
+        assert cfg.diffusion.conditioning == conditioning and cfg.diffusion.text_noise == 0.1
+        check_config(cfg)
+
+
+def test_default_knobs_leave_the_training_identity_as_before(run):
+    """At their defaults the knobs are not in the identity, so generators trained before them are
+    not retrained; any other value is, so changing it retrains."""
+    from weightgen.stages.train_generator import training_identity
+
+    rows = training_rows(run["ws"])
+    texts = training_texts(run["ws"], rows)
+    default = training_identity(run["ws"], rows, texts)["diffusion"]
+    assert "conditioning" not in default and "text_noise" not in default
+    assert run["generator"].meta["identity"]["diffusion"] == default
+    changed = training_identity(run_workspace(run["artifacts"], "diffusion.conditioning=pooled",
+                                              "diffusion.text_noise=0.1"), rows, texts)
+    assert changed["diffusion"] == default | {"conditioning": "pooled", "text_noise": 0.1}
+
+
+def test_a_generator_is_refused_under_another_conditioning_naming_both(run, tmp_path):
+    assert run["generator"].meta["denoiser"]["conditioning"] == "tokens"
+    for other in ("pooled", "tokens+pooled"):
+        with pytest.raises(ConfigError, match=rf"trained with diffusion.conditioning=tokens, but "
+                                              rf"this run configures diffusion.conditioning="
+                                              rf"{re.escape(other)};"):
+            load_generator(run_workspace(run["artifacts"], f"diffusion.conditioning={other}"))
+    # A generator from before the knob (no conditioning recorded) read the tokens.
+    ws = run_workspace(copy_of_run(run, tmp_path))
+    path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    meta = json.loads(path.read_text())
+    del meta["denoiser"]["conditioning"]
+    path.write_text(json.dumps(meta))
+    load_generator(ws)
+    with pytest.raises(ConfigError, match="trained with diffusion.conditioning=tokens"):
+        load_generator(run_workspace(tmp_path, "diffusion.conditioning=pooled"))
+
+
+def knob_workspace(config_name: str, artifacts, denoiser: str, *overrides: str) -> Workspace:
+    """An entry config's Workspace on the tiny run with its generator settings, but ``denoiser``
+    (the run's generator settings size an MLP)."""
+    generator = [o for o in TINY_GENERATOR if not o.startswith("denoiser")]
+    sizes = ["denoiser.hidden_dim=128", "denoiser.depth=2"] if denoiser == "mlp" else []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=[*TINY, f"paths.artifacts={artifacts}", *generator,
+                                              f"denoiser={denoiser}", *sizes, *overrides])
+    return Workspace(cfg, text_encoder=shared_minilm())
+
+
+@pytest.mark.parametrize(("denoiser", "conditioning"),
+                         [("mlp", "pooled"), ("unet1d", "tokens+pooled")])
+def test_a_generator_trained_with_a_conditioning_serves_the_generate_stage(
+    run, tmp_path, denoiser, conditioning
+):
+    """Training (module, validation callback), the bundle on disk, its reload and the generate
+    stage, with a non-default conditioning and text noise, for each denoiser."""
+    artifacts = run["artifacts"]
+    knobs = [f"diffusion.conditioning={conditioning}", "diffusion.text_noise=0.2",
+             "diffusion.steps=2", "diffusion.val_every=2",
+             f"paths.generator_dir={tmp_path / 'generator'}"]
+    summary = train_weight_generator(knob_workspace("weightgen", artifacts, denoiser, *knobs))
+    assert "skipped" not in summary and summary["validation"]
+    meta = json.loads((tmp_path / "generator" / "generator.json").read_text())
+    assert meta["denoiser"]["conditioning"] == conditioning
+    assert meta["identity"]["diffusion"]["conditioning"] == conditioning
+    assert meta["identity"]["diffusion"]["text_noise"] == 0.2
+    again = train_weight_generator(knob_workspace("weightgen", artifacts, denoiser, *knobs))
+    assert again["skipped"] is True
+    out = tmp_path / "adapter.safetensors"
+    ws = knob_workspace("generate", artifacts, denoiser, *knobs, f"prompt='{UNSEEN_PROMPT}'",
+                        f"out={out}")
+    state = load_safetensors(out, generate_adapter_file(ws)["sha256"])
+    expected = load_generator(ws).generate(ws.embed([UNSEEN_PROMPT])).state
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    with pytest.raises(ConfigError, match=re.escape(f"trained with diffusion.conditioning="
+                                                    f"{conditioning}, but this run configures "
+                                                    f"diffusion.conditioning=tokens")):
+        load_generator(knob_workspace("weightgen", artifacts, denoiser, *knobs[1:]))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import load_concepts
+from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.errors import ConfigError
 from weightgen.weights.store import Shard
 
@@ -90,6 +91,8 @@ KNOBS = (
     Knob("diffusion.val_concepts", 0, meaning="train and held-out concepts generated at each "
                                               "validation"),
     Knob("diffusion.cond_drop_prob", 0, 1, integer=False),
+    Knob("diffusion.text_noise", 0, integer=False,
+         meaning="noise on the training texts, relative to each vector's RMS (0: off)"),
     Knob("diffusion.ema_decay", 0, 1, integer=False, nullable=True, open_low=True,
          open_high=True, meaning="null turns EMA off"),
     Knob("diffusion.scheduler.num_train_timesteps", 1),
@@ -160,6 +163,9 @@ def _check_relations(cfg: DictConfig) -> None:
                 f"1..builder.adapter_steps that include builder.adapter_steps={adapter_steps}, "
                 f"e.g. [{max(adapter_steps // 2, 1)}, {adapter_steps}]"
             )
+    conditioning = _get(cfg, "diffusion.conditioning")
+    if conditioning is not None:
+        check_conditioning(conditioning)  # its ConfigError names the key and the three modes
     shard = _get(cfg, "builder.shard")
     if shard is not None:
         Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes

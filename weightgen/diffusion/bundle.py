@@ -4,9 +4,10 @@ Folder layout::
 
     denoiser.safetensors    denoiser weights (EMA weights when EMA was on)
     tokenizer.safetensors   the tokenizer's normalisation statistics
-    generator.json          denoiser config (_target_ + sizes), tokenizer config (rules + layout),
-                            noise-schedule config, text encoder, GAN architecture, adapter config,
-                            training concepts, sha256 of both weight files
+    generator.json          denoiser config (_target_ + sizes + conditioning: which text it reads),
+                            tokenizer config (rules + layout), noise-schedule config, text
+                            encoder, GAN architecture, adapter config, training concepts, sha256
+                            of both weight files
 
 Loading it for a GAN or adapter it was not trained for is an error naming both sides.
 """
@@ -67,7 +68,7 @@ class WeightGenerator:
         blocks = sample_blocks(
             self.denoiser, ddim_from(self.meta["scheduler"]), text.tokens[0], text.mask[0],
             self.tokenizer.num_blocks, self.tokenizer.block_size, steps=steps,
-            guidance_scale=guidance_scale, seed=seed,
+            guidance_scale=guidance_scale, seed=seed, text_pooled=text.pooled[0],
         )
         state = self.tokenizer.detokenize(blocks)
         return GeneratedAdapter(state, time.perf_counter() - start)

@@ -1,12 +1,20 @@
-"""Conditioning inputs shared by the denoisers: timestep + block index, and the prompt's tokens.
+"""Conditioning inputs shared by the denoisers: timestep + block index, and the prompt's text.
 
 Every denoiser follows one contract::
 
     forward(x [B, block_size] float32, timesteps [B] long, block_index [B] long,
-            text_tokens [B, L, text_dim] float32, text_mask [B, L] bool) -> [B, block_size]
+            text_tokens [B, L, text_dim] float32, text_mask [B, L] bool,
+            text_pooled [B, text_dim] float32 | None = None) -> [B, block_size]
 
 ``text_mask`` is True for real tokens. An all-False row (an empty prompt, e.g. dropped for
-classifier-free guidance) is valid and must not produce NaN.
+classifier-free guidance) is valid and must not produce NaN; it is the empty prompt in every
+conditioning mode (a denoiser reads no pooled vector for it: it stands for zeros).
+``text_pooled`` is the text encoder's sentence vector (``TextEmbedding.pooled``: MiniLM's
+L2-normalised masked mean of its token states, CLIP's pooler output); only a denoiser whose
+``conditioning`` uses it needs it.
+
+Which of them a denoiser reads is its ``conditioning`` (``diffusion.conditioning``:
+:mod:`weightgen.diffusion.conditioning`).
 """
 
 from __future__ import annotations
@@ -61,6 +69,15 @@ def masked_mean(text_tokens: Tensor, text_mask: Tensor) -> Tensor:
     return (text_tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+def prompt_pooled(text_pooled: Tensor | None, text_mask: Tensor) -> Tensor:
+    """The pooled vector a denoiser reads, [B, D]: zeros for an empty prompt (all-False mask row),
+    whatever the caller passed for it, so "no prompt" is one input in every mode."""
+    if text_pooled is None:
+        raise ValueError("this denoiser's conditioning uses the pooled text vector: pass "
+                         "text_pooled [B, text_dim] (TextEmbedding.pooled)")
+    return text_pooled * text_mask.any(dim=1, keepdim=True).to(text_pooled.dtype)
+
+
 def check_denoiser_inputs(
     x: Tensor,
     timesteps: Tensor,
@@ -69,6 +86,7 @@ def check_denoiser_inputs(
     text_mask: Tensor,
     block_size: int,
     text_dim: int,
+    text_pooled: Tensor | None = None,
 ) -> None:
     """Shape checks with messages that say what was expected (cheap: no device sync)."""
     batch = x.shape[0]
@@ -87,5 +105,7 @@ def check_denoiser_inputs(
         problems.append(
             f"text_mask must be {list(text_tokens.shape[:2])}, got {list(text_mask.shape)}"
         )
+    if text_pooled is not None and tuple(text_pooled.shape) != (batch, text_dim):
+        problems.append(f"text_pooled must be [{batch}, {text_dim}], got {list(text_pooled.shape)}")
     if problems:
         raise ValueError("denoiser inputs: " + "; ".join(problems))

@@ -1,9 +1,20 @@
 """A residual MLP denoiser over a whole weight block: the fast baseline beside the paper's UNet.
 
-It sees the block as one vector (no locality prior) and the prompt only as a pooled vector, so it
-is cheaper than the UNet but cannot attend to individual words. The conditioning vector
-(timestep + block-index embedding + the projected masked-mean of the text tokens) is added,
-through its own projection, inside every residual block.
+It sees the block as one vector (no locality prior) and the prompt only as vectors, so it is
+cheaper than the UNet but cannot attend to individual words. The conditioning vector (timestep +
+block-index embedding + the projected text) is added, through its own projection, inside every
+residual block. The text, by ``conditioning`` (``diffusion.conditioning``):
+
+* ``tokens`` (the default; the behaviour from before the knob): the masked mean of the raw token
+  states, through a Linear. The MLP cannot attend, so "tokens" is their average; for MiniLM that
+  is the sentence vector before its L2 normalisation.
+* ``pooled``: the text encoder's sentence vector (``TextEmbedding.pooled``), through a Linear.
+* ``tokens+pooled``: the sum of both projections (two Linears). For MiniLM the two vectors differ
+  only in scale, so this mostly adds a length-normalised copy; for CLIP (pooled = the EOS
+  state) they carry different information.
+
+An empty prompt (all-False mask) gives a zero masked mean and a zero pooled vector: each
+projection's bias is what "no prompt" means.
 """
 
 from __future__ import annotations
@@ -11,10 +22,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, uses_pooled, uses_tokens
 from weightgen.diffusion.embeddings import (
     TimestepBlockEmbedding,
     check_denoiser_inputs,
     masked_mean,
+    prompt_pooled,
 )
 from weightgen.errors import ConfigError
 
@@ -34,12 +47,14 @@ class ResidualMLPBlock(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """Denoises one weight block given timestep, block index and the prompt's pooled tokens.
+    """Denoises one weight block given timestep, block index and the prompt as vectors.
 
     Args:
         block_size, num_blocks, text_dim: set from the tokenizer and the text encoder.
         hidden_dim: width of the residual stream. depth: number of residual blocks.
         mlp_ratio: expansion inside each residual block.
+        conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
+            set by the generator's training; see the module docstring).
     """
 
     def __init__(
@@ -50,13 +65,18 @@ class MLPDenoiser(nn.Module):
         hidden_dim: int = 384,
         depth: int = 4,
         mlp_ratio: int = 2,
+        conditioning: str = DEFAULT_CONDITIONING,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         self.block_size, self.text_dim = block_size, text_dim
+        self.conditioning = conditioning
+        self.uses_tokens, self.uses_pooled = uses_tokens(conditioning), uses_pooled(conditioning)
+        # Created in this order so that `tokens` initialises exactly as before the knob.
         self.condition = TimestepBlockEmbedding(num_blocks, hidden_dim)
-        self.text = nn.Linear(text_dim, hidden_dim)
+        self.text = nn.Linear(text_dim, hidden_dim) if self.uses_tokens else None
+        self.pooled = nn.Linear(text_dim, hidden_dim) if self.uses_pooled else None
         self.input = nn.Linear(block_size, hidden_dim)
         self.blocks = nn.ModuleList(ResidualMLPBlock(hidden_dim, mlp_ratio) for _ in range(depth))
         self.out_norm = nn.LayerNorm(hidden_dim)
@@ -71,13 +91,15 @@ class MLPDenoiser(nn.Module):
         block_index: Tensor,
         text_tokens: Tensor,
         text_mask: Tensor,
+        text_pooled: Tensor | None = None,
     ) -> Tensor:
-        check_denoiser_inputs(
-            x, timesteps, block_index, text_tokens, text_mask, self.block_size, self.text_dim
-        )
-        cond = self.condition(timesteps, block_index) + self.text(
-            masked_mean(text_tokens, text_mask)
-        )
+        check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
+                              self.block_size, self.text_dim, text_pooled)
+        cond = self.condition(timesteps, block_index)
+        if self.uses_tokens:
+            cond = cond + self.text(masked_mean(text_tokens, text_mask))
+        if self.uses_pooled:
+            cond = cond + self.pooled(prompt_pooled(text_pooled, text_mask))
         cond = F.silu(cond)
         h = self.input(x)
         for block in self.blocks:

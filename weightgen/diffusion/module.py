@@ -8,6 +8,16 @@ needs at sampling time. A concept with several phrasings is conditioned on one o
 training item (``diffusion.data.phrasings=all``); validation always uses the first, its prompt.
 The optimiser and LR schedule are Hydra partials (``diffusion.optimizer``,
 ``diffusion.lr_scheduler``: AdamW, linear warm-up then cosine decay), stepped every step.
+
+Each item's text is its token states, their mask and the encoder's pooled vector; the denoiser
+reads what its ``conditioning`` (``diffusion.conditioning``) uses. With ``text_noise = s > 0``
+(``diffusion.text_noise``) every training text vector v (each token state and the pooled vector)
+becomes ``v + s * rms(v) * n`` with n ~ N(0, I) and rms(v) = sqrt(mean(v**2)) over its features:
+noise whose norm is about ``s * |v|``, the same relative size for MiniLM's unit-norm pooled vector
+and its larger token states. The noise is drawn from torch's global generator, which the
+training seed (``seed``, through ``L.seed_everything``) sets, like the diffusion noise; it is
+added before prompt dropout (an emptied prompt stays exactly empty) and never outside training
+(validation, sampling). ``text_noise = 0`` draws nothing: training is as before the knob.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ def phrasing_table(phrasings: list[tuple[str, ...]]) -> tuple[list[str], torch.T
     return texts, table
 
 
+def with_text_noise(vectors: torch.Tensor, scale: float) -> torch.Tensor:
+    """``vectors`` [..., D] plus Gaussian noise of ``scale`` times each vector's RMS over D."""
+    rms = vectors.square().mean(dim=-1, keepdim=True).sqrt()
+    return vectors + scale * rms * torch.randn_like(vectors)
+
+
 class WeightDiffusionModule(L.LightningModule):
     def __init__(
         self,
@@ -45,23 +61,36 @@ class WeightDiffusionModule(L.LightningModule):
         lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         cond_drop_prob: float = 0.0,
         phrasings: torch.Tensor | None = None,
+        text_pooled: torch.Tensor | None = None,
+        text_noise: float = 0.0,
     ):
         """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
-        on. ``phrasings`` [C, P] long: concept c's texts are rows ``phrasings[c, :k]`` of them
-        (its prompt first, -1 pads); None = one text per concept, text c for concept c.
-        ``optimizer(params)`` and ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the
-        denoiser's optimiser and its per-step schedule when training starts."""
+        on; ``text_pooled`` [T, D] their pooled vectors (``TextEmbedding.pooled``; None: the
+        denoiser is called without one, fine for ``conditioning=tokens``). ``phrasings`` [C, P]
+        long: concept c's texts are rows ``phrasings[c, :k]`` of them (its prompt first, -1
+        pads); None = one text per concept, text c for concept c. ``text_noise``: the relative
+        noise on training texts (module docstring). ``optimizer(params)`` and
+        ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the denoiser's optimiser
+        and its per-step schedule when training starts."""
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
             raise ConfigError(
                 f"prediction_type={scheduler.config.prediction_type!r}: use sample or epsilon"
             )
+        if isinstance(text_noise, bool) or not text_noise >= 0:
+            raise ConfigError(f"diffusion.text_noise={text_noise!r} is not allowed: use a "
+                              f"number >= 0 (0: no noise)")
+        if text_pooled is not None and tuple(text_pooled.shape) != (text_tokens.shape[0],
+                                                                     text_tokens.shape[2]):
+            raise ValueError(f"text_pooled must be [{text_tokens.shape[0]}, "
+                             f"{text_tokens.shape[2]}], got {list(text_pooled.shape)}")
         self.denoiser = denoiser
         self.scheduler = scheduler
         # Every training text, reached from batch["concept"] through `phrasings`; not part of the
         # checkpoint.
         self.register_buffer("text_tokens", text_tokens, persistent=False)
         self.register_buffer("text_mask", text_mask, persistent=False)
+        self.register_buffer("text_pooled", text_pooled, persistent=False)
         if phrasings is None:
             phrasings = torch.arange(text_tokens.shape[0]).unsqueeze(1)
         if phrasings.ndim != 2 or not (phrasings[:, 0] >= 0).all():
@@ -71,6 +100,7 @@ class WeightDiffusionModule(L.LightningModule):
         self.register_buffer("phrasing_counts", (phrasings >= 0).sum(1), persistent=False)
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.cond_drop_prob = cond_drop_prob
+        self.text_noise = float(text_noise)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.denoiser.parameters())
@@ -85,14 +115,23 @@ class WeightDiffusionModule(L.LightningModule):
         draw = torch.rand(concept.shape[0], device=concept.device) * self.phrasing_counts[concept]
         return self.phrasings[concept, draw.long()]
 
-    def _text(self, concept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _text(self, concept: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(tokens, mask, pooled or None) of each item: while training with its text noise and
+        prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled vector)."""
         text = self._text_index(concept)
         tokens, mask = self.text_tokens[text], self.text_mask[text]
+        pooled = None if self.text_pooled is None else self.text_pooled[text]
+        if self.training and self.text_noise > 0:
+            tokens = with_text_noise(tokens, self.text_noise)
+            pooled = None if pooled is None else with_text_noise(pooled, self.text_noise)
         if self.training and self.cond_drop_prob > 0:
             drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
             tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)
             mask = mask & ~drop[:, None]
-        return tokens, mask
+            if pooled is not None:
+                pooled = torch.where(drop[:, None], torch.zeros_like(pooled), pooled)
+        return tokens, mask, pooled
 
     def diffusion_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         clean, block_index = batch["blocks"], batch["block_index"]
@@ -101,8 +140,9 @@ class WeightDiffusionModule(L.LightningModule):
             0, self.scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device
         )
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
-        tokens, mask = self._text(batch["concept"])
-        prediction = self.denoiser(noisy, timesteps, block_index, tokens, mask)
+        tokens, mask, pooled = self._text(batch["concept"])
+        pooled_arg = {} if pooled is None else {"text_pooled": pooled}
+        prediction = self.denoiser(noisy, timesteps, block_index, tokens, mask, **pooled_arg)
         target = clean if self.scheduler.config.prediction_type == "sample" else noise
         return F.mse_loss(prediction, target)
 

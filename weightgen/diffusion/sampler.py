@@ -4,7 +4,9 @@ All blocks of an adapter are denoised in one batch. DDIM with ``timestep_spacing
 starts at the last training timestep (pure noise), so ``steps=1`` is the paper's one-step
 generation: the network's clean-sample prediction from noise at t = T-1. With
 ``guidance_scale != 1`` classifier-free guidance mixes the conditional and the empty-prompt
-prediction (the module learns both when trained with ``cond_drop_prob > 0``).
+prediction (the module learns both when trained with ``cond_drop_prob > 0``); the empty prompt is
+zero tokens, an all-False mask and a zero pooled vector, as in training. Sampling never adds
+``diffusion.text_noise`` (that is a training-only augmentation).
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def sample_blocks(
     steps: int = 1,
     guidance_scale: float = 1.0,
     seed: int = 0,
+    text_pooled: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L])."""
+    """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L], pooled
+    vector [D] or None: the denoiser is then called without one, as for ``conditioning=tokens``)."""
     if steps < 1:
         raise ConfigError(f"steps={steps}: sampling needs at least one denoising step")
     was_training = denoiser.training
@@ -50,14 +54,16 @@ def sample_blocks(
     block_index = torch.arange(num_blocks, device=device)
     tokens = text_tokens.to(device).expand(num_blocks, -1, -1)
     mask = text_mask.to(device).expand(num_blocks, -1)
+    pooled = {} if text_pooled is None else {
+        "text_pooled": text_pooled.to(device).expand(num_blocks, -1)}
+    empty_pooled = {key: torch.zeros_like(value) for key, value in pooled.items()}
     scheduler.set_timesteps(steps, device=device)
     for t in scheduler.timesteps:
         timesteps = torch.full((num_blocks,), int(t), device=device, dtype=torch.long)
-        prediction = denoiser(sample, timesteps, block_index, tokens, mask)
+        prediction = denoiser(sample, timesteps, block_index, tokens, mask, **pooled)
         if guidance_scale != 1.0:
-            unconditional = denoiser(
-                sample, timesteps, block_index, torch.zeros_like(tokens), torch.zeros_like(mask)
-            )
+            unconditional = denoiser(sample, timesteps, block_index, torch.zeros_like(tokens),
+                                     torch.zeros_like(mask), **empty_pooled)
             prediction = unconditional + guidance_scale * (prediction - unconditional)
         sample = scheduler.step(prediction, t, sample).prev_sample
     denoiser.train(was_training)

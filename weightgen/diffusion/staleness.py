@@ -5,6 +5,12 @@ the base GAN's sha256 and the sha256 of every training adapter. A generator copi
 run, or left behind after the base or the adapters were trained again, would generate weights for
 a base it never saw, and every stage using it would exit 0 with wrong numbers; loading it is a
 :class:`StaleArtifactError` naming both sides instead.
+
+It also records which text it reads (``diffusion.conditioning``, in ``generator.json``'s denoiser
+config; a generator from before the knob read the tokens). The bundle rebuilds that denoiser
+whatever the run configures, so a run that configures another conditioning would silently measure
+the wrong generator: :func:`check_generator_conditioning` refuses it (a :class:`ConfigError`, like
+a generator for another tokenizer), naming both sides.
 """
 
 from __future__ import annotations
@@ -12,7 +18,28 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from weightgen.errors import StaleArtifactError
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
+from weightgen.errors import ConfigError, StaleArtifactError
+
+
+def trained_conditioning(meta: dict) -> str:
+    """The ``diffusion.conditioning`` a generator (``meta`` of its ``generator.json``) was trained
+    with; one trained before the knob existed read the tokens."""
+    return (meta.get("denoiser") or {}).get("conditioning", DEFAULT_CONDITIONING)
+
+
+def check_generator_conditioning(meta: dict, folder: str | Path, configured: str) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) trained with another
+    ``diffusion.conditioning`` than the run's ``configured`` one."""
+    trained = trained_conditioning(meta)
+    if trained != configured:
+        raise ConfigError(
+            f"the weight generator at {folder} was trained with diffusion.conditioning="
+            f"{trained}, but this run configures diffusion.conditioning={configured}; train a "
+            f"generator with it (weightgen-train-generator diffusion.conditioning={configured}, "
+            f"with another paths.generator_dir to keep this one) or set "
+            f"diffusion.conditioning={trained}"
+        )
 
 
 def check_generator_inputs(meta: dict, folder: str | Path, base_dir: str | Path, base_sha: str,

@@ -11,6 +11,18 @@ Every level but the deepest has a Transformer (self-attention over positions, cr
 the prompt's tokens); every ResBlock gets the (timestep + block-index) embedding as FiLM
 scale/shift.
 
+What the prompt is, by ``conditioning`` (``diffusion.conditioning``):
+
+* ``tokens`` (the default; the paper's and the behaviour from before the knob): the Transformers
+  cross-attend to the token states (with a learned null token, so an empty prompt attends to it).
+* ``pooled``: the text encoder's sentence vector (``TextEmbedding.pooled``) through a Linear, added
+  to the (timestep + block-index) embedding, so it reaches every ResBlock's FiLM; the
+  Transformers keep self-attention and their MLP but have no cross-attention (nothing to attend
+  to). Wordings with the same sentence vector give the same weights.
+* ``tokens+pooled``: both, cross-attention over the tokens and the pooled vector in the embedding.
+
+An empty prompt (all-False mask) reads a zero pooled vector: the Linear's bias.
+
 The block is a 1-D signal of ``block_size / patch_size`` positions with ``patch_size`` values
 each: patching keeps neighbouring weights together while making the sequence short enough to
 train fast on a CPU. Activations stay channels-last, ``[B, positions, channels]``, and the
@@ -29,10 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, uses_pooled, uses_tokens
 from weightgen.diffusion.embeddings import (
     TextContext,
     TimestepBlockEmbedding,
     check_denoiser_inputs,
+    prompt_pooled,
 )
 from weightgen.errors import ConfigError
 
@@ -129,14 +143,19 @@ class Attention(nn.Module):
 
 
 class Transformer1D(nn.Module):
-    """Pre-norm block over positions: self-attention, cross-attention to the text, GELU MLP."""
+    """Pre-norm block over positions: self-attention, cross-attention to the text, GELU MLP.
 
-    def __init__(self, channels: int, context_dim: int, heads: int, mlp_ratio: int) -> None:
+    ``context_dim=None`` leaves the cross-attention out (``conditioning=pooled``: no tokens)."""
+
+    def __init__(self, channels: int, context_dim: int | None, heads: int,
+                 mlp_ratio: int) -> None:
         super().__init__()
         self.norm_self = nn.LayerNorm(channels)
         self.self_attention = Attention(channels, heads)
-        self.norm_cross = nn.LayerNorm(channels)
-        self.cross_attention = Attention(channels, heads, context_dim)
+        self.has_cross = context_dim is not None
+        if self.has_cross:
+            self.norm_cross = nn.LayerNorm(channels)
+            self.cross_attention = Attention(channels, heads, context_dim)
         self.norm_mlp = nn.LayerNorm(channels)
         self.mlp = nn.Sequential(
             nn.Linear(channels, mlp_ratio * channels),
@@ -144,21 +163,22 @@ class Transformer1D(nn.Module):
             nn.Linear(mlp_ratio * channels, channels),
         )
 
-    def forward(self, x: Tensor, context: Tensor, context_bias: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None, context_bias: Tensor | None) -> Tensor:
         x = x + self.self_attention(self.norm_self(x))
-        x = x + self.cross_attention(self.norm_cross(x), context, context_bias)
+        if self.has_cross:
+            x = x + self.cross_attention(self.norm_cross(x), context, context_bias)
         return x + self.mlp(self.norm_mlp(x))
 
 
 class NoTransformer(nn.Module):
     """Stands in for the Transformer at the deepest level (the paper has a ResBlock only)."""
 
-    def forward(self, x: Tensor, context: Tensor, context_bias: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None, context_bias: Tensor | None) -> Tensor:
         return x
 
 
 class UNet1DDenoiser(nn.Module):
-    """Denoises one weight block given timestep, block index and the prompt's tokens.
+    """Denoises one weight block given timestep, block index and the prompt (tokens, pooled).
 
     Args:
         block_size, num_blocks, text_dim: set from the tokenizer and the text encoder.
@@ -167,8 +187,11 @@ class UNet1DDenoiser(nn.Module):
             ``patch_size * 2 ** (len(channels) - 1)``.
         heads: attention heads in every Transformer.
         emb_dim: width of the timestep + block-index embedding.
-        context_dim: width the text tokens are projected to (cross-attention keys/values).
+        context_dim: width the text tokens are projected to (cross-attention keys/values;
+            unused with ``conditioning=pooled``).
         mlp_ratio: Transformer MLP expansion.
+        conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
+            set by the generator's training; see the module docstring).
     """
 
     def __init__(
@@ -182,6 +205,7 @@ class UNet1DDenoiser(nn.Module):
         emb_dim: int = 128,
         context_dim: int = 64,
         mlp_ratio: int = 2,
+        conditioning: str = DEFAULT_CONDITIONING,
     ) -> None:
         super().__init__()
         channels = list(channels)
@@ -194,17 +218,22 @@ class UNet1DDenoiser(nn.Module):
                 f"{reduction}; change patch_size or the number of levels in `channels`"
             )
         self.block_size, self.text_dim, self.patch_size = block_size, text_dim, patch_size
+        self.conditioning = conditioning
+        self.uses_tokens, self.uses_pooled = uses_tokens(conditioning), uses_pooled(conditioning)
         deepest = len(channels) - 1
+        attended = context_dim if self.uses_tokens else None  # no cross-attention without tokens
 
+        # Created in this order so that `tokens` initialises exactly as before the knob.
         self.condition = TimestepBlockEmbedding(num_blocks, emb_dim)
-        self.text = TextContext(text_dim, context_dim)
+        self.text = TextContext(text_dim, context_dim) if self.uses_tokens else None
+        self.pooled = nn.Linear(text_dim, emb_dim) if self.uses_pooled else None
         self.input = nn.Linear(patch_size, channels[0])
         self.position = nn.Parameter(torch.randn(1, block_size // patch_size, channels[0]) * 0.02)
 
         def transformer(level: int) -> nn.Module:
             if level == deepest:
                 return NoTransformer()
-            return Transformer1D(channels[level], context_dim, heads, mlp_ratio)
+            return Transformer1D(channels[level], attended, heads, mlp_ratio)
 
         self.down_res = nn.ModuleList()
         self.down_attn = nn.ModuleList()
@@ -216,7 +245,7 @@ class UNet1DDenoiser(nn.Module):
             if level < deepest:
                 self.downsample.append(Downsample(width, width))
             previous = width
-        self.middle = Transformer1D(channels[-1], context_dim, heads, mlp_ratio)
+        self.middle = Transformer1D(channels[-1], attended, heads, mlp_ratio)
 
         self.up_res = nn.ModuleList()
         self.up_attn = nn.ModuleList()
@@ -241,14 +270,19 @@ class UNet1DDenoiser(nn.Module):
         block_index: Tensor,
         text_tokens: Tensor,
         text_mask: Tensor,
+        text_pooled: Tensor | None = None,
     ) -> Tensor:
-        check_denoiser_inputs(
-            x, timesteps, block_index, text_tokens, text_mask, self.block_size, self.text_dim
-        )
-        emb = F.silu(self.condition(timesteps, block_index))
-        context, context_mask = self.text(text_tokens, text_mask)
-        context_bias = torch.zeros(context_mask.shape, dtype=context.dtype, device=x.device)
-        context_bias = context_bias.masked_fill(~context_mask, float("-inf"))[:, None, None, :]
+        check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
+                              self.block_size, self.text_dim, text_pooled)
+        emb = self.condition(timesteps, block_index)
+        if self.uses_pooled:
+            emb = emb + self.pooled(prompt_pooled(text_pooled, text_mask))
+        emb = F.silu(emb)
+        context = context_bias = None
+        if self.uses_tokens:
+            context, context_mask = self.text(text_tokens, text_mask)
+            context_bias = torch.zeros(context_mask.shape, dtype=context.dtype, device=x.device)
+            context_bias = context_bias.masked_fill(~context_mask, float("-inf"))[:, None, None, :]
         h = self.input(x.unflatten(1, (-1, self.patch_size))) + self.position  # [B, N, C]
 
         skips = []

@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.staleness import check_generator_inputs
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, check_conditioning
+from weightgen.diffusion.staleness import check_generator_conditioning, check_generator_inputs
 from weightgen.errors import StaleArtifactError
 from weightgen.finetune.finetuner import FineTuneSetup
 from weightgen.finetune.inits import InitSources
@@ -73,6 +74,11 @@ def generator_expectations(ws: Workspace) -> dict:
     return bundle.generator_expectations(architecture(ws), ws.cfg.adapter, ws.cfg.tokenizer)
 
 
+def configured_conditioning(ws: Workspace) -> str:
+    """The run's ``diffusion.conditioning`` (an entry config without it: the default)."""
+    return check_conditioning(ws.cfg.diffusion.get("conditioning", DEFAULT_CONDITIONING))
+
+
 def load_generator(ws: Workspace) -> WeightGenerator:
     """The run's weight generator, checked against its configuration, base and weight store.
 
@@ -81,6 +87,7 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     """
     folder = ws.cfg.paths.generator_dir
     generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
+    check_generator_conditioning(generator.meta, folder, configured_conditioning(ws))
     check_generator_inputs(generator.meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})

@@ -5,8 +5,11 @@ them conditioned on each concept's prompt (or, with ``diffusion.data.phrasings=a
 its training phrasings drawn per item), and every ``diffusion.val_every`` steps a callback
 generates full adapters for a few train and held-out concepts, loads them into the GAN and logs
 the GAN's validation PSNR next to the base's and the trained adapter's: the validation that
-matters. Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks'
-parameter checksums are compared at the end (replicas that diverged are an error).
+matters. ``diffusion.conditioning`` (which text the denoiser reads: tokens, the pooled sentence
+vector, or both) goes into the denoiser's config and so into ``generator.json``;
+``diffusion.text_noise`` perturbs the training texts only (``weightgen.diffusion.module``).
+Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks' parameter
+checksums are compared at the end (replicas that diverged are an error).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from omegaconf import OmegaConf
 from weightgen.concepts.spec import Concept
 from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.stages.artifacts import (
     adapter_evaluator,
+    configured_conditioning,
     default_inits,
     generator_expectations,
     load_base,
@@ -125,6 +130,11 @@ def training_identity(ws: Workspace, rows: list[dict],
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
     # Prompts only, as before the phrasings knob existed: generators trained then stay up to date.
     all_phrasings = diffusion["data"].pop("phrasings", "canonical") != "canonical"
+    # The same for the conditioning and text-noise knobs at their defaults (today's training).
+    if diffusion.get("conditioning") == DEFAULT_CONDITIONING:
+        diffusion.pop("conditioning")
+    if diffusion.get("text_noise") == 0:
+        diffusion.pop("text_noise")
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
@@ -170,6 +180,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         "block_size": tokenizer.block_size,
         "num_blocks": tokenizer.num_blocks,
         "text_dim": ws.text_encoder.dim,
+        "conditioning": configured_conditioning(ws),  # recorded: the bundle rebuilds it
     }
     denoiser = instantiate(denoiser_cfg)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
@@ -178,6 +189,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
+        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0),
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed
