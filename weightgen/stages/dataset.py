@@ -198,6 +198,11 @@ def adapter_grid(ws: Workspace, concept: Concept) -> Path:
     return ws.run_dir / "grids" / "dataset" / f"{concept.id}.png"
 
 
+def adapter_report(ws: Workspace, concept_id: str) -> Path:
+    """One adapter's summary (``train_adapter``'s), which the convergence report reads back."""
+    return ws.run_dir / "reports" / "adapters" / f"{concept_id}.json"
+
+
 def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightStore,
                   shard: Shard) -> dict:
     """One concept's adapter run; returns its summary (quality per checkpoint, seconds)."""
@@ -295,7 +300,7 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightSto
         bar.set_postfix_str(concept.id)
         store.drop_concept(concept.id)
         summary = train_adapter(ws, base, concept, store, shard)
-        atomic_write_json(ws.run_dir / "reports" / "adapters" / f"{concept.id}.json", summary)
+        atomic_write_json(adapter_report(ws, concept.id), summary)
         summaries.append(summary)
         finished(summary)
     return summaries
@@ -422,8 +427,8 @@ def write_convergence_report(ws: Workspace) -> dict:
     """``reports/adapter_convergence.{json,md}`` from every concept's adapter report: which
     adapters were still gaining at their last step (``builder.plateau_db``)."""
     folder = ws.run_dir / "reports"
-    summaries = [json.loads((folder / "adapters" / f"{c.id}.json").read_text())
-                 for c in shard_order(ws) if (folder / "adapters" / f"{c.id}.json").is_file()]
+    reports = [adapter_report(ws, c.id) for c in shard_order(ws)]
+    summaries = [json.loads(path.read_text()) for path in reports if path.is_file()]
     plateau_db = float(ws.cfg.builder.plateau_db)
     rows = convergence_rows(summaries, plateau_db)
     summary = convergence_summary(rows, plateau_db)
