@@ -764,6 +764,22 @@ def test_default_knobs_leave_the_training_identity_as_before(run):
     assert changed["diffusion"] == default | {"conditioning": "pooled", "text_noise": 0.1}
 
 
+def test_the_generator_seed_is_its_own_knob_falling_back_to_the_run_seed(run):
+    """diffusion.seed retrains the generator (its identity's seed) without changing the run's
+    seed, which the store and the benchmark's runs depend on; null means the run's seed."""
+    from weightgen.stages.train_generator import generator_seed, training_identity
+
+    rows = training_rows(run["ws"])
+    texts = training_texts(run["ws"], rows)
+    assert generator_seed(run["ws"]) == run["ws"].cfg.seed
+    other = run_workspace(run["artifacts"], "diffusion.seed=7")
+    assert other.cfg.seed == run["ws"].cfg.seed and generator_seed(other) == 7
+    default = training_identity(run["ws"], rows, texts)
+    changed = training_identity(other, rows, texts)
+    assert "seed" not in default["diffusion"] and "seed" not in changed["diffusion"]
+    assert changed == default | {"seed": 7}
+
+
 def test_a_generator_is_refused_under_another_conditioning_naming_both(run, tmp_path):
     assert run["generator"].meta["denoiser"]["conditioning"] == "tokens"
     for other in ("pooled", "tokens+pooled"):

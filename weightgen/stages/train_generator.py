@@ -119,6 +119,15 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
     return ws.train_concepts[:count] + ws.test_concepts[:count]
 
 
+def generator_seed(ws: Workspace) -> int:
+    """The generator's training seed: ``diffusion.seed``, or the run's ``seed`` when that is null.
+
+    Its own knob so that a generator can be retrained on other seeds without touching the run's
+    seed, which the store and every benchmark run depend on."""
+    seed = ws.cfg.diffusion.get("seed")
+    return int(ws.cfg.seed if seed is None else seed)
+
+
 def training_identity(ws: Workspace, rows: list[dict],
                       phrasings: dict[str, tuple[str, ...]]) -> dict:
     """Everything a trained generator depends on; equal identity -> the stage is skipped.
@@ -135,10 +144,11 @@ def training_identity(ws: Workspace, rows: list[dict],
         diffusion.pop("conditioning")
     if diffusion.get("text_noise") == 0:
         diffusion.pop("text_noise")
+    diffusion.pop("seed", None)  # resolved into "seed" below
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
-        "seed": int(ws.cfg.seed),
+        "seed": generator_seed(ws),
         "base_sha256": read_base_meta(ws)["generator_sha256"],
         "data_sha256": sorted(r["sha256"] for r in rows),
     }
@@ -175,7 +185,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     text = ws.embed(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
 
-    L.seed_everything(ws.cfg.seed, workers=True)
+    L.seed_everything(generator_seed(ws), workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
         "block_size": tokenizer.block_size,
         "num_blocks": tokenizer.num_blocks,
@@ -192,7 +202,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0),
     )
     data = WeightBlocksDataModule(
-        WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed
+        WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=generator_seed(ws)
     )
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True)
     quality = GeneratedAdapterQuality(ws, tokenizer, validation_concepts(ws, cfg.val_concepts),
