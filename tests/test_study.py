@@ -14,10 +14,16 @@ from helpers import TINY, TINY_GENERATOR, run_workspace
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.stages.artifacts import scoring_tools
 from weightgen.stages.study import run_study_job
 from weightgen.study.generalisation import generalisation_table
-from weightgen.study.prompt_variants import VARIANTS, prompt_variant_quality
+from weightgen.study.prompt_variants import (
+    VARIANTS,
+    paraphrase_gap,
+    paraphrase_sources,
+    prompt_variant_quality,
+)
 from weightgen.study.report import RESULT_FILE, StudyReport, job_label
 
 CLI = Path(sys.executable).parent / "weightgen-study"
@@ -84,6 +90,29 @@ def test_prompt_variants_score_four_different_prompts(job):
     assert first["correct"] != first["shuffled"] and second["correct"] != second["shuffled"]
     for variant in VARIANTS:
         assert 0 < result[f"prompts/train/{variant}"] < 100
+
+
+def test_the_paraphrase_gap_is_measured_on_the_train_concepts_the_paraphrases_reword():
+    train, test = split_concepts(builtin_concepts())
+    sources = paraphrase_sources(train, test)
+    reworded = [c for c in test if c.holdout == "paraphrase"]
+    assert sources and len(sources) == len(reworded)
+    assert {f"{c.id}.paraphrase" for c in sources} == {c.id for c in reworded}
+    assert all(c.split == "train" and c.heldout_phrasing for c in sources)
+    assert paraphrase_sources(train, [c for c in test if c.holdout != "paraphrase"]) == []
+
+
+def test_the_paraphrase_gap_is_the_median_per_concept_loss_of_the_held_out_wording(job):
+    _, ws = job
+    evaluator, inits = scoring_tools(ws)
+    gap = paraphrase_gap(evaluator, inits, ws.train_concepts[:2])
+    rows = gap["rows"]
+    assert gap["concepts"] == len(rows) == 2
+    assert gap["gap_db"] == pytest.approx(
+        sum(r["correct"] - r["paraphrase"] for r in rows) / 2)  # the median of two
+    assert gap["wrong_prompt"] == pytest.approx((rows[0]["shuffled"] + rows[1]["shuffled"]) / 2)
+    with pytest.raises(ValueError, match="held-out phrasing"):
+        paraphrase_gap(evaluator, inits, [c for c in ws.test_concepts if not c.heldout_phrasing])
 
 
 def test_memorisation_finds_each_train_prompt_next_to_its_own_adapter(job):
@@ -173,6 +202,22 @@ def test_generalisation_table_counts_wins_per_concept(tmp_path):
     assert row["beats_base"] == 2 and row["test_count"] == 3
     assert "2, 1, **1** (of 3) | not run |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").stat().st_size > 1000
+
+
+def test_generalisation_table_shows_the_paraphrase_gap_where_it_was_measured(tmp_path):
+    measured = _zero_shot_report([18.5])
+    measured["summary"]["paraphrase_gap"] = {"concepts": 8, "training_phrasing": 25.0,
+                                             "heldout_phrasing": 21.5, "wrong_prompt": 15.0,
+                                             "gap_db": 3.25}
+    records = [{"name": name, "note": "n", "overrides": [], "train_seconds": 1.0,
+                "zero_shot": report}
+               for name, report in (("a", measured), ("b", _zero_shot_report([18.5])))]
+    generalisation_table(records, tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())["configurations"]
+    assert rows[0]["paraphrase_gap"]["gap_db"] == 3.25 and rows[1]["paraphrase_gap"] is None
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert "| 25.00 / 21.50 / 15.00, **3.25** |" in table[2]
+    assert "| not run | not run | not run |" in table[3]
 
 
 def test_generalisation_table_reads_steps_to_target_from_a_benchmark(tmp_path):

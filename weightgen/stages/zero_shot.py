@@ -3,7 +3,9 @@
 For train concepts (did the generator fit its data?) and held-out concepts (does it
 generalise?) separately: GAN validation PSNR/SSIM with the base alone (standard init), the mean
 training adapter, the nearest training concept's adapter, the concept's own trained adapter, and
-the generated one, plus the seconds a generation took.
+the generated one, plus the seconds a generation took. Beside them, the paraphrase gap: the
+generated adapter of the train concepts that the paraphrase test concepts reword, under their
+training prompt, their held-out phrasing and a wrong prompt (``summary["paraphrase_gap"]``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from weightgen.stages.artifacts import scoring_tools
 from weightgen.stages.workspace import Workspace
+from weightgen.study.prompt_variants import paraphrase_gap, paraphrase_sources
 from weightgen.study.zero_shot_table import KINDS, generated_wins, zero_shot_markdown
 from weightgen.utils.io import atomic_write_json, atomic_write_text
 
@@ -40,7 +43,13 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         summary[f"generated_beats_{rival}"] = {
             split: generated_wins(rows, split, (rival,)) for split in ("train", "test")
         }
+    report = {"summary": summary, "concepts": rows}
+    reworded = paraphrase_sources(ws.train_concepts, ws.test_concepts)
+    if reworded:
+        gap = paraphrase_gap(evaluator, inits, reworded)
+        report["paraphrase_gap_concepts"] = gap.pop("rows")
+        summary["paraphrase_gap"] = gap
     folder = Path(ws.cfg.paths.generator_dir)
-    atomic_write_json(folder / "zero_shot.json", {"summary": summary, "concepts": rows})
+    atomic_write_json(folder / "zero_shot.json", report)
     atomic_write_text(folder / "zero_shot.md", zero_shot_markdown(rows, summary))
     return summary

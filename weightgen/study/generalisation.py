@@ -37,6 +37,7 @@ def summarise_zero_shot(report: dict) -> dict:
         "beats_base": wins("standard"),
         "test_count": sum(r["split"] == "test" for r in rows),
         "generation_seconds": summary["generation_seconds"],
+        "paraphrase_gap": summary.get("paraphrase_gap"),
     }
 
 
@@ -72,8 +73,9 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
     lines = [
         "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
         "/ nearest / base | held-out wins vs mean, nearest, both (of n) | steps to target: "
-        "generated / standard init | speed-up vs E2GAN (ceiling); wins-losses, sign p | train s |",
-        "|---|---|---|---|---|---|---|",
+        "generated / standard init | speed-up vs E2GAN (ceiling); wins-losses, sign p | paraphrase "
+        "gap: training prompt / held-out phrasing / wrong prompt, gap | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         to_target = speed = "not run"
@@ -89,11 +91,18 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
             f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
             f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
             f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | {to_target} | "
-            f"{speed} | {r['train_seconds']:.0f} |"
+            f"{speed} | {_gap(r['paraphrase_gap'])} | {r['train_seconds']:.0f} |"
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     _plot(rows, out / "results.png")
     return out
+
+
+def _gap(gap: dict | None) -> str:
+    if gap is None:
+        return "not run"
+    return (f"{gap['training_phrasing']:.2f} / {gap['heldout_phrasing']:.2f} / "
+            f"{gap['wrong_prompt']:.2f}, **{gap['gap_db']:.2f}**")
 
 
 def _number(value: float | None) -> str:
