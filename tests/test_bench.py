@@ -160,6 +160,39 @@ def test_a_new_generator_reruns_only_the_methods_that_use_it(benchmark, tmp_path
                              "shuffled_prompt_init", "shuffled_prompt_init"]  # 2 concepts
 
 
+def test_a_recipe_reruns_only_its_method_and_trains_it_with_its_gan_overrides(
+        benchmark, tmp_path, monkeypatch):
+    shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
+    calls = []
+    real = bench.run_method
+
+    def counted(setup, concept, method, *args, **kwargs):
+        calls.append(method)
+        return real(setup, concept, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_method", counted)
+    frozen = "bench.recipes={e2gan_lora:{optimizer:{lr:0.0}}}"  # a recipe that cannot learn
+    run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path, frozen))
+    assert calls == ["e2gan_lora", "e2gan_lora"]  # 2 concepts; every other run reused
+    results = json.loads((tmp_path / "results.json").read_text())
+    for result in results["concepts"]:
+        e2gan = result["methods"]["e2gan_lora"]
+        assert e2gan["final_psnr"] == pytest.approx(e2gan["zero_shot_psnr"], abs=1e-5)
+    assert results["config"]["recipes"] == {"e2gan_lora": {"optimizer": {"lr": 0.0}}}
+
+
+def test_a_recipe_for_a_method_that_is_not_benchmarked_is_refused(benchmark, tmp_path):
+    ws = bench_workspace(benchmark["artifacts"], tmp_path,
+                         "bench.recipes={e2gan:{optimizer:{lr:1.0e-4}}}")
+    with pytest.raises(ConfigError, match=r"bench.recipes names e2gan, not in bench.methods"):
+        run_benchmark(ws)
+    ws = bench_workspace(benchmark["artifacts"], tmp_path,
+                         "bench.recipes={e2gan_lora:{optimiser:{lr:1.0e-4}}}")
+    with pytest.raises(ConfigError, match=r"bench.recipes.e2gan_lora does not fit the gan group"):
+        run_benchmark(ws)
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_rerun_with_another_budget_does_not_reuse_stale_runs(benchmark, tmp_path):
     shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
     ws = bench_workspace(benchmark["artifacts"], tmp_path, "bench.finetune_steps=2")

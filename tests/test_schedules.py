@@ -59,6 +59,22 @@ def test_constant_then_decay_gives_the_pix2pix_values(decay, total, decay_start)
     assert factors(make, total) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize(("total", "warmup", "decay_start", "expected"), [
+    (10, 4, 0.5, [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]),
+    (10, 4, 0.0, [0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]),
+    (10, 8, 0.5, [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]),  # cut to half the run
+])
+def test_constant_then_decay_warms_up_before_holding_and_decaying(total, warmup, decay_start,
+                                                                   expected):
+    def make(optimizer, num_training_steps):
+        return constant_then_decay(optimizer, num_training_steps, "linear", decay_start, warmup)
+
+    assert factors(make, total) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ConfigError, match="warmup_steps=-1 must be >= 0"):
+        factors(lambda o, num_training_steps: constant_then_decay(o, num_training_steps,
+                                                                  warmup_steps=-1), 5)
+
+
 def test_constant_schedule_keeps_the_rate_and_unknown_decays_are_refused():
     def make(optimizer, num_training_steps):
         return constant_then_decay(optimizer, num_training_steps, "constant")

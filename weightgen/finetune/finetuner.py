@@ -9,13 +9,14 @@ data and evaluation, so every method is measured the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
@@ -56,6 +57,14 @@ class FineTuneSetup:
     pairs_dir: Path  # the pair cache holding the concepts' pairs
     batch_size: int
     seed: int
+    # Method -> overrides of ``gan`` for its fine-tune (``bench.recipes``: e.g. a lower learning
+    # rate or a warm-up for a method that starts from good weights); absent = ``gan`` as it is.
+    recipes: Mapping[str, Mapping] = field(default_factory=dict)
+
+    def gan_for(self, method: str) -> DictConfig:
+        """The ``gan`` group a method trains with: its recipe merged over the run's."""
+        recipe = self.recipes.get(method)
+        return self.gan if not recipe else OmegaConf.merge(self.gan, recipe)
 
 
 # The samples key of a run's final outputs on every validation image (what image metrics score).
@@ -94,14 +103,14 @@ def run_method(setup: FineTuneSetup, concept: Concept, method: str, steps: int, 
     L.seed_everything(setup.seed, workers=True)
     text = setup.text_encoder.encode([concept.prompt])
     kind = METHOD_INITS[method]
+    gan = setup.gan_for(method)
     if kind is None:
-        generator, discriminator = build_networks(setup.gan, setup.text_encoder.dim)
-        module = gan_module(setup.gan, generator, discriminator, text)
+        generator, discriminator = build_networks(gan, setup.text_encoder.dim)
+        module = gan_module(gan, generator, discriminator, text)
         init = AdapterInit("scratch", {})
     else:
         init = setup.inits.get(kind, concept)
-        module = adapter_module(setup.base, instantiate(setup.adapter), text, setup.gan,
-                                init.state)
+        module = adapter_module(setup.base, instantiate(setup.adapter), text, gan, init.state)
     curve = QualityCurve(offset_seconds=init.seconds, target_psnr=target_psnr)
 
     def start_curve(quality: Quality) -> bool:

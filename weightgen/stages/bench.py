@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
@@ -99,6 +100,25 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
 GENERATOR_INITS = ("generated", "shuffled")
 
 
+def bench_recipes(ws: Workspace) -> dict[str, dict]:
+    """``bench.recipes`` as plain dicts: method -> overrides of the ``gan`` group for its
+    fine-tune; a method that is not benchmarked is a config error (a typo would be ignored)."""
+    configured = ws.cfg.bench.get("recipes")
+    recipes = OmegaConf.to_container(configured, resolve=True) if configured else {}
+    unknown = sorted(set(recipes) - set(ws.cfg.bench.methods))
+    if unknown:
+        raise ConfigError(f"bench.recipes names {', '.join(unknown)}, not in bench.methods "
+                          f"({', '.join(ws.cfg.bench.methods)}): fix the method name or drop it")
+    for method, recipe in recipes.items():
+        try:
+            OmegaConf.merge(ws.cfg.gan, recipe)
+        except (ValueError, OmegaConfBaseException) as err:
+            raise ConfigError(f"bench.recipes.{method} does not fit the gan group ({err}): "
+                              f"give overrides of existing gan keys, e.g. "
+                              f"{{optimizer: {{lr: 1.0e-4}}}}") from err
+    return recipes
+
+
 def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,
                   target: float | None) -> dict:
     """What a stored run depends on besides its concept and method.
@@ -114,6 +134,9 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
     }
     if METHOD_INITS.get(method) is not None:
         settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
+    recipe = bench_recipes(ws).get(method)
+    if recipe:  # only then: runs stored before recipes existed stay valid
+        settings["recipe"] = recipe
     if METHOD_INITS.get(method) in GENERATOR_INITS:
         generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
         settings["generator_sha256"] = (
@@ -293,7 +316,7 @@ def run_benchmark(ws: Workspace) -> dict:
     if CEILING_METHOD in methods:
         inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
     suite = MetricSuite.from_config(ws.cfg.metrics)
-    setup = fine_tune_setup(ws, base, inits)
+    setup = replace(fine_tune_setup(ws, base, inits), recipes=bench_recipes(ws))
     loggers = ws.loggers("bench")
     results = []
     try:

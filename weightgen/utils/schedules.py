@@ -23,23 +23,39 @@ DECAYS = ("constant", "linear", "cosine")
 
 
 def constant_then_decay(optimizer: Optimizer, num_training_steps: int, decay: str = "linear",
-                        decay_start: float = 0.5) -> LRScheduler:
+                        decay_start: float = 0.5, warmup_steps: int = 0) -> LRScheduler:
     """pix2pix's schedule: the base rate for the first ``decay_start`` of the steps, then a
-    ``linear`` or ``cosine`` decay to zero at the last step (``constant``: no decay)."""
+    ``linear`` or ``cosine`` decay to zero at the last step (``constant``: no decay).
+
+    ``warmup_steps`` > 0 first ramps the rate linearly from 1/warmup of it to all of it at step
+    ``warmup - 1`` (cut to half of a short run; the decay still starts at ``decay_start``): a
+    fine-tune that starts from good weights can be kept from washing them out (``bench.recipes``).
+    """
     if decay not in DECAYS:
         raise ConfigError(f"lr_scheduler.decay={decay!r} is unknown; use one of {list(DECAYS)}")
-    if decay == "constant" or num_training_steps <= 0:
-        return ConstantLR(optimizer, factor=1.0, total_iters=0)
-    start = int(num_training_steps * decay_start)
-    length = max(1, num_training_steps - start)
-    if decay == "linear":
-        tail = LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=length)
+    if warmup_steps < 0:
+        raise ConfigError(f"lr_scheduler.warmup_steps={warmup_steps} must be >= 0 (0: none)")
+    phases: list[tuple[LRScheduler, int]] = []  # (scheduler, the step it starts at)
+    total = max(0, num_training_steps)
+    warmup = min(warmup_steps, total // 2)
+    if warmup > 0:
+        ramp = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0,
+                        total_iters=warmup - 1)
+        phases.append((ramp, 0))
+    start = max(int(total * decay_start), warmup)
+    if decay == "constant" or total <= 0:
+        phases.append((ConstantLR(optimizer, factor=1.0, total_iters=0), warmup))
     else:
-        tail = CosineAnnealingLR(optimizer, T_max=length)
-    if start == 0:
-        return tail
-    hold = ConstantLR(optimizer, factor=1.0, total_iters=0)
-    return SequentialLR(optimizer, [hold, tail], milestones=[start])
+        if start > warmup:  # hold the base rate until the decay
+            phases.append((ConstantLR(optimizer, factor=1.0, total_iters=0), warmup))
+        length = max(1, total - start)
+        tail = (LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=length)
+                if decay == "linear" else CosineAnnealingLR(optimizer, T_max=length))
+        phases.append((tail, start))
+    if len(phases) == 1:
+        return phases[0][0]
+    return SequentialLR(optimizer, [phase for phase, _ in phases],
+                        milestones=[begin for _, begin in phases[1:]])
 
 
 def warmup_then_cosine(optimizer: Optimizer, num_training_steps: int,
