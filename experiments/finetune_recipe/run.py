@@ -34,8 +34,15 @@ from weightgen.utils.io import atomic_write_json, atomic_write_text
 HERE = Path(__file__).resolve().parent
 
 
+def hydra_value(value) -> str:
+    """A nested dict of numbers as a Hydra override value: {optimizer:{lr:0.0001}}."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{hydra_value(item)}" for key, item in value.items()) + "}"
+    return str(value)
+
+
 def workspace(method: str, entry: dict, concepts: int, generator: str | None) -> Workspace:
-    recipe = json.dumps({method: entry["recipe"]}) if entry["recipe"] else "null"
+    recipe = hydra_value({method: entry["recipe"]}) if entry["recipe"] else "null"
     overrides = ["experiment=bench", "logger=csv", f"bench.n_unseen={concepts}",
                  f"bench.methods=[pix2pix_scratch,{method}]", f"bench.recipes={recipe}",
                  f"paths.bench_dir=${{paths.run_dir}}/recipes/{method}/{entry['name']}"]
