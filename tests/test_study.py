@@ -248,7 +248,8 @@ def test_generalisation_table_gives_the_speedup_over_e2gan_with_its_sign_test(tm
         "summary": {"seconds_to_target": {"denoised_init": 5.0, "e2gan_lora": 10.0},
                     "speedup_vs_e2gan": 1.5, "speedup_vs_pix2pix": 4.0,
                     "speedup_ceiling_vs_e2gan": 9.0,
-                    "paired_vs_e2gan": {"denoised_init": paired}},
+                    "paired_vs_e2gan": {"denoised_init": paired},
+                    "paired_steps_vs_e2gan": {"denoised_init": paired | {"median_ratio": 2.0}}},
         "concepts": [{"seen": False, "methods": {"denoised_init": {"steps_to_target": 10},
                                                  "e2gan_lora": {"steps_to_target": 20}}}],
     }
@@ -257,4 +258,5 @@ def test_generalisation_table_gives_the_speedup_over_e2gan_with_its_sign_test(tm
     generalisation_table(records, tmp_path)
     row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
     assert row["speedup_vs_e2gan"] == 1.5 and row["paired_vs_e2gan"] == paired
-    assert "| 1.50x (9x); 2-1, p=1 |" in (tmp_path / "results.md").read_text()
+    assert "| 1.50x (9x); 2-1, p=1; in steps 2.00x, 2-1, p=1 |" in (
+        tmp_path / "results.md").read_text()

@@ -8,6 +8,7 @@ step 0 first; seconds are training seconds, generation included, evaluation excl
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 # Times below this are never divided by (a curve without a second point has no resolution).
@@ -57,8 +58,10 @@ def sign_test(wins: int, losses: int) -> float | None:
 
 
 def paired_comparison(ratios: Sequence[float]) -> dict:
-    """Per-concept ratios (reference time / method time): wins (>1), losses (<1), ties, p."""
+    """Per-concept ratios (reference time / method time): their median, wins (>1), losses (<1),
+    ties and the sign test's p."""
     wins = sum(r > 1 for r in ratios)
     losses = sum(r < 1 for r in ratios)
-    return {"concepts": len(ratios), "wins": wins, "losses": losses,
-            "ties": len(ratios) - wins - losses, "p_value": sign_test(wins, losses)}
+    return {"concepts": len(ratios), "median_ratio": statistics.median(ratios) if ratios else None,
+            "wins": wins, "losses": losses, "ties": len(ratios) - wins - losses,
+            "p_value": sign_test(wins, losses)}

@@ -84,19 +84,23 @@ def _image_metrics_lines(metrics: dict, methods: list[str]) -> list[str]:
 
 def _paired_lines(summary: dict, methods: list[str]) -> list[str]:
     """Concept-by-concept comparisons: how often each method beats E2GAN / the nearest init."""
-    versus = {"e2gan_lora": summary.get("paired_vs_e2gan") or {},
-              "nearest_init": summary.get("paired_vs_nearest") or {}}
+    versus = {"vs e2gan_lora": summary.get("paired_vs_e2gan") or {},
+              "vs nearest_init": summary.get("paired_vs_nearest") or {},
+              "vs e2gan_lora in steps": summary.get("paired_steps_vs_e2gan") or {}}
     if not any(versus.values()):
         return []
-    lines = ["### Per-concept comparisons (time-to-target; wins / losses / ties, sign test p)", "",
-             "| method | " + " | ".join(f"vs {r}" for r in versus) + " |",
-             "|---|" + "---|" * len(versus)]
+    lines = ["### Per-concept comparisons (time-to-target ratio: median; wins / losses / ties, "
+             "sign test p)", "",
+             "Steps do not depend on the machine's load; fine-tunes of the same adapter cost the "
+             "same per step.", "",
+             "| method | " + " | ".join(versus) + " |", "|---|" + "---|" * len(versus)]
     for method in methods:
         cells = []
         for table in versus.values():
             c = table.get(method)
             cells.append("—" if c is None else
-                         f"{c['wins']} / {c['losses']} / {c['ties']}, p={_fmt(c['p_value'], 3)}")
+                         f"{_fmt(c.get('median_ratio'))}x; {c['wins']} / {c['losses']} / "
+                         f"{c['ties']}, p={_fmt(c['p_value'], 3)}")
         if any(cell != "—" for cell in cells):
             lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
     return lines + [""]

@@ -212,21 +212,35 @@ def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: 
     }
 
 
-def paired_ratios(unseen: list[dict], method: str, reference: str) -> list[float]:
-    """Per held-out concept, ``reference``'s time-to-target / ``method``'s.
+def paired_ratios(unseen: list[dict], method: str, reference: str,
+                  unit: str = "seconds") -> list[float]:
+    """Per held-out concept, ``reference``'s time-to-target / ``method``'s, in training
+    ``seconds`` or in ``steps``.
 
     A reference that misses the target within its budget counts with its whole budget (a lower
-    bound of its time); a method that misses counts as 0.
+    bound of its time); a method that misses counts as 0. Seconds are floored at the concept's
+    clock resolution, steps at one evaluation interval. Steps do not depend on the machine's
+    load; between fine-tunes of the same adapter, which cost the same per step, their ratio is
+    the time ratio on an unloaded machine.
     """
     ratios = []
     for r in unseen:
         if method in r["methods"] and reference in r["methods"]:
-            ref = r["methods"][reference]
-            t_ref = ref["seconds_to_target"]
-            t_ref = ref["train_seconds_total"] if t_ref is None else t_ref
-            ratios.append(speedup(t_ref, r["methods"][method]["seconds_to_target"],
-                                  r.get("clock_resolution_seconds", 0.0)))
+            ref, ours = r["methods"][reference], r["methods"][method]
+            if unit == "steps":
+                budget, resolution = ref["final_step"], _step_resolution(ref)
+            else:
+                budget, resolution = ref["train_seconds_total"], r.get("clock_resolution_seconds",
+                                                                       0.0)
+            t_ref = ref[f"{unit}_to_target"]
+            ratios.append(speedup(budget if t_ref is None else t_ref, ours[f"{unit}_to_target"],
+                                  resolution))
     return ratios
+
+
+def _step_resolution(run: dict) -> int:
+    """The steps between a run's evaluations (its first evaluation after step 0)."""
+    return next((point["step"] for point in run["curve"] if point["step"] > 0), 1)
 
 
 def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
@@ -234,11 +248,12 @@ def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
     return median_or_none(paired_ratios(unseen, method, "e2gan_lora"))
 
 
-def _paired(unseen: list[dict], methods: list[str], reference: str) -> dict:
+def _paired(unseen: list[dict], methods: list[str], reference: str,
+            unit: str = "seconds") -> dict:
     """Each method against ``reference``, concept by concept: wins, losses, sign test."""
     if reference not in methods:
         return {}
-    return {m: paired_comparison(paired_ratios(unseen, m, reference))
+    return {m: paired_comparison(paired_ratios(unseen, m, reference, unit))
             for m in methods if m not in ("pix2pix_scratch", reference)}
 
 
@@ -291,6 +306,7 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
         "psnr_at_seconds": {m: _psnr_at_medians(unseen, m) for m in methods},
         "paired_vs_e2gan": _paired(unseen, methods, "e2gan_lora"),
         "paired_vs_nearest": _paired(unseen, methods, "nearest_init"),
+        "paired_steps_vs_e2gan": _paired(unseen, methods, "e2gan_lora", "steps"),
         "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
         "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
         if ceiling else None,

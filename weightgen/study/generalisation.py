@@ -53,6 +53,7 @@ def summarise_bench(results: dict | None) -> dict:
         return statistics.median(steps) if steps else None
 
     paired = (summary.get("paired_vs_e2gan") or {}).get("denoised_init")
+    in_steps = (summary.get("paired_steps_vs_e2gan") or {}).get("denoised_init")
     return {"seconds_to_target": summary["seconds_to_target"]["denoised_init"],
             "standard_seconds_to_target": summary["seconds_to_target"]["e2gan_lora"],
             "steps_to_target": median_steps("denoised_init"),
@@ -60,7 +61,9 @@ def summarise_bench(results: dict | None) -> dict:
             "speedup_vs_e2gan": summary.get("speedup_vs_e2gan"),
             "speedup_vs_pix2pix": summary.get("speedup_vs_pix2pix"),
             "ceiling_vs_e2gan": summary.get("speedup_ceiling_vs_e2gan"),
-            "paired_vs_e2gan": paired}
+            "paired_vs_e2gan": paired,
+            "paired_steps_vs_e2gan": in_steps,
+            "zero_shot_wins": summary.get("zero_shot_wins")}
 
 
 def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
@@ -73,7 +76,8 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
     lines = [
         "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
         "/ nearest / base | held-out wins vs mean, nearest, both (of n) | steps to target: "
-        "generated / standard init | speed-up vs E2GAN (ceiling); wins-losses, sign p | paraphrase "
+        "generated / standard init | speed-up vs E2GAN in seconds (ceiling); wins-losses, sign p; "
+        "the same in steps | paraphrase "
         "gap: training prompt / held-out phrasing / wrong prompt, gap | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -86,6 +90,11 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
             speed = (f"{r['speedup_vs_e2gan']:.2f}x ({_number(r['ceiling_vs_e2gan'])}x); "
                      f"{paired['wins']}-{paired['losses']}, p={paired['p_value']:.2g}"
                      if paired else f"{r['speedup_vs_e2gan']:.2f}x")
+            steps = r.get("paired_steps_vs_e2gan")
+            if steps:
+                p_value = "—" if steps["p_value"] is None else f"{steps['p_value']:.2g}"
+                speed += (f"; in steps {steps['median_ratio']:.2f}x, {steps['wins']}-"
+                          f"{steps['losses']}, p={p_value}")
         lines.append(
             f"| `{r['name']}` | {r['train_generated']:.2f} / {r['train_trained']:.2f} / "
             f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
