@@ -1,7 +1,7 @@
 """Which fine-tune recipe suits which init? The same grid of recipes for every method.
 
     .venv/bin/python experiments/finetune_recipe/run.py [--methods M ...] [--concepts N]
-        [--generator DIR] [--recipes FILE]
+        [--generator DIR] [--overrides KEY=VALUE ...] [--recipes FILE]
 
 Each (method, recipe) of ``recipes.yaml`` is a ``weightgen-bench`` run of ``experiment=bench``
 with ``bench.methods=[pix2pix_scratch, <method>]``, ``bench.recipes={<method>: <recipe>}`` and
@@ -9,7 +9,8 @@ the first ``--concepts`` held-out concepts, into ``artifacts/bench/recipes/<meth
 Runs the main benchmark (and ``--generator``'s bench folder) already holds are copied in first;
 the bench reuses those whose stored settings match (pix2pix always; the default recipe's runs),
 so only the new recipes train. ``--generator`` is the weight generator that ``denoised_init``
-starts from (default: the bench's). Output: ``results.{json,md}`` here: per method and recipe,
+starts from (default: the bench's); ``--overrides`` are the configuration it was trained with
+(e.g. ``diffusion.conditioning=pooled``). Rows measured before stay in the table. Output: ``results.{json,md}`` here: per method and recipe,
 the median time and steps to target over the concepts and how many reached it; the best recipe
 per method is the one with the shortest median time among those that reach the target on the
 most concepts.
@@ -41,9 +42,10 @@ def hydra_value(value) -> str:
     return str(value)
 
 
-def workspace(method: str, entry: dict, concepts: int, generator: str | None) -> Workspace:
+def workspace(method: str, entry: dict, concepts: int, generator: str | None,
+              extra: list[str]) -> Workspace:
     recipe = hydra_value({method: entry["recipe"]}) if entry["recipe"] else "null"
-    overrides = ["experiment=bench", "logger=csv", f"bench.n_unseen={concepts}",
+    overrides = ["experiment=bench", "logger=csv", *extra, f"bench.n_unseen={concepts}",
                  f"bench.methods=[pix2pix_scratch,{method}]", f"bench.recipes={recipe}",
                  f"paths.bench_dir=${{paths.run_dir}}/recipes/{method}/{entry['name']}"]
     if generator:
@@ -64,8 +66,9 @@ def copy_runs(sources: list[Path], target: Path, methods: list[str]) -> None:
                     shutil.copy2(run, copy)
 
 
-def measure(method: str, entry: dict, concepts: int, generator: str | None) -> dict:
-    ws = workspace(method, entry, concepts, generator)
+def measure(method: str, entry: dict, concepts: int, generator: str | None,
+            extra: list[str]) -> dict:
+    ws = workspace(method, entry, concepts, generator, extra)
     bench_dir = Path(ws.cfg.paths.bench_dir)
     sources = [Path(ws.cfg.paths.run_dir) / "bench"]
     if generator:
@@ -115,13 +118,20 @@ if __name__ == "__main__":
     parser.add_argument("--methods", nargs="+", default=["e2gan_lora", "denoised_init"])
     parser.add_argument("--concepts", type=int, default=6, help="first N held-out concepts")
     parser.add_argument("--generator", help="generator folder denoised_init starts from")
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="config overrides the generator was trained with")
     parser.add_argument("--recipes", type=Path, default=HERE / "recipes.yaml")
     args = parser.parse_args()
     entries = yaml.safe_load(args.recipes.read_text())
-    rows = []
+    results = HERE / "results.json"
+    rows = json.loads(results.read_text())["rows"] if results.is_file() else []
     for method in args.methods:
         for entry in entries:
-            rows.append(row(method, entry, measure(method, entry, args.concepts, args.generator)))
-            atomic_write_json(HERE / "results.json", {"rows": rows, "concepts": args.concepts,
-                                                      "generator": args.generator})
+            measured = row(method, entry, measure(method, entry, args.concepts, args.generator,
+                                                  args.overrides))
+            measured |= {"generator": args.generator if method == "denoised_init" else None,
+                         "generator_overrides": args.overrides}
+            rows = [r for r in rows if (r["method"], r["recipe"]) != (method, entry["name"])]
+            rows.append(measured)
+            atomic_write_json(results, {"rows": rows, "concepts": args.concepts})
             atomic_write_text(HERE / "results.md", table(rows))
