@@ -34,6 +34,7 @@ METHOD_INITS = {
     "pix2pix_scratch": None,
     "e2gan_lora": "standard",
     "denoised_init": "generated",
+    "denoised_examples_init": "generated_examples",  # needs a generator with example pairs
     "mean_init": "mean",
     "nearest_init": "nearest",
     "shuffled_prompt_init": "shuffled",

@@ -54,6 +54,7 @@ from weightgen.finetune.finetuner import (
     MethodRun,
     run_method,
 )
+from weightgen.finetune.inits import GENERATOR_INITS
 from weightgen.finetune.report import (
     median_or_none,
     write_curves_plot,
@@ -73,7 +74,7 @@ from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha25
 
 log = logging.getLogger(__name__)
 
-GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in ("generated", "shuffled")}
+GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in GENERATOR_INITS}
 
 
 def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
@@ -94,9 +95,6 @@ def bench_concepts(ws: Workspace) -> list:
 
 def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
     return Path(ws.cfg.paths.bench_dir) / "runs" / concept_id / f"{method}.json"
-
-
-GENERATOR_INITS = ("generated", "shuffled")
 
 
 def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,
@@ -292,6 +290,8 @@ def run_benchmark(ws: Workspace) -> dict:
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
     if CEILING_METHOD in methods:
         inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
+    if any(METHOD_INITS.get(m) == "generated_examples" for m in methods):
+        inits.require_examples()  # likewise
     suite = MetricSuite.from_config(ws.cfg.metrics)
     setup = fine_tune_setup(ws, base, inits)
     loggers = ws.loggers("bench")
