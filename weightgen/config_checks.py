@@ -93,6 +93,9 @@ KNOBS = (
     Knob("diffusion.cond_drop_prob", 0, 1, integer=False),
     Knob("diffusion.text_noise", 0, integer=False,
          meaning="noise on the training texts, relative to each vector's RMS (0: off)"),
+    Knob("diffusion.examples.k", 0, meaning="example pairs the generator reads (0: text only)"),
+    Knob("diffusion.examples.bank", 1, meaning="training pairs per concept encoded before training"),
+    Knob("diffusion.examples.drop_prob", 0, 1, integer=False),
     Knob("diffusion.ema_decay", 0, 1, integer=False, nullable=True, open_low=True,
          open_high=True, meaning="null turns EMA off"),
     Knob("diffusion.scheduler.num_train_timesteps", 1),
@@ -166,6 +169,11 @@ def _check_relations(cfg: DictConfig) -> None:
     conditioning = _get(cfg, "diffusion.conditioning")
     if conditioning is not None:
         check_conditioning(conditioning)  # its ConfigError names the key and the three modes
+    k, bank = _get(cfg, "diffusion.examples.k"), _get(cfg, "diffusion.examples.bank")
+    if k and bank is not None and k > min(bank, crops or bank):
+        raise ConfigError(f"diffusion.examples.k={k} is more than the pairs each concept has to "
+                          f"draw from (diffusion.examples.bank={bank}, data.n_train={crops}); "
+                          f"use diffusion.examples.k <= {min(bank, crops or bank)}")
     shard = _get(cfg, "builder.shard")
     if shard is not None:
         Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes

@@ -36,11 +36,14 @@ from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.generalisation import generalisation_table
 
 HERE = Path(__file__).resolve().parent
-GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetensors")
+EXAMPLES_FILE = "examples.safetensors"
+GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetensors",
+                   EXAMPLES_FILE)
 
 
 REUSED_METHODS = ("pix2pix_scratch", "e2gan_lora", "mean_init", "nearest_init", "trained_init")
-BENCH_METHODS = f"bench.methods=[{','.join(REUSED_METHODS)},denoised_init]"
+GENERATED_METHODS = ("denoised_init",)
+EXAMPLES_METHOD = "denoised_examples_init"  # for a generator that reads example pairs
 
 
 def overrides(entry: dict) -> list[str]:
@@ -49,7 +52,16 @@ def overrides(entry: dict) -> list[str]:
     return ["experiment=bench", "logger=csv", *source.get("overrides", []),
             *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
-            "paths.bench_dir=${paths.generator_dir}/bench", BENCH_METHODS]
+            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry)]
+
+
+def bench_methods(entry: dict) -> str:
+    """The reused methods and the entry's generated init(s): with example pairs, both."""
+    knobs = [*entry.get("source", {}).get("overrides", []), *entry["overrides"]]
+    examples = [o for o in knobs if o.startswith("diffusion.examples.k=")]
+    generated = GENERATED_METHODS + ((EXAMPLES_METHOD,) if examples
+                                     and examples[-1] != "diffusion.examples.k=0" else ())
+    return f"bench.methods=[{','.join(REUSED_METHODS + generated)}]"
 
 
 def workspace(entry: dict) -> Workspace:
@@ -83,7 +95,8 @@ def measure(entry: dict) -> None:
         source = folder(entry["source"])
         target.mkdir(parents=True, exist_ok=True)
         for name in GENERATOR_FILES:
-            shutil.copy2(source / name, target / name)
+            if (source / name).is_file() or name != EXAMPLES_FILE:  # examples: with pairs only
+                shutil.copy2(source / name, target / name)
     else:
         train_weight_generator(ws)
     zero_shot_report(ws)

@@ -4,10 +4,14 @@ Folder layout::
 
     denoiser.safetensors    denoiser weights (EMA weights when EMA was on)
     tokenizer.safetensors   the tokenizer's normalisation statistics
-    generator.json          denoiser config (_target_ + sizes + conditioning: which text it reads),
-                            tokenizer config (rules + layout), noise-schedule config, text
-                            encoder, GAN architecture, adapter config, training concepts, sha256
-                            of both weight files
+    examples.safetensors    only with example pairs (diffusion.examples.k > 0): the per-feature
+                            mean and std that standardise their vectors
+                            (weightgen.diffusion.examples)
+    generator.json          denoiser config (_target_ + sizes + conditioning: which text it reads;
+                            example_dim with example pairs), tokenizer config (rules + layout),
+                            noise-schedule config, text encoder, GAN architecture, adapter config,
+                            training concepts, ``examples`` (k, bank, feature kind) with example
+                            pairs, sha256 of the weight files
 
 Loading it for a GAN or adapter it was not trained for is an error naming both sides.
 """
@@ -23,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from weightgen.diffusion.examples import ExampleStandardiser
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
@@ -60,29 +65,48 @@ class WeightGenerator:
     denoiser: nn.Module
     tokenizer: BlockTokenizer
     meta: dict  # json-able: denoiser, scheduler, architecture, adapter, text_encoder, concepts
+    # Standardises example pairs' vectors; None: a generator trained without example pairs.
+    example_standardiser: ExampleStandardiser | None = None
+
+    @property
+    def examples_k(self) -> int:
+        """How many example pairs the generator was trained to read (0: text only)."""
+        return int((self.meta.get("examples") or {}).get("k", 0))
 
     def generate(self, text: TextEmbedding, steps: int = 1, guidance_scale: float = 1.0,
-                 seed: int = 0) -> GeneratedAdapter:
-        """A full adapter for one prompt (``text`` holds one row); timed end to end."""
+                 seed: int = 0, examples: torch.Tensor | None = None) -> GeneratedAdapter:
+        """A full adapter for one prompt (``text`` holds one row); timed end to end.
+
+        ``examples``: the example pairs' vector [F] (``example_standardiser.example_vector``) of
+        a generator trained with them; None: zeros there, text only."""
         start = time.perf_counter()
+        example_dim = getattr(self.denoiser, "example_dim", 0)
+        if examples is not None and not example_dim:
+            raise ValueError("this weight generator was trained without example pairs "
+                             "(diffusion.examples.k=0): generate without examples")
+        if example_dim and examples is None:
+            examples = torch.zeros(example_dim)
         blocks = sample_blocks(
             self.denoiser, ddim_from(self.meta["scheduler"]), text.tokens[0], text.mask[0],
             self.tokenizer.num_blocks, self.tokenizer.block_size, steps=steps,
             guidance_scale=guidance_scale, seed=seed, text_pooled=text.pooled[0],
+            examples=examples,
         )
         state = self.tokenizer.detokenize(blocks)
         return GeneratedAdapter(state, time.perf_counter() - start)
 
     def save(self, folder: str | Path) -> Path:
         meta = dict(self.meta) | {"tokenizer": self.tokenizer.config()}
-        save_checked_folder(folder, META_FILE, {"denoiser": self.denoiser.state_dict(),
-                                                "tokenizer": self.tokenizer.state_dict()}, meta)
+        states = {"denoiser": self.denoiser.state_dict(), "tokenizer": self.tokenizer.state_dict()}
+        if self.example_standardiser is not None:
+            states["examples"] = self.example_standardiser.state_dict()
+        save_checked_folder(folder, META_FILE, states, meta)
         return Path(folder)
 
     @staticmethod
     def files_intact(folder: str | Path, meta: dict) -> bool:
-        """Whether both weight files that ``meta`` lists are in ``folder`` with their sha256."""
-        return states_intact(folder, meta, ("denoiser", "tokenizer"))
+        """Whether every weight file that ``meta`` lists is in ``folder`` with its sha256."""
+        return states_intact(folder, meta, weight_files(meta))
 
     @classmethod
     def load(cls, folder: str | Path, expect: dict | None = None) -> WeightGenerator:
@@ -98,4 +122,11 @@ class WeightGenerator:
         denoiser = instantiate(meta["denoiser"])
         denoiser.load_state_dict(load_checked_state(folder, meta, "denoiser"))
         denoiser.eval()
-        return cls(denoiser, tokenizer, meta)
+        standardiser = (ExampleStandardiser.from_state(load_checked_state(folder, meta, "examples"))
+                        if "examples" in weight_files(meta) else None)
+        return cls(denoiser, tokenizer, meta, standardiser)
+
+
+def weight_files(meta: dict) -> tuple[str, ...]:
+    """The weight files (names without .safetensors) of a generator with this ``meta``."""
+    return ("denoiser", "tokenizer") + (("examples",) if meta.get("examples") else ())

@@ -4,7 +4,8 @@ Every denoiser follows one contract::
 
     forward(x [B, block_size] float32, timesteps [B] long, block_index [B] long,
             text_tokens [B, L, text_dim] float32, text_mask [B, L] bool,
-            text_pooled [B, text_dim] float32 | None = None) -> [B, block_size]
+            text_pooled [B, text_dim] float32 | None = None,
+            examples [B, example_dim] float32 | None = None) -> [B, block_size]
 
 ``text_mask`` is True for real tokens. An all-False row (an empty prompt, e.g. dropped for
 classifier-free guidance) is valid and must not produce NaN; it is the empty prompt in every
@@ -14,7 +15,9 @@ L2-normalised masked mean of its token states, CLIP's pooler output); only a den
 ``conditioning`` uses it needs it.
 
 Which of them a denoiser reads is its ``conditioning`` (``diffusion.conditioning``:
-:mod:`weightgen.diffusion.conditioning`).
+:mod:`weightgen.diffusion.conditioning`). ``examples`` is the example pairs' vector
+(:mod:`weightgen.diffusion.examples`; zeros: no examples), read only by a denoiser built with
+``example_dim > 0``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,16 @@ def prompt_pooled(text_pooled: Tensor | None, text_mask: Tensor) -> Tensor:
         raise ValueError("this denoiser's conditioning uses the pooled text vector: pass "
                          "text_pooled [B, text_dim] (TextEmbedding.pooled)")
     return text_pooled * text_mask.any(dim=1, keepdim=True).to(text_pooled.dtype)
+
+
+def example_vectors(examples: Tensor | None, batch: int, example_dim: int) -> Tensor:
+    """``examples``, checked to be [batch, example_dim]: what a denoiser built with examples reads."""
+    if examples is None:
+        raise ValueError("this denoiser was built with example_dim > 0: pass examples "
+                         f"[B, {example_dim}] (zeros for none)")
+    if tuple(examples.shape) != (batch, example_dim):
+        raise ValueError(f"examples must be [{batch}, {example_dim}], got {list(examples.shape)}")
+    return examples
 
 
 def check_denoiser_inputs(

@@ -15,6 +15,10 @@ residual block. The text, by ``conditioning`` (``diffusion.conditioning``):
 
 An empty prompt (all-False mask) gives a zero masked mean and a zero pooled vector: each
 projection's bias is what "no prompt" means.
+
+With ``example_dim = F > 0`` (``diffusion.examples.k > 0``) the example pairs' vector
+(:mod:`weightgen.diffusion.examples`, [B, F]; zeros: no examples) is projected by one more
+Linear and added to the conditioning vector like the pooled text.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, uses_pooled, 
 from weightgen.diffusion.embeddings import (
     TimestepBlockEmbedding,
     check_denoiser_inputs,
+    example_vectors,
     masked_mean,
     prompt_pooled,
 )
@@ -55,6 +60,7 @@ class MLPDenoiser(nn.Module):
         mlp_ratio: expansion inside each residual block.
         conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
             set by the generator's training; see the module docstring).
+        example_dim: width of the example pairs' vector (0: none, the default).
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class MLPDenoiser(nn.Module):
         depth: int = 4,
         mlp_ratio: int = 2,
         conditioning: str = DEFAULT_CONDITIONING,
+        example_dim: int = 0,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -83,6 +90,9 @@ class MLPDenoiser(nn.Module):
         self.output = nn.Linear(hidden_dim, block_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
+        # Created last, so that example_dim=0 initialises exactly as before the knob.
+        self.example_dim = example_dim
+        self.examples = nn.Linear(example_dim, hidden_dim) if example_dim else None
 
     def forward(
         self,
@@ -92,6 +102,7 @@ class MLPDenoiser(nn.Module):
         text_tokens: Tensor,
         text_mask: Tensor,
         text_pooled: Tensor | None = None,
+        examples: Tensor | None = None,
     ) -> Tensor:
         check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
                               self.block_size, self.text_dim, text_pooled)
@@ -100,6 +111,8 @@ class MLPDenoiser(nn.Module):
             cond = cond + self.text(masked_mean(text_tokens, text_mask))
         if self.uses_pooled:
             cond = cond + self.pooled(prompt_pooled(text_pooled, text_mask))
+        if self.examples is not None:
+            cond = cond + self.examples(example_vectors(examples, x.shape[0], self.example_dim))
         cond = F.silu(cond)
         h = self.input(x)
         for block in self.blocks:

@@ -18,6 +18,13 @@ and its larger token states. The noise is drawn from torch's global generator, w
 training seed (``seed``, through ``L.seed_everything``) sets, like the diffusion noise; it is
 added before prompt dropout (an emptied prompt stays exactly empty) and never outside training
 (validation, sampling). ``text_noise = 0`` draws nothing: training is as before the knob.
+
+With an ``example_bank`` (``diffusion.examples.k > 0``: standardised per-pair vectors of each
+training concept, :mod:`weightgen.diffusion.examples`) every training item also reads the mean
+of ``examples_k`` of its concept's pairs, drawn without replacement from torch's global generator
+after the text's draws (validation: the first k). A dropped prompt drops them too (zeros: no
+text, no examples, classifier-free guidance's unconditional); ``examples_drop_prob`` drops the
+examples alone, so text-only generation is trained as well. No bank draws nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +70,9 @@ class WeightDiffusionModule(L.LightningModule):
         phrasings: torch.Tensor | None = None,
         text_pooled: torch.Tensor | None = None,
         text_noise: float = 0.0,
+        example_bank: torch.Tensor | None = None,
+        examples_k: int = 0,
+        examples_drop_prob: float = 0.0,
     ):
         """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
         on; ``text_pooled`` [T, D] their pooled vectors (``TextEmbedding.pooled``; None: the
@@ -71,7 +81,9 @@ class WeightDiffusionModule(L.LightningModule):
         pads); None = one text per concept, text c for concept c. ``text_noise``: the relative
         noise on training texts (module docstring). ``optimizer(params)`` and
         ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the denoiser's optimiser
-        and its per-step schedule when training starts."""
+        and its per-step schedule when training starts. ``example_bank`` [C, bank, F]: concept c's
+        standardised per-pair vectors, ``examples_k`` of which each item averages (module
+        docstring); None: no examples."""
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
             raise ConfigError(
@@ -101,6 +113,11 @@ class WeightDiffusionModule(L.LightningModule):
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.cond_drop_prob = cond_drop_prob
         self.text_noise = float(text_noise)
+        if example_bank is not None and not 1 <= examples_k <= example_bank.shape[1]:
+            raise ConfigError(f"diffusion.examples.k={examples_k} is not allowed with a bank of "
+                              f"{example_bank.shape[1]} pairs per concept: use 1..bank")
+        self.register_buffer("example_bank", example_bank, persistent=False)
+        self.examples_k, self.examples_drop_prob = int(examples_k), float(examples_drop_prob)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.denoiser.parameters())
@@ -119,19 +136,43 @@ class WeightDiffusionModule(L.LightningModule):
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(tokens, mask, pooled or None) of each item: while training with its text noise and
         prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled vector)."""
+        return self._text_and_drop(concept)[:3]
+
+    def _text_and_drop(self, concept: torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`_text` and which prompts it dropped ([B] bool; None: none could be)."""
         text = self._text_index(concept)
         tokens, mask = self.text_tokens[text], self.text_mask[text]
         pooled = None if self.text_pooled is None else self.text_pooled[text]
         if self.training and self.text_noise > 0:
             tokens = with_text_noise(tokens, self.text_noise)
             pooled = None if pooled is None else with_text_noise(pooled, self.text_noise)
+        drop = None
         if self.training and self.cond_drop_prob > 0:
             drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
             tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)
             mask = mask & ~drop[:, None]
             if pooled is not None:
                 pooled = torch.where(drop[:, None], torch.zeros_like(pooled), pooled)
-        return tokens, mask, pooled
+        return tokens, mask, pooled, drop
+
+    def _examples(self, concept: torch.Tensor, dropped: torch.Tensor | None) -> torch.Tensor:
+        """[B, F]: the mean of k of each item's concept pairs (training: drawn; else the first
+        k), zeros where its prompt was ``dropped`` or, while training, its examples alone."""
+        bank = self.example_bank[concept]  # [B, bank, F]
+        if self.training:
+            order = torch.rand(bank.shape[:2], device=bank.device).argsort(dim=1)
+            picked = order[:, :self.examples_k]
+        else:
+            picked = torch.arange(self.examples_k, device=bank.device).expand(bank.shape[0], -1)
+        vectors = torch.gather(bank, 1, picked[..., None].expand(-1, -1, bank.shape[2])).mean(1)
+        keep = torch.ones(concept.shape[0], dtype=torch.bool, device=concept.device)
+        if dropped is not None:
+            keep = keep & ~dropped
+        if self.training and self.examples_drop_prob > 0:
+            keep = keep & (torch.rand(concept.shape[0], device=concept.device)
+                           >= self.examples_drop_prob)
+        return vectors * keep[:, None].to(vectors.dtype)
 
     def diffusion_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         clean, block_index = batch["blocks"], batch["block_index"]
@@ -140,9 +181,11 @@ class WeightDiffusionModule(L.LightningModule):
             0, self.scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device
         )
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
-        tokens, mask, pooled = self._text(batch["concept"])
-        pooled_arg = {} if pooled is None else {"text_pooled": pooled}
-        prediction = self.denoiser(noisy, timesteps, block_index, tokens, mask, **pooled_arg)
+        tokens, mask, pooled, dropped = self._text_and_drop(batch["concept"])
+        vectors = {} if pooled is None else {"text_pooled": pooled}
+        if self.example_bank is not None:
+            vectors["examples"] = self._examples(batch["concept"], dropped)
+        prediction = self.denoiser(noisy, timesteps, block_index, tokens, mask, **vectors)
         target = clean if self.scheduler.config.prediction_type == "sample" else noise
         return F.mse_loss(prediction, target)
 

@@ -5,7 +5,8 @@ starts at the last training timestep (pure noise), so ``steps=1`` is the paper's
 generation: the network's clean-sample prediction from noise at t = T-1. With
 ``guidance_scale != 1`` classifier-free guidance mixes the conditional and the empty-prompt
 prediction (the module learns both when trained with ``cond_drop_prob > 0``); the empty prompt is
-zero tokens, an all-False mask and a zero pooled vector, as in training. Sampling never adds
+zero tokens, an all-False mask and a zero pooled vector (and, for a generator with example pairs,
+a zero example vector: no text, no examples), as in training. Sampling never adds
 ``diffusion.text_noise`` (that is a training-only augmentation).
 """
 
@@ -41,9 +42,11 @@ def sample_blocks(
     guidance_scale: float = 1.0,
     seed: int = 0,
     text_pooled: torch.Tensor | None = None,
+    examples: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L], pooled
-    vector [D] or None: the denoiser is then called without one, as for ``conditioning=tokens``)."""
+    vector [D] or None: the denoiser is then called without one, as for ``conditioning=tokens``)
+    and, for a denoiser with example pairs, their vector [F] (None: called without one)."""
     if steps < 1:
         raise ConfigError(f"steps={steps}: sampling needs at least one denoising step")
     was_training = denoiser.training
@@ -54,16 +57,17 @@ def sample_blocks(
     block_index = torch.arange(num_blocks, device=device)
     tokens = text_tokens.to(device).expand(num_blocks, -1, -1)
     mask = text_mask.to(device).expand(num_blocks, -1)
-    pooled = {} if text_pooled is None else {
-        "text_pooled": text_pooled.to(device).expand(num_blocks, -1)}
-    empty_pooled = {key: torch.zeros_like(value) for key, value in pooled.items()}
+    vectors = {name: vector.to(device).expand(num_blocks, -1)
+               for name, vector in (("text_pooled", text_pooled), ("examples", examples))
+               if vector is not None}
+    empty_vectors = {name: torch.zeros_like(vector) for name, vector in vectors.items()}
     scheduler.set_timesteps(steps, device=device)
     for t in scheduler.timesteps:
         timesteps = torch.full((num_blocks,), int(t), device=device, dtype=torch.long)
-        prediction = denoiser(sample, timesteps, block_index, tokens, mask, **pooled)
+        prediction = denoiser(sample, timesteps, block_index, tokens, mask, **vectors)
         if guidance_scale != 1.0:
             unconditional = denoiser(sample, timesteps, block_index, torch.zeros_like(tokens),
-                                     torch.zeros_like(mask), **empty_pooled)
+                                     torch.zeros_like(mask), **empty_vectors)
             prediction = unconditional + guidance_scale * (prediction - unconditional)
         sample = scheduler.step(prediction, t, sample).prev_sample
     denoiser.train(was_training)

@@ -10,7 +10,9 @@ It also records which text it reads (``diffusion.conditioning``, in ``generator.
 config; a generator from before the knob read the tokens). The bundle rebuilds that denoiser
 whatever the run configures, so a run that configures another conditioning would silently measure
 the wrong generator: :func:`check_generator_conditioning` refuses it (a :class:`ConfigError`, like
-a generator for another tokenizer), naming both sides.
+a generator for another tokenizer), naming both sides. The same for example pairs
+(``diffusion.examples.k``, in ``generator.json``'s ``examples``; none before the knob):
+:func:`check_generator_examples`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,25 @@ def check_generator_conditioning(meta: dict, folder: str | Path, configured: str
             f"generator with it (weightgen-train-generator diffusion.conditioning={configured}, "
             f"with another paths.generator_dir to keep this one) or set "
             f"diffusion.conditioning={trained}"
+        )
+
+
+def trained_examples_k(meta: dict) -> int:
+    """The ``diffusion.examples.k`` a generator (``meta`` of its ``generator.json``) was trained
+    with; 0 (text only) for one trained without example pairs or before the knob existed."""
+    return int((meta.get("examples") or {}).get("k", 0))
+
+
+def check_generator_examples(meta: dict, folder: str | Path, configured_k: int) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) trained with another
+    ``diffusion.examples.k`` than the run's ``configured_k``."""
+    trained = trained_examples_k(meta)
+    if trained != configured_k:
+        raise ConfigError(
+            f"the weight generator at {folder} was trained with diffusion.examples.k={trained}, "
+            f"but this run configures diffusion.examples.k={configured_k}; train a generator "
+            f"with it (weightgen-train-generator diffusion.examples.k={configured_k}, with "
+            f"another paths.generator_dir to keep this one) or set diffusion.examples.k={trained}"
         )
 
 

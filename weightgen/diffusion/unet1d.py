@@ -23,6 +23,10 @@ What the prompt is, by ``conditioning`` (``diffusion.conditioning``):
 
 An empty prompt (all-False mask) reads a zero pooled vector: the Linear's bias.
 
+With ``example_dim = F > 0`` (``diffusion.examples.k > 0``) the example pairs' vector
+(:mod:`weightgen.diffusion.examples`, [B, F]; zeros: no examples) is projected by one more Linear
+and added to the (timestep + block-index) embedding like the pooled text.
+
 The block is a 1-D signal of ``block_size / patch_size`` positions with ``patch_size`` values
 each: patching keeps neighbouring weights together while making the sequence short enough to
 train fast on a CPU. Activations stay channels-last, ``[B, positions, channels]``, and the
@@ -46,6 +50,7 @@ from weightgen.diffusion.embeddings import (
     TextContext,
     TimestepBlockEmbedding,
     check_denoiser_inputs,
+    example_vectors,
     prompt_pooled,
 )
 from weightgen.errors import ConfigError
@@ -192,6 +197,7 @@ class UNet1DDenoiser(nn.Module):
         mlp_ratio: Transformer MLP expansion.
         conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
             set by the generator's training; see the module docstring).
+        example_dim: width of the example pairs' vector (0: none, the default).
     """
 
     def __init__(
@@ -206,6 +212,7 @@ class UNet1DDenoiser(nn.Module):
         context_dim: int = 64,
         mlp_ratio: int = 2,
         conditioning: str = DEFAULT_CONDITIONING,
+        example_dim: int = 0,
     ) -> None:
         super().__init__()
         channels = list(channels)
@@ -262,6 +269,9 @@ class UNet1DDenoiser(nn.Module):
         self.output = nn.Linear(channels[0], patch_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
+        # Created last, so that example_dim=0 initialises exactly as before the knob.
+        self.example_dim = example_dim
+        self.examples = nn.Linear(example_dim, emb_dim) if example_dim else None
 
     def forward(
         self,
@@ -271,12 +281,15 @@ class UNet1DDenoiser(nn.Module):
         text_tokens: Tensor,
         text_mask: Tensor,
         text_pooled: Tensor | None = None,
+        examples: Tensor | None = None,
     ) -> Tensor:
         check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
                               self.block_size, self.text_dim, text_pooled)
         emb = self.condition(timesteps, block_index)
         if self.uses_pooled:
             emb = emb + self.pooled(prompt_pooled(text_pooled, text_mask))
+        if self.examples is not None:
+            emb = emb + self.examples(example_vectors(examples, x.shape[0], self.example_dim))
         emb = F.silu(emb)
         context = context_bias = None
         if self.uses_tokens:

@@ -35,6 +35,7 @@ METHOD_INITS = {
     "pix2pix_scratch": None,
     "e2gan_lora": "standard",
     "denoised_init": "generated",
+    "denoised_examples_init": "generated_examples",  # needs a generator with example pairs
     "mean_init": "mean",
     "nearest_init": "nearest",
     "shuffled_prompt_init": "shuffled",
@@ -62,9 +63,12 @@ class FineTuneSetup:
     recipes: Mapping[str, Mapping] = field(default_factory=dict)
 
     def gan_for(self, method: str) -> DictConfig:
-        """The ``gan`` group a method trains with: its recipe merged over the run's."""
+        """The ``gan`` group a method trains with: its recipe merged over the run's (a recipe may
+        add keyword arguments, e.g. ``lr_scheduler.warmup_steps``)."""
         recipe = self.recipes.get(method)
-        return self.gan if not recipe else OmegaConf.merge(self.gan, recipe)
+        if not recipe:
+            return self.gan
+        return OmegaConf.merge(OmegaConf.to_container(self.gan, resolve=True), recipe)
 
 
 # The samples key of a run's final outputs on every validation image (what image metrics score).

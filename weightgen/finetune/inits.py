@@ -10,25 +10,36 @@
                  only the generator's training data leaves them out).
 * ``generated``  one-step output of the weight generator for the concept's prompt (ours).
 * ``shuffled``   the generator's output for another concept's prompt (does the text matter?).
+* ``generated_examples``  the output of a generator trained with example pairs
+                 (``diffusion.examples.k > 0``) for the concept's prompt and k of the pairs its
+                 fine-tune trains on (a fixed seeded choice: reruns are identical).
+                 ``generated`` stays text only (the paper's setting), so both can be compared.
 
-``generated``/``shuffled`` carry their generation seconds; the others cost nothing to make.
+``generated``/``shuffled``/``generated_examples`` carry their generation seconds (for
+``generated_examples`` the encoding of its pairs too); the others cost nothing to make.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.examples import PairEncoder, fixed_choice
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.text.base import TextEncoder
 from weightgen.weights.store import WeightStore
 
-INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled")
+INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled",
+              "generated_examples")
+# The kinds the weight generator makes: what uses them depends on it (a new one reruns them).
+GENERATOR_INITS = ("generated", "shuffled", "generated_examples")
 
 
 @dataclass
@@ -45,18 +56,23 @@ class InitSources:
     ``train_rows`` returns the final store rows of the generator's training concepts (the
     controls' data), ``final_rows`` the last row of every concept in the store; both only rows
     trained on the run's base and pairs of now. They are called on first use, so inits that need
-    no store work without one.
+    no store work without one. ``example_pairs(concept_id)`` gives the uint8 (sources, targets)
+    a concept's fine-tune trains on and ``pair_encoder()`` the base GAN's encoder of them; only
+    ``generated_examples`` calls them (the encoder once).
     """
 
     def __init__(self, store: WeightStore, train_rows: Callable[[], list[dict]],
                  final_rows: Callable[[], list[dict]], text_encoder: TextEncoder,
                  standard_state: dict[str, torch.Tensor],
-                 generator: WeightGenerator | None = None, sampling: dict | None = None):
+                 generator: WeightGenerator | None = None, sampling: dict | None = None,
+                 example_pairs: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None,
+                 pair_encoder: Callable[[], PairEncoder] | None = None):
         self.store, self.text_encoder = store, text_encoder
         self._read_train_rows, self._read_final_rows = train_rows, final_rows
         self.standard_state = standard_state
         self.generator = generator
         self.sampling = dict(sampling or {})
+        self._example_pairs, self._make_pair_encoder = example_pairs, pair_encoder
 
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
@@ -116,6 +132,42 @@ class InitSources:
         result = self.generator.generate(self.text_encoder.encode([prompt]), **self.sampling)
         return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt})
 
+    @cached_property
+    def _pair_encoder(self) -> PairEncoder:
+        return self._make_pair_encoder()
+
+    def require_examples(self) -> None:
+        """A generator trained with example pairs is loaded, or an error naming the fix."""
+        if self.generator is None or self.generator.example_standardiser is None:
+            what = ("no weight generator is loaded" if self.generator is None else
+                    "the weight generator was trained without example pairs")
+            raise ConfigError(
+                f"init 'generated_examples' (bench method denoised_examples_init) needs a weight "
+                f"generator trained with example pairs, but {what}; train one with "
+                f"weightgen-train-generator diffusion.examples.k=8 (and run with the same "
+                f"diffusion.examples.k) or drop denoised_examples_init from bench.methods"
+            )
+        if self._example_pairs is None or self._make_pair_encoder is None:
+            raise ConfigError("init 'generated_examples' needs the concept's pairs and the base "
+                              "GAN's encoder: build the inits with stages.artifacts.default_inits")
+
+    def generated_examples(self, concept: Concept) -> AdapterInit:
+        """The generator's adapter for the concept's prompt and k of its training pairs; the
+        seconds include encoding the pairs (reading them from the pair cache excluded)."""
+        self.require_examples()
+        sources, targets = self._example_pairs(concept.id)
+        k = self.generator.examples_k
+        picked = fixed_choice(len(sources), k, int(self.sampling.get("seed", 0)))
+        start = time.perf_counter()
+        features = self._pair_encoder.features(sources[picked], targets[picked])
+        vector = self.generator.example_standardiser.example_vector(features)
+        encoding = time.perf_counter() - start
+        result = self.generator.generate(self.text_encoder.encode([concept.prompt]),
+                                         examples=vector, **self.sampling)
+        return AdapterInit("generated_examples", result.state, encoding + result.seconds,
+                           {"prompt": concept.prompt, "example_pairs": picked,
+                            "encoding_seconds": encoding})
+
     def get(self, kind: str, concept: Concept) -> AdapterInit:
         if kind == "standard":
             return AdapterInit(kind, {k: v.clone() for k, v in self.standard_state.items()})
@@ -133,4 +185,6 @@ class InitSources:
             return self.generated(concept.prompt)
         if kind == "shuffled":
             return self.generated(self.shuffled_prompt(concept), kind)
+        if kind == "generated_examples":
+            return self.generated_examples(concept)
         raise ConfigError(f"unknown init {kind!r}; use one of {INIT_KINDS}")

@@ -11,13 +11,19 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, check_conditioning
-from weightgen.diffusion.staleness import check_generator_conditioning, check_generator_inputs
+from weightgen.diffusion.examples import PairEncoder
+from weightgen.diffusion.staleness import (
+    check_generator_conditioning,
+    check_generator_examples,
+    check_generator_inputs,
+)
 from weightgen.errors import StaleArtifactError
 from weightgen.finetune.finetuner import FineTuneSetup
 from weightgen.finetune.inits import InitSources
@@ -79,6 +85,11 @@ def configured_conditioning(ws: Workspace) -> str:
     return check_conditioning(ws.cfg.diffusion.get("conditioning", DEFAULT_CONDITIONING))
 
 
+def configured_examples_k(ws: Workspace) -> int:
+    """The run's ``diffusion.examples.k`` (an entry config without it: 0, text only)."""
+    return int(ws.cfg.diffusion.get("examples", {}).get("k", 0))
+
+
 def load_generator(ws: Workspace) -> WeightGenerator:
     """The run's weight generator, checked against its configuration, base and weight store.
 
@@ -88,6 +99,7 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     folder = ws.cfg.paths.generator_dir
     generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
     check_generator_conditioning(generator.meta, folder, configured_conditioning(ws))
+    check_generator_examples(generator.meta, folder, configured_examples_k(ws))
     check_generator_inputs(generator.meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})
@@ -136,7 +148,15 @@ def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | Non
     store = ws.weight_store
     return InitSources(store, partial(training_rows, ws, "last"),
                        lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
-                       standard_state, generator, dict(ws.cfg.diffusion.sampling))
+                       standard_state, generator, dict(ws.cfg.diffusion.sampling),
+                       example_pairs=partial(training_pairs, ws),
+                       pair_encoder=partial(PairEncoder, base.generator))
+
+
+def training_pairs(ws: Workspace, concept_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [N, S, S, 3] (sources, targets) a concept's fine-tune trains on (the pair cache's)."""
+    pairs = ws.pair_store.load(concept_id)
+    return pairs.train_source, pairs.train_target
 
 
 def adapter_evaluator(ws: Workspace, base: BaseGAN) -> AdapterEvaluator:

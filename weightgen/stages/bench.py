@@ -39,7 +39,6 @@ from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 from weightgen.config_checks import check_pick
@@ -55,6 +54,7 @@ from weightgen.finetune.finetuner import (
     MethodRun,
     run_method,
 )
+from weightgen.finetune.inits import GENERATOR_INITS
 from weightgen.finetune.report import (
     median_or_none,
     write_curves_plot,
@@ -74,7 +74,7 @@ from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha25
 
 log = logging.getLogger(__name__)
 
-GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in ("generated", "shuffled")}
+GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in GENERATOR_INITS}
 
 
 def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
@@ -97,9 +97,6 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
     return Path(ws.cfg.paths.bench_dir) / "runs" / concept_id / f"{method}.json"
 
 
-GENERATOR_INITS = ("generated", "shuffled")
-
-
 def bench_recipes(ws: Workspace) -> dict[str, dict]:
     """``bench.recipes`` as plain dicts: method -> overrides of the ``gan`` group for its
     fine-tune; a method that is not benchmarked is a config error (a typo would be ignored)."""
@@ -110,12 +107,12 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
         raise ConfigError(f"bench.recipes names {', '.join(unknown)}, not in bench.methods "
                           f"({', '.join(ws.cfg.bench.methods)}): fix the method name or drop it")
     for method, recipe in recipes.items():
-        try:
-            OmegaConf.merge(ws.cfg.gan, recipe)
-        except (ValueError, OmegaConfBaseException) as err:
-            raise ConfigError(f"bench.recipes.{method} does not fit the gan group ({err}): "
-                              f"give overrides of existing gan keys, e.g. "
-                              f"{{optimizer: {{lr: 1.0e-4}}}}") from err
+        strange = sorted(set(recipe or {}) - set(ws.cfg.gan))
+        if not isinstance(recipe, dict) or strange:
+            raise ConfigError(f"bench.recipes.{method} does not fit the gan group (unknown keys: "
+                              f"{', '.join(strange) or recipe!r}): give overrides of its groups, "
+                              f"e.g. {{optimizer: {{lr: 1.0e-4}}, lr_scheduler: {{warmup_steps: "
+                              f"20}}}}")
     return recipes
 
 
@@ -331,6 +328,8 @@ def run_benchmark(ws: Workspace) -> dict:
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
     if CEILING_METHOD in methods:
         inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
+    if any(METHOD_INITS.get(m) == "generated_examples" for m in methods):
+        inits.require_examples()  # likewise
     suite = MetricSuite.from_config(ws.cfg.metrics)
     setup = replace(fine_tune_setup(ws, base, inits), recipes=bench_recipes(ws))
     loggers = ws.loggers("bench")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import METHOD_INITS, run_method
+from weightgen.finetune.inits import GENERATOR_INITS
 from weightgen.stages.artifacts import default_inits, fine_tune_setup, load_base, load_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json
@@ -20,7 +21,7 @@ def finetune_one(ws: Workspace) -> dict:
         raise ConfigError(f"init={cfg.init!r}: use one of {sorted(_METHOD_OF_INIT)}")
     concept = ws.concept(cfg.concept)
     base = load_base(ws)
-    generator = load_generator(ws) if cfg.init in ("generated", "shuffled") else None
+    generator = load_generator(ws) if cfg.init in GENERATOR_INITS else None
     inits = default_inits(ws, base, generator)
     run, _ = run_method(fine_tune_setup(ws, base, inits), concept, _METHOD_OF_INIT[cfg.init],
                         cfg.steps, cfg.eval_every, cfg.target_psnr, progress=cfg.progress)

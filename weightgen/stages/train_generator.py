@@ -8,6 +8,10 @@ the GAN's validation PSNR next to the base's and the trained adapter's: the vali
 matters. ``diffusion.conditioning`` (which text the denoiser reads: tokens, the pooled sentence
 vector, or both) goes into the denoiser's config and so into ``generator.json``;
 ``diffusion.text_noise`` perturbs the training texts only (``weightgen.diffusion.module``).
+With ``diffusion.examples.k > 0`` up to ``diffusion.examples.bank`` training pairs of each
+training concept are encoded once by the base GAN's encoder before training
+(``weightgen.diffusion.examples``); the denoiser reads k of them per item besides the text, and
+their standardisation is saved with the generator.
 Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks' parameter
 checksums are compared at the end (replicas that diverged are an error).
 """
@@ -33,11 +37,13 @@ from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
+from weightgen.diffusion.examples import FEATURES, ExampleStandardiser, PairEncoder
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.stages.artifacts import (
     adapter_evaluator,
     configured_conditioning,
+    configured_examples_k,
     default_inits,
     generator_expectations,
     load_base,
@@ -144,6 +150,8 @@ def training_identity(ws: Workspace, rows: list[dict],
         diffusion.pop("conditioning")
     if diffusion.get("text_noise") == 0:
         diffusion.pop("text_noise")
+    if not diffusion.get("examples", {}).get("k", 0):
+        diffusion.pop("examples", None)
     diffusion.pop("seed", None)  # resolved into "seed" below
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
@@ -155,6 +163,25 @@ def training_identity(ws: Workspace, rows: list[dict],
     if all_phrasings:
         identity["phrasings"] = {concept: list(texts) for concept, texts in phrasings.items()}
     return identity
+
+
+def example_bank(ws: Workspace, concept_ids: list[str]
+                 ) -> tuple[torch.Tensor, ExampleStandardiser]:
+    """[C, bank, F] standardised per-pair vectors of the first ``diffusion.examples.bank``
+    training pairs of each concept (encoded by the base GAN's encoder), and their standardiser."""
+    bank = int(ws.cfg.diffusion.examples.bank)
+    encoder = PairEncoder(load_base(ws).generator)
+    start = time.perf_counter()
+    features = []
+    for concept_id in concept_ids:
+        pairs = ws.pair_store.load(concept_id)
+        features.append(encoder.features(pairs.train_source[:bank], pairs.train_target[:bank]))
+    features = torch.stack(features)
+    standardiser = ExampleStandardiser.fit(features.flatten(0, 1))
+    log.info("encoded %d example pairs of %d training concepts (%d features each) in %.1f s",
+             features.shape[0] * features.shape[1], len(concept_ids), features.shape[2],
+             time.perf_counter() - start)
+    return standardiser(features), standardiser
 
 
 def train_weight_generator(ws: Workspace) -> dict:
@@ -184,6 +211,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     texts, phrasing_index = phrasing_table([phrasings[c] for c in concept_ids])
     text = ws.embed(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
+    examples_k = configured_examples_k(ws)
+    bank, standardiser = example_bank(ws, concept_ids) if examples_k else (None, None)
 
     L.seed_everything(generator_seed(ws), workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
@@ -191,7 +220,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         "num_blocks": tokenizer.num_blocks,
         "text_dim": ws.text_encoder.dim,
         "conditioning": configured_conditioning(ws),  # recorded: the bundle rebuilds it
-    }
+    } | ({"example_dim": standardiser.dim} if examples_k else {})
     denoiser = instantiate(denoiser_cfg)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
     module = WeightDiffusionModule(
@@ -200,6 +229,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
         text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0),
+        **({"example_bank": bank, "examples_k": examples_k,
+            "examples_drop_prob": cfg.examples.drop_prob} if examples_k else {}),
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=generator_seed(ws)
@@ -249,6 +280,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
             "identity": identity,
             "training": summary,
         }
+        if examples_k:
+            meta["examples"] = {"k": examples_k, "bank": bank.shape[1], "features": FEATURES}
         drop_generator_reports(folder, ws.cfg.paths.bench_dir)
-        WeightGenerator(module.denoiser, tokenizer, meta).save(folder)
+        WeightGenerator(module.denoiser, tokenizer, meta, standardiser).save(folder)
     return summary

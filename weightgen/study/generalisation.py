@@ -2,7 +2,9 @@
 
 Input: one record per configuration with its zero-shot report (``weightgen-zero-shot``). Output:
 ``results.json``, ``results.md`` (train-prompt fit, held-out medians, per-concept win counts) and
-``results.png`` (the same medians as bars, with the controls as markers).
+``results.png`` (the same medians as bars, with the controls as markers). A configuration whose
+generator reads example pairs adds a text + examples column (held-out median and wins over
+both cheap inits); a table without one is as before.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from weightgen.study.zero_shot_table import generated_wins
+from weightgen.study.zero_shot_table import EXAMPLES_KIND, generated_wins
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 
@@ -38,7 +40,9 @@ def summarise_zero_shot(report: dict) -> dict:
         "test_count": sum(r["split"] == "test" for r in rows),
         "generation_seconds": summary["generation_seconds"],
         "paraphrase_gap": summary.get("paraphrase_gap"),
-    }
+    } | ({"test_generated_examples": summary["test"][EXAMPLES_KIND],
+          "examples_beats_both": generated_wins(rows, "test", ("mean", "nearest"), EXAMPLES_KIND)}
+         if EXAMPLES_KIND in summary["test"] else {})
 
 
 def summarise_bench(results: dict | None) -> dict:
@@ -73,13 +77,15 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
             | summarise_zero_shot(r["zero_shot"]) | summarise_bench(r.get("bench"))
             for r in records]
     atomic_write_json(out / "results.json", {"configurations": rows})
+    examples = any("test_generated_examples" in r for r in rows)
     lines = [
         "| configuration | train prompts: generated / trained / mean | held-out: generated / mean "
-        "/ nearest / base | held-out wins vs mean, nearest, both (of n) | steps to target: "
-        "generated / standard init | speed-up vs E2GAN in seconds (ceiling); wins-losses, sign p; "
-        "the same in steps | paraphrase "
-        "gap: training prompt / held-out phrasing / wrong prompt, gap | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "/ nearest / base | held-out wins vs mean, nearest, both (of n) | "
+        + ("held-out text + examples: generated (wins vs both) | " if examples else "")
+        + "steps to target: generated / standard init | speed-up vs E2GAN in seconds (ceiling); "
+        "wins-losses, sign p; the same in steps | paraphrase gap: training prompt / held-out "
+        "phrasing / wrong prompt, gap | train s |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if examples else ""),
     ]
     for r in rows:
         to_target = speed = "not run"
@@ -99,8 +105,9 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
             f"| `{r['name']}` | {r['train_generated']:.2f} / {r['train_trained']:.2f} / "
             f"{r['train_mean']:.2f} | **{r['test_generated']:.2f}** / {r['test_mean']:.2f} / "
             f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
-            f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | {to_target} | "
-            f"{speed} | {_gap(r['paraphrase_gap'])} | {r['train_seconds']:.0f} |"
+            f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | "
+            + (_examples_cell(r) if examples else "")
+            + f"{to_target} | {speed} | {_gap(r['paraphrase_gap'])} | {r['train_seconds']:.0f} |"
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     _plot(rows, out / "results.png")
@@ -112,6 +119,12 @@ def _gap(gap: dict | None) -> str:
         return "not run"
     return (f"{gap['training_phrasing']:.2f} / {gap['heldout_phrasing']:.2f} / "
             f"{gap['wrong_prompt']:.2f}, **{gap['gap_db']:.2f}**")
+
+
+def _examples_cell(row: dict) -> str:
+    if "test_generated_examples" not in row:
+        return "— | "
+    return f"**{row['test_generated_examples']:.2f}** ({row['examples_beats_both']}) | "
 
 
 def _number(value: float | None) -> str:

@@ -1,0 +1,496 @@
+"""Example pairs as the weight generator's second condition (diffusion.examples): the feature,
+the denoisers' projection, the module's draws, the bundle, the refusals, the init, the bench and
+the zero-shot table."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from helpers import compose_config, run_workspace
+from torch import nn
+
+import weightgen.diffusion.examples as examples_module
+from weightgen.config_checks import check_config
+from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.examples import (
+    ExampleStandardiser,
+    PairEncoder,
+    fixed_choice,
+    pooled_statistics,
+)
+from weightgen.diffusion.mlp import MLPDenoiser
+from weightgen.diffusion.module import WeightDiffusionModule
+from weightgen.diffusion.sampler import ddim_from, sample_blocks
+from weightgen.diffusion.staleness import check_generator_examples
+from weightgen.diffusion.unet1d import UNet1DDenoiser
+from weightgen.errors import ConfigError
+from weightgen.gan.generator import E2GANGenerator
+from weightgen.stages.artifacts import default_inits, load_base, load_generator
+from weightgen.weights.tokenizer import BlockTokenizer
+
+NGF = 4
+FEATURE_DIM = 16 * NGF + 12  # [E(t) - E(s), E(t)] mean+std over 4*ngf channels, RGB mean+std x2
+
+
+def tiny_gan() -> E2GANGenerator:
+    torch.manual_seed(0)
+    return E2GANGenerator(ngf=NGF, text_dim=8)
+
+
+def crops(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
+
+
+# --- the feature ----------------------------------------------------------------------------
+
+
+def test_pair_features_are_one_deterministic_vector_per_pair():
+    encoder = PairEncoder(tiny_gan())
+    sources, targets = crops(5, 0), crops(5, 1)
+    features = encoder.features(sources, targets)
+    assert features.shape == (5, FEATURE_DIM) and features.dtype == torch.float32
+    assert torch.equal(features, encoder.features(sources, targets))
+    assert torch.equal(features, PairEncoder(tiny_gan()).features(sources, targets))
+    # pairs are encoded independently: one pair alone gives its row
+    assert torch.allclose(encoder.features(sources[2:3], targets[2:3]), features[2:3], atol=1e-6)
+    other = encoder.features(sources, crops(5, 2))
+    assert not torch.allclose(other, features)
+
+
+def test_a_tint_shows_in_the_pixel_part_of_the_vector():
+    encoder = PairEncoder(tiny_gan())
+    sources = np.full((2, 16, 16, 3), 100, dtype=np.uint8)
+    sources[:, :8] = 60  # some structure
+    tinted = sources.copy()
+    tinted[..., 0] += 51  # red + 51 / 127.5 = 0.4 in [-1, 1]
+    features = encoder.features(sources, tinted)
+    difference_pixels = features[:, 16 * NGF:16 * NGF + 6]  # RGB means, then stds, of t - s
+    assert torch.allclose(difference_pixels[0], torch.tensor([0.4, 0, 0, 0, 0, 0]), atol=1e-5)
+
+
+def test_the_encoder_is_a_frozen_copy_of_the_gan_encoder():
+    gan = tiny_gan()
+    encoder = PairEncoder(gan)
+    before = encoder.features(crops(2, 0), crops(2, 1))
+    with torch.no_grad():
+        gan.stem[0].weight.add_(1.0)  # the GAN changes later: the encoder does not
+    assert torch.equal(before, encoder.features(crops(2, 0), crops(2, 1)))
+    assert not any(p.requires_grad for p in encoder.encoder.parameters())
+    image = torch.randn(1, 3, 16, 16)
+    expected = gan.down2(gan.res_in(gan.down1(gan.stem(image))))
+    fresh = PairEncoder(gan).encoder(image)
+    assert torch.equal(fresh, expected)
+
+
+def test_pooled_statistics_are_channel_mean_and_std():
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 2, 2)
+    stats = pooled_statistics(x)
+    assert stats.shape == (2, 6)
+    assert torch.allclose(stats[0, :3], torch.tensor([1.5, 5.5, 9.5]))
+    assert torch.allclose(stats[0, 3:], torch.full((3,), float(np.std([0, 1, 2, 3]))))
+
+
+def test_the_standardiser_centres_the_bank_and_averages_k_pairs():
+    torch.manual_seed(0)
+    bank = torch.randn(40, 5) * torch.tensor([1.0, 10.0, 0.1, 3.0, 0.0]) + 7
+    standardiser = ExampleStandardiser.fit(bank)
+    standardised = standardiser(bank)
+    assert torch.allclose(standardised.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(standardised.std(0, correction=0)[:4], torch.ones(4), atol=1e-4)
+    assert torch.equal(standardised[:, 4], torch.zeros(40))  # a constant feature: 0, not NaN
+    assert torch.allclose(standardiser.example_vector(bank[:3]), standardised[:3].mean(0))
+    again = ExampleStandardiser.from_state(standardiser.state_dict())
+    assert torch.equal(again(bank), standardised) and again.dim == 5
+
+
+def test_the_fixed_choice_is_seeded_distinct_and_bounded():
+    assert fixed_choice(16, 4, seed=0) == fixed_choice(16, 4, seed=0)
+    assert fixed_choice(16, 4, seed=0) != fixed_choice(16, 4, seed=1)
+    assert len(set(fixed_choice(16, 16, seed=0))) == 16
+    with pytest.raises(ValueError, match="cannot pick 5 example pairs out of 4"):
+        fixed_choice(4, 5, seed=0)
+
+
+# --- the denoisers -------------------------------------------------------------------------
+
+
+def build(name: str, example_dim: int = 0) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "mlp":
+        return MLPDenoiser(64, 4, 8, hidden_dim=16, depth=2, example_dim=example_dim)
+    return UNet1DDenoiser(64, 4, 8, channels=(8, 16), patch_size=8, emb_dim=16, context_dim=8,
+                          example_dim=example_dim)
+
+
+def denoiser_inputs(batch: int = 3):
+    gen = torch.Generator().manual_seed(1)
+    return (torch.randn(batch, 64, generator=gen), torch.randint(0, 1000, (batch,), generator=gen),
+            torch.arange(batch) % 4, torch.randn(batch, 5, 8, generator=gen),
+            torch.ones(batch, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", ["mlp", "unet1d"])
+def test_example_dim_zero_is_the_old_network_and_the_projection_comes_last(name):
+    default, with_examples = build(name), build(name, example_dim=6)
+    assert default.examples is None and not any("examples" in k for k in default.state_dict())
+    extra = with_examples.state_dict()
+    shared = default.state_dict()
+    # every old parameter initialises exactly as without examples (created after them)
+    assert all(torch.equal(tensor, extra[key]) for key, tensor in shared.items())
+    assert sorted(set(extra) - set(shared)) == ["examples.bias", "examples.weight"]
+
+
+@pytest.mark.parametrize("name", ["mlp", "unet1d"])
+def test_the_denoiser_reads_the_example_vector(name):
+    model = build(name, example_dim=6)
+    nn.init.normal_(model.output.weight)  # a zero head would hide every input
+    inputs = denoiser_inputs()
+    zeros, ones = torch.zeros(3, 6), torch.ones(3, 6)
+    assert not torch.allclose(model(*inputs, examples=zeros), model(*inputs, examples=ones))
+    with pytest.raises(ValueError, match=r"pass examples \[B, 6\]"):
+        model(*inputs)
+    with pytest.raises(ValueError, match=r"examples must be \[3, 6\], got \[3, 5\]"):
+        model(*inputs, examples=torch.zeros(3, 5))
+    loss = model(*inputs, examples=ones).square().mean()
+    loss.backward()
+    assert model.examples.weight.grad.abs().sum() > 0
+
+
+# --- the module ----------------------------------------------------------------------------
+
+BANK = 6
+
+
+def example_module(k: int = 2, cond_drop_prob: float = 0.0, examples_drop_prob: float = 0.0,
+                   text_noise: float = 0.0) -> WeightDiffusionModule:
+    """3 concepts; concept c's pair j has the vector c * 100 + j in every feature (dim 6)."""
+    bank = (torch.arange(3)[:, None] * 100 + torch.arange(BANK)).float()[..., None].expand(-1, -1, 6)
+    tokens = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
+    return WeightDiffusionModule(
+        build("mlp", example_dim=6), DDPMScheduler(prediction_type="sample"), tokens,
+        torch.ones(3, 5, dtype=torch.bool), optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        lr_scheduler=lambda optimizer, num_training_steps: None, cond_drop_prob=cond_drop_prob,
+        text_noise=text_noise, example_bank=bank.contiguous(), examples_k=k,
+        examples_drop_prob=examples_drop_prob)
+
+
+def test_each_item_averages_k_distinct_pairs_of_its_own_concept():
+    module = example_module(k=2).train()
+    concept = torch.tensor([0, 1, 2, 2, 1, 0] * 20)
+    torch.manual_seed(0)
+    vectors = module._examples(concept, None)
+    assert vectors.shape == (120, 6) and torch.equal(vectors, vectors[:, :1].expand(-1, 6))
+    offset = vectors[:, 0] - concept * 100  # the mean of two distinct indices in 0..5
+    assert ((offset >= 0.5) & (offset <= BANK - 1.5)).all() and len(set(offset.tolist())) > 3
+    assert torch.equal(offset * 2, (offset * 2).round())
+    torch.manual_seed(0)
+    assert torch.equal(vectors, module._examples(concept, None))  # seeded by the global RNG
+    # validation reads the first k pairs
+    kept = module.eval()._examples(concept, None)[:, 0]
+    assert torch.equal(kept, concept * 100 + 0.5)
+
+
+def test_a_dropped_prompt_drops_the_examples_and_examples_drop_alone():
+    concept = torch.tensor([0, 1, 2, 1])
+    both = example_module(cond_drop_prob=1.0).train()
+    tokens, mask, _, dropped = both._text_and_drop(concept)
+    assert dropped.all() and not mask.any()
+    assert not both._examples(concept, dropped).any()
+    alone = example_module(examples_drop_prob=1.0).train()
+    tokens, mask, _, dropped = alone._text_and_drop(concept)
+    assert dropped is None and mask.all()
+    assert not alone._examples(concept, dropped).any()
+    assert alone.eval()._examples(concept, None).all()  # never outside training
+
+
+def test_the_text_draws_come_first_so_text_only_items_see_the_same_text():
+    concept = torch.tensor([0, 1, 2, 1])
+    with_bank = example_module(text_noise=0.5).train()
+    without = WeightDiffusionModule(build("mlp"), DDPMScheduler(), with_bank.text_tokens,
+                                    with_bank.text_mask, optimizer=None, lr_scheduler=None,
+                                    text_noise=0.5).train()
+    torch.manual_seed(4)
+    first = with_bank._text(concept)
+    torch.manual_seed(4)
+    assert torch.equal(first[0], without._text(concept)[0])
+
+
+def test_a_module_with_examples_trains_and_samples():
+    module = example_module(k=3, cond_drop_prob=0.5, examples_drop_prob=0.2)
+    optimizer = module.optimizer_factory(module.denoiser.parameters())
+    batch = {"blocks": torch.randn(12, 64), "block_index": torch.arange(4).repeat(3),
+             "concept": torch.arange(3).repeat_interleave(4)}
+    before = module.denoiser.examples.weight.detach().clone()
+    module.train()
+    for _ in range(2):
+        loss = module.diffusion_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(before, module.denoiser.examples.weight)
+
+
+def test_a_k_larger_than_the_bank_is_refused():
+    with pytest.raises(ConfigError, match="diffusion.examples.k=7 is not allowed with a bank of 6"):
+        example_module(k=7)
+
+
+class ExampleEcho(nn.Module):
+    """Predicts the example vector's first feature everywhere."""
+
+    example_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, timesteps, block_index, text_tokens, text_mask, text_pooled=None,
+                examples=None):
+        return examples[:, :1].expand_as(x)
+
+
+def test_guidance_extrapolates_from_no_text_and_no_examples():
+    sampler = ddim_from(dict(DDPMScheduler(prediction_type="sample").config))
+    guided = sample_blocks(ExampleEcho(), sampler, torch.zeros(3, 4),
+                           torch.ones(3, dtype=torch.bool), num_blocks=5, block_size=6,
+                           guidance_scale=3.0, examples=torch.full((4,), 2.0))
+    assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
+
+
+# --- the bundle ----------------------------------------------------------------------------
+
+
+class FakeText:
+    def __init__(self, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        self.tokens, self.mask = torch.randn(1, 5, 8, generator=gen), torch.ones(1, 5, dtype=bool)
+        self.pooled = torch.randn(1, 8, generator=gen)
+
+
+def tiny_bundle(example_dim: int = 6) -> WeightGenerator:
+    adapters = [{"w": torch.randn(8, 16)} for _ in range(2)]
+    tokenizer = BlockTokenizer(64, "sequential", "per_tensor").fit(adapters)
+    denoiser = {"_target_": "weightgen.diffusion.mlp.MLPDenoiser", "block_size": 64,
+                "num_blocks": tokenizer.num_blocks, "text_dim": 8, "hidden_dim": 16, "depth": 1,
+                "example_dim": example_dim}
+    network = MLPDenoiser(64, tokenizer.num_blocks, 8, hidden_dim=16, depth=1,
+                          example_dim=example_dim)
+    nn.init.normal_(network.output.weight)
+    meta = {"denoiser": denoiser, "scheduler": dict(DDPMScheduler(prediction_type="sample").config),
+            "examples": {"k": 2, "bank": 4, "features": examples_module.FEATURES}}
+    standardiser = ExampleStandardiser(torch.zeros(example_dim), torch.ones(example_dim))
+    return WeightGenerator(network, tokenizer, meta, standardiser)
+
+
+def test_a_generator_with_examples_round_trips_and_reads_them(tmp_path):
+    generator = tiny_bundle()
+    generator.save(tmp_path)
+    assert (tmp_path / "examples.safetensors").is_file()
+    meta = json.loads((tmp_path / "generator.json").read_text())
+    assert WeightGenerator.files_intact(tmp_path, meta)
+    loaded = WeightGenerator.load(tmp_path)
+    assert loaded.examples_k == 2 and loaded.denoiser.example_dim == 6
+    assert torch.equal(loaded.example_standardiser.std, torch.ones(6))
+    text = FakeText(0)
+    one, two = torch.zeros(6), torch.linspace(-2, 2, 6)
+    for vector in (one, two, None):
+        expected = generator.generate(text, examples=vector).state["w"]
+        assert torch.equal(loaded.generate(text, examples=vector).state["w"], expected)
+    assert not torch.allclose(loaded.generate(text, examples=one).state["w"],
+                              loaded.generate(text, examples=two).state["w"])
+    # None is text only: the zero vector
+    assert torch.equal(loaded.generate(text).state["w"],
+                       loaded.generate(text, examples=one).state["w"])
+    (tmp_path / "examples.safetensors").write_bytes(b"damaged")
+    assert not WeightGenerator.files_intact(tmp_path, meta)
+
+
+def test_a_text_only_generator_refuses_examples_and_writes_no_examples_file(tmp_path):
+    generator = tiny_bundle(example_dim=0)
+    generator.meta.pop("examples")
+    generator.example_standardiser = None
+    generator.save(tmp_path)
+    assert not (tmp_path / "examples.safetensors").exists()
+    loaded = WeightGenerator.load(tmp_path)
+    assert loaded.examples_k == 0 and loaded.example_standardiser is None
+    with pytest.raises(ValueError, match="trained without example pairs"):
+        loaded.generate(FakeText(0), examples=torch.zeros(6))
+
+
+def test_a_generator_under_another_examples_setting_is_refused_naming_both():
+    check_generator_examples({"examples": {"k": 8}}, "gen", 8)
+    check_generator_examples({}, "gen", 0)  # from before the knob: text only
+    with pytest.raises(ConfigError, match=re.escape(
+            "the weight generator at gen was trained with diffusion.examples.k=0, but this run "
+            "configures diffusion.examples.k=8; train a generator with it "
+            "(weightgen-train-generator diffusion.examples.k=8")):
+        check_generator_examples({"denoiser": {}}, "gen", 8)
+    with pytest.raises(ConfigError, match="or set diffusion.examples.k=8$"):
+        check_generator_examples({"examples": {"k": 8}}, "gen", 0)
+
+
+# --- the config ----------------------------------------------------------------------------
+
+
+def test_the_examples_knobs_default_off_and_compose_with_the_presets():
+    assert compose_config().diffusion.examples.k == 0
+    for preset in ("quickstart", "bench"):
+        cfg = compose_config([f"experiment={preset}", "diffusion.examples.k=8"])
+        assert cfg.diffusion.examples.k == 8
+        check_config(cfg)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["diffusion.examples.k=-1"], r"diffusion.examples.k=-1 is not allowed: use an int >= 0"),
+    (["diffusion.examples.drop_prob=2"], r"diffusion.examples.drop_prob=2 is not allowed"),
+    (["diffusion.examples.k=9", "diffusion.examples.bank=8"],
+     r"diffusion.examples.k=9 is more than the pairs .* use diffusion.examples.k <= 8"),
+    (["diffusion.examples.k=9", "data.n_train=4", "data.batch_size=4"],
+     r"diffusion.examples.k <= 4"),
+])
+def test_a_bad_examples_knob_is_a_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_config(overrides))
+
+
+# --- on the tiny trained run (slow) ---------------------------------------------------------
+
+EXAMPLES = ["diffusion.examples.k=2", "diffusion.examples.bank=4", "diffusion.steps=20",
+            "diffusion.val_every=20"]
+
+
+@pytest.fixture(scope="module")
+def examples_run(tiny_run, tmp_path_factory):
+    """A generator with example pairs trained on the tiny run, in its own folder."""
+    from weightgen.stages.train_generator import train_weight_generator
+
+    folder = tmp_path_factory.mktemp("examples_generator")
+    overrides = [*EXAMPLES, f"paths.generator_dir={folder}",
+                 f"paths.bench_dir={folder / 'bench'}"]
+    ws = run_workspace(tiny_run["artifacts"], *overrides)
+    summary = train_weight_generator(ws)
+    return {"artifacts": tiny_run["artifacts"], "folder": folder, "overrides": overrides,
+            "ws": ws, "summary": summary}
+
+
+def test_training_with_examples_records_them_and_is_skipped_when_up_to_date(examples_run):
+    from weightgen.stages.train_generator import train_weight_generator
+
+    meta = json.loads((examples_run["folder"] / "generator.json").read_text())
+    assert meta["examples"] == {"k": 2, "bank": 4, "features": examples_module.FEATURES}
+    assert meta["denoiser"]["example_dim"] == FEATURE_DIM
+    assert meta["identity"]["diffusion"]["examples"]["k"] == 2
+    assert "skipped" not in examples_run["summary"]
+    assert train_weight_generator(examples_run["ws"])["skipped"] is True
+
+
+def test_default_examples_leave_the_training_identity_and_generator_json_as_before(tiny_run):
+    meta = json.loads((Path(run_workspace(tiny_run["artifacts"]).cfg.paths.generator_dir)
+                       / "generator.json").read_text())
+    assert "examples" not in meta and "example_dim" not in meta["denoiser"]
+    assert "examples" not in meta["identity"]["diffusion"]
+    assert "examples_sha256" not in meta
+
+
+def test_a_generator_is_refused_under_another_examples_setting(examples_run):
+    with pytest.raises(ConfigError, match="trained with diffusion.examples.k=2, but this run "
+                                          "configures diffusion.examples.k=0"):
+        load_generator(run_workspace(examples_run["artifacts"], *examples_run["overrides"],
+                                     "diffusion.examples.k=0"))
+    with pytest.raises(ConfigError, match="trained with diffusion.examples.k=0, but this run "
+                                          "configures diffusion.examples.k=2"):
+        load_generator(run_workspace(examples_run["artifacts"], "diffusion.examples.k=2"))
+
+
+def example_inits(artifacts, *overrides: str):
+    ws = run_workspace(artifacts, *overrides)
+    base = load_base(ws)
+    return ws, default_inits(ws, base, load_generator(ws))
+
+
+def test_the_examples_init_reads_k_training_pairs_and_charges_their_encoding(examples_run,
+                                                                            monkeypatch):
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"])
+    concept = ws.test_concepts[0]
+    first = inits.get("generated_examples", concept)
+    again = inits.get("generated_examples", concept)
+    assert first.kind == "generated_examples" and len(first.info["example_pairs"]) == 2
+    assert first.info["example_pairs"] == again.info["example_pairs"]
+    assert all(torch.equal(first.state[k], again.state[k]) for k in first.state)
+    text_only = inits.get("generated", concept)
+    assert not all(torch.equal(first.state[k], text_only.state[k]) for k in first.state)
+    assert first.seconds > first.info["encoding_seconds"] > 0
+    # the state is the generator's for the prompt and those pairs' vector
+    pairs = ws.pair_store.load(concept.id)
+    picked = first.info["example_pairs"]
+    features = PairEncoder(load_base(ws).generator).features(pairs.train_source[picked],
+                                                             pairs.train_target[picked])
+    vector = inits.generator.example_standardiser.example_vector(features)
+    expected = inits.generator.generate(ws.embed([concept.prompt]), examples=vector,
+                                        **dict(ws.cfg.diffusion.sampling)).state
+    assert all(torch.equal(first.state[k], expected[k]) for k in expected)
+    slow_features = PairEncoder.features
+
+    def slower(self, sources, targets):
+        time.sleep(0.3)
+        return slow_features(self, sources, targets)
+
+    monkeypatch.setattr(PairEncoder, "features", slower)
+    assert inits.get("generated_examples", concept).seconds >= 0.3
+
+
+def test_the_examples_init_of_a_text_only_generator_is_a_config_error(tiny_run):
+    ws, inits = example_inits(tiny_run["artifacts"])
+    with pytest.raises(ConfigError, match="needs a weight generator trained with example pairs, "
+                                          "but the weight generator was trained without"):
+        inits.get("generated_examples", ws.test_concepts[0])
+
+
+def test_the_zero_shot_table_adds_text_plus_examples(examples_run):
+    from weightgen.stages.zero_shot import zero_shot_report
+    from weightgen.study.generalisation import generalisation_table
+
+    summary = zero_shot_report(examples_run["ws"], n_train=1)
+    report = json.loads((examples_run["folder"] / "zero_shot.json").read_text())
+    for row in report["concepts"]:
+        assert {"generated", "generated_examples"} <= set(row)
+        assert row["examples_generation_seconds"] > 0
+    assert summary["examples_k"] == 2 and "generated_examples" in summary["test"]
+    assert set(summary["generated_examples_beats_nearest"]) == {"train", "test"}
+    table = (examples_run["folder"] / "zero_shot.md").read_text()
+    assert "| generated | generated_examples |" in table and "With 2 example pairs" in table
+    out = examples_run["folder"] / "table"
+    generalisation_table([{"name": "ex", "note": "", "overrides": [], "train_seconds": 1.0,
+                           "zero_shot": report}], out)
+    row = json.loads((out / "results.json").read_text())["configurations"][0]
+    assert row["test_generated_examples"] == summary["test"]["generated_examples"]
+    assert "held-out text + examples" in (out / "results.md").read_text()
+
+
+def test_the_bench_runs_the_examples_method_and_a_new_generator_reruns_it(examples_run):
+    from weightgen.stages.bench import _run_settings, run_benchmark
+
+    methods = "bench.methods=[pix2pix_scratch,denoised_init,denoised_examples_init]"
+    ws = run_workspace(examples_run["artifacts"], *examples_run["overrides"], methods,
+                       "bench.n_unseen=1", "bench.n_seen=0", "bench.pix2pix_steps=4",
+                       "bench.finetune_steps=2", "bench.eval_every=2")
+    summary = run_benchmark(ws)
+    assert {"denoised_init", "denoised_examples_init"} <= set(summary["final_psnr"])
+    results = json.loads((examples_run["folder"] / "bench" / "results.json").read_text())
+    method = results["concepts"][0]["methods"]["denoised_examples_init"]
+    assert method["init_seconds"] > method["info"]["encoding_seconds"] > 0
+    concept = ws.test_concepts[0].id
+    settings = _run_settings(ws, concept, "denoised_examples_init", 2, 2, None)
+    assert settings["generator_sha256"] is not None
+    # the text-only generator cannot serve it: refused before any run
+    text_only = run_workspace(examples_run["artifacts"], methods, "bench.n_unseen=1",
+                              "bench.n_seen=0", f"paths.bench_dir={examples_run['folder']}/b2")
+    with pytest.raises(ConfigError, match="drop denoised_examples_init from bench.methods"):
+        run_benchmark(text_only)
