@@ -220,6 +220,39 @@ def test_generalisation_table_shows_the_paraphrase_gap_where_it_was_measured(tmp
     assert "| not run | not run | not run |" in table[3]
 
 
+def test_generalisation_table_gives_text_plus_examples_its_own_cell_with_its_speedups(tmp_path):
+    report = _zero_shot_report([17.6, 18.5])
+    for row, psnr in zip(report["concepts"], (19.0, 17.0), strict=True):
+        row["generated_examples"] = {"psnr": psnr}
+    report["summary"]["test"]["generated_examples"] = 18.0
+    paired = {"concepts": 2, "median_ratio": 3.5, "wins": 2, "losses": 0, "ties": 0,
+              "p_value": 0.5}
+    methods = ("denoised_init", "denoised_examples_init", "e2gan_lora")
+    bench_results = {
+        "summary": {"seconds_to_target": dict.fromkeys(methods, 5.0),
+                    "speedup_vs_e2gan": 1.5, "speedup_vs_pix2pix": 4.0,
+                    "speedup_ceiling_vs_e2gan": 9.0,
+                    "speedup_by_method": {"denoised_examples_init": 12.0},
+                    "paired_vs_e2gan": {"denoised_init": paired,
+                                        "denoised_examples_init": paired},
+                    "paired_steps_vs_e2gan": {"denoised_init": paired,
+                                              "denoised_examples_init": paired
+                                              | {"median_ratio": 4.0, "wins": 1}}},
+        "concepts": [{"seen": False, "methods": {m: {"steps_to_target": 10} for m in methods}}],
+    }
+    records = [{"name": "a", "note": "n", "overrides": [], "train_seconds": 1.0,
+                "zero_shot": report, "bench": bench_results},
+               {"name": "b", "note": "n", "overrides": [], "train_seconds": 1.0,
+                "zero_shot": _zero_shot_report([18.5])}]
+    generalisation_table(records, tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
+    assert row["examples_beats_both"] == 1 and row["examples_speedup_vs_pix2pix"] == 12.0
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert ("| **18.00** (1); vs E2GAN 3.50x (2-0), in steps 4.00x (1-0); vs pix2pix 12.00x |"
+            in table[2])
+    assert "(of 1) | — | not run |" in table[3]  # a configuration without examples
+
+
 def test_generalisation_table_reads_steps_to_target_from_a_benchmark(tmp_path):
     def run(steps):
         return {"steps_to_target": steps}

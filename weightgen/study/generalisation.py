@@ -67,7 +67,20 @@ def summarise_bench(results: dict | None) -> dict:
             "ceiling_vs_e2gan": summary.get("speedup_ceiling_vs_e2gan"),
             "paired_vs_e2gan": paired,
             "paired_steps_vs_e2gan": in_steps,
-            "zero_shot_wins": summary.get("zero_shot_wins")}
+            "zero_shot_wins": summary.get("zero_shot_wins")} | _examples_bench(summary)
+
+
+EXAMPLES_METHOD = "denoised_examples_init"
+
+
+def _examples_bench(summary: dict) -> dict:
+    """The text + examples method's speed-ups, where the benchmark ran it."""
+    paired = (summary.get("paired_vs_e2gan") or {}).get(EXAMPLES_METHOD)
+    if paired is None:
+        return {}
+    return {"examples_paired_vs_e2gan": paired,
+            "examples_paired_steps_vs_e2gan": summary["paired_steps_vs_e2gan"][EXAMPLES_METHOD],
+            "examples_speedup_vs_pix2pix": summary["speedup_by_method"][EXAMPLES_METHOD]}
 
 
 def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
@@ -124,7 +137,13 @@ def _gap(gap: dict | None) -> str:
 def _examples_cell(row: dict) -> str:
     if "test_generated_examples" not in row:
         return "— | "
-    return f"**{row['test_generated_examples']:.2f}** ({row['examples_beats_both']}) | "
+    cell = f"**{row['test_generated_examples']:.2f}** ({row['examples_beats_both']})"
+    if "examples_paired_vs_e2gan" in row:
+        seconds, steps = row["examples_paired_vs_e2gan"], row["examples_paired_steps_vs_e2gan"]
+        cell += (f"; vs E2GAN {seconds['median_ratio']:.2f}x ({seconds['wins']}-"
+                 f"{seconds['losses']}), in steps {steps['median_ratio']:.2f}x ({steps['wins']}-"
+                 f"{steps['losses']}); vs pix2pix {row['examples_speedup_vs_pix2pix']:.2f}x")
+    return cell + " | "
 
 
 def _number(value: float | None) -> str:
