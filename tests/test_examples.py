@@ -474,6 +474,25 @@ def test_the_zero_shot_table_adds_text_plus_examples(examples_run):
     assert "held-out text + examples" in (out / "results.md").read_text()
 
 
+def test_the_paraphrase_gap_with_examples_gives_each_wording_the_same_pairs(examples_run):
+    from weightgen.stages.artifacts import scoring_tools
+    from weightgen.study.prompt_variants import paraphrase_gap
+
+    ws = run_workspace(examples_run["artifacts"], *examples_run["overrides"])
+    evaluator, inits = scoring_tools(ws)
+    concept = ws.train_concepts[0]
+    gap = paraphrase_gap(evaluator, inits, [concept], examples=True)
+    row = gap["rows"][0]
+    reworded = inits.generated_examples(concept, concept.heldout_phrasing)
+    assert reworded.info["prompt"] == concept.heldout_phrasing
+    assert row["paraphrase"] == evaluator.quality(concept, reworded.state).psnr
+    assert row["correct"] == evaluator.quality(
+        concept, inits.generated_examples(concept).state).psnr
+    assert gap["gap_db"] == row["correct"] - row["paraphrase"]
+    text_only = paraphrase_gap(evaluator, inits, [concept])["rows"][0]
+    assert text_only["paraphrase"] != row["paraphrase"]  # the pairs change the adapter
+
+
 def test_the_bench_runs_the_examples_method_and_a_new_generator_reruns_it(examples_run):
     from weightgen.stages.bench import _run_settings, run_benchmark
 

@@ -151,9 +151,11 @@ class InitSources:
             raise ConfigError("init 'generated_examples' needs the concept's pairs and the base "
                               "GAN's encoder: build the inits with stages.artifacts.default_inits")
 
-    def generated_examples(self, concept: Concept) -> AdapterInit:
-        """The generator's adapter for the concept's prompt and k of its training pairs; the
-        seconds include encoding the pairs (reading them from the pair cache excluded)."""
+    def generated_examples(self, concept: Concept, prompt: str | None = None) -> AdapterInit:
+        """The generator's adapter for the concept's prompt (or ``prompt``: another wording) and
+        k of its training pairs; the seconds include encoding the pairs (reading them from the
+        pair cache excluded)."""
+        prompt = concept.prompt if prompt is None else prompt
         self.require_examples()
         sources, targets = self._example_pairs(concept.id)
         k = self.generator.examples_k
@@ -162,10 +164,10 @@ class InitSources:
         features = self._pair_encoder.features(sources[picked], targets[picked])
         vector = self.generator.example_standardiser.example_vector(features)
         encoding = time.perf_counter() - start
-        result = self.generator.generate(self.text_encoder.encode([concept.prompt]),
+        result = self.generator.generate(self.text_encoder.encode([prompt]),
                                          examples=vector, **self.sampling)
         return AdapterInit("generated_examples", result.state, encoding + result.seconds,
-                           {"prompt": concept.prompt, "example_pairs": picked,
+                           {"prompt": prompt, "example_pairs": picked,
                             "encoding_seconds": encoding})
 
     def get(self, kind: str, concept: Concept) -> AdapterInit:

@@ -8,7 +8,8 @@ pairs, also its adapter for the prompt and k of the concept's training pairs
 (``generated_examples``), with its seconds (encoding included) and its own win counts.
 Beside them, the paraphrase gap: the generated (text-only) adapter of the train concepts that
 the paraphrase test concepts reword, under their training prompt, their held-out phrasing and a
-wrong prompt (``summary["paraphrase_gap"]``).
+wrong prompt (``summary["paraphrase_gap"]``; with example pairs, each prompt beside the same k
+pairs too: ``summary["paraphrase_gap_examples"]``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         gap = paraphrase_gap(evaluator, inits, reworded)
         report["paraphrase_gap_concepts"] = gap.pop("rows")
         summary["paraphrase_gap"] = gap
+        if examples_k:
+            gap = paraphrase_gap(evaluator, inits, reworded, examples=True)
+            report["paraphrase_gap_examples_concepts"] = gap.pop("rows")
+            summary["paraphrase_gap_examples"] = gap
     folder = Path(ws.cfg.paths.generator_dir)
     atomic_write_json(folder / "zero_shot.json", report)
     atomic_write_text(folder / "zero_shot.md", zero_shot_markdown(rows, summary))

@@ -40,6 +40,7 @@ def summarise_zero_shot(report: dict) -> dict:
         "test_count": sum(r["split"] == "test" for r in rows),
         "generation_seconds": summary["generation_seconds"],
         "paraphrase_gap": summary.get("paraphrase_gap"),
+        "paraphrase_gap_examples": summary.get("paraphrase_gap_examples"),
     } | ({"test_generated_examples": summary["test"][EXAMPLES_KIND],
           "examples_beats_both": generated_wins(rows, "test", ("mean", "nearest"), EXAMPLES_KIND)}
          if EXAMPLES_KIND in summary["test"] else {})
@@ -120,7 +121,10 @@ def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:
             f"{r['test_nearest']:.2f} / {r['test_standard']:.2f} | {r['beats_mean']}, "
             f"{r['beats_nearest']}, **{r['beats_both']}** (of {r['test_count']}) | "
             + (_examples_cell(r) if examples else "")
-            + f"{to_target} | {speed} | {_gap(r['paraphrase_gap'])} | {r['train_seconds']:.0f} |"
+            + f"{to_target} | {speed} | {_gap(r['paraphrase_gap'])}"
+            + (f"; + examples {_gap(r['paraphrase_gap_examples'])}"
+               if r["paraphrase_gap_examples"] else "")
+            + f" | {r['train_seconds']:.0f} |"
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     _plot(rows, out / "results.png")

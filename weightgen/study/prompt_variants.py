@@ -38,8 +38,9 @@ def variant_prompt(variant: str, concept: Concept, inits) -> str | None:
 
 
 def prompt_variant_quality(evaluator: AdapterEvaluator, inits: InitSources,
-                           concepts: Sequence[Concept]) -> dict:
-    """Median zero-shot PSNR per (split, variant) over ``concepts`` (train and held-out)."""
+                           concepts: Sequence[Concept], examples: bool = False) -> dict:
+    """Median zero-shot PSNR per (split, variant) over ``concepts`` (train and held-out);
+    ``examples``: each prompt with k of the concept's training pairs (``generated_examples``)."""
     rows = []
     for concept in concepts:
         row = {"concept": concept.id, "split": concept.split, "prompts": {}}
@@ -48,7 +49,9 @@ def prompt_variant_quality(evaluator: AdapterEvaluator, inits: InitSources,
             if prompt is None:
                 row[variant] = None
                 continue
-            row[variant] = evaluator.quality(concept, inits.generated(prompt).state).psnr
+            init = (inits.generated_examples(concept, prompt) if examples
+                    else inits.generated(prompt))
+            row[variant] = evaluator.quality(concept, init.state).psnr
         rows.append(row)
     summary = {}
     for split in ("train", "test"):
@@ -66,11 +69,11 @@ def paraphrase_sources(train: Sequence[Concept], test: Sequence[Concept]) -> lis
 
 
 def paraphrase_gap(evaluator: AdapterEvaluator, inits: InitSources,
-                   concepts: Sequence[Concept]) -> dict:
+                   concepts: Sequence[Concept], examples: bool = False) -> dict:
     """Generated zero-shot PSNR of train ``concepts`` under their training prompt, their held-out
-    phrasing and a wrong prompt: medians, the median per-concept gap (prompt - held-out phrasing)
-    and the rows."""
-    rows = prompt_variant_quality(evaluator, inits, concepts)["concepts"]
+    phrasing and a wrong prompt (with ``examples``: each beside k of the concept's pairs):
+    medians, the median per-concept gap (prompt - held-out phrasing) and the rows."""
+    rows = prompt_variant_quality(evaluator, inits, concepts, examples)["concepts"]
     rows = [r for r in rows if r["paraphrase"] is not None]
     if not rows:
         raise ValueError("the paraphrase gap needs train concepts with a held-out phrasing")

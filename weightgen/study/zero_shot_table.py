@@ -47,11 +47,13 @@ def zero_shot_markdown(rows: list[dict], summary: dict) -> str:
                   f"{summary['examples_generation_seconds']:.3f} s per adapter (median); beats "
                   f"mean on {summary['generated_examples_beats_mean']} concepts and nearest on "
                   f"{summary['generated_examples_beats_nearest']} (train/test counts)."]
-    gap = summary.get("paraphrase_gap")
-    if gap:
-        lines += ["", f"Paraphrase gap on {gap['concepts']} train concepts (generated, medians): "
-                  f"{gap['training_phrasing']:.2f} under the training prompt, "
-                  f"{gap['heldout_phrasing']:.2f} under the held-out phrasing, "
-                  f"{gap['wrong_prompt']:.2f} under a wrong prompt; median gap "
-                  f"{gap['gap_db']:.2f} dB."]
+    for key, what in (("paraphrase_gap", "generated"),
+                      ("paraphrase_gap_examples", "generated with the same example pairs")):
+        gap = summary.get(key)
+        if gap:
+            lines += ["", f"Paraphrase gap on {gap['concepts']} train concepts ({what}, "
+                      f"medians): {gap['training_phrasing']:.2f} under the training prompt, "
+                      f"{gap['heldout_phrasing']:.2f} under the held-out phrasing, "
+                      f"{gap['wrong_prompt']:.2f} under a wrong prompt; median gap "
+                      f"{gap['gap_db']:.2f} dB."]
     return "\n".join(lines) + "\n"
