@@ -18,6 +18,13 @@ and its larger token states. The noise is drawn from torch's global generator, w
 training seed (``seed``, through ``L.seed_everything``) sets, like the diffusion noise; it is
 added before prompt dropout (an emptied prompt stays exactly empty) and never outside training
 (validation, sampling). ``text_noise = 0`` draws nothing: training is as before the knob.
+
+With a ``task_loss`` (``diffusion.task_loss``, :mod:`weightgen.diffusion.task_loss`) every
+``every``-th step also generates whole adapters, runs them through the frozen base GAN and
+optimises ``diffusion_weight * diffusion + weight * task`` (the task term logged as
+``train/task_l1``). Its texts are drawn like the diffusion batch's (a training phrasing, text
+noise) but never emptied: prompt dropout would ask an empty prompt to make a concept's edit.
+Without one (the default) training is exactly the diffusion loss, as before the option.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import ConfigError
 
 
@@ -63,13 +71,15 @@ class WeightDiffusionModule(L.LightningModule):
         phrasings: torch.Tensor | None = None,
         text_pooled: torch.Tensor | None = None,
         text_noise: float = 0.0,
+        task_loss: TaskLoss | None = None,
     ):
         """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
         on; ``text_pooled`` [T, D] their pooled vectors (``TextEmbedding.pooled``; None: the
         denoiser is called without one, fine for ``conditioning=tokens``). ``phrasings`` [C, P]
         long: concept c's texts are rows ``phrasings[c, :k]`` of them (its prompt first, -1
         pads); None = one text per concept, text c for concept c. ``text_noise``: the relative
-        noise on training texts (module docstring). ``optimizer(params)`` and
+        noise on training texts (module docstring). ``task_loss``: the objective through the GAN
+        mixed in while training (None: the diffusion loss alone). ``optimizer(params)`` and
         ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the denoiser's optimiser
         and its per-step schedule when training starts."""
         super().__init__()
@@ -101,6 +111,7 @@ class WeightDiffusionModule(L.LightningModule):
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.cond_drop_prob = cond_drop_prob
         self.text_noise = float(text_noise)
+        self.task_loss = task_loss  # not a submodule: the frozen GAN is no part of the checkpoint
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.denoiser.parameters())
@@ -115,17 +126,18 @@ class WeightDiffusionModule(L.LightningModule):
         draw = torch.rand(concept.shape[0], device=concept.device) * self.phrasing_counts[concept]
         return self.phrasings[concept, draw.long()]
 
-    def _text(self, concept: torch.Tensor
+    def _text(self, concept: torch.Tensor, dropout: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(tokens, mask, pooled or None) of each item: while training with its text noise and
-        prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled vector)."""
+        (``dropout``) prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled
+        vector)."""
         text = self._text_index(concept)
         tokens, mask = self.text_tokens[text], self.text_mask[text]
         pooled = None if self.text_pooled is None else self.text_pooled[text]
         if self.training and self.text_noise > 0:
             tokens = with_text_noise(tokens, self.text_noise)
             pooled = None if pooled is None else with_text_noise(pooled, self.text_noise)
-        if self.training and self.cond_drop_prob > 0:
+        if self.training and dropout and self.cond_drop_prob > 0:
             drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
             tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)
             mask = mask & ~drop[:, None]
@@ -149,7 +161,14 @@ class WeightDiffusionModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(batch)
         self.log("train/diffusion_loss", loss, prog_bar=True)
-        return loss
+        if self.task_loss is None:
+            return loss
+        total = self.task_loss.diffusion_weight * loss
+        if self.task_loss.applies_at(self.global_step):
+            task = self.task_loss(self.denoiser, lambda concept: self._text(concept, dropout=False))
+            self.log("train/task_l1", task, prog_bar=True)
+            total = total + self.task_loss.weight * task
+        return total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/diffusion_loss", self.diffusion_loss(batch), sync_dist=True)

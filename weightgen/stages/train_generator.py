@@ -8,6 +8,8 @@ the GAN's validation PSNR next to the base's and the trained adapter's: the vali
 matters. ``diffusion.conditioning`` (which text the denoiser reads: tokens, the pooled sentence
 vector, or both) goes into the denoiser's config and so into ``generator.json``;
 ``diffusion.text_noise`` perturbs the training texts only (``weightgen.diffusion.module``).
+With ``diffusion.task_loss.weight > 0`` the generator also learns through the frozen base GAN
+(``weightgen.diffusion.task_loss``); the setting is part of the training identity.
 Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks' parameter
 checksums are compared at the end (replicas that diverged are an error).
 """
@@ -42,6 +44,7 @@ from weightgen.stages.artifacts import (
     generator_expectations,
     load_base,
     read_base_meta,
+    task_loss,
     training_rows,
     training_texts,
 )
@@ -135,6 +138,8 @@ def training_identity(ws: Workspace, rows: list[dict],
         diffusion.pop("conditioning")
     if diffusion.get("text_noise") == 0:
         diffusion.pop("text_noise")
+    if diffusion.get("task_loss", {}).get("weight") == 0:
+        diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
@@ -174,6 +179,9 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     texts, phrasing_index = phrasing_table([phrasings[c] for c in concept_ids])
     text = ws.embed(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
+    objective = None  # built before seeding: the denoiser starts as without the task loss
+    if OmegaConf.select(cfg, "task_loss.weight", default=0) > 0:
+        objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
     L.seed_everything(ws.cfg.seed, workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
@@ -189,7 +197,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
-        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0),
+        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0), task_loss=objective,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=ws.cfg.seed
