@@ -182,3 +182,49 @@ def test_the_task_loss_is_off_by_default_and_composes_with_the_bench():
 
     assert compose_config().diffusion.task_loss.weight == 0
     check_config(compose_config(["experiment=bench", "diffusion.task_loss.weight=0.1"]))
+
+
+# A full-delta run small enough to build in seconds: what the task loss is for.
+FULL_DELTA_RUN = ["tokenizer.basis=pca", "tokenizer.block_size=16",
+                  "denoiser=mlp", "denoiser.hidden_dim=32", "denoiser.depth=1",
+                  "diffusion.steps=6", "diffusion.val_every=6", "diffusion.val_concepts=1",
+                  "diffusion.lr_scheduler.num_warmup_steps=1", "logger=csv",
+                  "trainer.log_every_n_steps=1"]
+TASK_ON = ["diffusion.task_loss.weight=0.1", "diffusion.task_loss.pool=8",
+           "diffusion.task_loss.every=2"]
+
+
+@pytest.mark.slow
+def test_the_generator_stage_trains_through_the_gan_and_records_it(tmp_path, photos_once):
+    import csv
+    import json
+    from pathlib import Path
+
+    from helpers import TINY, shared_minilm
+
+    from weightgen.stages.dataset import build_weight_dataset
+    from weightgen.stages.train_generator import train_weight_generator
+    from weightgen.stages.workspace import Workspace
+
+    def tiny_workspace(artifacts, *overrides):
+        """The tiny run with full-delta adapters (TINY's LoRA and its rank left out)."""
+        tiny = [o for o in TINY if not o.startswith("adapter")] + ["adapter=full"]
+        return Workspace(compose_config([*tiny, f"paths.artifacts={artifacts}", *overrides]),
+                         text_encoder=shared_minilm())
+
+    build_weight_dataset(tiny_workspace(tmp_path, *FULL_DELTA_RUN))
+    ws = tiny_workspace(tmp_path, *FULL_DELTA_RUN, *TASK_ON)
+    assert "skipped" not in train_weight_generator(ws)
+    folder = Path(ws.cfg.paths.generator_dir)
+    identity = json.loads((folder / "generator.json").read_text())["identity"]
+    assert identity["diffusion"]["task_loss"] == {
+        "weight": 0.1, "diffusion_weight": 1.0, "concepts": 2, "pairs": 4, "pool": 8,
+        "timestep": "last", "every": 2}
+    rows = list(csv.DictReader(next(folder.glob("logs/**/metrics.csv")).open()))
+    task = [float(r["train/task_l1"]) for r in rows if r.get("train/task_l1")]
+    assert task and all(0 < value < 2 for value in task)
+    assert train_weight_generator(ws)["skipped"]  # the same setting: up to date
+    off = train_weight_generator(tiny_workspace(tmp_path, *FULL_DELTA_RUN))  # another: retrains
+    assert "skipped" not in off
+    identity = json.loads((folder / "generator.json").read_text())["identity"]
+    assert "task_loss" not in identity["diffusion"]
