@@ -210,6 +210,15 @@ def test_a_dropped_prompt_drops_the_examples_and_examples_drop_alone():
     assert alone.eval()._examples(concept, None).all()  # never outside training
 
 
+def test_the_task_loss_generates_from_the_text_never_emptied_and_the_examples():
+    module = example_module(k=2, cond_drop_prob=1.0).train()  # every diffusion prompt dropped
+    concept = torch.tensor([0, 2])
+    tokens, mask, vectors = module._task_condition(concept)
+    assert mask.all() and torch.equal(tokens, module.text_tokens[concept])
+    assert set(vectors) == {"examples"}  # this module has no pooled vectors
+    assert torch.equal(vectors["examples"][:, 0] // 100, concept.float())
+
+
 def test_the_text_draws_come_first_so_text_only_items_see_the_same_text():
     concept = torch.tensor([0, 1, 2, 1])
     with_bank = example_module(text_noise=0.5).train()

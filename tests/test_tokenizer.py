@@ -263,3 +263,26 @@ def test_pca_rank_cap_state_round_trip_and_errors():
         BlockTokenizer(4, basis="svd")
     with pytest.raises(ValueError, match="basis_rank"):
         BlockTokenizer(4, basis="pca", basis_rank=0)
+
+
+@pytest.mark.parametrize(("basis", "normalization"), [("pca", "per_element"), ("pca", "none"),
+                                                      ("none", "per_tensor"),
+                                                      ("none", "per_element")])
+def test_differentiable_detokenize_matches_detokenize_and_passes_gradients(basis, normalization):
+    """The task loss backpropagates through it: the same adapter as detokenize (to float32
+    rounding), float32, and a gradient on every token that decodes to a value."""
+    tokenizer = BlockTokenizer(128, "sequential", normalization, basis=basis).fit(TRAIN)
+    torch.manual_seed(0)
+    blocks = torch.randn(tokenizer.num_blocks, 128, requires_grad=True)
+    exact = tokenizer.detokenize(blocks)
+    restored = tokenizer.detokenize_differentiable(blocks)
+    assert list(restored) == list(exact)
+    for name, value in exact.items():
+        assert restored[name].dtype == torch.float32
+        torch.testing.assert_close(restored[name], value, rtol=1e-5,
+                                   atol=1e-6 * float(value.abs().max()))
+    weights = {name: torch.randn_like(value) for name, value in restored.items()}
+    sum((restored[name] * weights[name]).sum() for name in restored).backward()
+    used = blocks.grad.reshape(-1)[: tokenizer.num_coefficients]
+    assert torch.isfinite(blocks.grad).all() and (used != 0).all()
+    assert not blocks.grad.reshape(-1)[tokenizer.num_coefficients:].any()  # padding decodes to nothing

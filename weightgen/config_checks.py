@@ -96,6 +96,14 @@ KNOBS = (
     Knob("diffusion.examples.k", 0, meaning="example pairs the generator reads (0: text only)"),
     Knob("diffusion.examples.bank", 1, meaning="training pairs per concept encoded before training"),
     Knob("diffusion.examples.drop_prob", 0, 1, integer=False),
+    Knob("diffusion.task_loss.weight", 0, integer=False,
+         meaning="weight of the generated adapters' L1 through the base GAN (0: off)"),
+    Knob("diffusion.task_loss.diffusion_weight", 0, integer=False,
+         meaning="weight of the diffusion loss beside the task loss (0: the task loss alone)"),
+    Knob("diffusion.task_loss.concepts", 1, meaning="concepts whose adapter is scored per step"),
+    Knob("diffusion.task_loss.pairs", 1, meaning="training pairs per concept per step"),
+    Knob("diffusion.task_loss.pool", 1, meaning="training pairs per concept loaded once"),
+    Knob("diffusion.task_loss.every", 1, meaning="steps between applications of the task loss"),
     Knob("diffusion.ema_decay", 0, 1, integer=False, nullable=True, open_low=True,
          open_high=True, meaning="null turns EMA off"),
     Knob("diffusion.scheduler.num_train_timesteps", 1),
@@ -174,6 +182,8 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"diffusion.examples.k={k} is more than the pairs each concept has to "
                           f"draw from (diffusion.examples.bank={bank}, data.n_train={crops}); "
                           f"use diffusion.examples.k <= {min(bank, crops or bank)}")
+    if (_get(cfg, "diffusion.task_loss.weight") or 0) > 0:
+        _check_task_loss(cfg)
     shard = _get(cfg, "builder.shard")
     if shard is not None:
         Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes
@@ -183,6 +193,28 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"diffusion.sampling.steps={sampling} is more than the "
                           f"{timesteps} noise levels (diffusion.scheduler.num_train_timesteps); "
                           f"use 1..{timesteps}")
+
+
+def _check_task_loss(cfg: DictConfig) -> None:
+    """The task loss scores sample predictions of full-delta adapters on cached training pairs."""
+    task = cfg.diffusion.task_loss  # its timestep is checked where the loss is built (torch)
+    prediction = _get(cfg, "diffusion.scheduler.prediction_type")
+    if prediction != "sample":
+        raise ConfigError(f"diffusion.task_loss needs diffusion.scheduler.prediction_type=sample "
+                          f"(the prediction is then the adapter it scores), not {prediction!r}; "
+                          f"set prediction_type=sample or diffusion.task_loss.weight=0")
+    adapter = str(_get(cfg, "adapter._target_") or "")
+    if not adapter.endswith("FullDeltaAdapter"):
+        raise ConfigError(f"diffusion.task_loss supports full-delta adapters only (adapter=full), "
+                          f"not {adapter or 'no adapter'}: a LoRA factor is not a delta of a "
+                          f"base weight; use adapter=full or diffusion.task_loss.weight=0")
+    crops = _get(cfg, "data.n_train")
+    if crops is not None and task.pool > crops:
+        raise ConfigError(f"diffusion.task_loss.pool={task.pool} is more than data.n_train="
+                          f"{crops} training pairs per concept; use at most {crops}")
+    if task.pairs > task.pool:
+        raise ConfigError(f"diffusion.task_loss.pairs={task.pairs} is more than its pool of "
+                          f"{task.pool} (diffusion.task_loss.pool); use at most {task.pool}")
 
 
 def _check_concept_counts(cfg: DictConfig) -> None:

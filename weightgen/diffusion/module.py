@@ -25,6 +25,12 @@ of ``examples_k`` of its concept's pairs, drawn without replacement from torch's
 after the text's draws (validation: the first k). A dropped prompt drops them too (zeros: no
 text, no examples, classifier-free guidance's unconditional); ``examples_drop_prob`` drops the
 examples alone, so text-only generation is trained as well. No bank draws nothing.
+With a ``task_loss`` (``diffusion.task_loss``, :mod:`weightgen.diffusion.task_loss`) every
+``every``-th step also generates whole adapters, runs them through the frozen base GAN and
+optimises ``diffusion_weight * diffusion + weight * task`` (the task term logged as
+``train/task_l1``). Its texts are drawn like the diffusion batch's (a training phrasing, text
+noise) but never emptied: prompt dropout would ask an empty prompt to make a concept's edit.
+Without one (the default) training is exactly the diffusion loss, as before the option.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import ConfigError
 
 
@@ -73,13 +80,15 @@ class WeightDiffusionModule(L.LightningModule):
         example_bank: torch.Tensor | None = None,
         examples_k: int = 0,
         examples_drop_prob: float = 0.0,
+        task_loss: TaskLoss | None = None,
     ):
         """``text_tokens``/``text_mask`` [T, L, D]/[T, L]: every text a concept may be conditioned
         on; ``text_pooled`` [T, D] their pooled vectors (``TextEmbedding.pooled``; None: the
         denoiser is called without one, fine for ``conditioning=tokens``). ``phrasings`` [C, P]
         long: concept c's texts are rows ``phrasings[c, :k]`` of them (its prompt first, -1
         pads); None = one text per concept, text c for concept c. ``text_noise``: the relative
-        noise on training texts (module docstring). ``optimizer(params)`` and
+        noise on training texts (module docstring). ``task_loss``: the objective through the GAN
+        mixed in while training (None: the diffusion loss alone). ``optimizer(params)`` and
         ``lr_scheduler(optimizer=..., num_training_steps=...)`` build the denoiser's optimiser
         and its per-step schedule when training starts. ``example_bank`` [C, bank, F]: concept c's
         standardised per-pair vectors, ``examples_k`` of which each item averages (module
@@ -118,6 +127,7 @@ class WeightDiffusionModule(L.LightningModule):
                               f"{example_bank.shape[1]} pairs per concept: use 1..bank")
         self.register_buffer("example_bank", example_bank, persistent=False)
         self.examples_k, self.examples_drop_prob = int(examples_k), float(examples_drop_prob)
+        self.task_loss = task_loss  # not a submodule: the frozen GAN is no part of the checkpoint
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.denoiser.parameters())
@@ -132,13 +142,14 @@ class WeightDiffusionModule(L.LightningModule):
         draw = torch.rand(concept.shape[0], device=concept.device) * self.phrasing_counts[concept]
         return self.phrasings[concept, draw.long()]
 
-    def _text(self, concept: torch.Tensor
+    def _text(self, concept: torch.Tensor, dropout: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(tokens, mask, pooled or None) of each item: while training with its text noise and
-        prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled vector)."""
-        return self._text_and_drop(concept)[:3]
+        (``dropout``) prompt dropout (an emptied prompt: zero tokens, all-False mask, zero pooled
+        vector)."""
+        return self._text_and_drop(concept, dropout)[:3]
 
-    def _text_and_drop(self, concept: torch.Tensor) -> tuple[
+    def _text_and_drop(self, concept: torch.Tensor, dropout: bool = True) -> tuple[
             torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """:meth:`_text` and which prompts it dropped ([B] bool; None: none could be)."""
         text = self._text_index(concept)
@@ -148,7 +159,7 @@ class WeightDiffusionModule(L.LightningModule):
             tokens = with_text_noise(tokens, self.text_noise)
             pooled = None if pooled is None else with_text_noise(pooled, self.text_noise)
         drop = None
-        if self.training and self.cond_drop_prob > 0:
+        if self.training and dropout and self.cond_drop_prob > 0:
             drop = torch.rand(concept.shape[0], device=concept.device) < self.cond_drop_prob
             tokens = torch.where(drop[:, None, None], torch.zeros_like(tokens), tokens)
             mask = mask & ~drop[:, None]
@@ -192,7 +203,24 @@ class WeightDiffusionModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(batch)
         self.log("train/diffusion_loss", loss, prog_bar=True)
-        return loss
+        if self.task_loss is None:
+            return loss
+        total = self.task_loss.diffusion_weight * loss
+        if self.task_loss.applies_at(self.global_step):
+            task = self.task_loss(self.denoiser, self._task_condition)
+            self.log("train/task_l1", task, prog_bar=True)
+            total = total + self.task_loss.weight * task
+        return total
+
+    def _task_condition(self, concept: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """What the task loss's adapters are generated from: the concepts' text (never emptied)
+        and, with a bank, k of their example pairs (dropped alone like the diffusion batch's)."""
+        tokens, mask, pooled = self._text(concept, dropout=False)
+        vectors = {} if pooled is None else {"text_pooled": pooled}
+        if self.example_bank is not None:
+            vectors["examples"] = self._examples(concept, None)
+        return tokens, mask, vectors
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/diffusion_loss", self.diffusion_loss(batch), sync_dist=True)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import DDPMScheduler
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from weightgen.data.datamodule import images_to_tensor
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, check_conditioning
@@ -24,6 +27,7 @@ from weightgen.diffusion.staleness import (
     check_generator_examples,
     check_generator_inputs,
 )
+from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import StaleArtifactError
 from weightgen.finetune.finetuner import FineTuneSetup
 from weightgen.finetune.inits import InitSources
@@ -33,6 +37,7 @@ from weightgen.gan.base import BaseGAN
 from weightgen.stages.workspace import Workspace
 from weightgen.weights import training_set
 from weightgen.weights.freshness import check_rows_current
+from weightgen.weights.tokenizer import BlockTokenizer
 
 
 def architecture(ws: Workspace) -> dict:
@@ -177,3 +182,20 @@ def fine_tune_setup(ws: Workspace, base: BaseGAN, inits: InitSources,
         Path(pairs_dir if pairs_dir is not None else ws.cfg.paths.pairs_dir),
         int(ws.cfg.data.batch_size), int(ws.cfg.seed),
     )
+
+
+def task_loss(ws: Workspace, tokenizer: BlockTokenizer, concept_ids: list[str], blocks: torch.Tensor, concept_index: torch.Tensor) -> TaskLoss:
+    """The generator's objective through the run's frozen base GAN (``diffusion.task_loss``):
+    the first ``pool`` training pairs of each of ``concept_ids`` loaded once, the GAN's text of
+    each concept's prompt encoded once; ``blocks``/``concept_index`` are the training adapters."""
+    options = ws.cfg.diffusion.task_loss
+    scheduler = DDPMScheduler(**OmegaConf.to_container(ws.cfg.diffusion.scheduler, resolve=True))
+    prompts = {c.id: c.prompt for c in ws.concepts}
+    gan_text = ws.embed([prompts[c] for c in concept_ids])
+    pairs = [ws.pair_store.load(c) for c in concept_ids]
+    sources = images_to_tensor(pairs[0].train_source[: options.pool])  # shared by all concepts
+    targets = torch.stack([images_to_tensor(p.train_target[: options.pool]) for p in pairs])
+    return TaskLoss(load_base(ws).generator, tokenizer, scheduler, gan_text.tokens, gan_text.mask,
+                    sources, targets, blocks, concept_index, weight=options.weight,
+                    diffusion_weight=options.diffusion_weight, concepts=options.concepts,
+                    pairs=options.pairs, timestep=options.timestep, every=options.every)

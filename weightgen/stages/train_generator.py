@@ -12,6 +12,8 @@ With ``diffusion.examples.k > 0`` up to ``diffusion.examples.bank`` training pai
 training concept are encoded once by the base GAN's encoder before training
 (``weightgen.diffusion.examples``); the denoiser reads k of them per item besides the text, and
 their standardisation is saved with the generator.
+With ``diffusion.task_loss.weight > 0`` the generator also learns through the frozen base GAN
+(``weightgen.diffusion.task_loss``); the setting is part of the training identity.
 Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks' parameter
 checksums are compared at the end (replicas that diverged are an error).
 """
@@ -48,6 +50,7 @@ from weightgen.stages.artifacts import (
     generator_expectations,
     load_base,
     read_base_meta,
+    task_loss,
     training_rows,
     training_texts,
 )
@@ -152,6 +155,9 @@ def training_identity(ws: Workspace, rows: list[dict],
         diffusion.pop("text_noise")
     if not diffusion.get("examples", {}).get("k", 0):
         diffusion.pop("examples", None)
+  # resolved into "seed" below
+    if diffusion.get("task_loss", {}).get("weight") == 0:
+        diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
     diffusion.pop("seed", None)  # resolved into "seed" below
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
@@ -213,6 +219,9 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
     examples_k = configured_examples_k(ws)
     bank, standardiser = example_bank(ws, concept_ids) if examples_k else (None, None)
+    objective = None  # built before seeding: the denoiser starts as without the task loss
+    if OmegaConf.select(cfg, "task_loss.weight", default=0) > 0:
+        objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
     L.seed_everything(generator_seed(ws), workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
@@ -228,7 +237,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
-        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0),
+        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0), task_loss=objective,
         **({"example_bank": bank, "examples_k": examples_k,
             "examples_drop_prob": cfg.examples.drop_prob} if examples_k else {}),
     )

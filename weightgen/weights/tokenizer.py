@@ -119,6 +119,8 @@ class BlockTokenizer:
         self.basis_rank = basis_rank
         self._layout: list[tuple[str, tuple[int, ...]]] | None = None
         self._stats: dict[str, Tensor] = {}
+        # The decoding statistics as float32 per device (detokenize_differentiable), made once.
+        self._float32_stats: dict[torch.device, dict[str, Tensor]] = {}
 
     # ------------------------------------------------------------------ layout
     @property
@@ -223,6 +225,7 @@ class BlockTokenizer:
         if len(adapters[0]) == 0:
             raise ValueError("fit got an adapter with no tensors")
         self._layout = sorted((name, tuple(tensor.shape)) for name, tensor in adapters[0].items())
+        self._float32_stats = {}
         try:
             self._stats = self._statistics(adapters)
             if self.basis == "pca":
@@ -321,26 +324,50 @@ class BlockTokenizer:
         Pass the float64 tokens for an exact round trip; generated blocks (float32) work too.
         Padding positions are ignored.
         """
+        self._check_blocks(blocks)
+        tokens = blocks.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+        return {name: part.to(torch.float32)
+                for name, part in self._values(tokens, self._decoding_stats()).items()}
+
+    def detokenize_differentiable(self, blocks: Tensor) -> dict[str, Tensor]:
+        """:meth:`detokenize` as a float32 function of ``blocks`` on their device, gradients kept:
+        what a loss on the generated adapter's behaviour backpropagates through. Equal to
+        :meth:`detokenize` up to float32 rounding."""
+        self._check_blocks(blocks)
+        device = blocks.device
+        if device not in self._float32_stats:
+            self._float32_stats[device] = {key: value.to(device=device, dtype=torch.float32)
+                                           for key, value in self._decoding_stats().items()}
+        return self._values(blocks.to(torch.float32).reshape(-1), self._float32_stats[device])
+
+    def _check_blocks(self, blocks: Tensor) -> None:
         expected = (self.num_blocks, self.block_size)
         if tuple(blocks.shape) != expected:
             raise ValueError(
                 f"detokenize expects blocks of shape {expected}, got {tuple(blocks.shape)}"
             )
-        tokens = blocks.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+
+    def _decoding_stats(self) -> dict[str, Tensor]:
+        """Flat float64 statistics tokens are decoded with: the PCA basis under ``basis: pca``,
+        the normalisation's ``scale`` and ``shift`` unless it is ``none``."""
+        stats = {key: self._stats[key] for key in PCA_KEYS if self.basis == "pca"}
+        scale_shift = self._scale_shift()
+        if scale_shift is not None:
+            stats["scale"], stats["shift"] = scale_shift
+        return stats
+
+    def _values(self, tokens: Tensor, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Flat ``tokens`` -> the adapter's tensors, decoded with ``stats`` (in their dtype)."""
         if self.basis == "pca":
-            coefficients = tokens[: self.num_coefficients] * self._stats["pca_scale"]
-            flat = self._stats["pca_mean"] + coefficients @ self._stats["pca_components"]
+            coefficients = tokens[: self.num_coefficients] * stats["pca_scale"]
+            flat = stats["pca_mean"] + coefficients @ stats["pca_components"]
         else:
             offsets, _ = self._plan()
             flat = torch.cat([tokens[offset : offset + size] for offset, size in offsets])
-        scale_shift = self._scale_shift()
-        if scale_shift is not None:
-            scale, shift = scale_shift
-            flat = (flat + shift) * scale
-        return {
-            name: part.to(torch.float32).reshape(shape)
-            for (name, shape), part in zip(self._layout, self._split(flat), strict=True)
-        }
+        if "scale" in stats:
+            flat = (flat + stats["shift"]) * stats["scale"]
+        return {name: part.reshape(shape)
+                for (name, shape), part in zip(self._layout, self._split(flat), strict=True)}
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
