@@ -202,7 +202,8 @@ def _check_task_loss(cfg: DictConfig) -> None:
     if prediction != "sample":
         raise ConfigError(f"diffusion.task_loss needs diffusion.scheduler.prediction_type=sample "
                           f"(the prediction is then the adapter it scores), not {prediction!r}; "
-                          f"set prediction_type=sample or diffusion.task_loss.weight=0")
+                          f"set diffusion.scheduler.prediction_type=sample or "
+                          f"diffusion.task_loss.weight=0")
     adapter = str(_get(cfg, "adapter._target_") or "")
     if not adapter.endswith("FullDeltaAdapter"):
         raise ConfigError(f"diffusion.task_loss supports full-delta adapters only (adapter=full), "

@@ -63,8 +63,8 @@ class TaskLoss:
             raise ConfigError(
                 f"diffusion.task_loss needs diffusion.scheduler.prediction_type=sample (the "
                 f"prediction is then the adapter it scores), not "
-                f"{scheduler.config.prediction_type!r}; set prediction_type=sample or "
-                f"diffusion.task_loss.weight=0")
+                f"{scheduler.config.prediction_type!r}; set "
+                f"diffusion.scheduler.prediction_type=sample or diffusion.task_loss.weight=0")
         if timestep not in TIMESTEPS:
             raise ConfigError(f"diffusion.task_loss.timestep={timestep!r} is not allowed: use "
                               f"one of {', '.join(TIMESTEPS)}")
