@@ -1,7 +1,7 @@
 """Which fine-tune recipe suits which init? The same grid of recipes for every method.
 
     .venv/bin/python experiments/finetune_recipe/run.py [--methods M ...] [--concepts N]
-        [--generator DIR] [--overrides KEY=VALUE ...] [--recipes FILE]
+        [--generator DIR] [--overrides KEY=VALUE ...] [--recipes FILE] [--table-only]
 
 Each (method, recipe) of ``recipes.yaml`` is a ``weightgen-bench`` run of ``experiment=bench``
 with ``bench.methods=[pix2pix_scratch, <method>]``, ``bench.recipes={<method>: <recipe>}`` and
@@ -123,11 +123,13 @@ if __name__ == "__main__":
     parser.add_argument("--overrides", nargs="*", default=[],
                         help="config overrides the generator was trained with")
     parser.add_argument("--recipes", type=Path, default=HERE / "recipes.yaml")
+    parser.add_argument("--table-only", action="store_true",
+                        help="measure nothing; rewrite results.md from results.json")
     args = parser.parse_args()
     entries = yaml.safe_load(args.recipes.read_text())
     results = HERE / "results.json"
     rows = json.loads(results.read_text())["rows"] if results.is_file() else []
-    for method in args.methods:
+    for method in [] if args.table_only else args.methods:
         for entry in entries:
             measured = row(method, entry, measure(method, entry, args.concepts, args.generator,
                                                   args.overrides))
@@ -137,3 +139,4 @@ if __name__ == "__main__":
             rows.append(measured)
             atomic_write_json(results, {"rows": rows, "concepts": args.concepts})
             atomic_write_text(HERE / "results.md", table(rows))
+    atomic_write_text(HERE / "results.md", table(rows))
