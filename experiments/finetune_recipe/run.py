@@ -29,7 +29,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
-from weightgen.stages.bench import run_benchmark
+from weightgen.stages.bench import GENERATED_METHODS, run_benchmark
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json, atomic_write_text
 
@@ -133,7 +133,7 @@ if __name__ == "__main__":
         for entry in entries:
             measured = row(method, entry, measure(method, entry, args.concepts, args.generator,
                                                   args.overrides))
-            measured |= {"generator": args.generator if method == "denoised_init" else None,
+            measured |= {"generator": args.generator if method in GENERATED_METHODS else None,
                          "generator_overrides": args.overrides}
             rows = [r for r in rows if (r["method"], r["recipe"]) != (method, entry["name"])]
             rows.append(measured)
