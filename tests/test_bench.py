@@ -171,22 +171,25 @@ def test_a_recipe_reruns_only_its_method_and_trains_it_with_its_gan_overrides(
         return real(setup, concept, method, *args, **kwargs)
 
     monkeypatch.setattr(bench, "run_method", counted)
-    # A recipe that cannot learn (and a keyword the default schedule does not set).
-    frozen = "bench.recipes={e2gan_lora:{optimizer:{lr:0.0},lr_scheduler:{warmup_steps:2}}}"
+    # A recipe that cannot learn (and a keyword the default schedule does not set), beside one
+    # for a method this bench does not run (unused).
+    frozen = ("bench.recipes={e2gan_lora:{optimizer:{lr:0.0},lr_scheduler:{warmup_steps:2}},"
+              "denoised_examples_init:{optimizer:{lr:1.0}}}")
     run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path, frozen))
     assert calls == ["e2gan_lora", "e2gan_lora"]  # 2 concepts; every other run reused
     results = json.loads((tmp_path / "results.json").read_text())
     for result in results["concepts"]:
         e2gan = result["methods"]["e2gan_lora"]
         assert e2gan["final_psnr"] == pytest.approx(e2gan["zero_shot_psnr"], abs=1e-5)
-    assert results["config"]["recipes"] == {"e2gan_lora": {"optimizer": {"lr": 0.0},
-                                                           "lr_scheduler": {"warmup_steps": 2}}}
+    assert results["config"]["recipes"]["e2gan_lora"] == {"optimizer": {"lr": 0.0},
+                                                          "lr_scheduler": {"warmup_steps": 2}}
 
 
-def test_a_recipe_for_a_method_that_is_not_benchmarked_is_refused(benchmark, tmp_path):
+def test_a_recipe_naming_no_method_or_no_gan_key_is_refused(benchmark, tmp_path):
     ws = bench_workspace(benchmark["artifacts"], tmp_path,
                          "bench.recipes={e2gan:{optimizer:{lr:1.0e-4}}}")
-    with pytest.raises(ConfigError, match=r"bench.recipes names e2gan, not in bench.methods"):
+    with pytest.raises(ConfigError, match=r"bench.recipes names e2gan, which is no benchmark "
+                                          r"method \(methods: pix2pix_scratch, e2gan_lora"):
         run_benchmark(ws)
     ws = bench_workspace(benchmark["artifacts"], tmp_path,
                          "bench.recipes={e2gan_lora:{optimiser:{lr:1.0e-4}}}")

@@ -46,32 +46,34 @@ GENERATED_METHODS = ("denoised_init",)
 EXAMPLES_METHOD = "denoised_examples_init"  # for a generator that reads example pairs
 
 
-def overrides(entry: dict) -> list[str]:
+def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str]:
     """experiment=bench + the entry's overrides (after its source's, for a sampling variant)."""
     source = entry.get("source", {})
     return ["experiment=bench", "logger=csv", *source.get("overrides", []),
             *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
-            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry)]
+            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry, generated)]
 
 
-def bench_methods(entry: dict) -> str:
-    """The reused methods and the entry's generated init(s): with example pairs, both."""
+def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> str:
+    """The reused methods and the entry's generated init(s) (``generated``, or by default
+    denoised_init and, with example pairs, denoised_examples_init)."""
     knobs = [*entry.get("source", {}).get("overrides", []), *entry["overrides"]]
     examples = [o for o in knobs if o.startswith("diffusion.examples.k=")]
-    generated = GENERATED_METHODS + ((EXAMPLES_METHOD,) if examples
-                                     and examples[-1] != "diffusion.examples.k=0" else ())
-    return f"bench.methods=[{','.join(REUSED_METHODS + generated)}]"
+    if generated is None:
+        generated = GENERATED_METHODS + ((EXAMPLES_METHOD,) if examples
+                                         and examples[-1] != "diffusion.examples.k=0" else ())
+    return f"bench.methods=[{','.join(REUSED_METHODS + tuple(generated))}]"
 
 
-def workspace(entry: dict) -> Workspace:
+def workspace(entry: dict, generated: tuple[str, ...] | None = None) -> Workspace:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return Workspace(compose(CONFIG_NAME, overrides=overrides(entry)))
+        return Workspace(compose(CONFIG_NAME, overrides=overrides(entry, generated)))
 
 
-def bench(entry: dict) -> None:
-    """Fine-tune from the entry's generated init; reuse the main bench's generator-free runs."""
-    ws = workspace(entry)
+def bench(entry: dict, generated: tuple[str, ...] | None = None) -> None:
+    """Fine-tune from the entry's generated init(s); reuse the main bench's generator-free runs."""
+    ws = workspace(entry, generated)
     main_runs = Path(ws.cfg.paths.run_dir) / "bench" / "runs"
     for method in REUSED_METHODS:
         for run in main_runs.glob(f"*/{method}.*"):
@@ -135,6 +137,9 @@ if __name__ == "__main__":
     parser.add_argument("--only", nargs="+", help="measure only these configurations")
     parser.add_argument("--bench", action="store_true",
                         help="also fine-tune from the selected configurations' generated inits")
+    parser.add_argument("--generated", nargs="+",
+                        help="with --bench: only these generated methods (default: denoised_init "
+                             "and, with example pairs, denoised_examples_init)")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()
@@ -147,7 +152,7 @@ if __name__ == "__main__":
         if entry["name"] in names:
             measure(entry)
             if args.bench:
-                bench(entry)
+                bench(entry, tuple(args.generated) if args.generated else None)
     records = [r for r in map(record, configs) if r is not None]
     out = output_folder(args.configs)
     out.mkdir(exist_ok=True)

@@ -99,13 +99,15 @@ def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
 
 def bench_recipes(ws: Workspace) -> dict[str, dict]:
     """``bench.recipes`` as plain dicts: method -> overrides of the ``gan`` group for its
-    fine-tune; a method that is not benchmarked is a config error (a typo would be ignored)."""
+    fine-tune. A name that is no method is a config error (a typo would be ignored); a recipe for
+    a method this run does not benchmark is unused (a preset's recipes outlive a shorter
+    ``bench.methods``)."""
     configured = ws.cfg.bench.get("recipes")
     recipes = OmegaConf.to_container(configured, resolve=True) if configured else {}
-    unknown = sorted(set(recipes) - set(ws.cfg.bench.methods))
+    unknown = sorted(set(recipes) - set(METHOD_INITS))
     if unknown:
-        raise ConfigError(f"bench.recipes names {', '.join(unknown)}, not in bench.methods "
-                          f"({', '.join(ws.cfg.bench.methods)}): fix the method name or drop it")
+        raise ConfigError(f"bench.recipes names {', '.join(unknown)}, which is no benchmark "
+                          f"method (methods: {', '.join(METHOD_INITS)}): fix the name or drop it")
     for method, recipe in recipes.items():
         strange = sorted(set(recipe or {}) - set(ws.cfg.gan))
         if not isinstance(recipe, dict) or strange:
