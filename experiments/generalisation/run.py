@@ -1,7 +1,7 @@
 """Train and score every generator configuration in a configs file; write the table and the plot.
 
     .venv/bin/python experiments/generalisation/run.py [--configs FILE] [--only NAME ...]
-        [--table-only] [--bench]
+        [--table-only] [--bench [--generated METHOD ...]]
 
 ``--configs`` (default ``configs.yaml``, the issue-8 configurations) names the YAML list to
 measure; its table goes to the folder named after the file (``configs.yaml``: this folder;
