@@ -49,8 +49,8 @@ EXAMPLES_METHOD = "denoised_examples_init"  # for a generator that reads example
 def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str]:
     """experiment=bench + the entry's overrides (after its source's, for a sampling variant)."""
     source = entry.get("source", {})
-    return ["experiment=bench", "logger=csv", *source.get("overrides", []),
-            *entry["overrides"],
+    return ["experiment=bench", "logger=csv", *entry.get("base", []),
+            *source.get("overrides", []), *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
             "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry, generated)]
 
@@ -118,8 +118,14 @@ def record(entry: dict) -> dict | None:
 
 
 def read_configs(path: Path) -> list[dict]:
-    """The configurations of a file; a sampling variant carries its source entry along."""
+    """The configurations of a file; a sampling variant carries its source entry along.
+
+    A file is a list of configurations, or ``{base: [...], configurations: [...]}``: then every
+    configuration's overrides come after ``base`` (which pins the knobs the table is about, so
+    that a later change of the bench preset does not change what an entry means)."""
     entries = yaml.safe_load(path.read_text())
+    if isinstance(entries, dict):
+        entries = [e | {"base": entries["base"]} for e in entries["configurations"]]
     by_name = {e["name"]: e for e in entries}
     return [e | {"source": by_name[e["sampling_of"]]} if "sampling_of" in e else e
             for e in entries]
