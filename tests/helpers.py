@@ -26,9 +26,11 @@ from weightgen.data.sources import bundled_photos
 from weightgen.stages.workspace import Workspace
 
 # 2 train + 1 test concept, 16x16 crops, ngf 4, a few steps: a whole build in seconds on 1 core.
-# The suite's tiny run keeps the paper's configuration (LoRA adapters, a 1-D UNet on raw weights)
-# and the step settings its tests were written for; the quickstart preset itself uses the bench's
-# full deltas and PCA MLP (tests/test_configs.py checks that).
+# The suite's tiny run keeps the paper's configuration (LoRA adapters, a 1-D UNet on raw weights,
+# a text-only generator reading token states, the default fine-tune recipe) and the step settings
+# its tests were written for; the quickstart preset itself uses the bench's full deltas, PCA MLP
+# and issue 13's configuration (tests/test_configs.py checks that; tests/test_examples.py trains
+# a tiny generator with example pairs).
 TINY = [
     "experiment=quickstart",
     "adapter=lora",
@@ -38,6 +40,13 @@ TINY = [
     "diffusion.val_every=150",
     "diffusion.batch_size=64",
     "diffusion.data.checkpoints=all",
+    "diffusion.data.phrasings=canonical",
+    "diffusion.conditioning=tokens",
+    "diffusion.text_noise=0.0",
+    "diffusion.examples.k=0",
+    "bench.methods=[pix2pix_scratch,e2gan_lora,denoised_init,mean_init,nearest_init,"
+    "shuffled_prompt_init,trained_init]",
+    "bench.recipes=null",
     "bench.eval_every=20",
     "logger=none",
     "progress=false",

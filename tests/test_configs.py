@@ -124,6 +124,11 @@ def test_quickstart_is_the_bench_method_made_smaller():
         assert quick[group]._target_ == bench[group]._target_
     assert quick.tokenizer.basis == bench.tokenizer.basis == "pca"
     assert quick.diffusion.data.checkpoints == bench.diffusion.data.checkpoints
+    # issue 13's best configuration and each method's best fine-tune recipe, in both presets
+    for key in ("diffusion.data.phrasings", "diffusion.conditioning", "diffusion.text_noise",
+                "diffusion.examples.k", "bench.methods", "bench.recipes"):
+        assert OmegaConf.select(quick, key) == OmegaConf.select(bench, key), key
+    assert bench.diffusion.examples.k > 0 and "denoised_examples_init" in bench.bench.methods
     assert quick.concepts.n_train < bench.concepts.n_train
     assert quick.builder.base_steps < bench.builder.base_steps
     assert quick.bench.n_unseen < bench.bench.n_unseen
