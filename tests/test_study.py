@@ -251,6 +251,13 @@ def test_generalisation_table_gives_text_plus_examples_its_own_cell_with_its_spe
     assert ("| **18.00** (1); vs E2GAN 3.50x (2-0), in steps 4.00x (1-0); vs pix2pix 12.00x |"
             in table[2])
     assert "(of 1) | — | not run |" in table[3]  # a configuration without examples
+    # a bench of the text + examples method alone (run.py --generated denoised_examples_init)
+    for key in ("seconds_to_target", "paired_vs_e2gan", "paired_steps_vs_e2gan"):
+        bench_results["summary"][key].pop("denoised_init")
+    generalisation_table(records[:1], tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["configurations"][0]
+    assert row["examples_speedup_vs_pix2pix"] == 12.0 and "speedup_vs_e2gan" not in row
+    assert "| not run | not run |" in (tmp_path / "results.md").read_text().splitlines()[2]
 
 
 def test_generalisation_table_reads_steps_to_target_from_a_benchmark(tmp_path):

@@ -47,9 +47,12 @@ def summarise_zero_shot(report: dict) -> dict:
 
 
 def summarise_bench(results: dict | None) -> dict:
-    """Median steps and seconds to target from the generated init and from the standard init."""
+    """Median steps and seconds to target from the generated init and from the standard init
+    (where the bench ran the text-only init), and the text + examples method's speed-ups."""
     if results is None:
         return {}
+    if "denoised_init" not in results["summary"]["seconds_to_target"]:
+        return _examples_bench(results["summary"])
     summary, unseen = results["summary"], [c for c in results["concepts"] if not c["seen"]]
 
     def median_steps(method: str) -> float | None:
