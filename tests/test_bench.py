@@ -114,6 +114,19 @@ def test_reports_are_written(benchmark):
         assert data.startswith(PNG) and len(data) > 1000, name
 
 
+def record_method_runs(monkeypatch) -> list[tuple[str, str]]:
+    """(concept id, method) of every run the benchmark actually trains from now on."""
+    calls = []
+    real = bench.run_method
+
+    def counted(setup, concept, method, *args, **kwargs):
+        calls.append((concept.id, method))
+        return real(setup, concept, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_method", counted)
+    return calls
+
+
 def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished (concept, method) was run again")
@@ -126,14 +139,7 @@ def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
 def test_rerun_runs_only_the_missing_method(benchmark, monkeypatch):
     concept = benchmark["ws"].test_concepts[0].id
     (benchmark["dir"] / "runs" / concept / "mean_init.json").unlink()
-    calls = []
-    real = bench.run_method
-
-    def counted(setup, concept, method, *args, **kwargs):
-        calls.append((concept.id, method))
-        return real(setup, concept, method, *args, **kwargs)
-
-    monkeypatch.setattr(bench, "run_method", counted)
+    calls = record_method_runs(monkeypatch)
     again = run_benchmark(bench_workspace(benchmark["artifacts"], benchmark["dir"]))
     assert calls == [(concept, "mean_init")]
     # Deterministic CPU training: the rerun method gives back the same quality.
@@ -146,37 +152,23 @@ def test_a_new_generator_reruns_only_the_methods_that_use_it(benchmark, tmp_path
     shutil.copytree(benchmark["ws"].cfg.paths.generator_dir, generator)
     meta = json.loads((generator / "generator.json").read_text())
     (generator / "generator.json").write_text(json.dumps(meta | {"retrained": True}))
-    calls = []
-    real = bench.run_method
-
-    def counted(setup, concept, method, *args, **kwargs):
-        calls.append(method)
-        return real(setup, concept, method, *args, **kwargs)
-
-    monkeypatch.setattr(bench, "run_method", counted)
+    calls = record_method_runs(monkeypatch)
     run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path,
                                   f"paths.generator_dir={generator}"))
-    assert sorted(calls) == ["denoised_init", "denoised_init",
-                             "shuffled_prompt_init", "shuffled_prompt_init"]  # 2 concepts
+    assert sorted(method for _, method in calls) == [
+        "denoised_init", "denoised_init", "shuffled_prompt_init", "shuffled_prompt_init"]  # 2 concepts
 
 
 def test_a_recipe_reruns_only_its_method_and_trains_it_with_its_gan_overrides(
         benchmark, tmp_path, monkeypatch):
     shutil.copytree(benchmark["dir"] / "runs", tmp_path / "runs")
-    calls = []
-    real = bench.run_method
-
-    def counted(setup, concept, method, *args, **kwargs):
-        calls.append(method)
-        return real(setup, concept, method, *args, **kwargs)
-
-    monkeypatch.setattr(bench, "run_method", counted)
+    calls = record_method_runs(monkeypatch)
     # A recipe that cannot learn (and a keyword the default schedule does not set), beside one
     # for a method this bench does not run (unused).
     frozen = ("bench.recipes={e2gan_lora:{optimizer:{lr:0.0},lr_scheduler:{warmup_steps:2}},"
               "denoised_examples_init:{optimizer:{lr:1.0}}}")
     run_benchmark(bench_workspace(benchmark["artifacts"], tmp_path, frozen))
-    assert calls == ["e2gan_lora", "e2gan_lora"]  # 2 concepts; every other run reused
+    assert [method for _, method in calls] == ["e2gan_lora", "e2gan_lora"]  # others reused
     results = json.loads((tmp_path / "results.json").read_text())
     for result in results["concepts"]:
         e2gan = result["methods"]["e2gan_lora"]
