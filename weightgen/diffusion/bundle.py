@@ -29,6 +29,7 @@ from torch import nn
 
 from weightgen.diffusion.examples import ExampleStandardiser
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
+from weightgen.diffusion.staleness import trained_examples_k
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
     load_checked_state,
@@ -71,7 +72,7 @@ class WeightGenerator:
     @property
     def examples_k(self) -> int:
         """How many example pairs the generator was trained to read (0: text only)."""
-        return int((self.meta.get("examples") or {}).get("k", 0))
+        return trained_examples_k(self.meta)
 
     def generate(self, text: TextEmbedding, steps: int = 1, guidance_scale: float = 1.0,
                  seed: int = 0, examples: torch.Tensor | None = None) -> GeneratedAdapter:

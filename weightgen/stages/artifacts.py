@@ -184,7 +184,8 @@ def fine_tune_setup(ws: Workspace, base: BaseGAN, inits: InitSources,
     )
 
 
-def task_loss(ws: Workspace, tokenizer: BlockTokenizer, concept_ids: list[str], blocks: torch.Tensor, concept_index: torch.Tensor) -> TaskLoss:
+def task_loss(ws: Workspace, tokenizer: BlockTokenizer, concept_ids: list[str],
+              blocks: torch.Tensor, concept_index: torch.Tensor) -> TaskLoss:
     """The generator's objective through the run's frozen base GAN (``diffusion.task_loss``):
     the first ``pool`` training pairs of each of ``concept_ids`` loaded once, the GAN's text of
     each concept's prompt encoded once; ``blocks``/``concept_index`` are the training adapters."""

@@ -119,12 +119,13 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
 
 
 def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,
-                  target: float | None) -> dict:
+                  target: float | None, recipe: dict | None = None) -> dict:
     """What a stored run depends on besides its concept and method.
 
     Every run depends on the concept's pairs, and every method but pix2pix on the base. Only
     the methods that start from generated weights depend on the generator, so a new generator
-    reruns those and reuses every other stored run.
+    reruns those and reuses every other stored run. ``recipe``: the method's ``bench.recipes``
+    entry, if any.
     """
     settings = {
         "steps": int(steps), "eval_every": int(eval_every), "target_psnr": target,
@@ -133,7 +134,6 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
     }
     if METHOD_INITS.get(method) is not None:
         settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
-    recipe = bench_recipes(ws).get(method)
     if recipe:  # only then: runs stored before recipes existed stay valid
         settings["recipe"] = recipe
     if METHOD_INITS.get(method) in GENERATOR_INITS:
@@ -153,7 +153,8 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
     """Resume: a (concept, method) result on disk made with the same settings is reused (if the
     image metrics need its validation outputs, only if it kept them)."""
     path = _run_file(ws, concept.id, method)
-    settings = _run_settings(ws, concept.id, method, steps, eval_every, target)
+    settings = _run_settings(ws, concept.id, method, steps, eval_every, target,
+                             setup.recipes.get(method))
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.pop("settings", None) != settings:

@@ -155,7 +155,6 @@ def training_identity(ws: Workspace, rows: list[dict],
         diffusion.pop("text_noise")
     if not diffusion.get("examples", {}).get("k", 0):
         diffusion.pop("examples", None)
-  # resolved into "seed" below
     if diffusion.get("task_loss", {}).get("weight") == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
     diffusion.pop("seed", None)  # resolved into "seed" below
@@ -223,7 +222,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     if OmegaConf.select(cfg, "task_loss.weight", default=0) > 0:
         objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
-    L.seed_everything(generator_seed(ws), workers=True)
+    seed = generator_seed(ws)
+    L.seed_everything(seed, workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
         "block_size": tokenizer.block_size,
         "num_blocks": tokenizer.num_blocks,
@@ -242,7 +242,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
             "examples_drop_prob": cfg.examples.drop_prob} if examples_k else {}),
     )
     data = WeightBlocksDataModule(
-        WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=generator_seed(ws)
+        WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=seed
     )
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True)
     quality = GeneratedAdapterQuality(ws, tokenizer, validation_concepts(ws, cfg.val_concepts),
