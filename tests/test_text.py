@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from weightgen.concepts.catalog import builtin_concepts
 from weightgen.text.clip import CLIPTextEncoder
 from weightgen.text.minilm import MiniLMTextEncoder
 from weightgen.text.tiny_clip import save_tiny_clip_text_model
@@ -67,13 +68,23 @@ def test_memory_cache_skips_the_model(minilm, monkeypatch):
 
 
 def test_truncation_is_reported(minilm, caplog):
+    longer = " ".join(["word"] * minilm.max_length)  # + [CLS] and [SEP]: over max_length
     with caplog.at_level(logging.WARNING):
-        minilm.encode(
-            [
-                "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
-            ]
-        )
-    assert "truncated to max_length=16" in caplog.text
+        minilm.encode([longer])
+    assert f"truncated to max_length={minilm.max_length}" in caplog.text
+
+
+def test_every_builtin_phrasing_fits_the_default_max_length(minilm, caplog):
+    """A default run cuts no built-in prompt: a cut prompt loses meaning ("... with a blue tint"
+    loses its colour) and every quickstart printed the warning."""
+    texts = sorted({text for concept in builtin_concepts()
+                    for text in (concept.prompt, *concept.phrasings, concept.heldout_phrasing)
+                    if text})
+    lengths = [len(ids) for ids in minilm.tokenizer(texts)["input_ids"]]
+    assert max(lengths) <= minilm.max_length
+    with caplog.at_level(logging.WARNING):
+        minilm._tokenize(texts)
+    assert "truncated" not in caplog.text
 
 
 def test_bad_prompts_are_rejected(minilm):
