@@ -216,7 +216,8 @@ def test_a_gpu_trainer_without_a_gpu_is_a_config_error_naming_the_fix():
 
 def test_a_workspace_takes_a_loaded_text_encoder_only_if_it_is_the_configured_one():
     encoder = shared_minilm()
-    assert Workspace(compose_config(), text_encoder=encoder).text_encoder is encoder
+    same = compose_config([f"text_encoder.max_length={encoder.max_length}"])
+    assert Workspace(same, text_encoder=encoder).text_encoder is encoder
     with pytest.raises(ValueError, match=r"is not the configured .*build it from cfg.text_encoder"):
         Workspace(compose_config(["text_encoder.max_length=8"]), text_encoder=encoder)
 
