@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import run_workspace
 
-import weightgen.finetune.report as report
+import weightgen.bench.report as report
 import weightgen.stages.bench as bench
+from weightgen.bench.stats import sign_test
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.finetune.bench_stats import sign_test
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
 from weightgen.stages.bench import (

@@ -18,7 +18,7 @@ speed-up over E2GAN, an E2GAN run that misses the target counts with its whole b
 bound of its time). Times are floored at the clock's resolution, the training seconds of one
 evaluation interval of the concept's pix2pix run: an init at the target before any training
 (``target_at_start``) is credited with that much, so its speed-ups are lower bounds, not a
-division by its loading time (``weightgen.finetune.bench_stats``).
+division by its loading time (``weightgen.bench.stats``).
 
 Beside time-to-target, which is quantised by ``bench.eval_every``, each method reports the PSNR it
 had shown at fixed times (``bench.psnr_at_seconds``), and the summary gives per-concept paired
@@ -41,12 +41,18 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from weightgen.bench.dashboard import log_bench_dashboard
+from weightgen.bench.image_metrics import bench_image_metrics, has_outputs
+from weightgen.bench.report import (
+    median_or_none,
+    write_curves_plot,
+    write_results_markdown,
+    write_sample_grid,
+)
+from weightgen.bench.stats import clock_resolution, paired_comparison, psnr_at, speedup
 from weightgen.config_checks import check_pick
 from weightgen.errors import ConfigError
-from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
-from weightgen.finetune.bench_stats import clock_resolution, paired_comparison, psnr_at, speedup
 from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.dashboard import log_bench_dashboard
 from weightgen.finetune.finetuner import (
     CEILING_METHOD,
     METHOD_INITS,
@@ -55,12 +61,6 @@ from weightgen.finetune.finetuner import (
     run_method,
 )
 from weightgen.finetune.inits import GENERATOR_INITS
-from weightgen.finetune.report import (
-    median_or_none,
-    write_curves_plot,
-    write_results_markdown,
-    write_sample_grid,
-)
 from weightgen.metrics.suite import MetricSuite
 from weightgen.stages.artifacts import (
     default_inits,
