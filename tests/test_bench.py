@@ -12,16 +12,12 @@ from helpers import run_workspace
 
 import weightgen.bench.report as report
 import weightgen.stages.bench as bench
-from weightgen.bench.stats import sign_test
+from weightgen.bench.stats import plateau_reached, sign_test
+from weightgen.bench.summary import concept_result, summarise
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
-from weightgen.stages.bench import (
-    concept_result,
-    plateau_reached,
-    run_benchmark,
-    summarise,
-)
+from weightgen.stages.bench import run_benchmark
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
            "shuffled_prompt_init", "trained_init"]

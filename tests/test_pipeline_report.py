@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from weightgen.bench.summary import concept_result, summarise
 from weightgen.finetune.finetuner import MethodRun
-from weightgen.stages.bench import concept_result, summarise
 from weightgen.stages.pipeline_report import format_pipeline_report, heldout_method_rows
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "nearest_init"]

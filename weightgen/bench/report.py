@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from weightgen.bench.stats import median_or_none  # noqa: E402
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
 from weightgen.data.pairs import PairStore  # noqa: E402
 from weightgen.finetune.finetuner import CEILING_METHOD  # noqa: E402
@@ -25,12 +25,6 @@ def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "—"
     return f"{value:.{digits}f}"
-
-
-def median_or_none(values) -> float | None:
-    """Median of the values that exist (None = a method that never got there)."""
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 CEILING_LABEL = "the store's own adapter: the best any generator can do with this data"

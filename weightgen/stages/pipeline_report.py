@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightgen.bench.report import median_or_none
+from weightgen.bench.stats import median_or_none
 from weightgen.utils.io import atomic_write_json
 
 REFERENCE = "pix2pix_scratch"
