@@ -46,6 +46,7 @@ TINY = [
     "diffusion.examples.k=0",
     "bench.methods=[pix2pix_scratch,e2gan_lora,denoised_init,mean_init,nearest_init,"
     "shuffled_prompt_init,trained_init]",
+    "bench.headline=denoised_init",
     "bench.recipes=null",
     "bench.eval_every=20",
     "logger=none",

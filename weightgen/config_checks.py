@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from weightgen.bench.methods import method_named
 from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
@@ -184,6 +185,9 @@ def _check_relations(cfg: DictConfig) -> None:
                           f"use diffusion.examples.k <= {min(bank, crops or bank)}")
     if (_get(cfg, "diffusion.task_loss.weight") or 0) > 0:
         _check_task_loss(cfg)
+    headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
+    if headline is not _ABSENT:
+        method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
     shard = _get(cfg, "builder.shard")
     if shard is not None:
         Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes

@@ -12,6 +12,7 @@ evaluation interval of the concept's pix2pix run (``weightgen.bench.stats``).
 
 from __future__ import annotations
 
+from weightgen.bench.methods import BASELINE, CEILING, MEAN, NEAREST, REFERENCE
 from weightgen.bench.stats import (
     clock_resolution,
     median_or_none,
@@ -20,15 +21,15 @@ from weightgen.bench.stats import (
     speedup,
 )
 from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.finetuner import CEILING_METHOD, MethodRun
+from weightgen.finetune.finetuner import MethodRun
 
 
 def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: bool,
                    at_seconds: tuple[float, ...] = (2.0, 5.0, 10.0)) -> dict:
     """One concept's row: per method its step-0 and final quality, time-to-target and speed-up
     over pix2pix (at the concept's clock resolution), PSNR at ``at_seconds``."""
-    p2p_time = time_to_target(runs["pix2pix_scratch"].curve, target)
-    resolution = clock_resolution(runs["pix2pix_scratch"].curve)
+    p2p_time = time_to_target(runs[REFERENCE].curve, target)
+    resolution = clock_resolution(runs[REFERENCE].curve)
     methods = {}
     for method, run in runs.items():
         seconds = time_to_target(run.curve, target)
@@ -58,8 +59,8 @@ def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: 
         "pix2pix_plateau": plateau,
         "clock_resolution_seconds": resolution,
         # How far the store's own adapter (the ceiling) starts above the target (negative: below).
-        "ceiling_margin_db": (methods[CEILING_METHOD]["zero_shot_psnr"] - target
-                              if CEILING_METHOD in methods else None),
+        "ceiling_margin_db": (methods[CEILING]["zero_shot_psnr"] - target
+                              if CEILING in methods else None),
         "methods": methods,
     }
 
@@ -97,7 +98,7 @@ def _step_resolution(run: dict) -> int:
 
 def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
     """Median over held-out concepts of E2GAN's time-to-target / ``method``'s (per concept)."""
-    return median_or_none(paired_ratios(unseen, method, "e2gan_lora"))
+    return median_or_none(paired_ratios(unseen, method, BASELINE))
 
 
 def _paired(unseen: list[dict], methods: list[str], reference: str,
@@ -106,7 +107,7 @@ def _paired(unseen: list[dict], methods: list[str], reference: str,
     if reference not in methods:
         return {}
     return {m: paired_comparison(paired_ratios(unseen, m, reference, unit))
-            for m in methods if m not in ("pix2pix_scratch", reference)}
+            for m in methods if m not in (REFERENCE, reference)}
 
 
 def _psnr_at_medians(unseen: list[dict], method: str) -> dict[str, float | None]:
@@ -119,25 +120,28 @@ def _psnr_at_medians(unseen: list[dict], method: str) -> dict[str, float | None]
 def _zero_shot_wins(unseen: list[dict], method: str) -> dict | None:
     """On how many held-out concepts ``method`` starts above both the mean and the nearest init."""
     rows = [r["methods"] for r in unseen
-            if {method, "mean_init", "nearest_init"} <= set(r["methods"])]
+            if {method, MEAN, NEAREST} <= set(r["methods"])]
     if not rows:
         return None
-    wins = sum(m[method]["zero_shot_psnr"] > max(m["mean_init"]["zero_shot_psnr"],
-                                                 m["nearest_init"]["zero_shot_psnr"])
+    wins = sum(m[method]["zero_shot_psnr"] > max(m[MEAN]["zero_shot_psnr"],
+                                                 m[NEAREST]["zero_shot_psnr"])
                for m in rows)
     return {"above_mean_and_nearest": wins, "concepts": len(rows)}
 
 
-def summarise(results: list[dict], methods: list[str]) -> dict:
-    """Medians over the held-out concepts; ``speedup_ceiling_*`` are ``CEILING_METHOD``'s."""
+def summarise(results: list[dict], methods: list[str], headline: str) -> dict:
+    """Medians over the held-out concepts. The unqualified speed-ups, ``zero_shot_wins`` and
+    ``generation_seconds`` are the ``headline`` method's (``bench.headline``; None where it was
+    not benchmarked), ``speedup_ceiling_*`` the ceiling's."""
     unseen = [r for r in results if not r["seen"]]
 
     def med(method: str, key: str, rows=unseen):
         return median_or_none([r["methods"][method][key] for r in rows if method in r["methods"]])
 
-    ours = "denoised_init" if "denoised_init" in methods else None
-    ceiling = CEILING_METHOD if CEILING_METHOD in methods else None
+    ours = headline if headline in methods else None
+    ceiling = CEILING if CEILING in methods else None
     return {
+        "headline": headline,
         "heldout_concepts": [r["concept"] for r in unseen],
         "seen_concepts": [r["concept"] for r in results if r["seen"]],
         "speedup_vs_pix2pix": med(ours, "speedup_vs_pix2pix") if ours else None,
@@ -156,9 +160,9 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
         "target_at_start": {m: sum(r["methods"][m]["target_at_start"] for r in unseen
                                    if m in r["methods"]) for m in methods},
         "psnr_at_seconds": {m: _psnr_at_medians(unseen, m) for m in methods},
-        "paired_vs_e2gan": _paired(unseen, methods, "e2gan_lora"),
-        "paired_vs_nearest": _paired(unseen, methods, "nearest_init"),
-        "paired_steps_vs_e2gan": _paired(unseen, methods, "e2gan_lora", "steps"),
+        "paired_vs_e2gan": _paired(unseen, methods, BASELINE),
+        "paired_vs_nearest": _paired(unseen, methods, NEAREST),
+        "paired_steps_vs_e2gan": _paired(unseen, methods, BASELINE, "steps"),
         "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
         "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
         if ceiling else None,

@@ -40,19 +40,13 @@ from tqdm.auto import tqdm
 
 from weightgen.bench.dashboard import log_bench_dashboard
 from weightgen.bench.image_metrics import bench_image_metrics, has_outputs
+from weightgen.bench.methods import CEILING, METHODS, REFERENCE, method_named
 from weightgen.bench.report import write_curves_plot, write_results_markdown, write_sample_grid
 from weightgen.bench.stats import plateau_reached
 from weightgen.bench.summary import concept_result, summarise
 from weightgen.config_checks import check_pick
 from weightgen.errors import ConfigError
-from weightgen.finetune.finetuner import (
-    CEILING_METHOD,
-    METHOD_INITS,
-    FineTuneSetup,
-    MethodRun,
-    run_method,
-)
-from weightgen.finetune.inits import GENERATOR_INITS
+from weightgen.finetune.finetuner import FineTuneSetup, MethodRun, run_method
 from weightgen.metrics.suite import MetricSuite
 from weightgen.stages.artifacts import (
     default_inits,
@@ -65,8 +59,6 @@ from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
-
-GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in GENERATOR_INITS}
 
 
 def bench_concepts(ws: Workspace) -> list:
@@ -90,10 +82,10 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
     ``bench.methods``)."""
     configured = ws.cfg.bench.get("recipes")
     recipes = OmegaConf.to_container(configured, resolve=True) if configured else {}
-    unknown = sorted(set(recipes) - set(METHOD_INITS))
+    unknown = sorted(set(recipes) - set(METHODS))
     if unknown:
         raise ConfigError(f"bench.recipes names {', '.join(unknown)}, which is no benchmark "
-                          f"method (methods: {', '.join(METHOD_INITS)}): fix the name or drop it")
+                          f"method (methods: {', '.join(METHODS)}): fix the name or drop it")
     for method, recipe in recipes.items():
         strange = sorted(set(recipe or {}) - set(ws.cfg.gan))
         if not isinstance(recipe, dict) or strange:
@@ -118,11 +110,11 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
         "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
         "pairs_sha256": ws.pair_store.fingerprints([concept_id])[concept_id],
     }
-    if METHOD_INITS.get(method) is not None:
+    if METHODS[method].init is not None:
         settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
     if recipe:  # only then: runs stored before recipes existed stay valid
         settings["recipe"] = recipe
-    if METHOD_INITS.get(method) in GENERATOR_INITS:
+    if METHODS[method].needs_generator:
         generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
         settings["generator_sha256"] = (
             sha256_file(generator_meta) if generator_meta.is_file() else None
@@ -150,7 +142,7 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
                      "its stored run did not keep", method, concept.id)
         else:
             return MethodRun(**stored)
-    run, _ = run_method(setup, concept, method, steps, eval_every, target)
+    run, _ = run_method(setup, concept, method, METHODS[method].init, steps, eval_every, target)
     atomic_save_safetensors(run.samples, _samples_file(ws, concept.id, method))
     run.samples = None
     atomic_write_json(path, asdict(run) | {"settings": settings})
@@ -160,17 +152,18 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
 def run_benchmark(ws: Workspace) -> dict:
     cfg = ws.cfg.bench
     methods = list(cfg.methods)
-    if methods[0] != "pix2pix_scratch":
-        raise ConfigError("bench.methods must start with pix2pix_scratch: it sets the target")
+    registered = [method_named(name) for name in methods]
+    if methods[0] != REFERENCE:
+        raise ConfigError(f"bench.methods must start with {REFERENCE}: it sets the target")
     concepts = bench_concepts(ws)
     ws.save_config("bench")
     base = load_base(ws)
-    needs_generator = bool(GENERATED_METHODS & set(methods))
+    needs_generator = any(m.needs_generator for m in registered)
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
-    if CEILING_METHOD in methods:
-        inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
-    if any(METHOD_INITS.get(m) == "generated_examples" for m in methods):
-        inits.require_examples()  # likewise
+    if CEILING in methods:  # before hours of runs, not at the first held-out concept
+        inits.require_trained(concepts, CEILING)
+    for method in (m for m in registered if m.needs_examples):
+        inits.require_examples(method.name)  # likewise
     suite = MetricSuite.from_config(ws.cfg.metrics)
     setup = replace(fine_tune_setup(ws, base, inits), recipes=bench_recipes(ws))
     loggers = ws.loggers("bench")
@@ -178,10 +171,10 @@ def run_benchmark(ws: Workspace) -> dict:
     try:
         for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
                                              disable=not ws.cfg.progress)):
-            p2p = _cached_or_run(ws, setup, concept, "pix2pix_scratch", cfg.pix2pix_steps,
+            p2p = _cached_or_run(ws, setup, concept, REFERENCE, cfg.pix2pix_steps,
                                  cfg.eval_every, None, suite.active)
             target = p2p.final["psnr"] - cfg.target_tolerance_db
-            runs = {"pix2pix_scratch": p2p}
+            runs = {REFERENCE: p2p}
             for method in methods[1:]:
                 runs[method] = _cached_or_run(ws, setup, concept, method, cfg.finetune_steps,
                                               cfg.eval_every, target if cfg.stop_at_target else None,
@@ -195,7 +188,7 @@ def run_benchmark(ws: Workspace) -> dict:
         samples_file = partial(_samples_file, ws)
         bench_dir = Path(ws.cfg.paths.bench_dir)
         payload = {
-            "summary": summarise(results, methods)
+            "summary": summarise(results, methods, cfg.headline)
             | {"image_metrics": bench_image_metrics(ws.pair_store, suite, results, methods,
                                                     samples_file)},
             # What the tables were made from: a new generator in that folder deletes them.
