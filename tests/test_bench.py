@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from helpers import run_workspace
 
 import weightgen.bench.methods as registry
 import weightgen.bench.report as report
+import weightgen.finetune.inits as inits
 import weightgen.stages.bench as bench
 from weightgen.bench.stats import plateau_reached, sign_test
 from weightgen.bench.summary import concept_result, summarise
@@ -123,6 +125,40 @@ def record_method_runs(monkeypatch) -> list[tuple[str, str]]:
 
     monkeypatch.setattr(bench, "run_method", counted)
     return calls
+
+
+def test_a_made_up_method_needs_only_its_registry_entry_and_its_init(benchmark, tmp_path,
+                                                                     monkeypatch):
+    """Adding a method is one entry in weightgen.bench.methods plus its init (issue 22): this one
+    starts from the mean adapter under another name, so it trains exactly as mean_init did."""
+    def made_up(sources, concept):
+        return replace(sources.mean(concept), kind="made_up")
+
+    monkeypatch.setitem(registry.METHODS, "made_up_init",
+                        registry.BenchMethod("made_up_init", "made_up", "the mean, renamed"))
+    monkeypatch.setitem(inits.INITS, "made_up", made_up)
+    for method in ("pix2pix_scratch", "mean_init"):  # reused: only the new method trains
+        for run in (benchmark["dir"] / "runs").glob(f"*/{method}.*"):
+            (tmp_path / "runs" / run.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run, tmp_path / "runs" / run.parent.name / run.name)
+    calls = record_method_runs(monkeypatch)
+    summary = run_benchmark(bench_workspace(
+        benchmark["artifacts"], tmp_path, "bench.methods=[pix2pix_scratch,mean_init,made_up_init]",
+        "bench.headline=made_up_init"))
+    concepts = [c.id for c in benchmark["ws"].test_concepts[:1] + benchmark["ws"].train_concepts[:1]]
+    assert calls == [(c, "made_up_init") for c in concepts]
+    results = json.loads((tmp_path / "results.json").read_text())
+    for result in results["concepts"]:
+        ours, mean = result["methods"]["made_up_init"], result["methods"]["mean_init"]
+        assert [(p["step"], p["psnr"]) for p in ours["curve"]] == [
+            (p["step"], p["psnr"]) for p in mean["curve"]]
+        assert (tmp_path / "runs" / result["concept"] / "made_up_init.json").is_file()
+    # The summary headlines it (bench.headline), and the tables name it with its label.
+    assert summary["headline"] == "made_up_init"
+    assert summary["speedup_vs_pix2pix"] == summary["speedup_by_method"]["made_up_init"]
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| made_up_init (the mean, renamed) |" in markdown
+    assert "headline method made_up_init (bench.headline)" in markdown
 
 
 def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
