@@ -247,6 +247,17 @@ def test_methods_must_start_with_pix2pix(benchmark, tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+def test_a_method_that_is_not_registered_is_refused_before_any_run(benchmark, tmp_path,
+                                                                   monkeypatch):
+    """It used to fail at its first run, after pix2pix had trained on the first concept."""
+    monkeypatch.setattr(bench, "run_method", lambda *args, **kwargs: pytest.fail("a run started"))
+    ws = bench_workspace(benchmark["artifacts"], tmp_path, "bench.methods=[pix2pix_scratch,e2gan]")
+    with pytest.raises(ConfigError, match="bench.methods names 'e2gan', which is no benchmark "
+                                          "method; use one of pix2pix_scratch, e2gan_lora"):
+        run_benchmark(ws)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_results_name_the_generator_they_were_made_with(benchmark):
     """So a new generator in that folder deletes them (weightgen.derived_reports, issue 14 #3)."""
     folder = Path(benchmark["ws"].cfg.paths.generator_dir).resolve()
