@@ -47,6 +47,7 @@ TINY = [
     "text_encoder.max_length=16",  # the tiny run's prompts are short; the default fits every built-in one
     "bench.methods=[pix2pix_scratch,e2gan_lora,denoised_init,mean_init,nearest_init,"
     "shuffled_prompt_init,trained_init]",
+    "bench.headline=denoised_init",
     "bench.recipes=null",
     "bench.eval_every=20",
     "logger=none",

@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import run_workspace
 
-import weightgen.finetune.report as report
+import weightgen.bench.methods as registry
+import weightgen.bench.report as report
+import weightgen.finetune.inits as inits
 import weightgen.stages.bench as bench
+from weightgen.bench.stats import plateau_reached, sign_test
+from weightgen.bench.summary import concept_result, summarise
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.finetune.bench_stats import sign_test
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
-from weightgen.stages.bench import (
-    concept_result,
-    plateau_reached,
-    run_benchmark,
-    summarise,
-)
+from weightgen.stages.bench import run_benchmark
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
            "shuffled_prompt_init", "trained_init"]
+HEADLINE = "denoised_init"  # the tiny run's generator is text only (helpers.TINY)
 TINY_BENCH = ["bench.n_unseen=1", "bench.n_seen=1", "bench.pix2pix_steps=6",
               "bench.finetune_steps=4", "bench.eval_every=2"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -104,8 +104,8 @@ def test_reports_are_written(benchmark):
     markdown = (benchmark["dir"] / "results.md").read_text()
     assert "### Unseen (held-out) concepts (1 concepts, medians)" in markdown
     assert "### Seen (train) concepts (1 concepts, medians)" in markdown
-    for method in METHODS[:-1]:
-        assert f"| {method} |" in markdown
+    for method in METHODS:  # each row: the method's name and label
+        assert f"| {method} ({registry.METHODS[method].label}) |" in markdown
     assert "| trained_init (ceiling) |" in markdown
     assert ("- ceiling (trained_init, the store's own adapter: the best any generator can do with "
             "this data): speed-up vs pix2pix ") in markdown
@@ -125,6 +125,40 @@ def record_method_runs(monkeypatch) -> list[tuple[str, str]]:
 
     monkeypatch.setattr(bench, "run_method", counted)
     return calls
+
+
+def test_a_made_up_method_needs_only_its_registry_entry_and_its_init(benchmark, tmp_path,
+                                                                     monkeypatch):
+    """Adding a method is one entry in weightgen.bench.methods plus its init (issue 22): this one
+    starts from the mean adapter under another name, so it trains exactly as mean_init did."""
+    def made_up(sources, concept):
+        return replace(sources.mean(concept), kind="made_up")
+
+    monkeypatch.setitem(registry.METHODS, "made_up_init",
+                        registry.BenchMethod("made_up_init", "made_up", "the mean, renamed"))
+    monkeypatch.setitem(inits.INITS, "made_up", made_up)
+    for method in ("pix2pix_scratch", "mean_init"):  # reused: only the new method trains
+        for run in (benchmark["dir"] / "runs").glob(f"*/{method}.*"):
+            (tmp_path / "runs" / run.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run, tmp_path / "runs" / run.parent.name / run.name)
+    calls = record_method_runs(monkeypatch)
+    summary = run_benchmark(bench_workspace(
+        benchmark["artifacts"], tmp_path, "bench.methods=[pix2pix_scratch,mean_init,made_up_init]",
+        "bench.headline=made_up_init"))
+    concepts = [c.id for c in benchmark["ws"].test_concepts[:1] + benchmark["ws"].train_concepts[:1]]
+    assert calls == [(c, "made_up_init") for c in concepts]
+    results = json.loads((tmp_path / "results.json").read_text())
+    for result in results["concepts"]:
+        ours, mean = result["methods"]["made_up_init"], result["methods"]["mean_init"]
+        assert [(p["step"], p["psnr"]) for p in ours["curve"]] == [
+            (p["step"], p["psnr"]) for p in mean["curve"]]
+        assert (tmp_path / "runs" / result["concept"] / "made_up_init.json").is_file()
+    # The summary headlines it (bench.headline), and the tables name it with its label.
+    assert summary["headline"] == "made_up_init"
+    assert summary["speedup_vs_pix2pix"] == summary["speedup_by_method"]["made_up_init"]
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| made_up_init (the mean, renamed) |" in markdown
+    assert "headline method made_up_init (bench.headline)" in markdown
 
 
 def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
@@ -211,6 +245,17 @@ def test_methods_must_start_with_pix2pix(benchmark, tmp_path):
     with pytest.raises(ValueError, match="bench.methods must start with pix2pix_scratch"):
         run_benchmark(ws)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_method_that_is_not_registered_is_refused_before_any_run(benchmark, tmp_path,
+                                                                   monkeypatch):
+    """It used to fail at its first run, after pix2pix had trained on the first concept."""
+    monkeypatch.setattr(bench, "run_method", lambda *args, **kwargs: pytest.fail("a run started"))
+    ws = bench_workspace(benchmark["artifacts"], tmp_path, "bench.methods=[pix2pix_scratch,e2gan]")
+    with pytest.raises(ConfigError, match="bench.methods names 'e2gan', which is no benchmark "
+                                          "method; use one of pix2pix_scratch, e2gan_lora"):
+        run_benchmark(ws)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_results_name_the_generator_they_were_made_with(benchmark):
@@ -316,7 +361,7 @@ def test_speedups_are_time_ratios_and_zero_when_the_target_is_missed():
     assert methods["e2gan_lora"]["seconds_to_target"] is None
     assert methods["e2gan_lora"]["speedup_vs_pix2pix"] == 0.0
     assert methods["denoised_init"]["zero_shot_psnr"] == 18.0
-    summary = summarise([result], list(runs))
+    summary = summarise([result], list(runs), HEADLINE)
     assert summary["speedup_vs_pix2pix"] == 10.0
     assert summary["generation_seconds"] == 0.5
     assert summary["reached_target"] == {"pix2pix_scratch": 1, "e2gan_lora": 0,
@@ -340,7 +385,7 @@ def test_summary_medians_over_held_out_concepts_only():
 
     results = [result("a", False, 12.0, 1.0, 4.0), result("b", False, 12.0, 3.0, 6.0),
                result("c", False, 12.0, 4.0, 4.0), result("d", True, 100.0, 1.0, 50.0)]
-    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "denoised_init"])
+    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "denoised_init"], HEADLINE)
     assert summary["heldout_concepts"] == ["a", "b", "c"] and summary["seen_concepts"] == ["d"]
     assert summary["speedup_vs_pix2pix"] == 4.0  # median of 12, 4, 3
     assert summary["speedup_vs_e2gan"] == 2.0  # median of 4, 2, 1
@@ -371,7 +416,7 @@ def test_an_init_at_the_target_at_step_zero_gets_a_lower_bound_not_a_division_by
     assert result["clock_resolution_seconds"] == 1.0
     assert result["methods"]["trained_init"]["speedup_vs_pix2pix"] == 2.0  # 2 s / 1 s, not 2000
     assert result["ceiling_margin_db"] == pytest.approx(2.1)
-    summary = summarise([result], list(runs))
+    summary = summarise([result], list(runs), HEADLINE)
     assert summary["speedup_ceiling_vs_e2gan"] == 2.0
     assert summary["target_at_start"] == {"pix2pix_scratch": 0, "e2gan_lora": 0,
                                           "trained_init": 1}
@@ -388,7 +433,7 @@ def test_psnr_at_fixed_seconds_is_the_last_evaluation_shown_by_then():
     assert result["methods"]["denoised_init"]["psnr_at_seconds"] == {
         "0.1": None, "1": 18.0, "2": 20.9, "30": 20.9}  # None: not generated yet; kept after
     assert result["methods"]["pix2pix_scratch"]["psnr_at_seconds"]["1"] == 6.0
-    summary = summarise([result], list(runs))
+    summary = summarise([result], list(runs), HEADLINE)
     assert summary["psnr_at_seconds"]["denoised_init"]["2"] == 20.9
 
 
@@ -410,7 +455,7 @@ def test_paired_comparisons_count_per_concept_wins_and_give_a_sign_test():
     results = [result("a", 1.0, 18.0), result("b", 2.0, 18.0), result("c", 3.0, 16.5),
                result("d", 6.0, 15.0)]
     summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "mean_init", "nearest_init",
-                                  "denoised_init"])
+                                  "denoised_init"], HEADLINE)
     assert summary["paired_vs_e2gan"]["denoised_init"] == {
         "concepts": 4, "median_ratio": pytest.approx((4 / 3 + 2) / 2), "wins": 3, "losses": 1,
         "ties": 0, "p_value": 0.625}
@@ -438,7 +483,7 @@ def test_speedup_vs_e2gan_is_not_zero_when_only_e2gan_misses_the_target():
         "e2gan_lora": e2gan_missing_the_target(),
         "denoised_init": generated_reaching_the_target_at_2s(),
     }
-    summary = summarise([concept_result(HELD_OUT, runs, target=20.9, plateau=True)], list(runs))
+    summary = summarise([concept_result(HELD_OUT, runs, target=20.9, plateau=True)], list(runs), HEADLINE)
     # e2gan had not reached the target after 4 s, ours did at 2 s: at least a 2x speed-up.
     assert summary["speedup_vs_e2gan"] >= 2.0
 
@@ -449,7 +494,7 @@ def test_e2gan_at_the_target_from_step_zero_is_not_charged_its_whole_budget():
         "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 21.0), (10, 4.0, 21.5))),
         "denoised_init": generated_reaching_the_target_at_2s(),
     }
-    summary = summarise([concept_result(HELD_OUT, runs, target=20.9, plateau=True)], list(runs))
+    summary = summarise([concept_result(HELD_OUT, runs, target=20.9, plateau=True)], list(runs), HEADLINE)
     assert summary["speedup_vs_e2gan"] < 1.0  # e2gan needed no training; ours needed 2 s
 
 
@@ -466,11 +511,11 @@ def test_the_ceiling_speedups_use_the_same_per_concept_rules():
         return concept_result(concept, runs, target=20.0, plateau=True)
 
     results = [result("a", 12.0, 1.0, 4.0), result("b", 12.0, 3.0, 6.0), result("c", 12.0, 4.0, 4.0)]
-    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "trained_init"])
+    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "trained_init"], HEADLINE)
     assert summary["speedup_ceiling_vs_pix2pix"] == 4.0  # median of 12, 4, 3
     assert summary["speedup_ceiling_vs_e2gan"] == 2.0  # median of 4, 2, 1
     assert summary["speedup_vs_pix2pix"] is None  # no denoised_init in this bench
-    without = summarise(results, ["pix2pix_scratch", "e2gan_lora"])
+    without = summarise(results, ["pix2pix_scratch", "e2gan_lora"], HEADLINE)
     assert without["speedup_ceiling_vs_pix2pix"] is None is without["speedup_ceiling_vs_e2gan"]
 
 

@@ -92,6 +92,8 @@ def test_a_bad_knob_is_a_config_error_naming_key_value_and_what_is_allowed(overr
         ("builder.checkpoint_steps=[]", "use distinct ints in 1..builder.adapter_steps"),
         ("builder.shard=2/2", "builder.shard='2/2': write it as i/n"),
         ("diffusion.sampling.steps=1001", "diffusion.sampling.steps=1001 is more than the 1000"),
+        ("bench.headline=e2gan", "bench.headline names 'e2gan', which is no benchmark method; "
+                                 "use one of pix2pix_scratch, e2gan_lora"),
     ],
 )
 def test_knobs_bounded_by_other_knobs_or_the_concept_set(override, expected):

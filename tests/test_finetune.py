@@ -12,11 +12,12 @@ import torch
 from helpers import entry_workspace, run_workspace
 from hydra.utils import instantiate
 
+from weightgen.bench.methods import METHODS
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.curve import QualityCurve
-from weightgen.finetune.finetuner import METHOD_INITS, run_method
-from weightgen.finetune.inits import INIT_KINDS, AdapterInit, InitSources
+from weightgen.finetune.finetuner import run_method
+from weightgen.finetune.inits import INITS, AdapterInit, InitSources
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
 from weightgen.stages.artifacts import (
@@ -106,7 +107,7 @@ def test_evaluation_time_is_excluded_from_a_real_fine_tune(run, monkeypatch):
 
     monkeypatch.setattr(GANModule, "on_validation_epoch_end", slow_validation)
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.setup, concept, "e2gan_lora", 4, 2)
+    result, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 4, 2)
     assert [p["step"] for p in result.curve] == [0, 2, 4]
     seconds = [p["seconds"] for p in result.curve]
     assert seconds[0] == 0.0 and seconds == sorted(seconds)
@@ -117,7 +118,7 @@ def test_evaluation_time_is_excluded_from_a_real_fine_tune(run, monkeypatch):
 
 def test_the_clock_runs_again_after_each_evaluation(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.setup, concept, "e2gan_lora", 6, 2)
+    result, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 6, 2)
     seconds = [p["seconds"] for p in result.curve]
     assert seconds[0] < seconds[1] < seconds[2] < seconds[3], seconds
 
@@ -127,14 +128,14 @@ def test_generation_seconds_are_included_in_every_point(run, monkeypatch):
     standard = run.inits.standard_state
     monkeypatch.setattr(run.inits, "get",
                         lambda kind, c: AdapterInit(kind, standard, seconds=50.0))
-    result, _ = run_method(run.setup, concept, "denoised_init", 4, 2)
+    result, _ = run_method(run.setup, concept, "denoised_init", "generated", 4, 2)
     assert result.init_seconds == 50.0 and result.curve[0]["seconds"] == 50.0
     assert all(50.0 < p["seconds"] < 50.0 + result.train_seconds for p in result.curve[1:])
 
 
 def test_a_real_generated_init_charges_its_generation_time(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.setup, concept, "denoised_init", 0, 2)
+    result, _ = run_method(run.setup, concept, "denoised_init", "generated", 0, 2)
     assert result.init_seconds > 0 and result.info == {"prompt": concept.prompt}
     assert result.curve == [result.curve[0]] and result.curve[0]["seconds"] == result.init_seconds
 
@@ -144,19 +145,19 @@ def test_a_real_generated_init_charges_its_generation_time(run):
 
 def test_a_target_below_the_start_stops_before_any_training(run):
     concept = run.ws.test_concepts[0]
-    result, _ = run_method(run.setup, concept, "e2gan_lora", 20, 2,
+    result, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 20, 2,
                            target_psnr=-math.inf)
     assert [p["step"] for p in result.curve] == [0] and result.train_seconds == 0.0
 
 
 def test_a_target_reached_during_training_stops_it_at_that_evaluation(run):
     concept = run.ws.test_concepts[0]
-    full, _ = run_method(run.setup, concept, "pix2pix_scratch", 8, 2)
+    full, _ = run_method(run.setup, concept, "pix2pix_scratch", None, 8, 2)
     start = full.curve[0]["psnr"]
     later = [p for p in full.curve[1:-1] if p["psnr"] > start]
     assert later, "pix2pix from scratch should improve on its random start within 6 steps"
     target = later[0]["psnr"]
-    stopped, _ = run_method(run.setup, concept, "pix2pix_scratch", 8, 2,
+    stopped, _ = run_method(run.setup, concept, "pix2pix_scratch", None, 8, 2,
                             target_psnr=target)
     assert stopped.final["step"] == later[0]["step"] < 8
     # CPU training is deterministic: the stopped curve is the start of the full one.
@@ -174,7 +175,7 @@ def test_every_init_kind_loads_into_the_adapter(run, split):
     adapter = instantiate(run.ws.cfg.adapter)
     generator = adapter.attach(run.base.fresh_copy()[0])
     # generated_examples needs a generator trained with example pairs: tests/test_examples.py
-    for kind in (k for k in INIT_KINDS if k != "generated_examples"):
+    for kind in (k for k in INITS if k != "generated_examples"):
         init = run.inits.get(kind, concept)
         assert init.kind == kind
         adapter.load_state(generator, init.state)
@@ -253,7 +254,7 @@ def test_standard_init_is_a_copy(run):
 @pytest.mark.parametrize("method", ["pix2pix_scratch", "e2gan_lora"])
 def test_methods_return_curves_from_step_zero_to_the_budget(run, method):
     concept = run.ws.test_concepts[0]
-    result, module = run_method(run.setup, concept, method, 4, 2)
+    result, module = run_method(run.setup, concept, method, METHODS[method].init, 4, 2)
     assert result.method == method and result.concept == concept.id
     assert [p["step"] for p in result.curve] == [0, 2, 4]
     assert result.zero_shot == result.curve[0] and result.final == result.curve[-1]
@@ -268,24 +269,19 @@ def test_methods_return_curves_from_step_zero_to_the_budget(run, method):
     size = run.ws.cfg.data.size
     assert result.samples["start"].shape == result.samples["end"].shape
     assert result.samples["start"].shape[1:] == (3, size, size)
-    assert (module.adapter is None) == (METHOD_INITS[method] is None)
+    assert (module.adapter is None) == (METHODS[method].init is None)
 
 
 def test_e2gan_starts_at_the_base_quality_and_pix2pix_from_scratch(run):
     """Zero-shot, e2gan_lora (standard init: the base's output) scores exactly the base."""
     concept = run.ws.train_concepts[0]
-    e2gan, _ = run_method(run.setup, concept, "e2gan_lora", 0, 2)
-    scratch, _ = run_method(run.setup, concept, "pix2pix_scratch", 0, 2)
+    e2gan, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 0, 2)
+    scratch, _ = run_method(run.setup, concept, "pix2pix_scratch", None, 0, 2)
     evaluator = adapter_evaluator(run.ws, run.base)
     base = evaluator.quality(concept, evaluator.standard_state)
     assert e2gan.zero_shot["psnr"] == pytest.approx(base.psnr, abs=1e-4)
     assert e2gan.zero_shot["ssim"] == pytest.approx(base.ssim, abs=1e-4)
     assert abs(scratch.zero_shot["psnr"] - base.psnr) > 0.1
-
-
-def test_unknown_method_is_an_error(run):
-    with pytest.raises(ValueError, match="unknown method 'pix2pix'"):
-        run_method(run.setup, run.ws.test_concepts[0], "pix2pix", 4, 2)
 
 
 def test_finetune_stage_writes_the_curve(run, tmp_path):

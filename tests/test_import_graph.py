@@ -118,6 +118,13 @@ def test_imports_run_from_cli_to_stages_to_library():
     assert "stages" in graph["cli"] and "stages" not in graph["gan"]  # the graph is real
 
 
+@pytest.mark.parametrize("package", ["bench", "finetune", "study", "diffusion"])
+def test_a_library_package_imports_neither_stages_nor_cli(package):
+    graph = package_graph(ROOT)
+    assert graph[package] and not graph[package] & set(LAYERS)
+    assert package in graph["stages"]  # the stages use it (the graph is real)
+
+
 # --- the checkers catch what they look for -------------------------------------------------------
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from weightgen.bench.summary import concept_result, summarise
 from weightgen.finetune.finetuner import MethodRun
-from weightgen.stages.bench import concept_result, summarise
 from weightgen.stages.pipeline_report import format_pipeline_report, heldout_method_rows
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "nearest_init"]
+HEADLINE = "denoised_init"
 
 
 def run(method: str, *points: tuple[int, float, float]) -> MethodRun:
@@ -26,7 +27,7 @@ def results_payload() -> dict:
         "nearest_init": run("nearest_init", (0, 0.0, 21.5)),
     }
     results = [concept_result(concept, runs, target=20.9, plateau=True)]
-    return {"summary": summarise(results, METHODS), "config": {"methods": METHODS},
+    return {"summary": summarise(results, METHODS, HEADLINE), "config": {"methods": METHODS},
             "concepts": results}
 
 
@@ -37,6 +38,7 @@ def pipeline_summary(payload: dict) -> dict:
         "heldout_concepts": payload["summary"]["heldout_concepts"],
         "target_tolerance_db": 0.1, "finetune_steps": 80,
         "heldout": heldout_method_rows(payload),
+        "headline": payload["summary"]["headline"],
         "speedup_vs_e2gan": payload["summary"]["speedup_vs_e2gan"],
         "peak_rss_mib": 1536.0,
         "files": {"pairs_preview": "run/grids/pairs.png", "sample_grid": "run/bench/grid.png",

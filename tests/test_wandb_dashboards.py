@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 from offline_wandb import offline_runs
 from PIL import Image
 
-from weightgen.finetune.dashboard import COLUMNS
+from weightgen.bench.dashboard import COLUMNS
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.dataset import build_weight_dataset
 from weightgen.stages.study import log_study_job

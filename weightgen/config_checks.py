@@ -5,7 +5,8 @@ benchmark silently skips a concept; ``diffusion.steps=0`` writes an untrained ge
 trained one. :func:`check_config` refuses such values with a :class:`ConfigError` naming the key,
 the value and what is allowed. A rule applies where its key is in the composed config (the
 top-level ``steps`` of ``weightgen-finetune`` and ``weightgen-new-concept``, say); counts that
-pick concepts are checked against the run's concept set.
+pick concepts are checked against the run's concept set, and ``bench.headline`` against the
+benchmark's methods.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from weightgen.bench.methods import method_named
 from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
@@ -143,6 +145,9 @@ def check_config(cfg: DictConfig) -> None:
             meaning = f" ({knob.meaning})" if knob.meaning else ""
             raise ConfigError(f"{knob.key}={value!r} is not allowed: use {knob.allowed()}{meaning}")
     _check_relations(cfg)
+    headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
+    if headline is not _ABSENT:
+        method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
     if OmegaConf.select(cfg, "concepts.source", default=None) in ("builtin", "file"):
         _check_concept_counts(cfg)
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 
+from weightgen.bench.methods import BASELINE, METHODS, REFERENCE, TEXT_ONLY
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
-from weightgen.stages.bench import GENERATED_METHODS, run_benchmark
+from weightgen.stages.bench import run_benchmark
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json, atomic_write_text
 
@@ -47,7 +48,7 @@ def workspace(method: str, entry: dict, concepts: int, generator: str | None,
               extra: list[str]) -> Workspace:
     recipe = hydra_value({method: entry["recipe"]}) if entry["recipe"] else "null"
     overrides = ["experiment=bench", "logger=csv", *extra, f"bench.n_unseen={concepts}",
-                 f"bench.methods=[pix2pix_scratch,{method}]", f"bench.recipes={recipe}",
+                 f"bench.methods=[{REFERENCE},{method}]", f"bench.recipes={recipe}",
                  f"paths.bench_dir=${{paths.run_dir}}/recipes/{method}/{entry['name']}"]
     if generator:
         overrides.append(f"paths.generator_dir={generator}")
@@ -74,7 +75,7 @@ def measure(method: str, entry: dict, concepts: int, generator: str | None,
     sources = [Path(ws.cfg.paths.run_dir) / "bench"]
     if generator:
         sources.append(Path(generator) / "bench")
-    copy_runs(sources, bench_dir, ["pix2pix_scratch"] + ([] if entry["recipe"] else [method]))
+    copy_runs(sources, bench_dir, [REFERENCE] + ([] if entry["recipe"] else [method]))
     run_benchmark(ws)
     return json.loads((bench_dir / "results.json").read_text())
 
@@ -117,9 +118,9 @@ def table(rows: list[dict]) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["e2gan_lora", "denoised_init"])
+    parser.add_argument("--methods", nargs="+", default=[BASELINE, TEXT_ONLY])
     parser.add_argument("--concepts", type=int, default=6, help="first N held-out concepts")
-    parser.add_argument("--generator", help="generator folder denoised_init starts from")
+    parser.add_argument("--generator", help="generator folder the generated methods start from")
     parser.add_argument("--overrides", nargs="*", default=[],
                         help="config overrides the generator was trained with")
     parser.add_argument("--recipes", type=Path, default=HERE / "recipes.yaml")
@@ -133,7 +134,7 @@ if __name__ == "__main__":
         for entry in entries:
             measured = row(method, entry, measure(method, entry, args.concepts, args.generator,
                                                   args.overrides))
-            measured |= {"generator": args.generator if method in GENERATED_METHODS else None,
+            measured |= {"generator": args.generator if METHODS[method].needs_generator else None,
                          "generator_overrides": args.overrides}
             rows = [r for r in rows if (r["method"], r["recipe"]) != (method, entry["name"])]
             rows.append(measured)

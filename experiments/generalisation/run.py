@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 
+from weightgen.bench.methods import METHODS, TEXT_ONLY, WITH_EXAMPLES
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.train_generator import train_weight_generator
@@ -41,28 +42,29 @@ GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetens
                    EXAMPLES_FILE)
 
 
-REUSED_METHODS = ("pix2pix_scratch", "e2gan_lora", "mean_init", "nearest_init", "trained_init")
-GENERATED_METHODS = ("denoised_init",)
-EXAMPLES_METHOD = "denoised_examples_init"  # for a generator that reads example pairs
+# Every method that does not start from generated weights: copied from the main bench.
+REUSED_METHODS = tuple(m.name for m in METHODS.values() if not m.needs_generator)
 
 
 def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str]:
-    """experiment=bench + the entry's overrides (after its source's, for a sampling variant)."""
+    """experiment=bench + the entry's overrides (after its source's, for a sampling variant);
+    the bench headlines the text-only method, which the table's speed-up columns are about."""
     source = entry.get("source", {})
     return ["experiment=bench", "logger=csv", *entry.get("base", []),
             *source.get("overrides", []), *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
-            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry, generated)]
+            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry, generated),
+            f"bench.headline={TEXT_ONLY}"]
 
 
 def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> str:
-    """The reused methods and the entry's generated init(s) (``generated``, or by default
-    denoised_init and, with example pairs, denoised_examples_init)."""
+    """The reused methods and the entry's generated init(s) (``generated``, or by default the
+    text-only method and, with example pairs, the text + examples one)."""
     knobs = [*entry.get("source", {}).get("overrides", []), *entry["overrides"]]
     examples = [o for o in knobs if o.startswith("diffusion.examples.k=")]
     if generated is None:
-        generated = GENERATED_METHODS + ((EXAMPLES_METHOD,) if examples
-                                         and examples[-1] != "diffusion.examples.k=0" else ())
+        generated = (TEXT_ONLY,) + ((WITH_EXAMPLES,) if examples
+                                    and examples[-1] != "diffusion.examples.k=0" else ())
     return f"bench.methods=[{','.join(REUSED_METHODS + tuple(generated))}]"
 
 
@@ -144,8 +146,8 @@ if __name__ == "__main__":
     parser.add_argument("--bench", action="store_true",
                         help="also fine-tune from the selected configurations' generated inits")
     parser.add_argument("--generated", nargs="+",
-                        help="with --bench: only these generated methods (default: denoised_init "
-                             "and, with example pairs, denoised_examples_init)")
+                        help=f"with --bench: only these generated methods (default: {TEXT_ONLY} "
+                             f"and, with example pairs, {WITH_EXAMPLES})")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()

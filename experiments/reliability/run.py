@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from weightgen.bench.methods import BASELINE, REFERENCE
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -155,9 +157,9 @@ def cases() -> list[Case]:
         lambda r: tiny(r, "weightgen-dataset", "builder.shard=3/2"), "shard")
     add("block_size_zero", "`tokenizer.block_size=0`",
         lambda r: tiny(r, "weightgen-train-generator", "tokenizer.block_size=0"), "block_size")
-    add("bench_methods_order", "`bench.methods` not starting with pix2pix_scratch",
-        lambda r: tiny(r, "weightgen-bench", "bench.methods=[e2gan_lora,pix2pix_scratch]"),
-        "pix2pix_scratch")
+    add("bench_methods_order", f"`bench.methods` not starting with {REFERENCE}",
+        lambda r: tiny(r, "weightgen-bench", f"bench.methods=[{BASELINE},{REFERENCE}]"),
+        REFERENCE)
     add("gpu_trainer_on_cpu", "`trainer=gpu` on a machine without a GPU",
         lambda r: tiny(r, "weightgen-dataset", "run_name=gpu_run", "trainer=gpu"), "GPU")
     add("clip_text_encoder_offline", "`text_encoder=clip` with no local CLIP weights (hub unreachable)",

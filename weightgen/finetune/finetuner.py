@@ -2,9 +2,10 @@
 
 A method's adapter (on the frozen base) starts from an
 :class:`~weightgen.finetune.inits.AdapterInit` and its discriminator from the base's.
-``run_method`` runs one benchmark method on one concept and returns its quality curve;
-``pix2pix_scratch`` trains the full generator from random initialisation with the same losses,
-data and evaluation, so every method is measured the same way.
+``run_method`` runs one benchmark method on one concept and returns its quality curve; a method
+without an init (pix2pix from scratch) trains the full generator from random initialisation with
+the same losses, data and evaluation, so every method is measured the same way. Which init each
+benchmark method starts from is ``weightgen.bench.methods``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
-from weightgen.errors import ConfigError
 from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.inits import AdapterInit, InitSources
@@ -29,20 +29,6 @@ from weightgen.gan.evaluate import Quality, generate
 from weightgen.gan.module import GANModule
 from weightgen.text.base import TextEncoder
 from weightgen.utils.grid import to_uint8
-
-# Benchmark method -> the adapter initialisation it fine-tunes from (None: no base, no adapter).
-METHOD_INITS = {
-    "pix2pix_scratch": None,
-    "e2gan_lora": "standard",
-    "denoised_init": "generated",
-    "denoised_examples_init": "generated_examples",  # needs a generator with example pairs
-    "mean_init": "mean",
-    "nearest_init": "nearest",
-    "shuffled_prompt_init": "shuffled",
-    "trained_init": "trained",
-}
-# The store's own adapter of each held-out concept: the best any generator can do with this data.
-CEILING_METHOD = "trained_init"
 
 
 @dataclass
@@ -97,23 +83,24 @@ class MethodRun:
         return self.curve[-1]
 
 
-def run_method(setup: FineTuneSetup, concept: Concept, method: str, steps: int, eval_every: int,
-               target_psnr: float | None = None,
+def run_method(setup: FineTuneSetup, concept: Concept, method: str, init_kind: str | None,
+               steps: int, eval_every: int, target_psnr: float | None = None,
                progress: bool = False) -> tuple[MethodRun, GANModule]:
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
-    trained module (``module.generator`` / ``module.adapter`` for export)."""
-    if method not in METHOD_INITS:
-        raise ConfigError(f"unknown method {method!r}; use one of {sorted(METHOD_INITS)}")
+    trained module (``module.generator`` / ``module.adapter`` for export).
+
+    ``init_kind``: the :data:`~weightgen.finetune.inits.INITS` kind the method's adapter starts
+    from; None trains pix2pix from scratch. ``method`` names the run and its recipe.
+    """
     L.seed_everything(setup.seed, workers=True)
     text = setup.text_encoder.encode([concept.prompt])
-    kind = METHOD_INITS[method]
     gan = setup.gan_for(method)
-    if kind is None:
+    if init_kind is None:
         generator, discriminator = build_networks(gan, setup.text_encoder.dim)
         module = gan_module(gan, generator, discriminator, text)
         init = AdapterInit("scratch", {})
     else:
-        init = setup.inits.get(kind, concept)
+        init = setup.inits.get(init_kind, concept)
         module = adapter_module(setup.base, instantiate(setup.adapter), text, gan, init.state)
     curve = QualityCurve(offset_seconds=init.seconds, target_psnr=target_psnr)
 

@@ -17,6 +17,8 @@
 
 ``generated``/``shuffled``/``generated_examples`` carry their generation seconds (for
 ``generated_examples`` the encoding of its pairs too); the others cost nothing to make.
+:data:`INITS` maps each kind to the function that makes it; a benchmark method names its kind in
+``weightgen.bench.methods``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,6 @@ from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.text.base import TextEncoder
 from weightgen.weights.store import WeightStore
 
-INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled",
-              "generated_examples")
-# The kinds the weight generator makes: what uses them depends on it (a new one reruns them).
-GENERATOR_INITS = ("generated", "shuffled", "generated_examples")
-
 
 @dataclass
 class AdapterInit:
@@ -51,7 +48,7 @@ class AdapterInit:
 
 
 class InitSources:
-    """Builds any :data:`INIT_KINDS` initialisation for a concept.
+    """Builds any :data:`INITS` initialisation for a concept.
 
     ``train_rows`` returns the final store rows of the generator's training concepts (the
     controls' data), ``final_rows`` the last row of every concept in the store; both only rows
@@ -95,16 +92,17 @@ class InitSources:
         best = int(similarity.argmax())
         return rows[best]["concept"], float(similarity[best])
 
-    def require_trained(self, concepts: list[Concept]) -> None:
-        """Every concept has its own adapter in the store, or an error listing those without."""
+    def require_trained(self, concepts: list[Concept], method: str | None = None) -> None:
+        """Every concept has its own adapter in the store, or an error listing those without
+        (``method``: the bench method that asks, named in the fix)."""
         missing = [c.id for c in concepts if c.id not in self._final_rows]
         if missing:
+            drop = f" or drop {method} from bench.methods" if method else ""
             raise IncompleteStoreError(
                 f"the weight store at {self.store.root} has no trained adapter for "
-                f"{', '.join(missing)}; the 'trained' init (the bench's trained_init ceiling) needs "
-                f"each concept's own adapter: build the store for this run's concepts "
-                f"(`make dataset`, weightgen-dataset with the same concepts.* settings) or drop "
-                f"trained_init from bench.methods"
+                f"{', '.join(missing)}; the 'trained' init (the bench's ceiling) needs each "
+                f"concept's own adapter: build the store for this run's concepts (`make dataset`, "
+                f"weightgen-dataset with the same concepts.* settings){drop}"
             )
 
     def _similarities(self, concept: Concept) -> tuple[list[dict], torch.Tensor]:
@@ -136,16 +134,17 @@ class InitSources:
     def _pair_encoder(self) -> PairEncoder:
         return self._make_pair_encoder()
 
-    def require_examples(self) -> None:
-        """A generator trained with example pairs is loaded, or an error naming the fix."""
+    def require_examples(self, method: str | None = None) -> None:
+        """A generator trained with example pairs is loaded, or an error naming the fix
+        (``method``: the bench method that asks)."""
         if self.generator is None or self.generator.example_standardiser is None:
             what = ("no weight generator is loaded" if self.generator is None else
                     "the weight generator was trained without example pairs")
+            drop = f" or drop {method} from bench.methods" if method else ""
             raise ConfigError(
-                f"init 'generated_examples' (bench method denoised_examples_init) needs a weight "
-                f"generator trained with example pairs, but {what}; train one with "
-                f"weightgen-train-generator diffusion.examples.k=8 (and run with the same "
-                f"diffusion.examples.k) or drop denoised_examples_init from bench.methods"
+                f"init 'generated_examples' needs a weight generator trained with example pairs, "
+                f"but {what}; train one with weightgen-train-generator diffusion.examples.k=8 "
+                f"(and run with the same diffusion.examples.k){drop}"
             )
         if self._example_pairs is None or self._make_pair_encoder is None:
             raise ConfigError("init 'generated_examples' needs the concept's pairs and the base "
@@ -170,23 +169,40 @@ class InitSources:
                            {"prompt": prompt, "example_pairs": picked,
                             "encoding_seconds": encoding})
 
+    def standard(self, concept: Concept) -> AdapterInit:
+        return AdapterInit("standard", {k: v.clone() for k, v in self.standard_state.items()})
+
+    def mean(self, concept: Concept) -> AdapterInit:
+        return AdapterInit("mean", {k: v.clone() for k, v in self._mean.items()},
+                           info={"concepts": len(self._train_rows)})
+
+    def nearest(self, concept: Concept) -> AdapterInit:
+        nearest, cosine = self.nearest_train_concept(concept)
+        return AdapterInit("nearest", self.store.load(self._final_rows[nearest]),
+                           info={"concept": nearest, "cosine": cosine})
+
+    def trained(self, concept: Concept) -> AdapterInit:
+        self.require_trained([concept])
+        return AdapterInit("trained", self.store.load(self._final_rows[concept.id]))
+
+    def shuffled(self, concept: Concept) -> AdapterInit:
+        return self.generated(self.shuffled_prompt(concept), "shuffled")
+
     def get(self, kind: str, concept: Concept) -> AdapterInit:
-        if kind == "standard":
-            return AdapterInit(kind, {k: v.clone() for k, v in self.standard_state.items()})
-        if kind == "mean":
-            return AdapterInit(kind, {k: v.clone() for k, v in self._mean.items()},
-                               info={"concepts": len(self._train_rows)})
-        if kind == "nearest":
-            nearest, cosine = self.nearest_train_concept(concept)
-            state = self.store.load(self._final_rows[nearest])
-            return AdapterInit(kind, state, info={"concept": nearest, "cosine": cosine})
-        if kind == "trained":
-            self.require_trained([concept])
-            return AdapterInit(kind, self.store.load(self._final_rows[concept.id]))
-        if kind == "generated":
-            return self.generated(concept.prompt)
-        if kind == "shuffled":
-            return self.generated(self.shuffled_prompt(concept), kind)
-        if kind == "generated_examples":
-            return self.generated_examples(concept)
-        raise ConfigError(f"unknown init {kind!r}; use one of {INIT_KINDS}")
+        """The init ``kind`` of :data:`INITS` for ``concept``."""
+        if kind not in INITS:
+            raise ConfigError(f"unknown init {kind!r}; use one of {', '.join(INITS)}")
+        return INITS[kind](self, concept)
+
+
+# Init kind -> what makes it for a concept. A new kind is one entry here; the bench method that
+# starts from it is one entry in weightgen/bench/methods.py.
+INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
+    "standard": InitSources.standard,
+    "mean": InitSources.mean,
+    "nearest": InitSources.nearest,
+    "trained": InitSources.trained,
+    "generated": lambda sources, concept: sources.generated(concept.prompt),
+    "shuffled": InitSources.shuffled,
+    "generated_examples": InitSources.generated_examples,
+}

@@ -12,13 +12,10 @@ For each benchmark concept, every method runs in turn on the same data, seed and
    (evaluation excluded; generation included for generated inits); pix2pix's own
    time-to-target is measured the same way on its curve.
 
-Speed-up = pix2pix's time-to-target / a method's, per concept; the summary quotes medians over
-the held-out concepts (a method that never reaches the target counts as speed-up 0; for the
-speed-up over E2GAN, an E2GAN run that misses the target counts with its whole budget, a lower
-bound of its time). Times are floored at the clock's resolution, the training seconds of one
-evaluation interval of the concept's pix2pix run: an init at the target before any training
-(``target_at_start``) is credited with that much, so its speed-ups are lower bounds, not a
-division by its loading time (``weightgen.finetune.bench_stats``).
+Speed-up = pix2pix's time-to-target / a method's, per concept, floored at the clock's
+resolution; the rows and the summary's medians over the held-out concepts are computed by
+``weightgen.bench.summary``: an init at the target before any training (``target_at_start``) is
+credited with one evaluation interval, so its speed-ups are lower bounds.
 
 Beside time-to-target, which is quantised by ``bench.eval_every``, each method reports the PSNR it
 had shown at fixed times (``bench.psnr_at_seconds``), and the summary gives per-concept paired
@@ -41,26 +38,15 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from weightgen.bench.dashboard import log_bench_dashboard
+from weightgen.bench.image_metrics import bench_image_metrics, has_outputs
+from weightgen.bench.methods import CEILING, METHODS, REFERENCE, method_named
+from weightgen.bench.report import write_curves_plot, write_results_markdown, write_sample_grid
+from weightgen.bench.stats import plateau_reached
+from weightgen.bench.summary import concept_result, summarise
 from weightgen.config_checks import check_pick
 from weightgen.errors import ConfigError
-from weightgen.finetune.bench_metrics import bench_image_metrics, has_outputs
-from weightgen.finetune.bench_stats import clock_resolution, paired_comparison, psnr_at, speedup
-from weightgen.finetune.curve import steps_to_target, time_to_target
-from weightgen.finetune.dashboard import log_bench_dashboard
-from weightgen.finetune.finetuner import (
-    CEILING_METHOD,
-    METHOD_INITS,
-    FineTuneSetup,
-    MethodRun,
-    run_method,
-)
-from weightgen.finetune.inits import GENERATOR_INITS
-from weightgen.finetune.report import (
-    median_or_none,
-    write_curves_plot,
-    write_results_markdown,
-    write_sample_grid,
-)
+from weightgen.finetune.finetuner import FineTuneSetup, MethodRun, run_method
 from weightgen.metrics.suite import MetricSuite
 from weightgen.stages.artifacts import (
     default_inits,
@@ -73,14 +59,6 @@ from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
-
-GENERATED_METHODS = {m for m, k in METHOD_INITS.items() if k in GENERATOR_INITS}
-
-
-def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
-    """Whether the last quarter of a curve gained less than ``plateau_db``."""
-    quarter = curve[-max(2, len(curve) // 4):]
-    return quarter[-1]["psnr"] - quarter[0]["psnr"] < plateau_db
 
 
 def bench_concepts(ws: Workspace) -> list:
@@ -104,10 +82,10 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
     ``bench.methods``)."""
     configured = ws.cfg.bench.get("recipes")
     recipes = OmegaConf.to_container(configured, resolve=True) if configured else {}
-    unknown = sorted(set(recipes) - set(METHOD_INITS))
+    unknown = sorted(set(recipes) - set(METHODS))
     if unknown:
         raise ConfigError(f"bench.recipes names {', '.join(unknown)}, which is no benchmark "
-                          f"method (methods: {', '.join(METHOD_INITS)}): fix the name or drop it")
+                          f"method (methods: {', '.join(METHODS)}): fix the name or drop it")
     for method, recipe in recipes.items():
         strange = sorted(set(recipe or {}) - set(ws.cfg.gan))
         if not isinstance(recipe, dict) or strange:
@@ -132,11 +110,11 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
         "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
         "pairs_sha256": ws.pair_store.fingerprints([concept_id])[concept_id],
     }
-    if METHOD_INITS.get(method) is not None:
+    if METHODS[method].init is not None:
         settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
     if recipe:  # only then: runs stored before recipes existed stay valid
         settings["recipe"] = recipe
-    if METHOD_INITS.get(method) in GENERATOR_INITS:
+    if METHODS[method].needs_generator:
         generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
         settings["generator_sha256"] = (
             sha256_file(generator_meta) if generator_meta.is_file() else None
@@ -164,175 +142,28 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
                      "its stored run did not keep", method, concept.id)
         else:
             return MethodRun(**stored)
-    run, _ = run_method(setup, concept, method, steps, eval_every, target)
+    run, _ = run_method(setup, concept, method, METHODS[method].init, steps, eval_every, target)
     atomic_save_safetensors(run.samples, _samples_file(ws, concept.id, method))
     run.samples = None
     atomic_write_json(path, asdict(run) | {"settings": settings})
     return run
 
 
-def concept_result(concept, runs: dict[str, MethodRun], target: float, plateau: bool,
-                   at_seconds: tuple[float, ...] = (2.0, 5.0, 10.0)) -> dict:
-    """One concept's row: per method its step-0 and final quality, time-to-target and speed-up
-    over pix2pix (at the concept's clock resolution), PSNR at ``at_seconds``."""
-    p2p_time = time_to_target(runs["pix2pix_scratch"].curve, target)
-    resolution = clock_resolution(runs["pix2pix_scratch"].curve)
-    methods = {}
-    for method, run in runs.items():
-        seconds = time_to_target(run.curve, target)
-        steps = steps_to_target(run.curve, target)
-        methods[method] = {
-            "zero_shot_psnr": run.zero_shot["psnr"],
-            "zero_shot_ssim": run.zero_shot["ssim"],
-            "final_psnr": run.final["psnr"],
-            "final_ssim": run.final["ssim"],
-            "final_step": run.final["step"],
-            "seconds_to_target": seconds,
-            "steps_to_target": steps,
-            "target_at_start": steps == 0,
-            "speedup_vs_pix2pix": speedup(p2p_time, seconds, resolution),
-            "psnr_at_seconds": {f"{t:g}": psnr_at(run.curve, t) for t in at_seconds},
-            "init_seconds": run.init_seconds,
-            "train_seconds_total": run.final["seconds"],
-            "info": run.info,
-            "curve": run.curve,
-        }
-    return {
-        "concept": concept.id,
-        "prompt": concept.prompt,
-        "split": concept.split,
-        "seen": concept.split == "train",
-        "target_psnr": target,
-        "pix2pix_plateau": plateau,
-        "clock_resolution_seconds": resolution,
-        # How far the store's own adapter (the ceiling) starts above the target (negative: below).
-        "ceiling_margin_db": (methods[CEILING_METHOD]["zero_shot_psnr"] - target
-                              if CEILING_METHOD in methods else None),
-        "methods": methods,
-    }
-
-
-def paired_ratios(unseen: list[dict], method: str, reference: str,
-                  unit: str = "seconds") -> list[float]:
-    """Per held-out concept, ``reference``'s time-to-target / ``method``'s, in training
-    ``seconds`` or in ``steps``.
-
-    A reference that misses the target within its budget counts with its whole budget (a lower
-    bound of its time); a method that misses counts as 0. Seconds are floored at the concept's
-    clock resolution, steps at one evaluation interval. Steps do not depend on the machine's
-    load; between fine-tunes of the same adapter, which cost the same per step, their ratio is
-    the time ratio on an unloaded machine.
-    """
-    ratios = []
-    for r in unseen:
-        if method in r["methods"] and reference in r["methods"]:
-            ref, ours = r["methods"][reference], r["methods"][method]
-            if unit == "steps":
-                budget, resolution = ref["final_step"], _step_resolution(ref)
-            else:
-                budget, resolution = ref["train_seconds_total"], r.get("clock_resolution_seconds",
-                                                                       0.0)
-            t_ref = ref[f"{unit}_to_target"]
-            ratios.append(speedup(budget if t_ref is None else t_ref, ours[f"{unit}_to_target"],
-                                  resolution))
-    return ratios
-
-
-def _step_resolution(run: dict) -> int:
-    """The steps between a run's evaluations (its first evaluation after step 0)."""
-    return next((point["step"] for point in run["curve"] if point["step"] > 0), 1)
-
-
-def _median_speedup_vs_e2gan(unseen: list[dict], method: str) -> float | None:
-    """Median over held-out concepts of E2GAN's time-to-target / ``method``'s (per concept)."""
-    return median_or_none(paired_ratios(unseen, method, "e2gan_lora"))
-
-
-def _paired(unseen: list[dict], methods: list[str], reference: str,
-            unit: str = "seconds") -> dict:
-    """Each method against ``reference``, concept by concept: wins, losses, sign test."""
-    if reference not in methods:
-        return {}
-    return {m: paired_comparison(paired_ratios(unseen, m, reference, unit))
-            for m in methods if m not in ("pix2pix_scratch", reference)}
-
-
-def _psnr_at_medians(unseen: list[dict], method: str) -> dict[str, float | None]:
-    """Median over held-out concepts of the PSNR ``method`` had shown at each fixed time."""
-    cells = [r["methods"][method]["psnr_at_seconds"] for r in unseen if method in r["methods"]]
-    times = cells[0] if cells else {}
-    return {t: median_or_none([c.get(t) for c in cells]) for t in times}
-
-
-def _zero_shot_wins(unseen: list[dict], method: str) -> dict | None:
-    """On how many held-out concepts ``method`` starts above both the mean and the nearest init."""
-    rows = [r["methods"] for r in unseen
-            if {method, "mean_init", "nearest_init"} <= set(r["methods"])]
-    if not rows:
-        return None
-    wins = sum(m[method]["zero_shot_psnr"] > max(m["mean_init"]["zero_shot_psnr"],
-                                                 m["nearest_init"]["zero_shot_psnr"])
-               for m in rows)
-    return {"above_mean_and_nearest": wins, "concepts": len(rows)}
-
-
-def summarise(results: list[dict], methods: list[str]) -> dict:
-    """Medians over the held-out concepts; ``speedup_ceiling_*`` are ``CEILING_METHOD``'s."""
-    unseen = [r for r in results if not r["seen"]]
-
-    def med(method: str, key: str, rows=unseen):
-        return median_or_none([r["methods"][method][key] for r in rows if method in r["methods"]])
-
-    ours = "denoised_init" if "denoised_init" in methods else None
-    ceiling = CEILING_METHOD if CEILING_METHOD in methods else None
-    return {
-        "heldout_concepts": [r["concept"] for r in unseen],
-        "seen_concepts": [r["concept"] for r in results if r["seen"]],
-        "speedup_vs_pix2pix": med(ours, "speedup_vs_pix2pix") if ours else None,
-        "speedup_vs_e2gan": _median_speedup_vs_e2gan(unseen, ours) if ours else None,
-        "speedup_ceiling_vs_pix2pix": med(ceiling, "speedup_vs_pix2pix") if ceiling else None,
-        "speedup_ceiling_vs_e2gan": _median_speedup_vs_e2gan(unseen, ceiling) if ceiling else None,
-        "final_psnr": {m: med(m, "final_psnr") for m in methods},
-        "final_ssim": {m: med(m, "final_ssim") for m in methods},
-        "zero_shot_psnr": {m: med(m, "zero_shot_psnr") for m in methods},
-        "seconds_to_target": {m: med(m, "seconds_to_target") for m in methods},
-        "speedup_by_method": {m: med(m, "speedup_vs_pix2pix") for m in methods},
-        "reached_target": {
-            m: sum(r["methods"][m]["seconds_to_target"] is not None for r in unseen)
-            for m in methods
-        },
-        "target_at_start": {m: sum(r["methods"][m]["target_at_start"] for r in unseen
-                                   if m in r["methods"]) for m in methods},
-        "psnr_at_seconds": {m: _psnr_at_medians(unseen, m) for m in methods},
-        "paired_vs_e2gan": _paired(unseen, methods, "e2gan_lora"),
-        "paired_vs_nearest": _paired(unseen, methods, "nearest_init"),
-        "paired_steps_vs_e2gan": _paired(unseen, methods, "e2gan_lora", "steps"),
-        "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
-        "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
-        if ceiling else None,
-        "ceiling_margin_db": median_or_none([r["ceiling_margin_db"] for r in unseen])
-        if ceiling else None,
-        "clock_resolution_seconds": median_or_none([r["clock_resolution_seconds"]
-                                                    for r in unseen]),
-        "generation_seconds": med(ours, "init_seconds") if ours else None,
-        "pix2pix_plateau_reached": sum(r["pix2pix_plateau"] for r in unseen),
-    }
-
-
 def run_benchmark(ws: Workspace) -> dict:
     cfg = ws.cfg.bench
     methods = list(cfg.methods)
-    if methods[0] != "pix2pix_scratch":
-        raise ConfigError("bench.methods must start with pix2pix_scratch: it sets the target")
+    registered = [method_named(name) for name in methods]
+    if methods[0] != REFERENCE:
+        raise ConfigError(f"bench.methods must start with {REFERENCE}: it sets the target")
     concepts = bench_concepts(ws)
     ws.save_config("bench")
     base = load_base(ws)
-    needs_generator = bool(GENERATED_METHODS & set(methods))
+    needs_generator = any(m.needs_generator for m in registered)
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
-    if CEILING_METHOD in methods:
-        inits.require_trained(concepts)  # before hours of runs, not at the first held-out concept
-    if any(METHOD_INITS.get(m) == "generated_examples" for m in methods):
-        inits.require_examples()  # likewise
+    if CEILING in methods:  # before hours of runs, not at the first held-out concept
+        inits.require_trained(concepts, CEILING)
+    for method in (m for m in registered if m.needs_examples):
+        inits.require_examples(method.name)  # likewise
     suite = MetricSuite.from_config(ws.cfg.metrics)
     setup = replace(fine_tune_setup(ws, base, inits), recipes=bench_recipes(ws))
     loggers = ws.loggers("bench")
@@ -340,10 +171,10 @@ def run_benchmark(ws: Workspace) -> dict:
     try:
         for index, concept in enumerate(tqdm(concepts, desc="bench", unit="concept",
                                              disable=not ws.cfg.progress)):
-            p2p = _cached_or_run(ws, setup, concept, "pix2pix_scratch", cfg.pix2pix_steps,
+            p2p = _cached_or_run(ws, setup, concept, REFERENCE, cfg.pix2pix_steps,
                                  cfg.eval_every, None, suite.active)
             target = p2p.final["psnr"] - cfg.target_tolerance_db
-            runs = {"pix2pix_scratch": p2p}
+            runs = {REFERENCE: p2p}
             for method in methods[1:]:
                 runs[method] = _cached_or_run(ws, setup, concept, method, cfg.finetune_steps,
                                               cfg.eval_every, target if cfg.stop_at_target else None,
@@ -357,7 +188,7 @@ def run_benchmark(ws: Workspace) -> dict:
         samples_file = partial(_samples_file, ws)
         bench_dir = Path(ws.cfg.paths.bench_dir)
         payload = {
-            "summary": summarise(results, methods)
+            "summary": summarise(results, methods, cfg.headline)
             | {"image_metrics": bench_image_metrics(ws.pair_store, suite, results, methods,
                                                     samples_file)},
             # What the tables were made from: a new generator in that folder deletes them.

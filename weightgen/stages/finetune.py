@@ -5,25 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from weightgen.bench.methods import METHODS, method_of_init
 from weightgen.errors import ConfigError
-from weightgen.finetune.finetuner import METHOD_INITS, run_method
-from weightgen.finetune.inits import GENERATOR_INITS
+from weightgen.finetune.finetuner import run_method
 from weightgen.stages.artifacts import default_inits, fine_tune_setup, load_base, load_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json
 
-_METHOD_OF_INIT = {init: method for method, init in METHOD_INITS.items() if init}
-
 
 def finetune_one(ws: Workspace) -> dict:
     cfg = ws.cfg
-    if cfg.init not in _METHOD_OF_INIT:
-        raise ConfigError(f"init={cfg.init!r}: use one of {sorted(_METHOD_OF_INIT)}")
+    method = method_of_init(cfg.init)
+    if method is None:
+        raise ConfigError(f"init={cfg.init!r}: use one of "
+                          f"{sorted(m.init for m in METHODS.values() if m.init)}")
     concept = ws.concept(cfg.concept)
     base = load_base(ws)
-    generator = load_generator(ws) if cfg.init in GENERATOR_INITS else None
-    inits = default_inits(ws, base, generator)
-    run, _ = run_method(fine_tune_setup(ws, base, inits), concept, _METHOD_OF_INIT[cfg.init],
+    inits = default_inits(ws, base, load_generator(ws) if method.needs_generator else None)
+    run, _ = run_method(fine_tune_setup(ws, base, inits), concept, method.name, method.init,
                         cfg.steps, cfg.eval_every, cfg.target_psnr, progress=cfg.progress)
     run.samples = None
     out = Path(cfg.paths.run_dir) / "finetune" / f"{concept.id}-{cfg.init}.json"

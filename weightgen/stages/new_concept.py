@@ -15,7 +15,8 @@
      validation (``pairs_val_fraction``).
 
 2. **Generate** the concept's adapter with the run's weight generator (one step by default).
-3. **Fine-tune** it (``denoised_init``) for ``steps`` or until ``target_psnr``.
+3. **Fine-tune** it (the text-only method, ``weightgen.bench.methods.NEW_CONCEPT``) for
+   ``steps`` or until ``target_psnr``.
 4. **Write** the model folder (``weightgen.editor.model_folder``): merged generator weights, the
    adapter alone, the prompt's text tokens, a before/after grid and the model card (prompt, data,
    metrics before and after fine-tuning, seconds, the weight generator and base with their
@@ -35,6 +36,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from weightgen.bench.methods import METHODS, NEW_CONCEPT
 from weightgen.concepts.ops import describe_recipe
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept
@@ -63,7 +65,6 @@ from weightgen.utils.io import sha256_file
 from weightgen.utils.paths import file_in_the_way
 from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
 
-METHOD = "denoised_init"
 MAX_SLUG_LENGTH = 48
 
 
@@ -247,8 +248,9 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     pairs_seconds = time.perf_counter() - start
 
     setup = fine_tune_setup(ws, base, default_inits(ws, base, generator), pairs_dir)
-    run, module = run_method(setup, concept, METHOD, int(cfg.steps), int(cfg.eval_every),
-                             cfg.target_psnr, progress=bool(cfg.progress))
+    run, module = run_method(setup, concept, NEW_CONCEPT, METHODS[NEW_CONCEPT].init,
+                             int(cfg.steps), int(cfg.eval_every), cfg.target_psnr,
+                             progress=bool(cfg.progress))
 
     pairs = PairStore(pairs_dir).load(concept.id)
     val_sources = images_to_tensor(pairs.val_source)
@@ -283,7 +285,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
             "fine_tune": run.train_seconds,
             "generation_plus_fine_tune": run.init_seconds + run.train_seconds,
         },
-        "method": METHOD,
+        "method": NEW_CONCEPT,
         "provenance": provenance(ws, base, generator.meta),
     }
     write_model_folder(

@@ -45,6 +45,7 @@ def run_pipeline(ws: Workspace) -> dict:
         "target_tolerance_db": float(ws.cfg.bench.target_tolerance_db),
         "finetune_steps": int(ws.cfg.bench.finetune_steps),
         "heldout": heldout_method_rows(results),
+        "headline": bench["headline"],
         "speedup_vs_pix2pix": bench["speedup_vs_pix2pix"],
         "speedup_vs_e2gan": bench["speedup_vs_e2gan"],
         "final_psnr": bench["final_psnr"],

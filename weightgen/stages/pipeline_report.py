@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightgen.finetune.report import median_or_none
+from weightgen.bench.methods import METHODS, REFERENCE
+from weightgen.bench.stats import median_or_none
 from weightgen.utils.io import atomic_write_json
-
-REFERENCE = "pix2pix_scratch"
-OURS = "denoised_init"
 
 
 def heldout_method_rows(results: dict) -> list[dict]:
@@ -72,14 +70,16 @@ def _notes(rows: list[dict], finetune_steps: int) -> list[str]:
 
 
 def _headline(summary: dict, rows: dict[str, dict]) -> str:
-    ours = rows.get(OURS)
+    """The line about the headline method (``bench.headline``)."""
+    name = summary["headline"]
+    ours = rows.get(name)
     if ours is None:
-        return f"{OURS} was not benchmarked (bench.methods)."
+        return f"The headline method {name} was not benchmarked (bench.methods)."
+    what = f"The headline method, {METHODS[name].title},"
     if ours["speedup_vs_pix2pix"] is None:
-        return (f"The generated init ({OURS}) gave no measurable speed-up at this scale "
-                "(see the notes).")
-    line = (f"The generated init ({OURS}) reached pix2pix's final PSNR "
-            f"{ours['speedup_vs_pix2pix']:.2f}x sooner than pix2pix from scratch")
+        return f"{what} gave no measurable speed-up at this scale (see the notes)."
+    line = (f"{what} reached pix2pix's final PSNR {ours['speedup_vs_pix2pix']:.2f}x sooner than "
+            f"pix2pix from scratch")
     e2gan = summary.get("speedup_vs_e2gan")
     if e2gan:
         line += (f"; speed-up vs the E2GAN-style fine-tune {e2gan:.2f}x (median per concept; "

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from omegaconf import OmegaConf
 
+from weightgen.bench.methods import METHODS, TEXT_ONLY
 from weightgen.config_checks import check_pick
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import run_method
@@ -47,14 +48,15 @@ def _zero_shot(ws: Workspace) -> dict:
 
 
 def _finetune(ws: Workspace) -> dict:
-    """PSNR after a short fine-tune from the generated init, on the first held-out concepts."""
+    """PSNR after a short fine-tune from the generated (text-only) init, on the first held-out
+    concepts."""
     cfg = ws.cfg.study
     base = load_base(ws)
     setup = fine_tune_setup(ws, base, default_inits(ws, base, load_generator(ws)))
     finals = []
     for concept in ws.test_concepts[: cfg.finetune_concepts]:
-        run, _ = run_method(setup, concept, "denoised_init", cfg.finetune_steps,
-                            eval_every=cfg.finetune_steps)
+        run, _ = run_method(setup, concept, TEXT_ONLY, METHODS[TEXT_ONLY].init,
+                            cfg.finetune_steps, eval_every=cfg.finetune_steps)
         finals.append(run.final["psnr"])
     return {"test/final_psnr": statistics.median(finals), "steps": int(cfg.finetune_steps),
             "concepts": len(finals)}

@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from weightgen.bench.methods import BASELINE, TEXT_ONLY, WITH_EXAMPLES
 from weightgen.study.zero_shot_table import EXAMPLES_KIND, generated_wins
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
@@ -48,10 +49,11 @@ def summarise_zero_shot(report: dict) -> dict:
 
 def summarise_bench(results: dict | None) -> dict:
     """Median steps and seconds to target from the generated init and from the standard init
-    (where the bench ran the text-only init), and the text + examples method's speed-ups."""
+    (where the bench ran the text-only init, its headline), and the text + examples method's
+    speed-ups."""
     if results is None:
         return {}
-    if "denoised_init" not in results["summary"]["seconds_to_target"]:
+    if TEXT_ONLY not in results["summary"]["seconds_to_target"]:
         return _examples_bench(results["summary"])
     summary, unseen = results["summary"], [c for c in results["concepts"] if not c["seen"]]
 
@@ -60,12 +62,12 @@ def summarise_bench(results: dict | None) -> dict:
                        if c["methods"][method]["steps_to_target"] is not None)
         return statistics.median(steps) if steps else None
 
-    paired = (summary.get("paired_vs_e2gan") or {}).get("denoised_init")
-    in_steps = (summary.get("paired_steps_vs_e2gan") or {}).get("denoised_init")
-    return {"seconds_to_target": summary["seconds_to_target"]["denoised_init"],
-            "standard_seconds_to_target": summary["seconds_to_target"]["e2gan_lora"],
-            "steps_to_target": median_steps("denoised_init"),
-            "standard_steps_to_target": median_steps("e2gan_lora"),
+    paired = (summary.get("paired_vs_e2gan") or {}).get(TEXT_ONLY)
+    in_steps = (summary.get("paired_steps_vs_e2gan") or {}).get(TEXT_ONLY)
+    return {"seconds_to_target": summary["seconds_to_target"][TEXT_ONLY],
+            "standard_seconds_to_target": summary["seconds_to_target"][BASELINE],
+            "steps_to_target": median_steps(TEXT_ONLY),
+            "standard_steps_to_target": median_steps(BASELINE),
             "speedup_vs_e2gan": summary.get("speedup_vs_e2gan"),
             "speedup_vs_pix2pix": summary.get("speedup_vs_pix2pix"),
             "ceiling_vs_e2gan": summary.get("speedup_ceiling_vs_e2gan"),
@@ -74,17 +76,14 @@ def summarise_bench(results: dict | None) -> dict:
             "zero_shot_wins": summary.get("zero_shot_wins")} | _examples_bench(summary)
 
 
-EXAMPLES_METHOD = "denoised_examples_init"
-
-
 def _examples_bench(summary: dict) -> dict:
     """The text + examples method's speed-ups, where the benchmark ran it."""
-    paired = (summary.get("paired_vs_e2gan") or {}).get(EXAMPLES_METHOD)
+    paired = (summary.get("paired_vs_e2gan") or {}).get(WITH_EXAMPLES)
     if paired is None:
         return {}
     return {"examples_paired_vs_e2gan": paired,
-            "examples_paired_steps_vs_e2gan": summary["paired_steps_vs_e2gan"][EXAMPLES_METHOD],
-            "examples_speedup_vs_pix2pix": summary["speedup_by_method"][EXAMPLES_METHOD]}
+            "examples_paired_steps_vs_e2gan": summary["paired_steps_vs_e2gan"][WITH_EXAMPLES],
+            "examples_speedup_vs_pix2pix": summary["speedup_by_method"][WITH_EXAMPLES]}
 
 
 def generalisation_table(records: Sequence[dict], out_dir: str | Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import matplotlib
@@ -10,9 +9,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from weightgen.bench.methods import (  # noqa: E402
+    BASELINE,
+    CEILING,
+    MEAN,
+    METHODS,
+    NEAREST,
+    REFERENCE,
+)
+from weightgen.bench.stats import median_or_none  # noqa: E402
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
 from weightgen.data.pairs import PairStore  # noqa: E402
-from weightgen.finetune.finetuner import CEILING_METHOD  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
 from weightgen.utils.io import (  # noqa: E402
     atomic_save_figure,
@@ -27,18 +34,12 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def median_or_none(values) -> float | None:
-    """Median of the values that exist (None = a method that never got there)."""
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 CEILING_LABEL = "the store's own adapter: the best any generator can do with this data"
 
 
 def _label(method: str) -> str:
-    """Table name of a method; the ceiling says what it is."""
-    return f"{method} (ceiling)" if method == CEILING_METHOD else method
+    """A method as tables and plots show it: its name and what it is."""
+    return METHODS[method].title
 
 
 def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
@@ -78,15 +79,16 @@ def _image_metrics_lines(metrics: dict, methods: list[str]) -> list[str]:
              "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for method in [*methods, "targets"]:
         row = by_method.get(method, metrics["targets"] if method == "targets" else {})
-        lines.append(f"| {method} | " + " | ".join(_fmt(row.get(n), 4) for n in names) + " |")
+        name = method if method == "targets" else _label(method)
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(n), 4) for n in names) + " |")
     return lines + [""]
 
 
 def _paired_lines(summary: dict, methods: list[str]) -> list[str]:
     """Concept-by-concept comparisons: how often each method beats E2GAN / the nearest init."""
-    versus = {"vs e2gan_lora": summary.get("paired_vs_e2gan") or {},
-              "vs nearest_init": summary.get("paired_vs_nearest") or {},
-              "vs e2gan_lora in steps": summary.get("paired_steps_vs_e2gan") or {}}
+    versus = {f"vs {BASELINE}": summary.get("paired_vs_e2gan") or {},
+              f"vs {NEAREST}": summary.get("paired_vs_nearest") or {},
+              f"vs {BASELINE} in steps": summary.get("paired_steps_vs_e2gan") or {}}
     if not any(versus.values()):
         return []
     lines = ["### Per-concept comparisons (time-to-target ratio: median; wins / losses / ties, "
@@ -124,26 +126,28 @@ def write_results_markdown(path: Path, payload: dict) -> None:
     """The paper-style table: unseen (held-out) and seen concepts separately, then per concept."""
     results, methods = payload["concepts"], payload["config"]["methods"]
     summary = payload["summary"]
+    headline = summary["headline"]
     lines = ["# weightgen benchmark", "",
              "PSNR/SSIM against the exact procedural targets on held-out validation photos. "
-             "Target = pix2pix_scratch's final PSNR minus the tolerance; seconds are training "
+             f"Target = {REFERENCE}'s final PSNR minus the tolerance; seconds are training "
              "seconds (evaluation excluded, generation included).", "",
-             f"- adapter: {payload['config'].get('adapter', '?')} (the `e2gan_lora` row fine-tunes "
-             f"this adapter from its standard init)",
-             f"- speed-up vs pix2pix (denoised_init, median over held-out): "
-             f"{_fmt(summary['speedup_vs_pix2pix'])}",
-             f"- speed-up vs e2gan_lora: {_fmt(summary['speedup_vs_e2gan'])}",
-             f"- generation seconds: {_fmt(summary['generation_seconds'], 3)}"]
-    if CEILING_METHOD in methods:
-        lines.append(f"- ceiling ({CEILING_METHOD}, {CEILING_LABEL}): speed-up vs pix2pix "
-                     f"{_fmt(summary['speedup_ceiling_vs_pix2pix'])}, vs e2gan_lora "
+             f"- adapter: {payload['config'].get('adapter', '?')} (the `{BASELINE}` row "
+             f"fine-tunes this adapter from its standard init)",
+             f"- speed-up vs pix2pix of the headline method {headline} (bench.headline), median "
+             f"over held-out: {_fmt(summary['speedup_vs_pix2pix'])}"
+             + ("" if headline in methods else " (not benchmarked: not in bench.methods)"),
+             f"- {headline}'s speed-up vs {BASELINE}: {_fmt(summary['speedup_vs_e2gan'])}",
+             f"- {headline}'s generation seconds: {_fmt(summary['generation_seconds'], 3)}"]
+    if CEILING in methods:
+        lines.append(f"- ceiling ({CEILING}, {CEILING_LABEL}): speed-up vs pix2pix "
+                     f"{_fmt(summary['speedup_ceiling_vs_pix2pix'])}, vs {BASELINE} "
                      f"{_fmt(summary['speedup_ceiling_vs_e2gan'])}; the store's adapter starts "
                      f"at or above the target on {summary.get('ceiling_above_target')} of "
                      f"{len(summary['heldout_concepts'])} held-out concepts (median margin "
                      f"{_fmt(summary.get('ceiling_margin_db'))} dB)")
     wins = summary.get("zero_shot_wins")
     if wins:
-        lines.append(f"- denoised_init starts above both mean_init and nearest_init on "
+        lines.append(f"- {headline} starts above both {MEAN} and {NEAREST} on "
                      f"{wins['above_mean_and_nearest']} of {wins['concepts']} held-out concepts")
     if summary.get("clock_resolution_seconds") is not None:
         lines.append(f"- clock resolution (one evaluation interval, median): "
@@ -183,7 +187,7 @@ def write_curves_plot(path: Path, results: list[dict], methods: list[str]) -> No
             m = result["methods"].get(method)
             if m:
                 ax.plot([p["seconds"] for p in m["curve"]], [p["psnr"] for p in m["curve"]],
-                        marker=".", label=method)
+                        marker=".", label=_label(method))
         ax.axhline(result["target_psnr"], color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(f"{result['concept']}{' (seen)' if result['seen'] else ''}", fontsize=9)
         ax.set_xlabel("training seconds")

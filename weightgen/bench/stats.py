@@ -1,5 +1,5 @@
 """Statistics of the benchmark's quality curves: the clock's resolution, PSNR at fixed times,
-paired per-concept comparisons and their sign test.
+whether a curve plateaued, medians, paired per-concept comparisons and their sign test.
 
 A curve is the list of evaluations of one fine-tune (``{"step", "seconds", "psnr", "ssim"}``,
 step 0 first; seconds are training seconds, generation included, evaluation excluded).
@@ -65,3 +65,15 @@ def paired_comparison(ratios: Sequence[float]) -> dict:
     return {"concepts": len(ratios), "median_ratio": statistics.median(ratios) if ratios else None,
             "wins": wins, "losses": losses, "ties": len(ratios) - wins - losses,
             "p_value": sign_test(wins, losses)}
+
+
+def median_or_none(values) -> float | None:
+    """Median of the values that exist (None = a method that never got there)."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
+    """Whether the last quarter of a curve gained less than ``plateau_db``."""
+    quarter = curve[-max(2, len(curve) // 4):]
+    return quarter[-1]["psnr"] - quarter[0]["psnr"] < plateau_db

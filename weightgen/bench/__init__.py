@@ -1,0 +1,1 @@
+"""The benchmark's methods, statistics, summaries, image metrics, dashboard and reports."""

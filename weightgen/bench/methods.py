@@ -1,0 +1,67 @@
+"""Every benchmark method, named once: where it starts, what it needs and what tables call it.
+
+A method fine-tunes a concept's adapter from one initialisation of
+``weightgen.finetune.inits`` (its ``init`` kind) or, with no init, trains pix2pix from scratch.
+The bench, its summary and reports, the pipeline summary, the studies, the experiment scripts
+and ``weightgen-new-concept`` read methods and the roles below from here, so adding a method is
+one entry in ``METHODS`` plus its init (``weightgen.finetune.inits.INITS``). Which method the
+summaries headline is the config key ``bench.headline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from weightgen.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    name: str  # the key of bench.methods, bench.recipes and results.json
+    init: str | None  # the init kind it fine-tunes from; None: pix2pix from scratch
+    label: str  # what it is, beside its name in tables and plots
+    needs_generator: bool = False  # starts from generated weights: a new generator reruns it
+    needs_examples: bool = False  # needs a generator trained with example pairs
+
+    @property
+    def title(self) -> str:
+        """Its name and label, as tables and plots show it."""
+        return f"{self.name} ({self.label})"
+
+
+# The roles the bench's statistics and the commands give methods.
+REFERENCE = "pix2pix_scratch"  # trains to plateau; its final PSNR sets the target (methods[0])
+BASELINE = "e2gan_lora"  # the E2GAN-style fine-tune: speed-ups and paired comparisons against it
+MEAN = "mean_init"  # the cheap controls a generated init has to start above
+NEAREST = "nearest_init"
+CEILING = "trained_init"  # the store's own adapter: the best any generator can do with this data
+TEXT_ONLY = "denoised_init"  # the paper's setting: generated from the prompt alone
+WITH_EXAMPLES = "denoised_examples_init"  # generated from the prompt and k example pairs
+NEW_CONCEPT = TEXT_ONLY  # what weightgen-new-concept fine-tunes with
+
+METHODS: dict[str, BenchMethod] = {method.name: method for method in (
+    BenchMethod(REFERENCE, None, "from scratch"),
+    BenchMethod(BASELINE, "standard", "E2GAN: standard init"),
+    BenchMethod(TEXT_ONLY, "generated", "generated: text", needs_generator=True),
+    BenchMethod(WITH_EXAMPLES, "generated_examples", "generated: text + examples",
+                needs_generator=True, needs_examples=True),
+    BenchMethod(MEAN, "mean", "mean adapter"),
+    BenchMethod(NEAREST, "nearest", "nearest concept's adapter"),
+    BenchMethod("shuffled_prompt_init", "shuffled", "generated: wrong prompt",
+                needs_generator=True),
+    BenchMethod(CEILING, "trained", "ceiling"),
+)}
+
+
+def method_named(name: str, key: str = "bench.methods") -> BenchMethod:
+    """The registered method ``name``, or a config error naming ``key`` and the methods."""
+    if name not in METHODS:
+        raise ConfigError(f"{key} names {name!r}, which is no benchmark method; use one of "
+                          f"{', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_of_init(kind: str) -> BenchMethod | None:
+    """The method that fine-tunes from the init ``kind`` (None: no method does)."""
+    return next((m for m in METHODS.values() if m.init == kind), None)
+
