@@ -94,6 +94,8 @@ def test_a_bad_knob_is_a_config_error_naming_key_value_and_what_is_allowed(overr
         ("diffusion.sampling.steps=1001", "diffusion.sampling.steps=1001 is more than the 1000"),
         ("bench.headline=e2gan", "bench.headline names 'e2gan', which is no benchmark method; "
                                  "use one of pix2pix_scratch, e2gan_lora"),
+        ("bench.headline=denoised_examples_init",
+         "bench.headline=denoised_examples_init is not one of bench.methods"),
     ],
 )
 def test_knobs_bounded_by_other_knobs_or_the_concept_set(override, expected):

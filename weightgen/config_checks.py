@@ -148,6 +148,13 @@ def check_config(cfg: DictConfig) -> None:
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
+        methods = OmegaConf.select(cfg, "bench.methods", default=None)
+        if methods is not None and headline not in methods:
+            raise ConfigError(
+                f"bench.headline={headline} is not one of bench.methods ({', '.join(methods)}), "
+                f"so the summary would headline nothing; add it to bench.methods or set "
+                f"bench.headline to one of them"
+            )
     if OmegaConf.select(cfg, "concepts.source", default=None) in ("builtin", "file"):
         _check_concept_counts(cfg)
 
