@@ -40,7 +40,6 @@ from weightgen.utils.checked_folder import (
     load_checked_state,
     read_checked_meta,
     save_checked_folder,
-    states_intact,
 )
 from weightgen.weights.tokenizer import BlockTokenizer
 
@@ -108,11 +107,6 @@ class WeightGenerator:
             states["examples"] = self.example_standardiser.state_dict()
         save_checked_folder(folder, META_FILE, states, meta)
         return Path(folder)
-
-    @staticmethod
-    def files_intact(folder: str | Path, meta: dict) -> bool:
-        """Whether every weight file that ``meta`` lists is in ``folder`` with its sha256."""
-        return states_intact(folder, meta, weight_files(meta))
 
     @staticmethod
     def intact_meta(folder: str | Path) -> dict | None:
