@@ -26,6 +26,12 @@ from weightgen.concepts.ops import (
 from weightgen.concepts.phrasings import heldout_phrasing, training_families
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept, load_concepts, save_concepts
+from weightgen.concepts.text_fingerprints import (
+    PROMPT,
+    changed_texts,
+    texts_fingerprint,
+    texts_fingerprints,
+)
 
 
 def constant(rgb, size=16):
@@ -511,3 +517,24 @@ def test_save_load_round_trip(tmp_path, catalog, suffix):
     assert load_concepts(path) == concepts
     assert all(len(c.phrasings) >= 5 for c in load_concepts(path)[:-1])  # phrasings kept
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_texts_fingerprints_cover_prompt_phrasings_and_heldout_phrasing_not_the_recipe():
+    """Issue 21: the fingerprint models record beside the pairs' (which covers the recipe)."""
+    concept = Concept("warm", "a warm photo", recipe=[{"op": "sepia"}],
+                      phrasings=["a warm tone"], heldout_phrasing="cosy colours")
+    same = texts_fingerprint(concept)
+    edits = [{"prompt": "a warmer photo"}, {"phrasings": ["a warm tint"]},
+             {"heldout_phrasing": "cosy tones"}]
+    for edit in edits:
+        assert texts_fingerprint(Concept.from_dict(concept.to_dict() | edit)) != same
+    recoloured = Concept.from_dict(concept.to_dict() | {"recipe": [{"op": "invert"}]})
+    assert texts_fingerprint(recoloured) == same  # the pairs' fingerprint sees the recipe
+    # The base reads the prompt only: a new phrasing does not make it stale.
+    assert (texts_fingerprint(Concept.from_dict(concept.to_dict() | edits[1]), PROMPT)
+            == texts_fingerprint(concept, PROMPT))
+    recorded = texts_fingerprints([concept, Concept("cold", "a cold photo",
+                                                         recipe=[{"op": "invert"}])])
+    now = {"warm": texts_fingerprint(Concept.from_dict(concept.to_dict() | edits[0]))}
+    assert changed_texts(recorded, now) == ["warm"]  # "cold" is not in the run: not judged
+    assert changed_texts(recorded, recorded) == []

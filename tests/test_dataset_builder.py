@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 import weightgen.stages.dataset as dataset_stage
 from weightgen.concepts.spec import Concept, save_concepts
+from weightgen.concepts.text_fingerprints import texts_fingerprint
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.errors import ConfigError, InterruptedRunError, StaleArtifactError
 from weightgen.gan.evaluate import evaluate
@@ -238,15 +239,18 @@ def test_a_deleted_base_file_is_trained_again_and_keeps_the_adapters(reference, 
     assert summary["adapters"] == []  # ... so every adapter still matches it
 
 
-def concepts_file(artifacts, reference, edited: str | None = None) -> list[str]:
-    """Overrides that read the run's concepts from a file; ``edited`` gets another recipe and
-    prompt under the same id (a user editing their concept file)."""
+def concepts_file(artifacts, reference, edited: str | None = None, recipe: bool = True,
+                  **texts) -> list[str]:
+    """Overrides that read the run's concepts from a file; ``edited`` gets another prompt (and
+    ``recipe``: another recipe) under the same id, or the given ``texts`` (a user editing their
+    concept file)."""
     rows = [c.to_dict() for c in reference[1].concepts]
     for row in rows:
         if row["id"] == edited:
             ops = {step["op"] for step in row["recipe"]}
-            row |= {"prompt": "an edited prompt",
-                    "recipe": [{"op": "sepia" if "invert" in ops else "invert"}]}
+            row |= texts or {"prompt": "an edited prompt"}
+            if recipe:
+                row["recipe"] = [{"op": "sepia" if "invert" in ops else "invert"}]
     path = artifacts / "concepts.yaml"
     save_concepts([Concept.from_dict(row) for row in rows], path)
     return ["concepts=file", f"concepts.path={path}"]
@@ -296,11 +300,75 @@ def test_a_train_concept_edited_under_the_same_id_refuses_the_base_until_it_is_r
     assert {r["base_sha256"] for r in rows} == {load_base(ws).meta["generator_sha256"]}
 
 
-def test_a_base_without_a_pair_fingerprint_is_refused_with_the_fix(reference, tmp_path):
+def target_file_identity(ws, concept_id: str) -> tuple[int, int]:
+    """(inode, mtime) of a concept's pair targets: they change when the pairs are rendered."""
+    stat = (ws.pair_store.root / "targets" / f"{concept_id}.safetensors").stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def test_a_held_out_concept_reworded_under_the_same_id_gets_its_adapter_trained_again(
+    reference, tmp_path
+):
+    """Issue 21: a new prompt with the same recipe retrained nothing (the pairs' fingerprint
+    covers the recipe only); now the adapter follows its texts, the pairs are not rendered
+    again."""
+    artifacts = copy_of(reference, tmp_path)
+    edited = reference[1].test_concepts[0].id
+    overrides = concepts_file(artifacts, reference, edited, recipe=False)
+    ws = tiny_workspace(artifacts, *overrides)
+    targets = target_file_identity(ws, edited)
+    with pytest.raises(StaleArtifactError, match=rf"{re.escape(edited)}.*other texts.*"
+                                                 rf"rerun weightgen-dataset"):
+        current_rows(ws, ws.weight_store.final_rows())
+    summary = run_stage(artifacts, "all", "0/1", *overrides)
+    assert [s["concept"] for s in summary["adapters"]] == [edited]
+    assert target_file_identity(ws, edited) == targets  # the same pairs, not rendered again
+    rows = ws.weight_store.rows()
+    assert {(r["prompt"], r["texts_sha256"]) for r in rows if r["concept"] == edited} == {
+        ("an edited prompt", texts_fingerprint(ws.concept(edited)))}
+    assert [r for r in rows if r["concept"] != edited] == [
+        r for r in reference[3] if r["concept"] != edited]
+    current_rows(ws, rows)
+
+
+def test_a_train_concept_reworded_under_the_same_id_refuses_the_base(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    edited = reference[1].train_concepts[0].id
+    overrides = concepts_file(artifacts, reference, edited, recipe=False)
+    manifest = tiny_workspace(artifacts).weight_store.root / MANIFEST
+    before = manifest.read_bytes()
+    with pytest.raises(StaleArtifactError, match=rf"trained on other prompts of "
+                                                 rf"\['{re.escape(edited)}'\] .* delete .*base and "
+                                                 rf"rerun weightgen-dataset"):
+        run_stage(artifacts, "all", "0/1", *overrides)
+    assert manifest.read_bytes() == before  # nothing replaced
+
+
+def test_a_train_concepts_new_phrasing_keeps_the_base_and_retrains_its_adapter(reference,
+                                                                            tmp_path):
+    """The base learns from prompts only; the store row hands the phrasings to the generator."""
+    artifacts = copy_of(reference, tmp_path)
+    concept = reference[1].train_concepts[0]
+    phrasings = [*concept.phrasings, "a newly added wording"]
+    overrides = concepts_file(artifacts, reference, concept.id, recipe=False, phrasings=phrasings)
+    ws = tiny_workspace(artifacts, *overrides)
+    base = (ws.run_dir / "base" / "base.json").read_bytes()
+    summary = run_stage(artifacts, "all", "0/1", *overrides)
+    assert (ws.run_dir / "base" / "base.json").read_bytes() == base
+    assert [s["concept"] for s in summary["adapters"]] == [concept.id]
+    rows = [r for r in ws.weight_store.rows() if r["concept"] == concept.id]
+    assert all(r["phrasings"] == phrasings for r in rows)
+    before = [r for r in reference[3] if r["concept"] == concept.id]
+    assert [r["sha256"] for r in rows] == [r["sha256"] for r in before]  # same prompt: same adapter
+
+
+@pytest.mark.parametrize("fingerprint", ["pairs_sha256", "texts_sha256"])
+def test_a_base_without_a_pair_fingerprint_is_refused_with_the_fix(reference, tmp_path,
+                                                                   fingerprint):
     artifacts = copy_of(reference, tmp_path)
     meta_path = tiny_workspace(artifacts).run_dir / "base" / "base.json"
     meta = json.loads(meta_path.read_text())
-    del meta["pairs_sha256"]  # a base built by an older weightgen
+    del meta[fingerprint]  # a base built by an older weightgen
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(StaleArtifactError, match=r"records no fingerprint .* older weightgen.*"
                                                  r"delete .*base and rerun weightgen-dataset"):

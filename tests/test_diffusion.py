@@ -29,11 +29,13 @@ from safetensors import safe_open
 from torch import nn
 
 from weightgen.cli.app import CONFIG_DIR
+from weightgen.concepts.spec import Concept, save_concepts
+from weightgen.concepts.text_fingerprints import texts_fingerprint
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.errors import ConfigError, StaleArtifactError
+from weightgen.errors import ConfigError, CorruptFileError, StaleArtifactError
 from weightgen.stages.artifacts import (
     default_inits,
     load_base,
@@ -489,6 +491,74 @@ def test_a_generator_without_a_base_fingerprint_is_refused_with_the_fix(run, tmp
     rewrite_identity(ws, base_sha256=None)  # trained by an older weightgen
     with pytest.raises(StaleArtifactError, match=r"records no base GAN fingerprint .*"
                                                  r"weightgen-train-generator"):
+        load_generator(ws)
+
+
+def reworded_concepts(ws, tmp_path, concept_id: str) -> list[str]:
+    """Overrides reading the run's concepts from a file where ``concept_id`` has a new prompt
+    (same id, same recipe: same pairs)."""
+    path = tmp_path / "concepts.yaml"
+    save_concepts([Concept.from_dict(c.to_dict() | {"prompt": "a reworded prompt"})
+                   if c.id == concept_id else c for c in ws.concepts], path)
+    return ["concepts=file", f"concepts.path={path}"]
+
+
+def test_a_generator_trained_on_other_texts_is_refused_naming_the_concept(run, tmp_path):
+    """Issue 21: a train concept's new prompt (same recipe) refused nothing."""
+    ws = run["ws"]
+    assert run["generator"].meta["identity"]["texts_sha256"] == {
+        c.id: texts_fingerprint(c) for c in ws.train_concepts}
+    edited = ws.train_concepts[0].id
+    overrides = reworded_concepts(ws, tmp_path, edited)
+    with pytest.raises(StaleArtifactError, match=(
+            rf"trained on other texts \(prompt, phrasings\) of \['{re.escape(edited)}'\] than "
+            rf"this run's concepts have now .* rerun weightgen-dataset .* retrain the generator")):
+        load_generator(run_workspace(run["artifacts"], *overrides))
+    out = tmp_path / "adapter.safetensors"  # every stage loads it so: generate writes nothing
+    gen_ws = entry_workspace("generate", run["artifacts"], *overrides,
+                             f"prompt='{UNSEEN_PROMPT}'", f"out={out}")
+    with pytest.raises(StaleArtifactError, match="trained on other texts"):
+        generate_adapter_file(gen_ws)
+    assert not out.exists()
+    # A held-out concept's texts are not the generator's: a new prompt there does not refuse it.
+    load_generator(run_workspace(run["artifacts"],
+                                 *reworded_concepts(ws, tmp_path, ws.test_concepts[0].id)))
+
+
+def test_a_generator_without_a_texts_fingerprint_is_refused_with_the_fix(run, tmp_path):
+    ws = run_workspace(copy_of_run(run, tmp_path))
+    rewrite_identity(ws, texts_sha256=None)  # trained before texts were fingerprinted
+    with pytest.raises(StaleArtifactError, match=r"records no fingerprint of the texts .* older "
+                                                 r"weightgen.* weightgen-train-generator"):
+        load_generator(ws)
+
+
+def test_a_payload_in_a_run_generator_json_is_refused_and_never_run(run, tmp_path):
+    ws = run_workspace(copy_of_run(run, tmp_path / "run"))
+    path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    meta = json.loads(path.read_text())
+    sentinel = tmp_path / "sentinel"
+    path.write_text(json.dumps(meta | {"denoiser": {"_target_": "builtins.open",
+                                                    "file": str(sentinel), "mode": "w"}}))
+    with pytest.raises(CorruptFileError, match=r"'builtins.open' is not one of weightgen's "
+                                               r"denoisers.*retrain the generator"):
+        load_generator(ws)
+    assert not sentinel.exists()
+
+
+def test_a_generator_is_checked_against_the_run_before_its_denoiser_is_built(run, tmp_path):
+    """A stale generator whose denoiser sizes no longer fit its weights: the staleness check
+    answers, so nothing was built before it."""
+    ws = run_workspace(copy_of_run(run, tmp_path))
+    path = Path(ws.cfg.paths.generator_dir) / "generator.json"
+    meta = json.loads(path.read_text())
+    meta["denoiser"]["hidden_dim"] *= 2
+    meta["identity"]["base_sha256"] = "f" * 64
+    path.write_text(json.dumps(meta))
+    with pytest.raises(StaleArtifactError, match="trained for the base GAN"):
+        load_generator(ws)
+    rewrite_identity(ws, base_sha256=run["generator"].meta["identity"]["base_sha256"])
+    with pytest.raises(CorruptFileError, match=r"in the weights but .* in the network"):
         load_generator(ws)
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from weightgen.cli.user_errors import user_errors_reported
 from weightgen.editor import (
     apply_editor,
     export_model_folder,
@@ -133,6 +134,27 @@ def test_damaged_or_missing_files_are_named(model_dir):
     (model_dir / "model_card.json").unlink()
     with pytest.raises(CorruptFileError, match="model_card.json is missing"):
         load_editor(model_dir)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"ngf": 8}, "'stem.0.weight' is (4, 3, 7, 7) in the weights but (8, 3, 7, 7) in the network"),
+    ({"ngf": "4"}, "the argument 'ngf' of E2GANGenerator must be int, got '4'"),
+    ({"_target_": "builtins.exec"}, "E2GANGenerator takes no argument '_target_'"),
+])
+def test_a_model_card_that_does_not_fit_its_weights_is_one_line_naming_it(model_dir, capsys,
+                                                                          change, problem):
+    """Issue 21: a card edited (or copied from another model) was a size-mismatch traceback."""
+    path = model_dir / "model_card.json"
+    card = json.loads(path.read_text())
+    path.write_text(json.dumps(card | {"generator_kwargs": card["generator_kwargs"] | change}))
+    with pytest.raises(SystemExit), user_errors_reported(debug=False):
+        load_editor(model_dir)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: its generator_kwargs ")
+    assert f"do not fit {model_dir / 'generator.safetensors'} (" in lines[0]
+    assert problem in lines[0]
+    assert lines[0].endswith("restore the folder, or write the model again with "
+                             "weightgen-new-concept")
 
 
 def test_write_refuses_bad_input_and_nonempty_folder(model_dir):

@@ -303,7 +303,7 @@ def test_a_generator_with_examples_round_trips_and_reads_them(tmp_path):
     generator.save(tmp_path)
     assert (tmp_path / "examples.safetensors").is_file()
     meta = json.loads((tmp_path / "generator.json").read_text())
-    assert WeightGenerator.files_intact(tmp_path, meta)
+    assert WeightGenerator.intact_meta(tmp_path) == meta
     loaded = WeightGenerator.load(tmp_path)
     assert loaded.examples_k == 2 and loaded.denoiser.example_dim == 6
     assert torch.equal(loaded.example_standardiser.std, torch.ones(6))
@@ -318,7 +318,7 @@ def test_a_generator_with_examples_round_trips_and_reads_them(tmp_path):
     assert torch.equal(loaded.generate(text).state["w"],
                        loaded.generate(text, examples=one).state["w"])
     (tmp_path / "examples.safetensors").write_bytes(b"damaged")
-    assert not WeightGenerator.files_intact(tmp_path, meta)
+    assert WeightGenerator.intact_meta(tmp_path) is None
 
 
 def test_a_text_only_generator_refuses_examples_and_writes_no_examples_file(tmp_path):

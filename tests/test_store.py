@@ -15,7 +15,7 @@ CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "
 SEPIA = Concept("sepia", "a sepia tone", recipe=[{"op": "sepia"}])
 INVERT = Concept("invert", "an inverted photo", recipe=[{"op": "invert"}], split="test")
 ALONE = Shard()
-INPUTS = {"base_sha256": "b" * 64, "pairs_sha256": "p" * 64}
+INPUTS = {"base_sha256": "b" * 64, "pairs_sha256": "p" * 64, "texts_sha256": "t" * 64}
 
 
 def adapter(seed: int) -> dict[str, torch.Tensor]:
@@ -156,7 +156,7 @@ def test_resume_distrusts_adapters_trained_on_other_pairs_or_another_base(tmp_pa
     store = WeightStore(tmp_path)
     two_steps_of_sepia_and_invert(store)
     put(store, Concept("blur", "a blurred photo", recipe=[{"op": "blur"}]), 50,
-        inputs={"base_sha256": "b" * 64, "pairs_sha256": "old" * 20})  # incomplete: not judged
+        inputs=INPUTS | {"pairs_sha256": "old" * 20})  # incomplete: not judged
     edited = INPUTS | {"pairs_sha256": "q" * 64}
     new_base = INPUTS | {"base_sha256": "c" * 64}
     kept, rejected = store.verified_concepts([50, 100], {"sepia": edited, "invert": new_base})
@@ -167,6 +167,17 @@ def test_resume_distrusts_adapters_trained_on_other_pairs_or_another_base(tmp_pa
         "sepia", "invert"}
 
 
+def test_resume_distrusts_adapters_of_a_concept_whose_texts_changed(tmp_path):
+    """Issue 21: a new prompt (or phrasings) under the same id and recipe retrained nothing."""
+    store = WeightStore(tmp_path)
+    two_steps_of_sepia_and_invert(store)
+    reworded = INPUTS | {"texts_sha256": "u" * 64}
+    kept, rejected = store.verified_concepts([50, 100], {"sepia": INPUTS, "invert": reworded})
+    assert kept == {"sepia"}
+    assert rejected == {"invert": "it was trained on other texts (prompt, phrasings) than this "
+                                  "run's"}
+
+
 def test_resume_distrusts_rows_without_fingerprints(tmp_path):
     store = WeightStore(tmp_path)
     rows = [put(store, SEPIA, step) for step in (50, 100)]
@@ -175,6 +186,11 @@ def test_resume_distrusts_rows_without_fingerprints(tmp_path):
                             for r in rows))  # a store written by an older weightgen
     kept, rejected = store.verified_concepts([50, 100], {"sepia": INPUTS})
     assert kept == set() and "records no base GAN fingerprint" in rejected["sepia"]
+    part.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "texts_sha256"})
+                            + "\n" for r in rows))  # a store from before texts were fingerprinted
+    kept, rejected = store.verified_concepts([50, 100], {"sepia": INPUTS})
+    assert kept == set() and rejected["sepia"] == ("it records no texts fingerprint (an older "
+                                                   "weightgen built it)")
 
 
 def test_rows_before_any_build_names_the_fix(tmp_path):

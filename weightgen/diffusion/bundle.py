@@ -13,7 +13,10 @@ Folder layout::
                             training concepts, ``examples`` (k, bank, feature kind) with example
                             pairs, sha256 of the weight files
 
-Loading it for a GAN or adapter it was not trained for is an error naming both sides.
+Loading it for a GAN or adapter it was not trained for is an error naming both sides. The
+file is data, never code: the denoiser is rebuilt from weightgen's own denoisers
+(:mod:`weightgen.diffusion.denoisers`) with checked arguments, and only after the caller has
+checked the meta (:meth:`WeightGenerator.read_meta`, then :meth:`WeightGenerator.from_meta`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from weightgen.diffusion.denoisers import denoiser_class, trained_denoiser
 from weightgen.diffusion.examples import ExampleStandardiser
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.diffusion.staleness import trained_examples_k
+from weightgen.errors import CorruptFileError
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
+    intact_meta,
     load_checked_state,
     read_checked_meta,
     save_checked_folder,
-    states_intact,
 )
 from weightgen.weights.tokenizer import BlockTokenizer
 
@@ -105,27 +109,59 @@ class WeightGenerator:
         return Path(folder)
 
     @staticmethod
-    def files_intact(folder: str | Path, meta: dict) -> bool:
-        """Whether every weight file that ``meta`` lists is in ``folder`` with its sha256."""
-        return states_intact(folder, meta, weight_files(meta))
+    def intact_meta(folder: str | Path) -> dict | None:
+        """The folder's ``generator.json`` when it is readable and every weight file it lists is
+        intact; None when the generator must be trained again."""
+        return intact_meta(folder, META_FILE, weight_files)
 
-    @classmethod
-    def load(cls, folder: str | Path, expect: dict | None = None) -> WeightGenerator:
-        """Load; ``expect`` maps meta keys (architecture, adapter, ...) to what the caller uses."""
+    @staticmethod
+    def read_meta(folder: str | Path, expect: dict | None = None) -> dict:
+        """``generator.json``, checked as data and nothing built: ``expect`` maps meta keys
+        (architecture, adapter, ...) to what the caller uses; the denoiser entry must name one of
+        weightgen's denoisers with arguments of its constructor."""
         meta = read_checked_meta(
             folder, META_FILE, "weight generator",
             "train one with `make generator` (weightgen-train-generator)", expect,
             "train a generator for this configuration or use the matching "
             "gan/adapter/tokenizer/text_encoder config",
         )
-        tokenizer = BlockTokenizer.from_state(meta["tokenizer"],
-                                              load_checked_state(folder, meta, "tokenizer"))
-        denoiser = instantiate(meta["denoiser"])
-        denoiser.load_state_dict(load_checked_state(folder, meta, "denoiser"))
+        try:
+            denoiser_class(meta.get("denoiser"))
+        except ValueError as err:
+            raise damaged(folder, err) from err
+        return meta
+
+    @classmethod
+    def from_meta(cls, folder: str | Path, meta: dict) -> WeightGenerator:
+        """The generator :meth:`read_meta` read (the caller checks it first: nothing is built
+        before), its weights verified against their sha256."""
+        tokenizer_state = load_checked_state(folder, meta, "tokenizer")
+        denoiser_state = load_checked_state(folder, meta, "denoiser")
+        try:
+            tokenizer = BlockTokenizer.from_state(meta["tokenizer"], tokenizer_state)
+            denoiser = trained_denoiser(meta["denoiser"], denoiser_state)
+        except (ValueError, KeyError, TypeError) as err:
+            raise damaged(folder, err) from err
         denoiser.eval()
         standardiser = (ExampleStandardiser.from_state(load_checked_state(folder, meta, "examples"))
                         if "examples" in weight_files(meta) else None)
         return cls(denoiser, tokenizer, meta, standardiser)
+
+    @classmethod
+    def load(cls, folder: str | Path, expect: dict | None = None) -> WeightGenerator:
+        """:meth:`read_meta` then :meth:`from_meta`, for callers with nothing to check between
+        (a run's stages load through ``weightgen.stages.artifacts.load_generator``, which checks
+        the generator against the run first)."""
+        return cls.from_meta(folder, cls.read_meta(folder, expect))
+
+
+def damaged(folder: str | Path, problem: Exception) -> CorruptFileError:
+    """The error for a ``generator.json`` that is not what training wrote (edited, or damaged)."""
+    return CorruptFileError(
+        f"{Path(folder) / META_FILE} does not describe a weight generator weightgen can load "
+        f"({problem}); it was edited or damaged: retrain the generator with "
+        f"weightgen-train-generator (it rewrites {folder})"
+    )
 
 
 def weight_files(meta: dict) -> tuple[str, ...]:

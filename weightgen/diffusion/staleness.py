@@ -1,10 +1,11 @@
-"""A weight generator serves only the run it was trained for: the same base GAN and adapters.
+"""A weight generator serves only the run it was trained for: the same base GAN, adapters and texts.
 
 ``generator.json`` records an ``identity`` (:func:`weightgen.stages.train_generator.training_identity`):
-the base GAN's sha256 and the sha256 of every training adapter. A generator copied from another
-run, or left behind after the base or the adapters were trained again, would generate weights for
-a base it never saw, and every stage using it would exit 0 with wrong numbers; loading it is a
-:class:`StaleArtifactError` naming both sides instead.
+the base GAN's sha256, the sha256 of every training adapter and the fingerprint of each training
+concept's texts (prompt, phrasings: :mod:`weightgen.concepts.text_fingerprints`). A generator
+copied from another run, or left behind after the base, the adapters or a concept's prompt
+changed, would generate weights for a base or texts it never saw, and every stage using it would
+exit 0 with wrong numbers; loading it is a :class:`StaleArtifactError` naming both sides instead.
 
 It also records which text it reads (``diffusion.conditioning``, in ``generator.json``'s denoiser
 config; a generator from before the knob read the tokens). The bundle rebuilds that denoiser
@@ -17,9 +18,10 @@ a generator for another tokenizer), naming both sides. The same for example pair
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from weightgen.concepts.text_fingerprints import changed_texts
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.errors import ConfigError, StaleArtifactError
 
@@ -63,14 +65,18 @@ def check_generator_examples(meta: dict, folder: str | Path, configured_k: int) 
         )
 
 
+def _retrain(folder: str | Path) -> str:
+    return (f"retrain the generator for this run: weightgen-train-generator with this run's "
+            f"config (it rewrites {folder})")
+
+
 def check_generator_inputs(meta: dict, folder: str | Path, base_dir: str | Path, base_sha: str,
                            weights_dir: str | Path, stored_sha256: Collection[str]) -> None:
     """Refuse a generator (``meta`` of the one at ``folder``) whose recorded base or training
     adapters are not this run's: the base at ``base_dir`` (its generator's sha256 ``base_sha``)
     and the adapters of the weight store at ``weights_dir`` (their sha256s ``stored_sha256``)."""
     identity = meta.get("identity") or {}
-    fix = (f"retrain the generator for this run: weightgen-train-generator with this run's "
-           f"config (it rewrites {folder})")
+    fix = _retrain(folder)
     if "base_sha256" not in identity:
         raise StaleArtifactError(
             f"the weight generator at {folder} records no base GAN fingerprint (an older "
@@ -92,4 +98,25 @@ def check_generator_inputs(meta: dict, folder: str | Path, base_dir: str | Path,
             f"adapters, {len(missing)} of which are not in this run's weight store "
             f"{weights_dir} (e.g. sha256 {missing[0][:12]}...; a generator from "
             f"another run, or adapters trained again since); {fix}"
+        )
+
+
+def check_generator_texts(meta: dict, folder: str | Path, now: Mapping[str, str]) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) trained on other texts of its
+    training concepts than the run's concepts have ``now`` (concept -> texts fingerprint,
+    :func:`weightgen.concepts.text_fingerprints.texts_fingerprints`), or on unrecorded ones."""
+    recorded = (meta.get("identity") or {}).get("texts_sha256")
+    if not isinstance(recorded, Mapping):
+        raise StaleArtifactError(
+            f"the weight generator at {folder} records no fingerprint of the texts it was "
+            f"trained on (an older weightgen trained it), so an edited prompt or phrasing cannot "
+            f"be detected; {_retrain(folder)}"
+        )
+    changed = changed_texts(recorded, now)
+    if changed:
+        raise StaleArtifactError(
+            f"the weight generator at {folder} was trained on other texts (prompt, phrasings) "
+            f"of {changed} than this run's concepts have now (a concept edited under the same "
+            f"id); rerun weightgen-dataset (it trains their adapters again), then "
+            f"{_retrain(folder)}"
         )

@@ -43,6 +43,7 @@ from weightgen.utils.io import (
     sha256_bytes,
     sha256_file,
 )
+from weightgen.utils.network_from_data import build_network
 
 FORMAT_VERSION = 1
 GENERATOR_FILE = "generator.safetensors"
@@ -84,8 +85,19 @@ class ModelFolder:
     text_mask: torch.Tensor  # [L] bool
 
     def build_generator(self) -> E2GANGenerator:
-        generator = E2GANGenerator(**self.card["generator_kwargs"])
-        generator.load_state_dict(self.generator_state, strict=True)
+        """The card's ``E2GANGenerator`` with the folder's weights: the card's arguments are
+        checked against the constructor and the weights against the network first, so an edited
+        or mismatched card is one error naming it."""
+        try:
+            generator = build_network(E2GANGenerator, self.card["generator_kwargs"],
+                                      self.generator_state)
+        except ValueError as err:
+            raise CorruptFileError(
+                f"{self.path / CARD_FILE}: its generator_kwargs {self.card['generator_kwargs']} "
+                f"do not fit {self.path / GENERATOR_FILE} ({err}); the card was edited or comes "
+                f"from another model: restore the folder, or write the model again with "
+                f"weightgen-new-concept"
+            ) from err
         return generator.eval().requires_grad_(False)
 
 

@@ -13,7 +13,6 @@ with every weight generator, and loading either for another one is an error nami
 
 from __future__ import annotations
 
-import json
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ from weightgen.gan.adapters import Adapter
 from weightgen.gan.module import GANModule
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
+    intact_meta,
     load_checked_state,
     read_checked_meta,
     save_checked_folder,
-    states_intact,
 )
 
 META_FILE = "base.json"
@@ -89,10 +88,9 @@ def save_base(base_dir: str | Path, generator: torch.nn.Module, discriminator: t
 
 
 def base_files_intact(base_dir: str | Path) -> bool:
-    """Whether ``base.json`` and both weight files it lists are there with their sha256."""
-    meta_path = Path(base_dir) / META_FILE
-    return meta_path.is_file() and states_intact(base_dir, json.loads(meta_path.read_text()),
-                                                 ("generator", "discriminator"))
+    """Whether ``base.json`` is readable and both weight files it lists are there with their
+    sha256 (else the dataset stage trains the base again)."""
+    return intact_meta(base_dir, META_FILE, lambda meta: ("generator", "discriminator")) is not None
 
 
 def read_base_meta(base_dir: str | Path, expect: dict | None = None) -> dict:

@@ -1,9 +1,9 @@
 """A run's artifacts as library objects, built from the Workspace's config.
 
 Stages share these: the base GAN and the weight generator (each checked against the run's
-config and its pairs of now), the generator's training rows and texts, the init sources, the
-adapter scorer and the fine-tune set-up. The library functions they call take plain arguments;
-this is where the config is read.
+config and its pairs and texts of now, before anything is built), the generator's training rows
+and texts, the init sources, the adapter scorer and the fine-tune set-up. The library functions
+they call take plain arguments; this is where the config is read.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from diffusers import DDPMScheduler
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from weightgen.concepts.text_fingerprints import PROMPT, changed_texts, texts_fingerprints
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
@@ -26,6 +27,7 @@ from weightgen.diffusion.staleness import (
     check_generator_conditioning,
     check_generator_examples,
     check_generator_inputs,
+    check_generator_texts,
 )
 from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import StaleArtifactError
@@ -56,14 +58,19 @@ def load_base(ws: Workspace) -> BaseGAN:
     base_dir = ws.cfg.paths.base_dir
     meta = base_gan.read_base_meta(base_dir, {"architecture": architecture(ws)})
     check_base_pairs(ws, meta)
+    check_base_texts(ws, meta)
     return base_gan.load_base(base_dir, meta, ws.cfg.gan, ws.text_encoder.dim)
+
+
+def _rebuild_base(ws: Workspace) -> str:
+    return (f"delete {ws.cfg.paths.base_dir} and rerun weightgen-dataset to train the base again "
+            f"(the adapters retrain after it)")
 
 
 def check_base_pairs(ws: Workspace, meta: dict) -> None:
     """Refuse a base trained on other pairs than the pair cache now holds (or on unknown ones)."""
     base_dir, pairs_dir = ws.cfg.paths.base_dir, ws.cfg.paths.pairs_dir
-    rebuild = (f"delete {base_dir} and rerun weightgen-dataset to train the base again (the "
-               f"adapters retrain after it)")
+    rebuild = _rebuild_base(ws)
     recorded = meta.get("pairs_sha256")
     if recorded is None:
         raise StaleArtifactError(
@@ -77,6 +84,25 @@ def check_base_pairs(ws: Workspace, meta: dict) -> None:
             f"the base GAN at {base_dir} was trained on other pairs of {changed} than the pair "
             f"cache {pairs_dir} holds now (a concept edited under the same id, or rebuilt "
             f"pairs); {rebuild}, or restore those concepts"
+        )
+
+
+def check_base_texts(ws: Workspace, meta: dict) -> None:
+    """Refuse a base trained on other prompts than the run's concepts have now (or unknown ones)."""
+    base_dir = ws.cfg.paths.base_dir
+    recorded = meta.get("texts_sha256")
+    if recorded is None:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} records no fingerprint of the prompts it was trained on "
+            f"(an older weightgen built it), so an edited prompt cannot be detected; "
+            f"{_rebuild_base(ws)}"
+        )
+    changed = changed_texts(recorded, texts_fingerprints(ws.concepts, PROMPT))
+    if changed:
+        raise StaleArtifactError(
+            f"the base GAN at {base_dir} was trained on other prompts of {changed} than this "
+            f"run's concepts have now (a prompt edited under the same id); {_rebuild_base(ws)}, "
+            f"or restore those prompts"
         )
 
 
@@ -102,22 +128,23 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     new-concept, studies).
     """
     folder = ws.cfg.paths.generator_dir
-    generator = WeightGenerator.load(folder, expect=generator_expectations(ws))
-    check_generator_conditioning(generator.meta, folder, configured_conditioning(ws))
-    check_generator_examples(generator.meta, folder, configured_examples_k(ws))
-    check_generator_inputs(generator.meta, folder, ws.cfg.paths.base_dir,
+    meta = WeightGenerator.read_meta(folder, expect=generator_expectations(ws))
+    check_generator_conditioning(meta, folder, configured_conditioning(ws))
+    check_generator_examples(meta, folder, configured_examples_k(ws))
+    check_generator_inputs(meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})
-    return generator
+    check_generator_texts(meta, folder, texts_fingerprints(ws.concepts))
+    return WeightGenerator.from_meta(folder, meta)  # built only once every check passed
 
 
 def current_rows(ws: Workspace, rows: list[dict]) -> list[dict]:
-    """``rows`` of the weight store, refused if any was trained on another base or other pairs
-    than the run's now."""
+    """``rows`` of the weight store, refused if any was trained on another base, other pairs
+    or other texts than the run's now."""
     return check_rows_current(
         rows, read_base_meta(ws)["generator_sha256"],
         ws.pair_store.fingerprints(sorted({r["concept"] for r in rows})),
-        ws.cfg.paths.weights_dir,
+        texts_fingerprints(ws.concepts), ws.cfg.paths.weights_dir,
     )
 
 

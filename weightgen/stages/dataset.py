@@ -31,13 +31,14 @@ Every adapter starts from the same base and the same adapter seed, so all adapte
 coordinate system. A concept is complete when all its checkpoint steps are in the shard's
 manifest; an incomplete one (the build was killed during it) is trained again from its start, so
 its checkpoints always come from one run. A complete concept whose files are missing or damaged,
-or that was trained on another base or on other pairs (a concept edited under the same id), is
-trained again too.
+or that was trained on another base or on other pairs or texts (a concept edited under the same
+id), is trained again too.
 
-The base records the fingerprint of its train concepts' pairs: when they change, the base is
-refused (:class:`StaleArtifactError`, with the fix: delete it and rebuild, its adapters follow),
-and so is a base that records none (an older weightgen built it). A base whose weight files are
-missing or damaged is trained again.
+The base records the fingerprints of its train concepts' pairs and prompts, each adapter those of
+its concept's pairs and texts: when those of a train concept change, the base is refused
+(:class:`StaleArtifactError`, with the fix: delete it and rebuild, its adapters follow), and so
+is a base that records none (an older weightgen built it). A base whose ``base.json`` or weight
+files are missing or damaged is trained again.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from weightgen.concepts.spec import Concept
+from weightgen.concepts.text_fingerprints import PROMPT, texts_fingerprints
 from weightgen.data.datamodule import PairsDataModule
 from weightgen.errors import ConfigError
 from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
@@ -103,8 +105,8 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
     builder = ws.cfg.builder
     concepts = ws.train_concepts
     if (base_dir / BASE_META_FILE).is_file() and not base_files_intact(base_dir):
-        log.warning("%s: a weight file is missing or damaged: training the base GAN again",
-                    base_dir)
+        log.warning("%s: base.json or a weight file is damaged or missing: training the base "
+                    "GAN again", base_dir)
     elif (base_dir / BASE_META_FILE).is_file():
         base = load_base(ws)
         wanted = {"steps": int(builder.base_steps), "train_concepts": [c.id for c in concepts]}
@@ -139,6 +141,7 @@ def _train_base(ws: Workspace, base_dir: Path, loggers: list | bool) -> BaseGAN:
         "architecture": architecture(ws),
         "train_concepts": [c.id for c in concepts],
         "pairs_sha256": ws.pair_store.fingerprints([c.id for c in concepts]),
+        "texts_sha256": texts_fingerprints(concepts, PROMPT),
         "steps": int(builder.base_steps),
         "seconds": seconds,
         "val_psnr_train_concepts": module.last_quality.get("val/psnr"),
@@ -167,10 +170,12 @@ def validation_strips(module: GANModule, data: PairsDataModule, concept_ids: lis
 
 
 def adapter_inputs(ws: Workspace, base: BaseGAN, concept_ids: list[str]) -> dict[str, dict]:
-    """Per concept, the base and pairs fingerprints its adapter is trained from (store rows)."""
+    """Per concept, the base, pairs and texts fingerprints its adapter is trained from (store
+    rows)."""
     pairs = ws.pair_store.fingerprints(concept_ids)
-    return {c: {"base_sha256": base.meta["generator_sha256"], "pairs_sha256": pairs[c]}
-            for c in concept_ids}
+    texts = texts_fingerprints(ws.concept(c) for c in concept_ids)
+    return {c: {"base_sha256": base.meta["generator_sha256"], "pairs_sha256": pairs[c],
+                "texts_sha256": texts[c]} for c in concept_ids}
 
 
 class StoreCheckpoints(L.Callback):

@@ -21,7 +21,6 @@ checksums are compared at the end (replicas that diverged are an error).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,8 +38,10 @@ from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
+from weightgen.diffusion.denoisers import denoiser_class
 from weightgen.diffusion.examples import FEATURES, ExampleStandardiser, PairEncoder
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
+from weightgen.errors import ConfigError
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.stages.artifacts import (
     adapter_evaluator,
@@ -141,8 +142,9 @@ def training_identity(ws: Workspace, rows: list[dict],
                       phrasings: dict[str, tuple[str, ...]]) -> dict:
     """Everything a trained generator depends on; equal identity -> the stage is skipped.
 
-    ``base_sha256`` and ``data_sha256`` (the training adapters) are also what every stage that
-    loads the generator checks against its run (:mod:`weightgen.diffusion.staleness`).
+    ``base_sha256``, ``data_sha256`` (the training adapters) and ``texts_sha256`` (their
+    concepts' texts, as the store rows record them) are also what every stage that loads the
+    generator checks against its run (:mod:`weightgen.diffusion.staleness`).
     """
     diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
@@ -164,6 +166,7 @@ def training_identity(ws: Workspace, rows: list[dict],
         "seed": generator_seed(ws),
         "base_sha256": read_base_meta(ws)["generator_sha256"],
         "data_sha256": sorted(r["sha256"] for r in rows),
+        "texts_sha256": {r["concept"]: r.get("texts_sha256") for r in rows},
     }
     if all_phrasings:
         identity["phrasings"] = {concept: list(texts) for concept, texts in phrasings.items()}
@@ -202,12 +205,10 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     rows = training_rows(ws)
     phrasings = training_texts(ws, rows)
     identity = training_identity(ws, rows, phrasings)
-    meta_path = folder / "generator.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("identity") == identity and WeightGenerator.files_intact(folder, meta):
-            log.info("the weight generator at %s is up to date; skipping training", folder)
-            return meta["training"] | {"skipped": True}
+    meta = WeightGenerator.intact_meta(folder)  # None: none, or damaged: trained again
+    if meta is not None and meta.get("identity") == identity:
+        log.info("the weight generator at %s is up to date; skipping training", folder)
+        return meta["training"] | {"skipped": True}
     store = ws.weight_store
     adapters = [store.load(r) for r in rows]
     tokenizer = instantiate(ws.cfg.tokenizer).fit(adapters)
@@ -230,7 +231,12 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         "text_dim": ws.text_encoder.dim,
         "conditioning": configured_conditioning(ws),  # recorded: the bundle rebuilds it
     } | ({"example_dim": standardiser.dim} if examples_k else {})
-    denoiser = instantiate(denoiser_cfg)
+    try:
+        make_denoiser, denoiser_kwargs = denoiser_class(denoiser_cfg)
+    except ValueError as err:
+        raise ConfigError(f"the denoiser config cannot be saved with a generator: {err}; use "
+                          f"denoiser=mlp or denoiser=unet1d and their own keys") from err
+    denoiser = make_denoiser(**denoiser_kwargs)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
     module = WeightDiffusionModule(
         denoiser, scheduler, text.tokens, text.mask,

@@ -11,13 +11,16 @@ that step), ``file`` (relative to root), ``sha256``, ``adapter`` (kind), ``phras
 concept's training prompts, ``prompt`` first), where the concept has one ``heldout_phrasing``
 (its wording that generator training never uses; stores built before phrasings were recorded
 lack both), and what the adapter was trained from: ``base_sha256`` (the base GAN's generator
-file) and ``pairs_sha256`` (the concept's pairs, :meth:`weightgen.data.pairs.PairStore.fingerprints`).
+file), ``pairs_sha256`` (the concept's pairs, :meth:`weightgen.data.pairs.PairStore.fingerprints`)
+and ``texts_sha256`` (its prompt, phrasings and held-out phrasing,
+:mod:`weightgen.concepts.text_fingerprints`).
 Shards of a build write disjoint concepts into the same folder, each to its own manifest part, so
 no two processes ever write one file; ``merge`` joins the parts and checks that the store is
 complete.
 
 A resumed build trusts a concept only when :meth:`WeightStore.verified_concepts` says so: every
-checkpoint listed, every file present with its sha256, trained on the base and pairs of now.
+checkpoint listed, every file present with its sha256, trained on the base, pairs and texts of
+now.
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ from weightgen.utils.io import (
 )
 
 MANIFEST = "manifest.jsonl"
-# Row keys naming what an adapter was trained from (checked on resume and by later stages).
-INPUT_KEYS = {"base_sha256": "base GAN", "pairs_sha256": "pairs"}
+# Row keys naming what an adapter was trained from (checked on resume and by later stages):
+# key -> (what it fingerprints, what differs when it does not match).
+INPUT_KEYS = {"base_sha256": ("base GAN", "another base GAN"),
+              "pairs_sha256": ("pairs", "other pairs"),
+              "texts_sha256": ("texts", "other texts (prompt, phrasings)")}
 
 
 def inputs_mismatch(rows: list[dict], inputs: Mapping[str, str | None]) -> str | None:
@@ -48,10 +54,10 @@ def inputs_mismatch(rows: list[dict], inputs: Mapping[str, str | None]) -> str |
     run's fingerprint of now), or None: the one rule the resume and the store's readers share."""
     for key, value in inputs.items():
         recorded = {r.get(key) for r in rows}
+        what, other = INPUT_KEYS[key]
         if recorded == {None}:
-            return f"it records no {INPUT_KEYS[key]} fingerprint (an older weightgen built it)"
+            return f"it records no {what} fingerprint (an older weightgen built it)"
         if recorded != {value}:
-            other = "another base GAN" if key == "base_sha256" else "other pairs"
             return f"it was trained on {other} than this run's"
     return None
 _SHARD_PART = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl")
@@ -162,8 +168,8 @@ class WeightStore:
 
         A concept is kept when one shard part, whatever its sharding, lists every checkpoint
         step (so a build resumed under another sharding reuses finished concepts), each listed
-        file exists with its sha256, and the rows record ``inputs[concept]`` (the base and pairs
-        it would be trained from now). Concepts with steps missing are simply not complete.
+        file exists with its sha256, and the rows record ``inputs[concept]`` (the base, pairs and
+        texts it would be trained from now). Concepts with steps missing are simply not complete.
         """
         wanted, kept, rejected = set(steps), set(), {}
         for path in self._part_paths():
