@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import numpy as np
@@ -26,6 +27,8 @@ from weightgen.gan.generator import E2GANGenerator
 from weightgen.utils.io import CorruptFileError, sha256_file
 
 KWARGS = {"ngf": 4, "text_dim": 8, "heads": 2}
+# apply_editor's settings of conf/apply.yaml that the tests do not vary, without progress bars.
+QUIET = {"alpha_background": "white", "progress": False}
 
 
 def _card() -> dict:
@@ -185,7 +188,7 @@ def test_apply_edits_good_files_and_reports_bad_ones(model_dir, tmp_path):
     (photos / "broken.png").write_bytes(b"\x89PNG not really")
     (photos / "notes.txt").write_text("not an image")
     editor = load_editor(model_dir)
-    report = apply_editor(editor, photos, out, progress=False)
+    report = apply_editor(editor, photos, out, **QUIET)
     assert sorted(p.name for p in report.edited) == ["a.png", "b.jpg"]
     assert sorted(p.name for p in report.failed) == ["broken.png", "notes.txt"]
     assert "not a readable image" in report.failed[photos / "broken.png"]
@@ -196,9 +199,9 @@ def test_apply_edits_good_files_and_reports_bad_ones(model_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
     with pytest.raises(FileExistsError, match="overwrite=true"):
-        apply_editor(editor, photos, out, progress=False)
-    assert len(apply_editor(editor, photos, out, overwrite=True, progress=False).edited) == 2
-    small = apply_editor(editor, photos / "a.png", tmp_path / "small", max_side=12, progress=False)
+        apply_editor(editor, photos, out, **QUIET)
+    assert len(apply_editor(editor, photos, out, overwrite=True, **QUIET).edited) == 2
+    small = apply_editor(editor, photos / "a.png", tmp_path / "small", max_side=12, **QUIET)
     assert Image.open(small.edited[photos / "a.png"]).size == (12, 8)
 
 
@@ -210,13 +213,13 @@ def test_apply_refuses_outputs_that_could_overwrite_inputs(model_dir, tmp_path):
     editor = load_editor(model_dir)
     for output in (photos, photos / "out"):
         with pytest.raises(ValueError, match="inside it"):
-            apply_editor(editor, photos, output, progress=False)
+            apply_editor(editor, photos, output, **QUIET)
     with pytest.raises(ValueError, match="would overwrite the input"):
-        apply_editor(editor, photos / "a.png", photos, overwrite=True, progress=False)
+        apply_editor(editor, photos / "a.png", photos, overwrite=True, **QUIET)
     assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
     assert (photos / "a.png").read_bytes() == before
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        apply_editor(editor, tmp_path / "nope", tmp_path / "o", progress=False)
+        apply_editor(editor, tmp_path / "nope", tmp_path / "o", **QUIET)
 
 
 def test_export_parity_and_latency_in_card(model_dir):
@@ -275,7 +278,7 @@ def test_apply_skips_and_reports_images_too_small_to_edit(model_dir, tmp_path):
     _save_png(photos / "b_tiny.png", 4, 4)
     _save_png(photos / "c_tiny.png", 2, 3)
     _save_png(photos / "d.png", 4, 5)  # one side over 4 px is enough
-    report = apply_editor(load_editor(model_dir), photos, out, progress=False)
+    report = apply_editor(load_editor(model_dir), photos, out, **QUIET)
     assert sorted(p.name for p in report.edited) == ["a.png", "d.png"]
     assert sorted(p.name for p in report.failed) == ["b_tiny.png", "c_tiny.png"]
     assert "4x4 px is too small to edit" in report.failed[photos / "b_tiny.png"]
@@ -294,5 +297,33 @@ def test_apply_refuses_an_output_below_a_file(model_dir, tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ConfigError, match="taken is a file, not a folder"):
         apply_editor(load_editor(model_dir), tmp_path / "photos", tmp_path / "taken" / "out",
-                     progress=False)
+                     **QUIET)
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_apply_reads_16_bit_palette_and_transparent_images_right(model_dir, tmp_path, caplog):
+    """Issue 21: a 16-bit PNG was edited clipped (99.8% white); alpha was dropped silently."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    deep = np.linspace(0, 65535, 12 * 16).round().astype(np.uint16).reshape(12, 16)
+    Image.fromarray(deep).save(photos / "deep.png")
+    Image.fromarray(np.zeros((12, 16), np.uint8), "P").save(photos / "flat.png")
+    clear = np.zeros((12, 16, 4), np.uint8)  # fully transparent black
+    Image.fromarray(clear).save(photos / "clear.png")
+    editor = load_editor(model_dir)
+    caplog.set_level(logging.WARNING)
+    report = apply_editor(editor, photos, tmp_path / "out", **QUIET)
+    assert len(report.edited) == 3 and not report.failed
+    read_back = {name: np.asarray(Image.open(tmp_path / "out" / name)) for name in
+                 ("deep.png", "flat.png", "clear.png")}
+    grey = np.repeat(np.round(deep / 257).astype(np.uint8)[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(read_back["deep.png"], editor.edit(grey))
+    np.testing.assert_array_equal(read_back["flat.png"], editor.edit(np.zeros((12, 16, 3), np.uint8)))
+    white = np.full((12, 16, 3), 255, np.uint8)
+    np.testing.assert_array_equal(read_back["clear.png"], editor.edit(white))
+    assert ["composited on white" in r.getMessage() for r in caplog.records] == [True]
+
+    refused = apply_editor(editor, photos, tmp_path / "refused",
+                           **{**QUIET, "alpha_background": "refuse"})
+    assert sorted(p.name for p in refused.edited) == ["deep.png", "flat.png"]
+    assert "alpha_background=refuse" in refused.failed[photos / "clear.png"]

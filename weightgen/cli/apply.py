@@ -3,7 +3,9 @@
     weightgen-apply model=<model folder> input=<image or folder> output=<folder>
 
 Prints a JSON summary (edited count, failed files with reasons, outputs); exits with status 1 if
-no image could be edited.
+no image could be edited. Images are read as 8-bit RGB
+(16-bit scaled, palette and greyscale converted, transparent pixels composited on
+alpha_background or refused).
 
 Config groups: none of those listed below (they are the training stages'); its keys are in
 conf/apply.yaml.
@@ -29,6 +31,7 @@ def main(cfg: DictConfig) -> None:
             editor,
             cfg.input,
             cfg.output,
+            alpha_background=cfg.alpha_background,
             overwrite=cfg.overwrite,
             max_side=cfg.max_side,
             tile=cfg.tile,

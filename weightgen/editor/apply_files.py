@@ -3,7 +3,10 @@
 Policy (what ``weightgen-apply`` documents):
 
 * Input: one image file, or the files directly inside a folder (not sub-folders; names starting
-  with ``.`` are ignored). Any format Pillow reads; EXIF rotation is applied, alpha is dropped.
+  with ``.`` are ignored). Any format Pillow reads, read as ``weightgen.utils.images`` documents:
+  EXIF rotation applied, 16-bit scaled to 8 bits, palette and greyscale converted to RGB, and
+  transparent pixels composited on ``alpha_background`` (white or black; one log line says so)
+  or, with ``refuse``, the image skipped and reported.
 * Output: ``<output>/<input stem>.png`` (lossless), at the input's size, or at most ``max_side``
   px on the long side when ``max_side`` is set (downscaled before editing).
 * Safety, all checked before anything is written: the output folder may not be the input folder
@@ -30,8 +33,9 @@ from weightgen.errors import (
     ImageTooSmallError,
     MissingInputError,
     OutputExistsError,
+    TransparentImageError,
 )
-from weightgen.utils.images import UNREADABLE, read_rgb
+from weightgen.utils.images import UNREADABLE, ImageReader
 from weightgen.utils.io import atomic_write_bytes
 from weightgen.utils.paths import file_in_the_way
 
@@ -46,6 +50,10 @@ class ApplyReport:
 
     edited: dict[Path, Path] = field(default_factory=dict)
     failed: dict[Path, str] = field(default_factory=dict)
+
+    def skip(self, path: Path, reason: str) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        self.failed[path] = reason
 
     def summary(self) -> dict:
         return {
@@ -121,6 +129,8 @@ def apply_editor(
     editor: ConceptEditor,
     source: str | Path,
     output: str | Path,
+    *,
+    alpha_background: str,
     overwrite: bool = False,
     max_side: int | None = None,
     tile: int | None = None,
@@ -130,23 +140,25 @@ def apply_editor(
     """Edit ``source`` (an image or a folder's files) into ``output``; see the module policy."""
     if max_side is not None and max_side < 1:
         raise ConfigError(f"max_side={max_side} must be a positive number of pixels (or null)")
+    reader = ImageReader(alpha_background, max_side)
     inputs = list_inputs(source)
     plan = plan_outputs(inputs, source, output, overwrite)
     Path(output).mkdir(parents=True, exist_ok=True)
     report = ApplyReport()
-    for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image", disable=not progress):
+    for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image",
+                     disable=not progress):
         try:
-            array = read_rgb(path, max_side)
+            array = reader.read(path)
+        except TransparentImageError as err:
+            report.skip(path, str(err))
+            continue
         except (*UNREADABLE, ValueError) as err:
-            reason = f"not a readable image ({type(err).__name__}: {err})"
-            log.warning("skipped %s: %s", path, reason)
-            report.failed[path] = reason
+            report.skip(path, f"not a readable image ({type(err).__name__}: {err})")
             continue
         try:
             edited = editor.edit(array, tile=tile, overlap=overlap)
         except ImageTooSmallError as err:
-            log.warning("skipped %s: %s", path, err)
-            report.failed[path] = str(err)
+            report.skip(path, str(err))
             continue
         atomic_write_bytes(plan[path], encode_png(edited))
         report.edited[path] = plan[path]
