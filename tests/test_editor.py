@@ -20,7 +20,13 @@ from weightgen.editor import (
     write_model_folder,
 )
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
-from weightgen.editor.sizing import apply_any_size, apply_padded, apply_tiled
+from weightgen.editor.sizing import (
+    AutoTile,
+    apply_any_size,
+    apply_padded,
+    apply_tiled,
+    attention_cost,
+)
 from weightgen.errors import ConfigError
 from weightgen.gan.adapters import LoRAAdapter
 from weightgen.gan.generator import E2GANGenerator
@@ -327,3 +333,47 @@ def test_apply_reads_16_bit_palette_and_transparent_images_right(model_dir, tmp_
                            **{**QUIET, "alpha_background": "refuse"})
     assert sorted(p.name for p in refused.edited) == ["deep.png", "flat.png"]
     assert "alpha_background=refuse" in refused.failed[photos / "clear.png"]
+
+
+def test_attention_cost_grows_with_the_square_of_the_pixels():
+    assert attention_cost(256, 256, 4) == 1
+    assert attention_cost(512, 512, 4) == 16
+    assert attention_cost(2000, 3000, 4) > 5000
+
+
+def test_a_large_image_without_tile_is_tiled_automatically_and_says_so(model_dir, tmp_path,
+                                                                        caplog):
+    """Issue 21: a 3000x2000 photo ran whole for over 300 s with no word; here the threshold is
+    small instead of the image large."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save_png(photos / "big.png", 40, 36)
+    _save_png(photos / "big2.png", 36, 40, seed=1)
+    _save_png(photos / "small.png", 16, 20, seed=2)
+    editor = load_editor(model_dir)
+    pixels = {p.name: np.asarray(Image.open(p)) for p in photos.iterdir()}
+    caplog.set_level(logging.WARNING)
+    auto = AutoTile(tile=16, above_px=24 * 24)
+    apply_editor(editor, photos, tmp_path / "out", overlap=4, auto_tile=auto, **QUIET)
+    edited = {name: np.asarray(Image.open(tmp_path / "out" / name)) for name in pixels}
+    for name in ("big.png", "big2.png"):
+        np.testing.assert_array_equal(edited[name], editor.edit(pixels[name], tile=16, overlap=4))
+        assert not np.array_equal(edited[name], editor.edit(pixels[name]))
+    np.testing.assert_array_equal(edited["small.png"], editor.edit(pixels["small.png"]))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "big.png is 36x40 px" in lines[0]
+    assert "16 px tiles" in lines[0] and "tile=<px>" in lines[0]
+
+    caplog.clear()
+    chosen = apply_editor(editor, photos / "big.png", tmp_path / "chosen", tile=32, overlap=4,
+                          auto_tile=auto, **QUIET)  # a tile given is the user's choice
+    np.testing.assert_array_equal(np.asarray(Image.open(chosen.edited[photos / "big.png"])),
+                                  editor.edit(pixels["big.png"], tile=32, overlap=4))
+    whole = apply_editor(editor, photos / "big.png", tmp_path / "whole", **QUIET)  # auto off
+    np.testing.assert_array_equal(np.asarray(Image.open(whole.edited[photos / "big.png"])),
+                                  editor.edit(pixels["big.png"]))
+    assert not caplog.records
+    with pytest.raises(ConfigError, match="auto_tile=10 must be a multiple"):
+        apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(10, 100), **QUIET)
+    with pytest.raises(ConfigError, match="auto_tile_above_px=0 must be a positive"):
+        apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(16, 0), **QUIET)

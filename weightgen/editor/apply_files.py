@@ -9,6 +9,9 @@ Policy (what ``weightgen-apply`` documents):
   or, with ``refuse``, the image skipped and reported.
 * Output: ``<output>/<input stem>.png`` (lossless), at the input's size, or at most ``max_side``
   px on the long side when ``max_side`` is set (downscaled before editing).
+* Size: an image of more than ``auto_tile.above_px`` pixels edited without ``tile`` is edited in
+  ``auto_tile.tile`` px tiles, with one log line naming ``tile=`` (``weightgen.editor.sizing``:
+  whole, its attention would run for minutes).
 * Safety, all checked before anything is written: the output folder may not be the input folder
   or lie inside it, no output may be an input file, two inputs may not map to one output, and an
   existing output file is an error unless ``overwrite``.
@@ -28,6 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from weightgen.editor.concept_editor import ConceptEditor
+from weightgen.editor.sizing import AutoTile, attention_cost, auto_tile_for
 from weightgen.errors import (
     ConfigError,
     ImageTooSmallError,
@@ -125,6 +129,30 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def check_auto_tile(auto_tile: AutoTile, stride: int) -> None:
+    if auto_tile.tile <= stride or auto_tile.tile % stride:
+        raise ConfigError(
+            f"auto_tile={auto_tile.tile} must be a multiple of the generator stride {stride} "
+            f"larger than {stride}, e.g. auto_tile=256"
+        )
+    if auto_tile.above_px < 1:
+        raise ConfigError(
+            f"auto_tile_above_px={auto_tile.above_px} must be a positive number of pixels, e.g. "
+            f"auto_tile_above_px=1048576 (1024x1024), or null to edit every image whole"
+        )
+
+
+def say_auto_tiled(path: Path, array: np.ndarray, stride: int, auto_tile: AutoTile) -> None:
+    height, width = array.shape[:2]
+    log.warning(
+        "%s is %dx%d px: edited whole, its attention would cost about %.0fx that of a 256x256 "
+        "image, so it and every other image of this command over %d px are edited in %d px "
+        "tiles; pass tile=<px> to choose the tile, or auto_tile_above_px=null to edit whole",
+        path, width, height, attention_cost(height, width, stride), auto_tile.above_px,
+        auto_tile.tile,
+    )
+
+
 def apply_editor(
     editor: ConceptEditor,
     source: str | Path,
@@ -135,16 +163,21 @@ def apply_editor(
     max_side: int | None = None,
     tile: int | None = None,
     overlap: int = 32,
+    auto_tile: AutoTile | None = None,
     progress: bool = True,
 ) -> ApplyReport:
     """Edit ``source`` (an image or a folder's files) into ``output``; see the module policy."""
     if max_side is not None and max_side < 1:
         raise ConfigError(f"max_side={max_side} must be a positive number of pixels (or null)")
+    stride = editor.network.stride
+    if auto_tile is not None:
+        check_auto_tile(auto_tile, stride)
     reader = ImageReader(alpha_background, max_side)
     inputs = list_inputs(source)
     plan = plan_outputs(inputs, source, output, overwrite)
     Path(output).mkdir(parents=True, exist_ok=True)
     report = ApplyReport()
+    said_tiled = False
     for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image",
                      disable=not progress):
         try:
@@ -155,8 +188,12 @@ def apply_editor(
         except (*UNREADABLE, ValueError) as err:
             report.skip(path, f"not a readable image ({type(err).__name__}: {err})")
             continue
+        tile_now = auto_tile_for(*array.shape[:2], tile, auto_tile)
+        if tile_now != tile and not said_tiled:
+            said_tiled = True
+            say_auto_tiled(path, array, stride, auto_tile)
         try:
-            edited = editor.edit(array, tile=tile, overlap=overlap)
+            edited = editor.edit(array, tile=tile_now, overlap=overlap)
         except ImageTooSmallError as err:
             report.skip(path, str(err))
             continue
