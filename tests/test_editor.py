@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import numpy as np
@@ -27,7 +28,7 @@ from weightgen.editor.sizing import (
     apply_tiled,
     attention_cost,
 )
-from weightgen.errors import ConfigError
+from weightgen.errors import ConfigError, OutputNotWritableError
 from weightgen.gan.adapters import LoRAAdapter
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.utils.io import CorruptFileError, sha256_file
@@ -377,3 +378,75 @@ def test_a_large_image_without_tile_is_tiled_automatically_and_says_so(model_dir
         apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(10, 100), **QUIET)
     with pytest.raises(ConfigError, match="auto_tile_above_px=0 must be a positive"):
         apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(16, 0), **QUIET)
+
+
+def test_a_failed_apply_leaves_no_output_folder_behind(model_dir, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "junk.jpg").write_bytes(b"junk")
+    editor = load_editor(model_dir)
+    report = apply_editor(editor, photos, tmp_path / "made" / "out", **QUIET)
+    assert not report.edited and not (tmp_path / "made").exists()
+    (tmp_path / "mine").mkdir()
+    apply_editor(editor, photos, tmp_path / "mine", **QUIET)
+    assert (tmp_path / "mine").is_dir()  # a folder the user had stays
+
+    _save_png(photos / "a.png", 8, 8)
+    monkeypatch.setattr(editor, "edit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        apply_editor(editor, photos, tmp_path / "made" / "out", **QUIET)
+    assert not (tmp_path / "made").exists()
+
+
+def _read_only(folder):
+    """``folder`` made read-only, or a skip where that does not stop this user (root)."""
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        folder.chmod(0o755)
+        pytest.skip("this user (root) writes into a chmod 555 folder: no read-only case here")
+    return folder
+
+
+@pytest.mark.parametrize("output", ["locked", "locked/new"])
+def test_apply_into_a_read_only_folder_is_one_line_naming_it(model_dir, tmp_path, monkeypatch,
+                                                            capsys, output):
+    from weightgen.cli.apply import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save_png(photos / "a.png", 8, 8)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _read_only(locked)
+    try:
+        with pytest.raises(OutputNotWritableError, match=f"output folder .*{output} cannot be "
+                                                         f"written: .*locked does not let"):
+            apply_editor(load_editor(model_dir), photos, tmp_path / output, **QUIET)
+        monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
+                                          f"input={photos}", f"output={tmp_path / output}"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.startswith("error: output folder")
+        assert "chmod u+w" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+def test_export_into_a_read_only_model_folder_is_one_line_naming_it(model_dir, monkeypatch,
+                                                                   capsys):
+    from weightgen.cli.export import main
+
+    card = (model_dir / "model_card.json").read_text()
+    _read_only(model_dir)
+    try:
+        monkeypatch.setattr(sys, "argv", ["weightgen-export", f"model={model_dir}"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        model_dir.chmod(0o755)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: model folder {model_dir} cannot be written") and "chmod" in err
+    assert (model_dir / "model_card.json").read_text() == card

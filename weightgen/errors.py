@@ -60,5 +60,9 @@ class TransparentImageError(WeightgenError, ValueError):
     """An image with transparent pixels where the config refuses them (``alpha_background``)."""
 
 
+class OutputNotWritableError(WeightgenError, PermissionError):
+    """The folder a command writes into does not let this user create files there."""
+
+
 class ImageTooSmallError(WeightgenError, ValueError):
     """An image too small for the editor's network (its bottleneck would hold one position)."""

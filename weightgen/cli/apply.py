@@ -3,7 +3,7 @@
     weightgen-apply model=<model folder> input=<image or folder> output=<folder>
 
 Prints a JSON summary (edited count, failed files with reasons, outputs); exits with status 1 if
-no image could be edited. Images are read as 8-bit RGB
+no image could be edited, leaving no output folder it made behind. Images are read as 8-bit RGB
 (16-bit scaled, palette and greyscale converted, transparent pixels composited on
 alpha_background or refused); an image of more than auto_tile_above_px pixels is edited in
 auto_tile px tiles unless tile= is given (one log line says so).

@@ -13,8 +13,10 @@ Policy (what ``weightgen-apply`` documents):
   ``auto_tile.tile`` px tiles, with one log line naming ``tile=`` (``weightgen.editor.sizing``:
   whole, its attention would run for minutes).
 * Safety, all checked before anything is written: the output folder may not be the input folder
-  or lie inside it, no output may be an input file, two inputs may not map to one output, and an
-  existing output file is an error unless ``overwrite``.
+  or lie inside it, no output may be an input file, two inputs may not map to one output, an
+  existing output file is an error unless ``overwrite``, and the output folder (or the folder
+  it would be made in) must let this user create files. The output folders this command makes
+  are removed again if it ends with nothing written in them.
 * A file that is not a readable image, or an image too small to edit (at most 4 px on both
   sides), is reported with its path and reason; the rest are still edited.
 """
@@ -37,11 +39,16 @@ from weightgen.errors import (
     ImageTooSmallError,
     MissingInputError,
     OutputExistsError,
+    OutputNotWritableError,
     TransparentImageError,
 )
 from weightgen.utils.images import UNREADABLE, ImageReader
 from weightgen.utils.io import atomic_write_bytes
-from weightgen.utils.paths import file_in_the_way
+from weightgen.utils.paths import (
+    file_in_the_way,
+    made_folders_removed_if_empty,
+    unwritable_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +136,16 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def check_writable(output: Path) -> None:
+    """The output folder (or the folder it would be made in) must take new files."""
+    reason = unwritable_reason(output)
+    if reason is not None:
+        raise OutputNotWritableError(
+            f"output folder {output} cannot be written: {reason}; make it writable (e.g. chmod "
+            f"u+w on it) or choose an output folder you can write to"
+        )
+
+
 def check_auto_tile(auto_tile: AutoTile, stride: int) -> None:
     if auto_tile.tile <= stride or auto_tile.tile % stride:
         raise ConfigError(
@@ -175,28 +192,29 @@ def apply_editor(
     reader = ImageReader(alpha_background, max_side)
     inputs = list_inputs(source)
     plan = plan_outputs(inputs, source, output, overwrite)
-    Path(output).mkdir(parents=True, exist_ok=True)
+    check_writable(Path(output))
     report = ApplyReport()
     said_tiled = False
-    for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image",
-                     disable=not progress):
-        try:
-            array = reader.read(path)
-        except TransparentImageError as err:
-            report.skip(path, str(err))
-            continue
-        except (*UNREADABLE, ValueError) as err:
-            report.skip(path, f"not a readable image ({type(err).__name__}: {err})")
-            continue
-        tile_now = auto_tile_for(*array.shape[:2], tile, auto_tile)
-        if tile_now != tile and not said_tiled:
-            said_tiled = True
-            say_auto_tiled(path, array, stride, auto_tile)
-        try:
-            edited = editor.edit(array, tile=tile_now, overlap=overlap)
-        except ImageTooSmallError as err:
-            report.skip(path, str(err))
-            continue
-        atomic_write_bytes(plan[path], encode_png(edited))
-        report.edited[path] = plan[path]
+    with made_folders_removed_if_empty(output):
+        for path in tqdm(inputs, desc=f"editing: {editor.prompt}", unit="image",
+                         disable=not progress):
+            try:
+                array = reader.read(path)
+            except TransparentImageError as err:
+                report.skip(path, str(err))
+                continue
+            except (*UNREADABLE, ValueError) as err:
+                report.skip(path, f"not a readable image ({type(err).__name__}: {err})")
+                continue
+            tile_now = auto_tile_for(*array.shape[:2], tile, auto_tile)
+            if tile_now != tile and not said_tiled:
+                said_tiled = True
+                say_auto_tiled(path, array, stride, auto_tile)
+            try:
+                edited = editor.edit(array, tile=tile_now, overlap=overlap)
+            except ImageTooSmallError as err:
+                report.skip(path, str(err))
+                continue
+            atomic_write_bytes(plan[path], encode_png(edited))
+            report.edited[path] = plan[path]
     return report
