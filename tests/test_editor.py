@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -450,3 +451,27 @@ def test_export_into_a_read_only_model_folder_is_one_line_naming_it(model_dir, m
     assert exit_info.value.code == 1 and len(err.splitlines()) == 1
     assert err.startswith(f"error: model folder {model_dir} cannot be written") and "chmod" in err
     assert (model_dir / "model_card.json").read_text() == card
+
+
+@pytest.mark.parametrize("command", ["apply", "export"])
+def test_apply_and_export_set_num_threads(model_dir, tmp_path, monkeypatch, capsys, command):
+    threads = torch.get_num_threads()
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "a.png", 8, 8)
+    argv = {
+        "apply": ["weightgen-apply", f"model={model_dir}", f"input={tmp_path / 'photos'}",
+                  f"output={tmp_path / 'out'}", "progress=false"],
+        "export": ["weightgen-export", f"model={model_dir}", "formats=[torchscript]",
+                   "sizes=[16]", "repeats=1"],
+    }[command]
+    main = importlib.import_module(f"weightgen.cli.{command}").main
+    try:
+        monkeypatch.setattr(sys, "argv", [*argv, f"num_threads={threads + 1}"])
+        main()
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(sys, "argv", [*argv, "num_threads=0"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "error: num_threads=0 is not allowed" in capsys.readouterr().err
