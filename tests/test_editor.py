@@ -375,10 +375,12 @@ def test_a_large_image_without_tile_is_tiled_automatically_and_says_so(model_dir
     np.testing.assert_array_equal(np.asarray(Image.open(whole.edited[photos / "big.png"])),
                                   editor.edit(pixels["big.png"]))
     assert not caplog.records
-    with pytest.raises(ConfigError, match="auto_tile=10 must be a multiple"):
-        apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(10, 100), **QUIET)
-    with pytest.raises(ConfigError, match="auto_tile_above_px=0 must be a positive"):
-        apply_editor(editor, photos, tmp_path / "x", auto_tile=AutoTile(16, 0), **QUIET)
+    for auto, overlap, message in ((AutoTile(10, 100), 4, "auto_tile=10 must be a multiple"),
+                                   (AutoTile(32, 100), 32, "larger than 4 and than tile_overlap=32"),
+                                   (AutoTile(16, 0), 4, "auto_tile_above_px=0 must be a positive")):
+        with pytest.raises(ConfigError, match=message):
+            apply_editor(editor, photos, tmp_path / "x", overlap=overlap, auto_tile=auto, **QUIET)
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_failed_apply_leaves_no_output_folder_behind(model_dir, tmp_path, monkeypatch):
@@ -397,6 +399,26 @@ def test_a_failed_apply_leaves_no_output_folder_behind(model_dir, tmp_path, monk
     with pytest.raises(RuntimeError):
         apply_editor(editor, photos, tmp_path / "made" / "out", **QUIET)
     assert not (tmp_path / "made").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(model_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    """Not even root can make a folder in /proc: the check tries instead of reading the bits."""
+    from weightgen.cli.apply import main
+
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "a.png", 8, 8)
+    editor = load_editor(model_dir)
+    monkeypatch.setattr(editor, "edit", lambda *a, **k: pytest.fail("edited before the check"))
+    with pytest.raises(OutputNotWritableError, match="output folder /proc/x/out is not writable: "
+                                                     "cannot make /proc/x"):
+        apply_editor(editor, tmp_path / "photos", "/proc/x/out", **QUIET)
+    monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
+                                      f"input={tmp_path / 'photos'}", "output=/proc/x/out"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def _read_only(folder):
@@ -420,8 +442,8 @@ def test_apply_into_a_read_only_folder_is_one_line_naming_it(model_dir, tmp_path
     locked.mkdir()
     _read_only(locked)
     try:
-        with pytest.raises(OutputNotWritableError, match=f"output folder .*{output} cannot be "
-                                                         f"written: .*locked does not let"):
+        with pytest.raises(OutputNotWritableError, match=f"output folder .*{output} is not "
+                                                         f"writable: cannot (make|create)"):
             apply_editor(load_editor(model_dir), photos, tmp_path / output, **QUIET)
         monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
                                           f"input={photos}", f"output={tmp_path / output}"])
@@ -449,7 +471,7 @@ def test_export_into_a_read_only_model_folder_is_one_line_naming_it(model_dir, m
         model_dir.chmod(0o755)
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and len(err.splitlines()) == 1
-    assert err.startswith(f"error: model folder {model_dir} cannot be written") and "chmod" in err
+    assert err.startswith(f"error: model folder {model_dir} is not writable") and "chmod" in err
     assert (model_dir / "model_card.json").read_text() == card
 
 

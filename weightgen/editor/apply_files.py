@@ -141,16 +141,16 @@ def check_writable(output: Path) -> None:
     reason = unwritable_reason(output)
     if reason is not None:
         raise OutputNotWritableError(
-            f"output folder {output} cannot be written: {reason}; make it writable (e.g. chmod "
+            f"output folder {output} is not writable: {reason}; make it writable (e.g. chmod "
             f"u+w on it) or choose an output folder you can write to"
         )
 
 
-def check_auto_tile(auto_tile: AutoTile, stride: int) -> None:
-    if auto_tile.tile <= stride or auto_tile.tile % stride:
+def check_auto_tile(auto_tile: AutoTile, stride: int, overlap: int) -> None:
+    if auto_tile.tile <= max(stride, overlap) or auto_tile.tile % stride:
         raise ConfigError(
             f"auto_tile={auto_tile.tile} must be a multiple of the generator stride {stride} "
-            f"larger than {stride}, e.g. auto_tile=256"
+            f"larger than {stride} and than tile_overlap={overlap}, e.g. auto_tile=256"
         )
     if auto_tile.above_px < 1:
         raise ConfigError(
@@ -162,7 +162,7 @@ def check_auto_tile(auto_tile: AutoTile, stride: int) -> None:
 def say_auto_tiled(path: Path, array: np.ndarray, stride: int, auto_tile: AutoTile) -> None:
     height, width = array.shape[:2]
     log.warning(
-        "%s is %dx%d px: edited whole, its attention would cost about %.0fx that of a 256x256 "
+        "%s is %dx%d px: edited whole, its attention would cost about %.3gx that of a 256x256 "
         "image, so it and every other image of this command over %d px are edited in %d px "
         "tiles; pass tile=<px> to choose the tile, or auto_tile_above_px=null to edit whole",
         path, width, height, attention_cost(height, width, stride), auto_tile.above_px,
@@ -188,7 +188,7 @@ def apply_editor(
         raise ConfigError(f"max_side={max_side} must be a positive number of pixels (or null)")
     stride = editor.network.stride
     if auto_tile is not None:
-        check_auto_tile(auto_tile, stride)
+        check_auto_tile(auto_tile, stride, overlap)
     reader = ImageReader(alpha_background, max_side)
     inputs = list_inputs(source)
     plan = plan_outputs(inputs, source, output, overwrite)

@@ -233,7 +233,7 @@ def export_model_folder(
     reason = unwritable_reason(folder)
     if reason is not None:
         raise OutputNotWritableError(
-            f"model folder {folder} cannot be written: {reason}; the exports and the updated "
+            f"model folder {folder} is not writable: {reason}; the exports and the updated "
             f"model card are written into it: make it writable (e.g. chmod u+w on it), or "
             f"copy the folder somewhere you can write to and export the copy"
         )

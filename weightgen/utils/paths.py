@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,17 +15,25 @@ def file_in_the_way(path: str | Path) -> Path | None:
 
 
 def unwritable_reason(folder: str | Path) -> str | None:
-    """Why no file can be created in ``folder`` (or, where it does not exist yet, in the
-    nearest folder above it, where it would be made); None when files can be.
+    """Why no file can be created in ``folder``, found by trying: the folder is made (with its
+    missing parents) and a temporary file created in it, then both are removed again; None when
+    that works.
 
-    ``os.access`` asks the kernel, so a read-only mount counts; root may write where the
-    permission bits say no, and for root that is no reason.
+    Trying, not asking ``os.access``, covers what permission bits do not tell: read-only mounts,
+    folders no one can make (``/proc/x``), and root, who writes where the bits say no.
     """
-    existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents)
-                    if p.exists())
-    if os.access(existing, os.W_OK | os.X_OK):
-        return None
-    return f"{existing} does not let this user create files"
+    folder = Path(folder)
+    with made_folders_removed_if_empty(folder):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            return f"cannot make {err.filename or folder} ({err.strerror or err})"
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            return f"cannot create a file in it ({err.strerror or err})"
+    return None
 
 
 @contextmanager
