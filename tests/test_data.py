@@ -83,7 +83,7 @@ def test_folder_photos_reads_nested_images_as_rgb(tmp_path):
     write_png(tmp_path / "x.png", np.zeros((20, 30, 3), np.uint8))
     write_png(tmp_path / "sub" / "grey.png", np.full((16, 16), 7, np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
-    photos = folder_photos(tmp_path, min_side=16)
+    photos = folder_photos(tmp_path, min_side=16, alpha_background="white")
     assert [p.name for p in photos] == ["sub/grey.png", "x.png"]
     assert photos[0].pixels.shape == (16, 16, 3) and photos[0].pixels[0, 0, 2] == 7
     assert photos[1].pixels.shape == (20, 30, 3)
@@ -91,26 +91,26 @@ def test_folder_photos_reads_nested_images_as_rgb(tmp_path):
 
 def test_folder_photos_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nowhere does not exist; pass data.folder"):
-        folder_photos(tmp_path / "nowhere", min_side=16)
+        folder_photos(tmp_path / "nowhere", min_side=16, alpha_background="white")
 
 
 def test_folder_photos_empty_folder(tmp_path):
     (tmp_path / "readme.txt").write_text("no photos here")
     with pytest.raises(ValueError, match="holds no .png/.jpg/.jpeg/.webp files"):
-        folder_photos(tmp_path, min_side=16)
+        folder_photos(tmp_path, min_side=16, alpha_background="white")
 
 
 def test_folder_photos_unreadable_file_is_named(tmp_path):
     write_png(tmp_path / "good.png", np.zeros((20, 20, 3), np.uint8))
     (tmp_path / "broken.png").write_bytes(b"this is not a png")
     with pytest.raises(ValueError, match=r"broken\.png: not a readable image"):
-        folder_photos(tmp_path, min_side=16)
+        folder_photos(tmp_path, min_side=16, alpha_background="white")
 
 
 def test_folder_photos_too_small_image_is_named(tmp_path):
     write_png(tmp_path / "tiny.png", np.zeros((10, 40, 3), np.uint8))
     with pytest.raises(ValueError, match=r"tiny\.png: 40x10 is smaller than the crop size 16"):
-        folder_photos(tmp_path, min_side=16)
+        folder_photos(tmp_path, min_side=16, alpha_background="white")
 
 
 def test_random_crops_are_deterministic_for_a_seed():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
+import os
 import sys
 
 import numpy as np
@@ -20,13 +23,21 @@ from weightgen.editor import (
     write_model_folder,
 )
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
-from weightgen.editor.sizing import apply_any_size, apply_padded, apply_tiled
-from weightgen.errors import ConfigError
+from weightgen.editor.sizing import (
+    AutoTile,
+    apply_any_size,
+    apply_padded,
+    apply_tiled,
+    attention_cost,
+)
+from weightgen.errors import ConfigError, OutputNotWritableError
 from weightgen.gan.adapters import LoRAAdapter
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.utils.io import CorruptFileError, sha256_file
 
 KWARGS = {"ngf": 4, "text_dim": 8, "heads": 2}
+# apply_editor's settings of conf/apply.yaml that the tests do not vary, without progress bars.
+QUIET = {"alpha_background": "white", "progress": False}
 
 
 def _card() -> dict:
@@ -207,7 +218,7 @@ def test_apply_edits_good_files_and_reports_bad_ones(model_dir, tmp_path):
     (photos / "broken.png").write_bytes(b"\x89PNG not really")
     (photos / "notes.txt").write_text("not an image")
     editor = load_editor(model_dir)
-    report = apply_editor(editor, photos, out, progress=False)
+    report = apply_editor(editor, photos, out, **QUIET)
     assert sorted(p.name for p in report.edited) == ["a.png", "b.jpg"]
     assert sorted(p.name for p in report.failed) == ["broken.png", "notes.txt"]
     assert "not a readable image" in report.failed[photos / "broken.png"]
@@ -218,9 +229,9 @@ def test_apply_edits_good_files_and_reports_bad_ones(model_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
     with pytest.raises(FileExistsError, match="overwrite=true"):
-        apply_editor(editor, photos, out, progress=False)
-    assert len(apply_editor(editor, photos, out, overwrite=True, progress=False).edited) == 2
-    small = apply_editor(editor, photos / "a.png", tmp_path / "small", max_side=12, progress=False)
+        apply_editor(editor, photos, out, **QUIET)
+    assert len(apply_editor(editor, photos, out, overwrite=True, **QUIET).edited) == 2
+    small = apply_editor(editor, photos / "a.png", tmp_path / "small", max_side=12, **QUIET)
     assert Image.open(small.edited[photos / "a.png"]).size == (12, 8)
 
 
@@ -232,13 +243,13 @@ def test_apply_refuses_outputs_that_could_overwrite_inputs(model_dir, tmp_path):
     editor = load_editor(model_dir)
     for output in (photos, photos / "out"):
         with pytest.raises(ValueError, match="inside it"):
-            apply_editor(editor, photos, output, progress=False)
+            apply_editor(editor, photos, output, **QUIET)
     with pytest.raises(ValueError, match="would overwrite the input"):
-        apply_editor(editor, photos / "a.png", photos, overwrite=True, progress=False)
+        apply_editor(editor, photos / "a.png", photos, overwrite=True, **QUIET)
     assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
     assert (photos / "a.png").read_bytes() == before
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        apply_editor(editor, tmp_path / "nope", tmp_path / "o", progress=False)
+        apply_editor(editor, tmp_path / "nope", tmp_path / "o", **QUIET)
 
 
 def test_export_parity_and_latency_in_card(model_dir):
@@ -297,7 +308,7 @@ def test_apply_skips_and_reports_images_too_small_to_edit(model_dir, tmp_path):
     _save_png(photos / "b_tiny.png", 4, 4)
     _save_png(photos / "c_tiny.png", 2, 3)
     _save_png(photos / "d.png", 4, 5)  # one side over 4 px is enough
-    report = apply_editor(load_editor(model_dir), photos, out, progress=False)
+    report = apply_editor(load_editor(model_dir), photos, out, **QUIET)
     assert sorted(p.name for p in report.edited) == ["a.png", "d.png"]
     assert sorted(p.name for p in report.failed) == ["b_tiny.png", "c_tiny.png"]
     assert "4x4 px is too small to edit" in report.failed[photos / "b_tiny.png"]
@@ -316,5 +327,195 @@ def test_apply_refuses_an_output_below_a_file(model_dir, tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ConfigError, match="taken is a file, not a folder"):
         apply_editor(load_editor(model_dir), tmp_path / "photos", tmp_path / "taken" / "out",
-                     progress=False)
+                     **QUIET)
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_apply_reads_16_bit_palette_and_transparent_images_right(model_dir, tmp_path, caplog):
+    """Issue 21: a 16-bit PNG was edited clipped (99.8% white); alpha was dropped silently."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    deep = np.linspace(0, 65535, 12 * 16).round().astype(np.uint16).reshape(12, 16)
+    Image.fromarray(deep).save(photos / "deep.png")
+    Image.fromarray(np.zeros((12, 16), np.uint8), "P").save(photos / "flat.png")
+    clear = np.zeros((12, 16, 4), np.uint8)  # fully transparent black
+    Image.fromarray(clear).save(photos / "clear.png")
+    editor = load_editor(model_dir)
+    caplog.set_level(logging.WARNING)
+    report = apply_editor(editor, photos, tmp_path / "out", **QUIET)
+    assert len(report.edited) == 3 and not report.failed
+    read_back = {name: np.asarray(Image.open(tmp_path / "out" / name)) for name in
+                 ("deep.png", "flat.png", "clear.png")}
+    grey = np.repeat(np.round(deep / 257).astype(np.uint8)[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(read_back["deep.png"], editor.edit(grey))
+    np.testing.assert_array_equal(read_back["flat.png"], editor.edit(np.zeros((12, 16, 3), np.uint8)))
+    white = np.full((12, 16, 3), 255, np.uint8)
+    np.testing.assert_array_equal(read_back["clear.png"], editor.edit(white))
+    assert ["composited on white" in r.getMessage() for r in caplog.records] == [True]
+
+    refused = apply_editor(editor, photos, tmp_path / "refused",
+                           **{**QUIET, "alpha_background": "refuse"})
+    assert sorted(p.name for p in refused.edited) == ["deep.png", "flat.png"]
+    assert "alpha_background=refuse" in refused.failed[photos / "clear.png"]
+
+
+def test_attention_cost_grows_with_the_square_of_the_pixels():
+    assert attention_cost(256, 256, 4) == 1
+    assert attention_cost(512, 512, 4) == 16
+    assert attention_cost(2000, 3000, 4) > 5000
+
+
+def test_a_large_image_without_tile_is_tiled_automatically_and_says_so(model_dir, tmp_path,
+                                                                        caplog):
+    """Issue 21: a 3000x2000 photo ran whole for over 300 s with no word; here the threshold is
+    small instead of the image large."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save_png(photos / "big.png", 40, 36)
+    _save_png(photos / "big2.png", 36, 40, seed=1)
+    _save_png(photos / "small.png", 16, 20, seed=2)
+    editor = load_editor(model_dir)
+    pixels = {p.name: np.asarray(Image.open(p)) for p in photos.iterdir()}
+    caplog.set_level(logging.WARNING)
+    auto = AutoTile(tile=16, above_px=24 * 24)
+    apply_editor(editor, photos, tmp_path / "out", overlap=4, auto_tile=auto, **QUIET)
+    edited = {name: np.asarray(Image.open(tmp_path / "out" / name)) for name in pixels}
+    for name in ("big.png", "big2.png"):
+        np.testing.assert_array_equal(edited[name], editor.edit(pixels[name], tile=16, overlap=4))
+        assert not np.array_equal(edited[name], editor.edit(pixels[name]))
+    np.testing.assert_array_equal(edited["small.png"], editor.edit(pixels["small.png"]))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "big.png is 36x40 px" in lines[0]
+    assert "16 px tiles" in lines[0] and "tile=<px>" in lines[0]
+
+    caplog.clear()
+    chosen = apply_editor(editor, photos / "big.png", tmp_path / "chosen", tile=32, overlap=4,
+                          auto_tile=auto, **QUIET)  # a tile given is the user's choice
+    np.testing.assert_array_equal(np.asarray(Image.open(chosen.edited[photos / "big.png"])),
+                                  editor.edit(pixels["big.png"], tile=32, overlap=4))
+    whole = apply_editor(editor, photos / "big.png", tmp_path / "whole", **QUIET)  # auto off
+    np.testing.assert_array_equal(np.asarray(Image.open(whole.edited[photos / "big.png"])),
+                                  editor.edit(pixels["big.png"]))
+    assert not caplog.records
+    for auto, overlap, message in ((AutoTile(10, 100), 4, "auto_tile=10 must be a multiple"),
+                                   (AutoTile(32, 100), 32, "larger than 4 and than tile_overlap=32"),
+                                   (AutoTile(16, 0), 4, "auto_tile_above_px=0 must be a positive")):
+        with pytest.raises(ConfigError, match=message):
+            apply_editor(editor, photos, tmp_path / "x", overlap=overlap, auto_tile=auto, **QUIET)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_apply_leaves_no_output_folder_behind(model_dir, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "junk.jpg").write_bytes(b"junk")
+    editor = load_editor(model_dir)
+    report = apply_editor(editor, photos, tmp_path / "made" / "out", **QUIET)
+    assert not report.edited and not (tmp_path / "made").exists()
+    (tmp_path / "mine").mkdir()
+    apply_editor(editor, photos, tmp_path / "mine", **QUIET)
+    assert (tmp_path / "mine").is_dir()  # a folder the user had stays
+
+    _save_png(photos / "a.png", 8, 8)
+    monkeypatch.setattr(editor, "edit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        apply_editor(editor, photos, tmp_path / "made" / "out", **QUIET)
+    assert not (tmp_path / "made").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(model_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    """Not even root can make a folder in /proc: the check tries instead of reading the bits."""
+    from weightgen.cli.apply import main
+
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "a.png", 8, 8)
+    editor = load_editor(model_dir)
+    monkeypatch.setattr(editor, "edit", lambda *a, **k: pytest.fail("edited before the check"))
+    with pytest.raises(OutputNotWritableError, match="output folder /proc/x/out is not writable: "
+                                                     "cannot make /proc/x"):
+        apply_editor(editor, tmp_path / "photos", "/proc/x/out", **QUIET)
+    monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
+                                      f"input={tmp_path / 'photos'}", "output=/proc/x/out"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def _read_only(folder):
+    """``folder`` made read-only, or a skip where that does not stop this user (root)."""
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        folder.chmod(0o755)
+        pytest.skip("this user (root) writes into a chmod 555 folder: no read-only case here")
+    return folder
+
+
+@pytest.mark.parametrize("output", ["locked", "locked/new"])
+def test_apply_into_a_read_only_folder_is_one_line_naming_it(model_dir, tmp_path, monkeypatch,
+                                                            capsys, output):
+    from weightgen.cli.apply import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save_png(photos / "a.png", 8, 8)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _read_only(locked)
+    try:
+        with pytest.raises(OutputNotWritableError, match=f"output folder .*{output} is not "
+                                                         f"writable: cannot (make|create)"):
+            apply_editor(load_editor(model_dir), photos, tmp_path / output, **QUIET)
+        monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
+                                          f"input={photos}", f"output={tmp_path / output}"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.startswith("error: output folder")
+        assert "chmod u+w" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+def test_export_into_a_read_only_model_folder_is_one_line_naming_it(model_dir, monkeypatch,
+                                                                   capsys):
+    from weightgen.cli.export import main
+
+    card = (model_dir / "model_card.json").read_text()
+    _read_only(model_dir)
+    try:
+        monkeypatch.setattr(sys, "argv", ["weightgen-export", f"model={model_dir}"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        model_dir.chmod(0o755)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: model folder {model_dir} is not writable") and "chmod" in err
+    assert (model_dir / "model_card.json").read_text() == card
+
+
+@pytest.mark.parametrize("command", ["apply", "export"])
+def test_apply_and_export_set_num_threads(model_dir, tmp_path, monkeypatch, capsys, command):
+    threads = torch.get_num_threads()
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "a.png", 8, 8)
+    argv = {
+        "apply": ["weightgen-apply", f"model={model_dir}", f"input={tmp_path / 'photos'}",
+                  f"output={tmp_path / 'out'}", "progress=false"],
+        "export": ["weightgen-export", f"model={model_dir}", "formats=[torchscript]",
+                   "sizes=[16]", "repeats=1"],
+    }[command]
+    main = importlib.import_module(f"weightgen.cli.{command}").main
+    try:
+        monkeypatch.setattr(sys, "argv", [*argv, f"num_threads={threads + 1}"])
+        main()
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(sys, "argv", [*argv, "num_threads=0"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "error: num_threads=0 is not allowed" in capsys.readouterr().err

@@ -285,7 +285,7 @@ def _pairs_folder(root, sizes, invert=True):
 
 def test_folder_pairs_become_aligned_crops_with_whole_pairs_held_out(tmp_path):
     folder = _pairs_folder(tmp_path / "pairs", [((40, 48), (40, 48))] * 5)
-    pairs = read_pair_folder(folder, min_side=16)
+    pairs = read_pair_folder(folder, min_side=16, alpha_background="white")
     assert pairs.names == [f"p{i}" for i in range(5)]
     ws_concept = type("C", (), {"id": "mine", "prompt": "inverted", "split": "test",
                                 "recipe": None, "instruction": "inverted"})()
@@ -320,7 +320,7 @@ def test_bad_pairs_folders_are_clear_errors(tmp_path, build, error, message):
     root = tmp_path / "pairs"
     root.mkdir()
     with pytest.raises(error, match=message):
-        read_pair_folder(build(root), min_side=16)
+        read_pair_folder(build(root), min_side=16, alpha_background="white")
 
 
 def test_folder_flow_fine_tunes_on_its_own_pair_store(flow_run, tmp_path):

@@ -56,5 +56,13 @@ class MissingDependencyError(WeightgenError, ImportError):
     """An optional package the requested feature needs is not installed."""
 
 
+class TransparentImageError(WeightgenError, ValueError):
+    """An image with transparent pixels where the config refuses them (``alpha_background``)."""
+
+
+class OutputNotWritableError(WeightgenError, PermissionError):
+    """The folder a command writes into does not let this user create files there."""
+
+
 class ImageTooSmallError(WeightgenError, ValueError):
     """An image too small for the editor's network (its bottleneck would hold one position)."""

@@ -23,7 +23,7 @@ from weightgen.concepts.spec import Concept
 from weightgen.data.pairs import PairSettings, PairStore, settings_record
 from weightgen.data.sources import Photo, random_crops
 from weightgen.errors import ConfigError, MissingInputError
-from weightgen.utils.images import IMAGE_SUFFIXES, image_files, read_image
+from weightgen.utils.images import IMAGE_SUFFIXES, ImageReader, image_files
 
 
 @dataclass
@@ -52,8 +52,11 @@ def _images_by_stem(side: Path) -> dict[str, Path]:
     return found
 
 
-def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
-    """Read ``<folder>/source`` and ``<folder>/target``; any mismatch is an error naming files."""
+def read_pair_folder(folder: str | Path, min_side: int, alpha_background: str) -> PairFolder:
+    """Read ``<folder>/source`` and ``<folder>/target``; any mismatch is an error naming files.
+
+    Images are read as ``weightgen.utils.images`` documents (16-bit scaled, palette and grey
+    converted); transparent pixels become ``alpha_background`` (white, black, or refuse)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInputError(
@@ -73,9 +76,10 @@ def read_pair_folder(folder: str | Path, min_side: int) -> PairFolder:
             f"{folder}: {len(names)} image pair(s) found ({'/'.join(IMAGE_SUFFIXES)}); need at "
             f"least 2 (one to train on, one held out to measure the editor)"
         )
+    reader = ImageReader(alpha_background)
     pairs = PairFolder(folder, names, [], [])
     for name in names:
-        source, target = read_image(sources[name]), read_image(targets[name])
+        source, target = reader.read_checked(sources[name]), reader.read_checked(targets[name])
         if source.shape != target.shape:
             raise ConfigError(
                 f"pair {name!r}: source {source.shape[1]}x{source.shape[0]} but target "

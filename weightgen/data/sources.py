@@ -13,7 +13,7 @@ import numpy as np
 from skimage.transform import resize
 
 from weightgen.errors import ConfigError, MissingInputError
-from weightgen.utils.images import IMAGE_SUFFIXES, image_files, read_image
+from weightgen.utils.images import IMAGE_SUFFIXES, ImageReader, image_files
 
 SKIMAGE_PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -48,8 +48,10 @@ def bundled_photos() -> list[Photo]:
     return photos
 
 
-def folder_photos(folder: str | Path, min_side: int) -> list[Photo]:
-    """Every png/jpg/webp under ``folder`` (recursive); unreadable or tiny files are errors."""
+def folder_photos(folder: str | Path, min_side: int, alpha_background: str) -> list[Photo]:
+    """Every png/jpg/webp under ``folder`` (recursive); unreadable or tiny files are errors.
+
+    Transparent pixels become ``alpha_background`` (``weightgen.utils.images``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInputError(f"image folder {folder} does not exist; pass data.folder=<a folder>")
@@ -58,9 +60,10 @@ def folder_photos(folder: str | Path, min_side: int) -> list[Photo]:
         raise ConfigError(
             f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files; add photos to it"
         )
+    reader = ImageReader(alpha_background)
     photos = []
     for path in files:
-        pixels = read_image(path)
+        pixels = reader.read_checked(path)
         if min(pixels.shape[:2]) < min_side:
             raise ConfigError(
                 f"{path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the crop size "

@@ -30,8 +30,9 @@ import torch
 
 from weightgen.editor.concept_editor import ConceptEditor, load_editor
 from weightgen.editor.model_folder import ONNX_FILE, TORCHSCRIPT_FILE, read_card, update_card
-from weightgen.errors import ConfigError, MissingDependencyError
+from weightgen.errors import ConfigError, MissingDependencyError, OutputNotWritableError
 from weightgen.utils.io import atomic_write_bytes, sha256_bytes
+from weightgen.utils.paths import unwritable_reason
 
 ONNX_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -216,7 +217,8 @@ def export_model_folder(
     ``sizes[0]`` is the size traced at and checked for parity; latency is measured at every size
     for eager torch and each exported format, batch 1, all on ``threads`` CPU threads (default:
     torch's current setting). The card's ``latency`` is replaced, so its numbers always come from
-    one measurement on one machine.
+    one measurement on one machine. A folder this user cannot write to is refused before any
+    export (``OutputNotWritableError``).
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -228,6 +230,13 @@ def export_model_folder(
         raise ConfigError(f"threads={threads}: need at least 1 (or null for torch's default)")
     folder = Path(folder)
     editor = load_editor(folder)
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise OutputNotWritableError(
+            f"model folder {folder} is not writable: {reason}; the exports and the updated "
+            f"model card are written into it: make it writable (e.g. chmod u+w on it), or "
+            f"copy the folder somewhere you can write to and export the copy"
+        )
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or previous_threads)
     try:

@@ -165,7 +165,8 @@ def make_pairs(ws: Workspace, concept: Concept, source: str) -> tuple[Path, dict
     crops = {"size": int(data_cfg.size), "train": int(data_cfg.n_train), "val": int(data_cfg.n_val),
              "max_zoom": float(data_cfg.max_zoom), "seed": int(data_cfg.seed)}
     if source == "folder":
-        pairs = read_pair_folder(ws.cfg.pairs, min_side=int(data_cfg.size))
+        pairs = read_pair_folder(ws.cfg.pairs, min_side=int(data_cfg.size),
+                                 alpha_background=ws.cfg.alpha_background)
         settings = PairSettings(size=crops["size"], n_train=crops["train"], n_val=crops["val"],
                                 seed=crops["seed"], max_zoom=crops["max_zoom"],
                                 photos=str(pairs.folder.resolve()))

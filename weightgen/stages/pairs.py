@@ -26,7 +26,8 @@ def build_pairs(ws: Workspace, concepts: list[Concept] | None = None) -> dict:
     elif data.source == "folder":
         if not data.get("folder"):
             raise ConfigError("data=folder needs data.folder=<a folder of photos>")
-        photos = folder_photos(data.folder, min_side=data.size)
+        photos = folder_photos(data.folder, min_side=data.size,
+                               alpha_background=ws.cfg.alpha_background)
     else:
         raise ConfigError(f"data.source={data.source!r}: use bundled or folder")
     train_photos, val_photos = split_photos(photos, list(data.val_photos))

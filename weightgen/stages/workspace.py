@@ -11,7 +11,6 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,6 +21,7 @@ from weightgen.data.pairs import PairStore
 from weightgen.errors import ConfigError, UnknownConceptError
 from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.utils.io import atomic_write_text
+from weightgen.utils.threads import use_threads
 from weightgen.weights.store import WeightStore
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,7 @@ class Workspace:
             self.text_encoder = text_encoder  # takes the place of the cached_property below
         self.verbose = bool(cfg.get("verbose", False))
         configure_console(self.verbose)
-        if cfg.get("num_threads"):
-            # Fewer threads than cores when other jobs share the machine: oversubscribed
-            # OpenMP threads slow small convolutions down by an order of magnitude.
-            torch.set_num_threads(int(cfg.num_threads))
+        use_threads(cfg.get("num_threads"))
 
     # --- concepts -------------------------------------------------------------------------
     @cached_property
