@@ -37,8 +37,10 @@ from omegaconf import OmegaConf
 from weightgen.concepts.spec import Concept
 from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
+from weightgen.diffusion.example_bank import ExampleBank
 from weightgen.diffusion.examples import FEATURES, ExampleStandardiser, PairEncoder
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
@@ -105,7 +107,8 @@ class GeneratedAdapterQuality(L.Callback):
         for split in ("train", "test"):
             gaps = []
             for concept in (c for c in self.concepts if c.split == split):
-                state = generator.generate(self.ws.embed([concept.prompt]), **self.sampling).state
+                text = Condition.of_text(self.ws.embed([concept.prompt]))
+                state = generator.generate(text, **self.sampling).state
                 psnr = evaluator.quality(concept, state).psnr
                 if wandb_on(trainer.loggers):
                     caption = f"{concept.id} ({split}): source | target | generated"
@@ -233,13 +236,12 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     denoiser = instantiate(denoiser_cfg)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
     module = WeightDiffusionModule(
-        denoiser, scheduler, text.tokens, text.mask,
+        denoiser, scheduler, Condition.of_text(text),
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
-        cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
-        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0), task_loss=objective,
-        **({"example_bank": bank, "examples_k": examples_k,
-            "examples_drop_prob": cfg.examples.drop_prob} if examples_k else {}),
+        cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index, text_noise=cfg.text_noise,
+        examples=ExampleBank(bank, examples_k, cfg.examples.drop_prob) if examples_k else None,
+        task_loss=objective,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=seed
