@@ -136,7 +136,7 @@ def generator_seed(ws: Workspace) -> int:
 
     Its own knob so that a generator can be retrained on other seeds without touching the run's
     seed, which the store and every benchmark run depend on."""
-    seed = ws.cfg.diffusion.get("seed")
+    seed = ws.cfg.diffusion.seed
     return int(ws.cfg.seed if seed is None else seed)
 
 
@@ -150,17 +150,17 @@ def training_identity(ws: Workspace, rows: list[dict],
     diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
     # Prompts only, as before the phrasings knob existed: generators trained then stay up to date.
-    all_phrasings = diffusion["data"].pop("phrasings", "canonical") != "canonical"
+    all_phrasings = diffusion["data"].pop("phrasings") != "canonical"
     # The same for the conditioning and text-noise knobs at their defaults (today's training).
-    if diffusion.get("conditioning") == DEFAULT_CONDITIONING:
+    if diffusion["conditioning"] == DEFAULT_CONDITIONING:
         diffusion.pop("conditioning")
-    if diffusion.get("text_noise") == 0:
+    if diffusion["text_noise"] == 0:
         diffusion.pop("text_noise")
-    if not diffusion.get("examples", {}).get("k", 0):
-        diffusion.pop("examples", None)
-    if diffusion.get("task_loss", {}).get("weight") == 0:
+    if not diffusion["examples"]["k"]:
+        diffusion.pop("examples")
+    if diffusion["task_loss"]["weight"] == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
-    diffusion.pop("seed", None)  # resolved into "seed" below
+    diffusion.pop("seed")  # resolved into "seed" below
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
@@ -222,7 +222,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     examples_k = configured_examples_k(ws)
     bank, standardiser = example_bank(ws, concept_ids) if examples_k else (None, None)
     objective = None  # built before seeding: the denoiser starts as without the task loss
-    if OmegaConf.select(cfg, "task_loss.weight", default=0) > 0:
+    if cfg.task_loss.weight > 0:
         objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
     seed = generator_seed(ws)
