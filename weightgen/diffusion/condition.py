@@ -26,6 +26,8 @@ from weightgen.text.base import TextEmbedding
 
 @dataclass(frozen=True, eq=False)  # no ==: fields are tensors
 class Condition:
+    """What the weight generator is conditioned on, one row per item (module docstring)."""
+
     tokens: Tensor | None = None  # [B, L, D] float: the text encoder's token states
     mask: Tensor | None = None  # [B, L] bool, True = real token; all-False: the empty prompt
     pooled: Tensor | None = None  # [B, D] float: the sentence vector (TextEmbedding.pooled)
