@@ -32,6 +32,7 @@ from weightgen.cli.app import CONFIG_DIR
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.concepts.text_fingerprints import texts_fingerprint
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
@@ -92,7 +93,7 @@ def test_module_loss_decreases_on_a_tiny_overfit():
     blocks = torch.randn(2, 4, 16)  # 2 adapters x 4 blocks of 16
     tokens, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=64, depth=2), scheduler(),
-                                   tokens, mask, **training_options())
+                                   Condition(tokens, mask), **training_options())
     batch = {"blocks": blocks.reshape(8, 16), "block_index": torch.arange(4).repeat(2),
              "concept": torch.arange(2).repeat_interleave(4)}
 
@@ -114,19 +115,22 @@ def test_module_loss_decreases_on_a_tiny_overfit():
 def test_module_rejects_an_unknown_prediction_type():
     with pytest.raises(ValueError, match=r"prediction_type='v_prediction': use sample or epsilon"):
         WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1),
-                              scheduler("v_prediction"), torch.zeros(1, 2, 8),
-                              torch.ones(1, 2, dtype=torch.bool), **training_options())
+                              scheduler("v_prediction"),
+                              Condition(torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool)),
+                              **training_options())
 
 
 def test_prompt_dropout_empties_the_prompt_only_while_training():
     tokens, mask = torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool)
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                   tokens, mask, **training_options(), cond_drop_prob=1.0)
+                                   Condition(tokens, mask), **training_options(),
+                                   cond_drop_prob=1.0)
     concept = torch.tensor([2, 0])
-    dropped_tokens, dropped_mask, no_pooled = module.train()._text(concept)
-    assert not dropped_tokens.any() and not dropped_mask.any() and no_pooled is None
-    kept_tokens, kept_mask, _ = module.eval()._text(concept)
-    assert torch.equal(kept_tokens, tokens[concept]) and torch.equal(kept_mask, mask[concept])
+    dropped = module.train().condition(concept)
+    assert not dropped.tokens.any() and not dropped.mask.any()
+    assert dropped.pooled is None and dropped.examples is None
+    kept = module.eval().condition(concept)
+    assert torch.equal(kept.tokens, tokens[concept]) and torch.equal(kept.mask, mask[concept])
 
 
 def test_the_module_draws_each_concepts_text_among_its_own_phrasings_only_while_training():
@@ -134,13 +138,13 @@ def test_the_module_draws_each_concepts_text_among_its_own_phrasings_only_while_
     assert texts == ["a", "b", "c", "d"] and table.tolist() == [[0, 1, 2], [3, -1, -1]]
     tokens = torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 8).clone()  # text t's tokens are t
     module = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                   tokens, torch.ones(4, 2, dtype=torch.bool), **training_options(),
-                                   phrasings=table)
+                                   Condition(tokens, torch.ones(4, 2, dtype=torch.bool)),
+                                   **training_options(), phrasings=table)
     concept = torch.tensor([0] * 100 + [1] * 100)
     torch.manual_seed(0)
-    drawn = module.train()._text(concept)[0][:, 0, 0]
+    drawn = module.train().condition(concept).tokens[:, 0, 0]
     assert set(drawn[:100].tolist()) == {0.0, 1.0, 2.0} and set(drawn[100:].tolist()) == {3.0}
-    prompts = module.eval()._text(concept)[0][:, 0, 0]
+    prompts = module.eval().condition(concept).tokens[:, 0, 0]
     assert set(prompts[:100].tolist()) == {0.0} and set(prompts[100:].tolist()) == {3.0}
 
 
@@ -161,7 +165,7 @@ def test_overfit_generator_reproduces_each_training_adapter_from_its_prompt(run)
     between = first - second
     adapter, gan = attached_adapter(ws)
     for row in rows:
-        generated = generator.generate(ws.embed([row["prompt"]])).state
+        generated = generator.generate(Condition.of_text(ws.embed([row["prompt"]]))).state
         adapter.load_state(gan, generated)  # the generated state fits the GAN's adapter
         target = trained[row["concept"]]
         assert torch.allclose(flat(adapter.state(gan)), flat(generated).to(torch.float64),
@@ -323,12 +327,12 @@ def test_the_phrasings_knob_composes_with_the_presets():
 
 def test_seeded_sampling_is_reproducible(run):
     ws, generator = run["ws"], run["generator"]
-    text = ws.embed([UNSEEN_PROMPT])
+    text = Condition.of_text(ws.embed([UNSEEN_PROMPT]))
 
     def sample(seed: int, steps: int) -> torch.Tensor:
-        return sample_blocks(generator.denoiser, ddim_from(generator.meta["scheduler"]),
-                             text.tokens[0], text.mask[0], generator.tokenizer.num_blocks,
-                             generator.tokenizer.block_size, steps=steps, seed=seed)
+        return sample_blocks(generator.denoiser, ddim_from(generator.meta["scheduler"]), text,
+                             generator.tokenizer.num_blocks, generator.tokenizer.block_size,
+                             steps=steps, seed=seed)
 
     for steps in (1, 3):
         assert torch.equal(sample(7, steps), sample(7, steps))
@@ -347,23 +351,23 @@ class PromptEcho(nn.Module):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x, timesteps, block_index, text_tokens, text_mask):
-        return text_tokens[:, 0, :1].expand_as(x) * text_mask[:, :1]
+    def forward(self, x, timesteps, block_index, condition):
+        return condition.tokens[:, 0, :1].expand_as(x) * condition.mask[:, :1]
 
 
 def test_one_step_returns_the_prediction_and_guidance_extrapolates_from_the_empty_prompt():
     sampler = ddim_from(dict(scheduler().config))
-    tokens, mask = torch.full((3, 4), 2.0), torch.ones(3, dtype=torch.bool)
-    plain = sample_blocks(PromptEcho(), sampler, tokens, mask, num_blocks=5, block_size=6)
+    text = Condition(torch.full((1, 3, 4), 2.0), torch.ones(1, 3, dtype=torch.bool))
+    plain = sample_blocks(PromptEcho(), sampler, text, num_blocks=5, block_size=6)
     assert torch.allclose(plain, torch.full((5, 6), 2.0), atol=1e-5)
-    guided = sample_blocks(PromptEcho(), sampler, tokens, mask, num_blocks=5, block_size=6,
+    guided = sample_blocks(PromptEcho(), sampler, text, num_blocks=5, block_size=6,
                            guidance_scale=3.0)
     # uncond + 3 * (cond - uncond) with uncond = 0 (empty prompt) and cond = 2
     assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
 
 
 def test_guidance_and_multi_step_paths_run_on_the_trained_generator(run):
-    text = run["ws"].embed([UNSEEN_PROMPT])
+    text = Condition.of_text(run["ws"].embed([UNSEEN_PROMPT]))
     generator = run["generator"]
     one = flat(generator.generate(text).state)
     guided = flat(generator.generate(text, guidance_scale=2.0).state)
@@ -380,7 +384,7 @@ def test_save_load_round_trip_gives_identical_adapters(run, tmp_path):
     copy = WeightGenerator.load(generator.save(tmp_path / "copy"))
     assert copy.meta == generator.meta
     assert copy.tokenizer.config() == generator.tokenizer.config()
-    text = run["ws"].embed([UNSEEN_PROMPT])
+    text = Condition.of_text(run["ws"].embed([UNSEEN_PROMPT]))
     for kwargs in ({}, {"steps": 2, "seed": 3}):
         ours, theirs = generator.generate(text, **kwargs), copy.generate(text, **kwargs)
         assert ours.state.keys() == theirs.state.keys()
@@ -419,7 +423,7 @@ def test_generate_stage_writes_an_adapter_file_that_loads(run, tmp_path, capsys)
     assert summary["seconds"] > 0 and summary["sampling"]["steps"] == 1
     assert f"generated an adapter for '{UNSEEN_PROMPT}' in" in capsys.readouterr().out
     state = load_safetensors(out, summary["sha256"])
-    expected = run["generator"].generate(ws.embed([UNSEEN_PROMPT])).state
+    expected = run["generator"].generate(Condition.of_text(ws.embed([UNSEEN_PROMPT]))).state
     assert state.keys() == expected.keys()
     assert all(torch.equal(state[k], expected[k]) for k in state)
     adapter, gan = attached_adapter(ws)
@@ -656,14 +660,15 @@ def tiny_module(denoiser: str, *overrides: str) -> WeightDiffusionModule:
         "conditioning": cfg.diffusion.conditioning})
     d = cfg.diffusion
     return WeightDiffusionModule(
-        network, DDPMScheduler(**OmegaConf.to_container(d.scheduler, resolve=True)), tokens, mask,
-        optimizer=instantiate(d.optimizer), lr_scheduler=instantiate(d.lr_scheduler),
-        cond_drop_prob=d.cond_drop_prob, text_pooled=pooled, text_noise=d.text_noise)
+        network, DDPMScheduler(**OmegaConf.to_container(d.scheduler, resolve=True)),
+        Condition(tokens, mask, pooled), optimizer=instantiate(d.optimizer),
+        lr_scheduler=instantiate(d.lr_scheduler), cond_drop_prob=d.cond_drop_prob,
+        text_noise=d.text_noise)
 
 
 def few_steps_then_sample(module: WeightDiffusionModule, steps: int = 3):
     """(last training loss, a guided 2-step DDIM sample for text 0 with its pooled vector)."""
-    _, _, pooled, blocks = tiny_texts()
+    _, _, _, blocks = tiny_texts()
     optimizer = module.optimizer_factory(module.denoiser.parameters())
     batch = {"blocks": blocks.reshape(12, 64), "block_index": torch.arange(4).repeat(3),
              "concept": torch.arange(3).repeat_interleave(4)}
@@ -674,8 +679,7 @@ def few_steps_then_sample(module: WeightDiffusionModule, steps: int = 3):
         loss.backward()
         optimizer.step()
     sample = sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)),
-                           module.text_tokens[0], module.text_mask[0], 4, 64, steps=2,
-                           guidance_scale=2.0, seed=0, text_pooled=pooled[0])
+                           module.texts[:1], 4, 64, steps=2, guidance_scale=2.0, seed=0)
     return float(loss.detach()), sample
 
 
@@ -714,7 +718,8 @@ def test_a_pooled_generator_gives_one_adapter_for_wordings_with_one_sentence_vec
 
     def sample(text_tokens, text_mask):
         return sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)),
-                             text_tokens, text_mask, 4, 64, seed=0, text_pooled=pooled[0])
+                             Condition(text_tokens[None], text_mask[None], pooled[:1]), 4, 64,
+                             seed=0)
 
     assert torch.equal(sample(tokens[0], mask[0]), sample(other, torch.ones(5, dtype=torch.bool)))
 
@@ -726,31 +731,35 @@ class PooledEcho(nn.Module):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x, timesteps, block_index, text_tokens, text_mask, text_pooled=None):
-        return text_pooled[:, :1].expand_as(x) * text_mask[:, :1]
+    def forward(self, x, timesteps, block_index, condition):
+        return condition.pooled[:, :1].expand_as(x) * condition.mask[:, :1]
 
 
 def test_guidance_extrapolates_from_the_empty_prompt_with_a_zero_pooled_vector():
     sampler = ddim_from(dict(scheduler().config))
-    tokens, mask = torch.zeros(3, 4), torch.ones(3, dtype=torch.bool)
-    pooled = torch.full((4,), 2.0)
-    guided = sample_blocks(PooledEcho(), sampler, tokens, mask, num_blocks=5, block_size=6,
-                           guidance_scale=3.0, text_pooled=pooled)
+    text = Condition(torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.bool),
+                     torch.full((1, 4), 2.0))
+    guided = sample_blocks(PooledEcho(), sampler, text, num_blocks=5, block_size=6,
+                           guidance_scale=3.0)
     assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
 
 
 def test_text_noise_changes_the_training_texts_only():
     tokens, mask, pooled, _ = tiny_texts()
+    texts = Condition(tokens, mask, pooled)
     quiet = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                  tokens, mask, **training_options(), text_pooled=pooled)
+                                  texts, **training_options())
     noisy = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                  tokens, mask, **training_options(), text_pooled=pooled,
-                                  text_noise=0.5)
+                                  texts, **training_options(), text_noise=0.5)
     concept = torch.tensor([0, 1, 2, 0])
+
+    def fields(condition: Condition) -> tuple[torch.Tensor, ...]:
+        return condition.tokens, condition.mask, condition.pooled
+
     torch.manual_seed(3)
-    first = noisy.train()._text(concept)
+    first = fields(noisy.train().condition(concept))
     torch.manual_seed(3)
-    again = noisy._text(concept)
+    again = fields(noisy.condition(concept))
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # seeded
     assert not torch.equal(first[0], tokens[concept]) and not torch.equal(first[2], pooled[concept])
     assert torch.equal(first[1], mask[concept])
@@ -759,17 +768,16 @@ def test_text_noise_changes_the_training_texts_only():
         ratio = (noised - clean).norm(dim=-1) / clean.norm(dim=-1)
         assert 0.2 < ratio.mean() < 0.8
     assert all(torch.equal(a, b) for a, b in zip(
-        quiet.train()._text(concept), (tokens[concept], mask[concept], pooled[concept]),
-        strict=True))
+        fields(quiet.train().condition(concept)), fields(texts[concept]), strict=True))
     for module in (quiet, noisy):  # validation and sampling read the clean texts
-        kept = module.eval()._text(concept)
-        assert torch.equal(kept[0], tokens[concept]) and torch.equal(kept[2], pooled[concept])
+        kept = module.eval().condition(concept)
+        assert torch.equal(kept.tokens, tokens[concept]) and torch.equal(kept.pooled,
+                                                                         pooled[concept])
     # dropped prompts stay exactly empty under noise
     dropping = WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                                     tokens, mask, **training_options(), text_pooled=pooled,
-                                     text_noise=0.5, cond_drop_prob=1.0)
-    dropped = dropping.train()._text(concept)
-    assert not dropped[0].any() and not dropped[1].any() and not dropped[2].any()
+                                     texts, **training_options(), text_noise=0.5,
+                                     cond_drop_prob=1.0)
+    assert not any(field.any() for field in fields(dropping.train().condition(concept)))
 
 
 def test_text_noise_changes_training_but_not_sampling():
@@ -781,10 +789,8 @@ def test_text_noise_changes_training_but_not_sampling():
     assert not torch.allclose(quiet_sample, noisy_sample)  # other training texts, other weights
     noisy.denoiser.load_state_dict(quiet.denoiser.state_dict())
     noisy.train()  # a module in training mode must still sample without noise
-    _, _, pooled, _ = tiny_texts()
-    samples = [sample_blocks(m.denoiser, ddim_from(dict(m.scheduler.config)), m.text_tokens[0],
-                             m.text_mask[0], 4, 64, seed=0, text_pooled=pooled[0])
-               for m in (quiet, noisy)]
+    samples = [sample_blocks(m.denoiser, ddim_from(dict(m.scheduler.config)), m.texts[:1], 4, 64,
+                             seed=0) for m in (quiet, noisy)]
     assert torch.equal(*samples)
 
 
@@ -804,7 +810,7 @@ def test_a_bad_conditioning_or_text_noise_is_a_config_error(override, message):
 def test_the_module_refuses_negative_text_noise():
     with pytest.raises(ConfigError, match="diffusion.text_noise=-1"):
         WeightDiffusionModule(MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), scheduler(),
-                              torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool),
+                              Condition(torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool)),
                               **training_options(), text_noise=-1)
 
 
@@ -902,7 +908,7 @@ def test_a_generator_trained_with_a_conditioning_serves_the_generate_stage(
     ws = knob_workspace("generate", artifacts, denoiser, *knobs, f"prompt='{UNSEEN_PROMPT}'",
                         f"out={out}")
     state = load_safetensors(out, generate_adapter_file(ws)["sha256"])
-    expected = load_generator(ws).generate(ws.embed([UNSEEN_PROMPT])).state
+    expected = load_generator(ws).generate(Condition.of_text(ws.embed([UNSEEN_PROMPT]))).state
     assert state.keys() == expected.keys()
     assert all(torch.equal(state[k], expected[k]) for k in expected)
     with pytest.raises(ConfigError, match=re.escape(f"trained with diffusion.conditioning="

@@ -19,6 +19,8 @@ from torch import nn
 import weightgen.diffusion.examples as examples_module
 from weightgen.config_checks import check_config
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.condition import Condition
+from weightgen.diffusion.example_bank import ExampleBank
 from weightgen.diffusion.examples import (
     ExampleStandardiser,
     PairEncoder,
@@ -130,10 +132,12 @@ def build(name: str, example_dim: int = 0) -> nn.Module:
 
 
 def denoiser_inputs(batch: int = 3):
+    """(x, timesteps, block_index) and the text of ``batch`` items."""
     gen = torch.Generator().manual_seed(1)
-    return (torch.randn(batch, 64, generator=gen), torch.randint(0, 1000, (batch,), generator=gen),
-            torch.arange(batch) % 4, torch.randn(batch, 5, 8, generator=gen),
-            torch.ones(batch, 5, dtype=torch.bool))
+    blocks = (torch.randn(batch, 64, generator=gen),
+              torch.randint(0, 1000, (batch,), generator=gen), torch.arange(batch) % 4)
+    text = torch.randn(batch, 5, 8, generator=gen)
+    return blocks, Condition(text, torch.ones(batch, 5, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("name", ["mlp", "unet1d"])
@@ -151,14 +155,14 @@ def test_example_dim_zero_is_the_old_network_and_the_projection_comes_last(name)
 def test_the_denoiser_reads_the_example_vector(name):
     model = build(name, example_dim=6)
     nn.init.normal_(model.output.weight)  # a zero head would hide every input
-    inputs = denoiser_inputs()
-    zeros, ones = torch.zeros(3, 6), torch.ones(3, 6)
-    assert not torch.allclose(model(*inputs, examples=zeros), model(*inputs, examples=ones))
-    with pytest.raises(ValueError, match=r"pass examples \[B, 6\]"):
-        model(*inputs)
+    blocks, text = denoiser_inputs()
+    zeros, ones = text.with_examples(torch.zeros(3, 6)), text.with_examples(torch.ones(3, 6))
+    assert not torch.allclose(model(*blocks, zeros), model(*blocks, ones))
+    with pytest.raises(ValueError, match=r"pass examples \[B, 6\] \(zeros for none\)"):
+        model(*blocks, text)
     with pytest.raises(ValueError, match=r"examples must be \[3, 6\], got \[3, 5\]"):
-        model(*inputs, examples=torch.zeros(3, 5))
-    loss = model(*inputs, examples=ones).square().mean()
+        model(*blocks, text.with_examples(torch.zeros(3, 5)))
+    loss = model(*blocks, ones).square().mean()
     loss.backward()
     assert model.examples.weight.grad.abs().sum() > 0
 
@@ -174,61 +178,56 @@ def example_module(k: int = 2, cond_drop_prob: float = 0.0, examples_drop_prob: 
     bank = (torch.arange(3)[:, None] * 100 + torch.arange(BANK)).float()[..., None].expand(-1, -1, 6)
     tokens = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
     return WeightDiffusionModule(
-        build("mlp", example_dim=6), DDPMScheduler(prediction_type="sample"), tokens,
-        torch.ones(3, 5, dtype=torch.bool), optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        build("mlp", example_dim=6), DDPMScheduler(prediction_type="sample"),
+        Condition(tokens, torch.ones(3, 5, dtype=torch.bool)),
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
         lr_scheduler=lambda optimizer, num_training_steps: None, cond_drop_prob=cond_drop_prob,
-        text_noise=text_noise, example_bank=bank.contiguous(), examples_k=k,
-        examples_drop_prob=examples_drop_prob)
+        text_noise=text_noise, examples=ExampleBank(bank.contiguous(), k, examples_drop_prob))
 
 
 def test_each_item_averages_k_distinct_pairs_of_its_own_concept():
     module = example_module(k=2).train()
     concept = torch.tensor([0, 1, 2, 2, 1, 0] * 20)
     torch.manual_seed(0)
-    vectors = module._examples(concept, None)
+    vectors = module.examples.draw(concept, None)
     assert vectors.shape == (120, 6) and torch.equal(vectors, vectors[:, :1].expand(-1, 6))
     offset = vectors[:, 0] - concept * 100  # the mean of two distinct indices in 0..5
     assert ((offset >= 0.5) & (offset <= BANK - 1.5)).all() and len(set(offset.tolist())) > 3
     assert torch.equal(offset * 2, (offset * 2).round())
     torch.manual_seed(0)
-    assert torch.equal(vectors, module._examples(concept, None))  # seeded by the global RNG
+    assert torch.equal(vectors, module.examples.draw(concept, None))  # seeded by the global RNG
     # validation reads the first k pairs
-    kept = module.eval()._examples(concept, None)[:, 0]
+    kept = module.eval().examples.draw(concept, None)[:, 0]
     assert torch.equal(kept, concept * 100 + 0.5)
 
 
 def test_a_dropped_prompt_drops_the_examples_and_examples_drop_alone():
     concept = torch.tensor([0, 1, 2, 1])
-    both = example_module(cond_drop_prob=1.0).train()
-    tokens, mask, _, dropped = both._text_and_drop(concept)
-    assert dropped.all() and not mask.any()
-    assert not both._examples(concept, dropped).any()
+    both = example_module(cond_drop_prob=1.0).train().condition(concept)
+    assert not both.mask.any() and not both.examples.any()
     alone = example_module(examples_drop_prob=1.0).train()
-    tokens, mask, _, dropped = alone._text_and_drop(concept)
-    assert dropped is None and mask.all()
-    assert not alone._examples(concept, dropped).any()
-    assert alone.eval()._examples(concept, None).all()  # never outside training
+    assert alone.condition(concept).mask.all() and not alone.condition(concept).examples.any()
+    assert alone.eval().condition(concept).examples.all()  # never outside training
 
 
 def test_the_task_loss_generates_from_the_text_never_emptied_and_the_examples():
     module = example_module(k=2, cond_drop_prob=1.0).train()  # every diffusion prompt dropped
     concept = torch.tensor([0, 2])
-    tokens, mask, vectors = module._task_condition(concept)
-    assert mask.all() and torch.equal(tokens, module.text_tokens[concept])
-    assert set(vectors) == {"examples"}  # this module has no pooled vectors
-    assert torch.equal(vectors["examples"][:, 0] // 100, concept.float())
+    condition = module.task_condition(concept)
+    assert condition.mask.all() and torch.equal(condition.tokens, module.text_tokens[concept])
+    assert condition.pooled is None  # this module has no pooled vectors
+    assert torch.equal(condition.examples[:, 0] // 100, concept.float())
 
 
 def test_the_text_draws_come_first_so_text_only_items_see_the_same_text():
     concept = torch.tensor([0, 1, 2, 1])
     with_bank = example_module(text_noise=0.5).train()
-    without = WeightDiffusionModule(build("mlp"), DDPMScheduler(), with_bank.text_tokens,
-                                    with_bank.text_mask, optimizer=None, lr_scheduler=None,
-                                    text_noise=0.5).train()
+    without = WeightDiffusionModule(build("mlp"), DDPMScheduler(), with_bank.texts,
+                                    optimizer=None, lr_scheduler=None, text_noise=0.5).train()
     torch.manual_seed(4)
-    first = with_bank._text(concept)
+    first = with_bank.condition(concept)
     torch.manual_seed(4)
-    assert torch.equal(first[0], without._text(concept)[0])
+    assert torch.equal(first.tokens, without.condition(concept).tokens)
 
 
 def test_a_module_with_examples_trains_and_samples():
@@ -260,27 +259,28 @@ class ExampleEcho(nn.Module):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x, timesteps, block_index, text_tokens, text_mask, text_pooled=None,
-                examples=None):
-        return examples[:, :1].expand_as(x)
+    def forward(self, x, timesteps, block_index, condition):
+        return condition.examples[:, :1].expand_as(x)
 
 
 def test_guidance_extrapolates_from_no_text_and_no_examples():
     sampler = ddim_from(dict(DDPMScheduler(prediction_type="sample").config))
-    guided = sample_blocks(ExampleEcho(), sampler, torch.zeros(3, 4),
-                           torch.ones(3, dtype=torch.bool), num_blocks=5, block_size=6,
-                           guidance_scale=3.0, examples=torch.full((4,), 2.0))
+    condition = Condition(torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.bool),
+                          examples=torch.full((1, 4), 2.0))
+    guided = sample_blocks(ExampleEcho(), sampler, condition, num_blocks=5, block_size=6,
+                           guidance_scale=3.0)
     assert torch.allclose(guided, torch.full((5, 6), 6.0), atol=1e-5)
 
 
 # --- the bundle ----------------------------------------------------------------------------
 
 
-class FakeText:
-    def __init__(self, seed: int):
-        gen = torch.Generator().manual_seed(seed)
-        self.tokens, self.mask = torch.randn(1, 5, 8, generator=gen), torch.ones(1, 5, dtype=bool)
-        self.pooled = torch.randn(1, 8, generator=gen)
+def fake_text(seed: int, examples: torch.Tensor | None = None) -> Condition:
+    """One prompt's text and, given, its example vector [F]."""
+    gen = torch.Generator().manual_seed(seed)
+    return Condition(torch.randn(1, 5, 8, generator=gen), torch.ones(1, 5, dtype=bool),
+                     torch.randn(1, 8, generator=gen),
+                     None if examples is None else examples.unsqueeze(0))
 
 
 def tiny_bundle(example_dim: int = 6) -> WeightGenerator:
@@ -307,16 +307,15 @@ def test_a_generator_with_examples_round_trips_and_reads_them(tmp_path):
     loaded = WeightGenerator.load(tmp_path)
     assert loaded.examples_k == 2 and loaded.denoiser.example_dim == 6
     assert torch.equal(loaded.example_standardiser.std, torch.ones(6))
-    text = FakeText(0)
     one, two = torch.zeros(6), torch.linspace(-2, 2, 6)
     for vector in (one, two, None):
-        expected = generator.generate(text, examples=vector).state["w"]
-        assert torch.equal(loaded.generate(text, examples=vector).state["w"], expected)
-    assert not torch.allclose(loaded.generate(text, examples=one).state["w"],
-                              loaded.generate(text, examples=two).state["w"])
+        expected = generator.generate(fake_text(0, vector)).state["w"]
+        assert torch.equal(loaded.generate(fake_text(0, vector)).state["w"], expected)
+    assert not torch.allclose(loaded.generate(fake_text(0, one)).state["w"],
+                              loaded.generate(fake_text(0, two)).state["w"])
     # None is text only: the zero vector
-    assert torch.equal(loaded.generate(text).state["w"],
-                       loaded.generate(text, examples=one).state["w"])
+    assert torch.equal(loaded.generate(fake_text(0)).state["w"],
+                       loaded.generate(fake_text(0, one)).state["w"])
     (tmp_path / "examples.safetensors").write_bytes(b"damaged")
     assert WeightGenerator.intact_meta(tmp_path) is None
 
@@ -330,7 +329,7 @@ def test_a_text_only_generator_refuses_examples_and_writes_no_examples_file(tmp_
     loaded = WeightGenerator.load(tmp_path)
     assert loaded.examples_k == 0 and loaded.example_standardiser is None
     with pytest.raises(ValueError, match="trained without example pairs"):
-        loaded.generate(FakeText(0), examples=torch.zeros(6))
+        loaded.generate(fake_text(0, torch.zeros(6)))
 
 
 def test_a_generator_under_another_examples_setting_is_refused_naming_both():
@@ -442,8 +441,8 @@ def test_the_examples_init_reads_k_training_pairs_and_charges_their_encoding(exa
     features = PairEncoder(load_base(ws).generator).features(pairs.train_source[picked],
                                                              pairs.train_target[picked])
     vector = inits.generator.example_standardiser.example_vector(features)
-    expected = inits.generator.generate(ws.embed([concept.prompt]), examples=vector,
-                                        **dict(ws.cfg.diffusion.sampling)).state
+    condition = Condition.of_text(ws.embed([concept.prompt]), vector.unsqueeze(0))
+    expected = inits.generator.generate(condition, **dict(ws.cfg.diffusion.sampling)).state
     assert all(torch.equal(first.state[k], expected[k]) for k in expected)
     slow_features = PairEncoder.features
 

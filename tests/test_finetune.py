@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 
 from weightgen.bench.methods import METHODS
 from weightgen.data.datamodule import images_to_tensor
+from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.curve import QualityCurve
 from weightgen.finetune.finetuner import run_method
@@ -211,13 +212,14 @@ def test_generated_and_shuffled_inits_use_the_right_prompt(run):
     ws, inits = run.ws, run.inits
     for concept in ws.concepts:
         generated = inits.get("generated", concept)
-        expected = run.generator.generate(ws.embed([concept.prompt])).state
+        expected = run.generator.generate(Condition.of_text(ws.embed([concept.prompt]))).state
         assert equal_states(generated.state, expected) and generated.seconds > 0
         assert generated.info == {"prompt": concept.prompt}
         shuffled = inits.get("shuffled", concept)
         assert shuffled.info["prompt"] != concept.prompt and shuffled.seconds > 0
         assert shuffled.info["prompt"] in {c.prompt for c in ws.train_concepts}
-        wrong = run.generator.generate(ws.embed([shuffled.info["prompt"]])).state
+        wrong = run.generator.generate(
+            Condition.of_text(ws.embed([shuffled.info["prompt"]]))).state
         assert equal_states(shuffled.state, wrong)
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.data.pair_folder import read_pair_folder, write_folder_pair_store
 from weightgen.data.pairs import PairSettings, PairStore
+from weightgen.diffusion.condition import Condition
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
 from weightgen.errors import ConfigError, InterruptedRunError
@@ -134,7 +135,7 @@ def test_loaded_editor_reproduces_the_fine_tuned_generator(recipe_made):
 
 def test_the_saved_adapter_is_the_generated_one_fine_tuned(recipe_made):
     ws, made = recipe_made
-    generated = load_generator(ws).generate(ws.embed([PROMPT]),
+    generated = load_generator(ws).generate(Condition.of_text(ws.embed([PROMPT])),
                                             **dict(ws.cfg.diffusion.sampling)).state
     saved = load_safetensors(made.folder / "adapter.safetensors")
     assert saved.keys() == generated.keys()

@@ -11,6 +11,7 @@ from diffusers import DDPMScheduler
 from helpers import compose_config
 from hydra.utils import instantiate
 
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.errors import ConfigError
@@ -147,8 +148,8 @@ def test_denoiser_optimiser_switches_from_the_command_line():
     cfg = compose_config(["diffusion.optimizer._target_=torch.optim.Adam",
                           "diffusion.optimizer.lr=3e-3", "~diffusion.optimizer.weight_decay"])
     module = WeightDiffusionModule(
-        MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), DDPMScheduler(), torch.zeros(1, 2, 8),
-        torch.ones(1, 2, dtype=torch.bool),
+        MLPDenoiser(16, 4, 8, hidden_dim=8, depth=1), DDPMScheduler(),
+        Condition(torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool)),
         optimizer=instantiate(cfg.diffusion.optimizer),
         lr_scheduler=instantiate(cfg.diffusion.lr_scheduler),
     )

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.func import functional_call
 
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.diffusion.task_loss import TaskLoss
@@ -56,7 +57,7 @@ def tiny_task(prediction_type: str = "sample", **options) -> dict:
                     **({"weight": 1.0, "diffusion_weight": 0.0} | options))
     module = WeightDiffusionModule(
         MLPDenoiser(BLOCK, tokenizer.num_blocks, TEXT_DIM, hidden_dim=64, depth=2), scheduler(),
-        torch.randn(CONCEPTS, 5, TEXT_DIM), torch.ones(CONCEPTS, 5, dtype=bool),
+        Condition(torch.randn(CONCEPTS, 5, TEXT_DIM), torch.ones(CONCEPTS, 5, dtype=bool)),
         optimizer=instantiate(diffusion_config().optimizer), lr_scheduler=None,
         task_loss=loss)
     batch = {"blocks": blocks.reshape(-1, BLOCK), "block_index": torch.zeros(len(blocks), dtype=int),
@@ -69,7 +70,7 @@ def task_l1(module: WeightDiffusionModule, seed: int = 7) -> float:
     torch.manual_seed(seed)
     module.eval()
     with torch.no_grad():
-        value = float(module.task_loss(module.denoiser, module._task_condition))
+        value = float(module.task_loss(module.denoiser, module.task_condition))
     module.train()
     return value
 
@@ -109,7 +110,7 @@ def test_the_step_mixes_the_two_losses_with_their_weights():
     total = module.training_step(batch, 0)
     torch.manual_seed(3)
     diffusion = module.diffusion_loss(batch)
-    task_term = module.task_loss(module.denoiser, module._task_condition)
+    task_term = module.task_loss(module.denoiser, module.task_condition)
     torch.testing.assert_close(total, 2.0 * diffusion + 0.5 * task_term)
     module.task_loss = None  # off: the step is the diffusion loss, bit for bit
     torch.manual_seed(3)
@@ -130,8 +131,8 @@ def test_one_step_generation_is_what_the_last_timestep_scores():
     task = tiny_task()
     module = task["module"]
     train(module, task["batch"], steps=3)
-    text = (module.text_tokens[0], module.text_mask[0])
-    sampled = sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)), *text,
+    text = module.texts[:1]
+    sampled = sample_blocks(module.denoiser, ddim_from(dict(module.scheduler.config)), text,
                             task["tokenizer"].num_blocks, BLOCK, seed=5)
     noise = torch.randn(task["tokenizer"].num_blocks, BLOCK,
                         generator=torch.Generator().manual_seed(5))
@@ -139,8 +140,7 @@ def test_one_step_generation_is_what_the_last_timestep_scores():
     last = module.scheduler.config.num_train_timesteps - 1
     with torch.no_grad():
         direct = module.denoiser(noise, torch.full((len(noise),), last),
-                                 torch.arange(len(noise)), text[0].expand(len(noise), -1, -1),
-                                 text[1].expand(len(noise), -1))
+                                 torch.arange(len(noise)), text.expand(len(noise)))
     torch.testing.assert_close(sampled, direct)
 
 

@@ -29,12 +29,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.denoisers import denoiser_class, trained_denoiser
 from weightgen.diffusion.examples import ExampleStandardiser
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
 from weightgen.diffusion.staleness import trained_examples_k
 from weightgen.errors import CorruptFileError
-from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
     intact_meta,
     load_checked_state,
@@ -78,24 +78,23 @@ class WeightGenerator:
         """How many example pairs the generator was trained to read (0: text only)."""
         return trained_examples_k(self.meta)
 
-    def generate(self, text: TextEmbedding, steps: int = 1, guidance_scale: float = 1.0,
-                 seed: int = 0, examples: torch.Tensor | None = None) -> GeneratedAdapter:
-        """A full adapter for one prompt (``text`` holds one row); timed end to end.
+    def generate(self, condition: Condition, steps: int = 1, guidance_scale: float = 1.0,
+                 seed: int = 0) -> GeneratedAdapter:
+        """A full adapter for one ``condition`` (one row); timed end to end.
 
-        ``examples``: the example pairs' vector [F] (``example_standardiser.example_vector``) of
-        a generator trained with them; None: zeros there, text only."""
+        Its ``examples`` (``example_standardiser.example_vector``, [1, F]) only for a generator
+        trained with example pairs; None: zeros there, text only."""
         start = time.perf_counter()
         example_dim = getattr(self.denoiser, "example_dim", 0)
-        if examples is not None and not example_dim:
+        if condition.examples is not None and not example_dim:
             raise ValueError("this weight generator was trained without example pairs "
                              "(diffusion.examples.k=0): generate without examples")
-        if example_dim and examples is None:
-            examples = torch.zeros(example_dim)
+        if example_dim and condition.examples is None:
+            condition = condition.with_examples(torch.zeros(1, example_dim))
         blocks = sample_blocks(
-            self.denoiser, ddim_from(self.meta["scheduler"]), text.tokens[0], text.mask[0],
+            self.denoiser, ddim_from(self.meta["scheduler"]), condition,
             self.tokenizer.num_blocks, self.tokenizer.block_size, steps=steps,
-            guidance_scale=guidance_scale, seed=seed, text_pooled=text.pooled[0],
-            examples=examples,
+            guidance_scale=guidance_scale, seed=seed,
         )
         state = self.tokenizer.detokenize(blocks)
         return GeneratedAdapter(state, time.perf_counter() - start)

@@ -1,24 +1,11 @@
 """A residual MLP denoiser over a whole weight block: the fast baseline beside the paper's UNet.
 
 It sees the block as one vector (no locality prior) and the prompt only as vectors, so it is
-cheaper than the UNet but cannot attend to individual words. The conditioning vector (timestep +
-block-index embedding + the projected text) is added, through its own projection, inside every
-residual block. The text, by ``conditioning`` (``diffusion.conditioning``):
-
-* ``tokens`` (the default; the behaviour from before the knob): the masked mean of the raw token
-  states, through a Linear. The MLP cannot attend, so "tokens" is their average; for MiniLM that
-  is the sentence vector before its L2 normalisation.
-* ``pooled``: the text encoder's sentence vector (``TextEmbedding.pooled``), through a Linear.
-* ``tokens+pooled``: the sum of both projections (two Linears). For MiniLM the two vectors differ
-  only in scale, so this mostly adds a length-normalised copy; for CLIP (pooled = the EOS
-  state) they carry different information.
-
-An empty prompt (all-False mask) gives a zero masked mean and a zero pooled vector: each
-projection's bias is what "no prompt" means.
-
-With ``example_dim = F > 0`` (``diffusion.examples.k > 0``) the example pairs' vector
-(:mod:`weightgen.diffusion.examples`, [B, F]; zeros: no examples) is projected by one more
-Linear and added to the conditioning vector like the pooled text.
+cheaper than the UNet but cannot attend to individual words: with ``conditioning`` ``tokens`` it
+reads the token states' masked mean (for MiniLM: the sentence vector before its L2
+normalisation). The conditioning vector (timestep + block-index embedding + the projected text
+and example pairs, :mod:`weightgen.diffusion.condition_encoder`) is added, through its own
+projection, inside every residual block.
 """
 
 from __future__ import annotations
@@ -26,14 +13,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, uses_pooled, uses_tokens
-from weightgen.diffusion.embeddings import (
-    TimestepBlockEmbedding,
-    check_denoiser_inputs,
-    example_vectors,
-    masked_mean,
-    prompt_pooled,
-)
+from weightgen.diffusion.condition import Condition
+from weightgen.diffusion.condition_encoder import ConditionEncoder
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.errors import ConfigError
 
 
@@ -51,69 +33,34 @@ class ResidualMLPBlock(nn.Module):
         return h + self.fc2(F.silu(self.fc1(self.norm(h) + self.condition(cond))))
 
 
-class MLPDenoiser(nn.Module):
-    """Denoises one weight block given timestep, block index and the prompt as vectors.
+class MLPDenoiser(ConditionEncoder):
+    """Denoises one weight block given timestep, block index and its condition as vectors.
 
     Args:
-        block_size, num_blocks, text_dim: set from the tokenizer and the text encoder.
-        hidden_dim: width of the residual stream. depth: number of residual blocks.
-        mlp_ratio: expansion inside each residual block.
-        conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
-            set by the generator's training; see the module docstring).
-        example_dim: width of the example pairs' vector (0: none, the default).
+        hidden_dim: width of the residual stream and of the conditioning vector.
+        depth: number of residual blocks. mlp_ratio: expansion inside each residual block.
+        block_size, num_blocks, text_dim, conditioning, example_dim: the condition's, as
+            :class:`~weightgen.diffusion.condition_encoder.ConditionEncoder` reads them (the
+            sizes from the tokenizer and the text encoder; ``example_dim`` 0: no examples).
     """
 
-    def __init__(
-        self,
-        block_size: int,
-        num_blocks: int,
-        text_dim: int,
-        hidden_dim: int = 384,
-        depth: int = 4,
-        mlp_ratio: int = 2,
-        conditioning: str = DEFAULT_CONDITIONING,
-        example_dim: int = 0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, block_size: int, num_blocks: int, text_dim: int, hidden_dim: int = 384,
+                 depth: int = 4, mlp_ratio: int = 2, conditioning: str = DEFAULT_CONDITIONING,
+                 example_dim: int = 0) -> None:
         if depth < 1:
             raise ConfigError(f"depth must be >= 1, got {depth}")
-        self.block_size, self.text_dim = block_size, text_dim
-        self.conditioning = conditioning
-        self.uses_tokens, self.uses_pooled = uses_tokens(conditioning), uses_pooled(conditioning)
-        # Created in this order so that `tokens` initialises exactly as before the knob.
-        self.condition = TimestepBlockEmbedding(num_blocks, hidden_dim)
-        self.text = nn.Linear(text_dim, hidden_dim) if self.uses_tokens else None
-        self.pooled = nn.Linear(text_dim, hidden_dim) if self.uses_pooled else None
+        super().__init__(block_size, num_blocks, text_dim, hidden_dim, conditioning)
         self.input = nn.Linear(block_size, hidden_dim)
         self.blocks = nn.ModuleList(ResidualMLPBlock(hidden_dim, mlp_ratio) for _ in range(depth))
         self.out_norm = nn.LayerNorm(hidden_dim)
         self.output = nn.Linear(hidden_dim, block_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
-        # Created last, so that example_dim=0 initialises exactly as before the knob.
-        self.example_dim = example_dim
-        self.examples = nn.Linear(example_dim, hidden_dim) if example_dim else None
+        self.add_example_layer(example_dim, hidden_dim)  # last: example_dim=0 is the old network
 
-    def forward(
-        self,
-        x: Tensor,
-        timesteps: Tensor,
-        block_index: Tensor,
-        text_tokens: Tensor,
-        text_mask: Tensor,
-        text_pooled: Tensor | None = None,
-        examples: Tensor | None = None,
-    ) -> Tensor:
-        check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
-                              self.block_size, self.text_dim, text_pooled)
-        cond = self.condition(timesteps, block_index)
-        if self.uses_tokens:
-            cond = cond + self.text(masked_mean(text_tokens, text_mask))
-        if self.uses_pooled:
-            cond = cond + self.pooled(prompt_pooled(text_pooled, text_mask))
-        if self.examples is not None:
-            cond = cond + self.examples(example_vectors(examples, x.shape[0], self.example_dim))
-        cond = F.silu(cond)
+    def forward(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
+                condition: Condition) -> Tensor:
+        cond = self.encode_condition(x, timesteps, block_index, condition).vector
         h = self.input(x)
         for block in self.blocks:
             h = block(h, cond)

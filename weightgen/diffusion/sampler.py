@@ -4,9 +4,9 @@ All blocks of an adapter are denoised in one batch. DDIM with ``timestep_spacing
 starts at the last training timestep (pure noise), so ``steps=1`` is the paper's one-step
 generation: the network's clean-sample prediction from noise at t = T-1. With
 ``guidance_scale != 1`` classifier-free guidance mixes the conditional and the empty-prompt
-prediction (the module learns both when trained with ``cond_drop_prob > 0``); the empty prompt is
-zero tokens, an all-False mask and a zero pooled vector (and, for a generator with example pairs,
-a zero example vector: no text, no examples), as in training. Sampling never adds
+prediction (the module learns both when trained with ``cond_drop_prob > 0``); the unconditional
+one reads the empty condition (``Condition.null``: zero tokens, an all-False mask, a zero pooled
+vector and a zero example vector: no text, no examples), as in training. Sampling never adds
 ``diffusion.text_noise`` (that is a training-only augmentation).
 """
 
@@ -16,6 +16,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
+from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError
 
 
@@ -34,19 +35,15 @@ def ddim_from(train_scheduler_config: dict) -> DDIMScheduler:
 def sample_blocks(
     denoiser: nn.Module,
     scheduler: DDIMScheduler,
-    text_tokens: torch.Tensor,
-    text_mask: torch.Tensor,
+    condition: Condition,
     num_blocks: int,
     block_size: int,
     steps: int = 1,
     guidance_scale: float = 1.0,
     seed: int = 0,
-    text_pooled: torch.Tensor | None = None,
-    examples: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[num_blocks, block_size] clean blocks for one prompt (tokens [L, D], mask [L], pooled
-    vector [D] or None: the denoiser is then called without one, as for ``conditioning=tokens``)
-    and, for a denoiser with example pairs, their vector [F] (None: called without one)."""
+    """[num_blocks, block_size] clean blocks for one ``condition`` (one row: a prompt's text and,
+    for a denoiser with example pairs, their vector), read by every block."""
     if steps < 1:
         raise ConfigError(f"steps={steps}: sampling needs at least one denoising step")
     was_training = denoiser.training
@@ -55,19 +52,14 @@ def sample_blocks(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     sample = torch.randn(num_blocks, block_size, generator=generator).to(device)
     block_index = torch.arange(num_blocks, device=device)
-    tokens = text_tokens.to(device).expand(num_blocks, -1, -1)
-    mask = text_mask.to(device).expand(num_blocks, -1)
-    vectors = {name: vector.to(device).expand(num_blocks, -1)
-               for name, vector in (("text_pooled", text_pooled), ("examples", examples))
-               if vector is not None}
-    empty_vectors = {name: torch.zeros_like(vector) for name, vector in vectors.items()}
+    condition = condition.to(device).expand(num_blocks)
+    empty = condition.null()
     scheduler.set_timesteps(steps, device=device)
     for t in scheduler.timesteps:
         timesteps = torch.full((num_blocks,), int(t), device=device, dtype=torch.long)
-        prediction = denoiser(sample, timesteps, block_index, tokens, mask, **vectors)
+        prediction = denoiser(sample, timesteps, block_index, condition)
         if guidance_scale != 1.0:
-            unconditional = denoiser(sample, timesteps, block_index, torch.zeros_like(tokens),
-                                     torch.zeros_like(mask), **empty_vectors)
+            unconditional = denoiser(sample, timesteps, block_index, empty)
             prediction = unconditional + guidance_scale * (prediction - unconditional)
         sample = scheduler.step(prediction, t, sample).prev_sample
     denoiser.train(was_training)

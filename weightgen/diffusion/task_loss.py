@@ -17,11 +17,11 @@ Where the adapter is generated from (``timestep``):
 
 Both need ``prediction_type: sample`` (the prediction is the adapter); ``epsilon`` is refused.
 Only full-delta adapters: the decoded tensors must be deltas of the base generator's own
-parameters (a LoRA factor is not one, and is refused). The denoiser reads the texts its module
-gives (:class:`~weightgen.diffusion.module.WeightDiffusionModule`: a drawn training phrasing with
-its text noise, never an emptied prompt); the GAN reads each concept's prompt, as when an adapter
-is scored. Concepts, pairs, noise and timesteps come from torch's global generator (the training
-seed).
+parameters (a LoRA factor is not one, and is refused). The denoiser reads the condition its
+module gives (:meth:`~weightgen.diffusion.module.WeightDiffusionModule.task_condition`: a drawn
+training phrasing with its text noise, never an emptied prompt, and the example pairs); the GAN
+reads each concept's prompt, as when an adapter is scored. Concepts, pairs, noise and timesteps
+come from torch's global generator (the training seed).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from diffusers import DDPMScheduler
 from torch import nn
 from torch.func import functional_call
 
+from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError
 from weightgen.weights.tokenizer import BlockTokenizer
 
 TIMESTEPS = ("last", "random")
 
-# concept indices [k] -> the denoiser's conditioning for them: (tokens [k, L, D], mask [k, L],
-# the vectors it reads by keyword, each [k, ...]: text_pooled, examples)
-TextFor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
+# concept indices [k] -> the denoiser's condition for them (k rows)
+ConditionFor = Callable[[torch.Tensor], Condition]
 
 
 class TaskLoss:
@@ -116,7 +116,7 @@ class TaskLoss:
         rows = (self.concept_index == concept).nonzero().reshape(-1)
         return rows[torch.randint(rows.numel(), (), device=rows.device)]
 
-    def __call__(self, denoiser: nn.Module, text_for: TextFor) -> torch.Tensor:
+    def __call__(self, denoiser: nn.Module, condition_for: ConditionFor) -> torch.Tensor:
         """The mean L1 over this step's drawn concepts and pairs; differentiable in the
         denoiser's parameters only."""
         device = next(denoiser.parameters()).device
@@ -124,13 +124,10 @@ class TaskLoss:
         concepts = torch.randperm(self.targets.shape[0], device=device)[: self.concepts]
         noisy, timesteps = self._noisy_adapters(concepts)
         k, num_blocks, block_size = noisy.shape
-        tokens, mask, vectors = text_for(concepts)
-        vectors = {key: value.repeat_interleave(num_blocks, 0) for key, value in vectors.items()}
         adapters = denoiser(noisy.reshape(k * num_blocks, block_size),
                             timesteps.repeat_interleave(num_blocks),
                             torch.arange(num_blocks, device=device).repeat(k),
-                            tokens.repeat_interleave(num_blocks, 0),
-                            mask.repeat_interleave(num_blocks, 0), **vectors,
+                            condition_for(concepts).repeat_interleave(num_blocks),
                             ).reshape(k, num_blocks, block_size)
         losses = []
         for concept, adapter in zip(concepts.tolist(), adapters, strict=True):

@@ -11,21 +11,11 @@ Every level but the deepest has a Transformer (self-attention over positions, cr
 the prompt's tokens); every ResBlock gets the (timestep + block-index) embedding as FiLM
 scale/shift.
 
-What the prompt is, by ``conditioning`` (``diffusion.conditioning``):
-
-* ``tokens`` (the default; the paper's and the behaviour from before the knob): the Transformers
-  cross-attend to the token states (with a learned null token, so an empty prompt attends to it).
-* ``pooled``: the text encoder's sentence vector (``TextEmbedding.pooled``) through a Linear, added
-  to the (timestep + block-index) embedding, so it reaches every ResBlock's FiLM; the
-  Transformers keep self-attention and their MLP but have no cross-attention (nothing to attend
-  to). Wordings with the same sentence vector give the same weights.
-* ``tokens+pooled``: both, cross-attention over the tokens and the pooled vector in the embedding.
-
-An empty prompt (all-False mask) reads a zero pooled vector: the Linear's bias.
-
-With ``example_dim = F > 0`` (``diffusion.examples.k > 0``) the example pairs' vector
-(:mod:`weightgen.diffusion.examples`, [B, F]; zeros: no examples) is projected by one more Linear
-and added to the (timestep + block-index) embedding like the pooled text.
+The condition (:mod:`weightgen.diffusion.condition_encoder`): with ``conditioning`` ``tokens``
+(the paper's) the Transformers cross-attend to the token states, with a learned null token so an
+empty prompt attends to it; the pooled text and the example pairs are added to the
+(timestep + block-index) embedding, so they reach every ResBlock's FiLM. Without tokens
+(``pooled``) the Transformers keep self-attention and their MLP but have no cross-attention.
 
 The block is a 1-D signal of ``block_size / patch_size`` positions with ``patch_size`` values
 each: patching keeps neighbouring weights together while making the sequence short enough to
@@ -45,14 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, uses_pooled, uses_tokens
-from weightgen.diffusion.embeddings import (
-    TextContext,
-    TimestepBlockEmbedding,
-    check_denoiser_inputs,
-    example_vectors,
-    prompt_pooled,
-)
+from weightgen.diffusion.condition import Condition
+from weightgen.diffusion.condition_encoder import ConditionEncoder
+from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.errors import ConfigError
 
 
@@ -182,22 +167,21 @@ class NoTransformer(nn.Module):
         return x
 
 
-class UNet1DDenoiser(nn.Module):
-    """Denoises one weight block given timestep, block index and the prompt (tokens, pooled).
+class UNet1DDenoiser(ConditionEncoder):
+    """Denoises one weight block given timestep, block index and its condition.
 
     Args:
-        block_size, num_blocks, text_dim: set from the tokenizer and the text encoder.
         channels: width per level, shallow to deep; positions halve between levels.
         patch_size: weights per position; ``block_size`` must divide by
             ``patch_size * 2 ** (len(channels) - 1)``.
         heads: attention heads in every Transformer.
-        emb_dim: width of the timestep + block-index embedding.
+        emb_dim: width of the timestep + block-index embedding (the conditioning vector).
         context_dim: width the text tokens are projected to (cross-attention keys/values;
             unused with ``conditioning=pooled``).
         mlp_ratio: Transformer MLP expansion.
-        conditioning: ``tokens`` | ``pooled`` | ``tokens+pooled`` (``diffusion.conditioning``,
-            set by the generator's training; see the module docstring).
-        example_dim: width of the example pairs' vector (0: none, the default).
+        block_size, num_blocks, text_dim, conditioning, example_dim: the condition's, as
+            :class:`~weightgen.diffusion.condition_encoder.ConditionEncoder` reads them (the
+            sizes from the tokenizer and the text encoder; ``example_dim`` 0: no examples).
     """
 
     def __init__(
@@ -214,7 +198,6 @@ class UNet1DDenoiser(nn.Module):
         conditioning: str = DEFAULT_CONDITIONING,
         example_dim: int = 0,
     ) -> None:
-        super().__init__()
         channels = list(channels)
         if len(channels) < 1:
             raise ConfigError("channels must list at least one level width")
@@ -224,16 +207,10 @@ class UNet1DDenoiser(nn.Module):
                 f"block_size={block_size} must be divisible by patch_size * 2**(levels-1) = "
                 f"{reduction}; change patch_size or the number of levels in `channels`"
             )
-        self.block_size, self.text_dim, self.patch_size = block_size, text_dim, patch_size
-        self.conditioning = conditioning
-        self.uses_tokens, self.uses_pooled = uses_tokens(conditioning), uses_pooled(conditioning)
+        super().__init__(block_size, num_blocks, text_dim, emb_dim, conditioning, context_dim)
+        self.patch_size = patch_size
         deepest = len(channels) - 1
         attended = context_dim if self.uses_tokens else None  # no cross-attention without tokens
-
-        # Created in this order so that `tokens` initialises exactly as before the knob.
-        self.condition = TimestepBlockEmbedding(num_blocks, emb_dim)
-        self.text = TextContext(text_dim, context_dim) if self.uses_tokens else None
-        self.pooled = nn.Linear(text_dim, emb_dim) if self.uses_pooled else None
         self.input = nn.Linear(patch_size, channels[0])
         self.position = nn.Parameter(torch.randn(1, block_size // patch_size, channels[0]) * 0.02)
 
@@ -269,33 +246,11 @@ class UNet1DDenoiser(nn.Module):
         self.output = nn.Linear(channels[0], patch_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
-        # Created last, so that example_dim=0 initialises exactly as before the knob.
-        self.example_dim = example_dim
-        self.examples = nn.Linear(example_dim, emb_dim) if example_dim else None
+        self.add_example_layer(example_dim, emb_dim)  # last: example_dim=0 is the old network
 
-    def forward(
-        self,
-        x: Tensor,
-        timesteps: Tensor,
-        block_index: Tensor,
-        text_tokens: Tensor,
-        text_mask: Tensor,
-        text_pooled: Tensor | None = None,
-        examples: Tensor | None = None,
-    ) -> Tensor:
-        check_denoiser_inputs(x, timesteps, block_index, text_tokens, text_mask,
-                              self.block_size, self.text_dim, text_pooled)
-        emb = self.condition(timesteps, block_index)
-        if self.uses_pooled:
-            emb = emb + self.pooled(prompt_pooled(text_pooled, text_mask))
-        if self.examples is not None:
-            emb = emb + self.examples(example_vectors(examples, x.shape[0], self.example_dim))
-        emb = F.silu(emb)
-        context = context_bias = None
-        if self.uses_tokens:
-            context, context_mask = self.text(text_tokens, text_mask)
-            context_bias = torch.zeros(context_mask.shape, dtype=context.dtype, device=x.device)
-            context_bias = context_bias.masked_fill(~context_mask, float("-inf"))[:, None, None, :]
+    def forward(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
+                condition: Condition) -> Tensor:
+        emb, context, context_bias = self.encode_condition(x, timesteps, block_index, condition)
         h = self.input(x.unflatten(1, (-1, self.patch_size))) + self.position  # [B, N, C]
 
         skips = []

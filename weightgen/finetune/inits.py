@@ -33,6 +33,7 @@ import torch
 
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.examples import PairEncoder, fixed_choice
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.text.base import TextEncoder
@@ -127,7 +128,8 @@ class InitSources:
             raise ConfigError(
                 f"init '{kind}' needs a trained weight generator; train one with `make generator`"
             )
-        result = self.generator.generate(self.text_encoder.encode([prompt]), **self.sampling)
+        result = self.generator.generate(Condition.of_text(self.text_encoder.encode([prompt])),
+                                         **self.sampling)
         return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt})
 
     @cached_property
@@ -163,8 +165,8 @@ class InitSources:
         features = self._pair_encoder.features(sources[picked], targets[picked])
         vector = self.generator.example_standardiser.example_vector(features)
         encoding = time.perf_counter() - start
-        result = self.generator.generate(self.text_encoder.encode([prompt]),
-                                         examples=vector, **self.sampling)
+        condition = Condition.of_text(self.text_encoder.encode([prompt]), vector.unsqueeze(0))
+        result = self.generator.generate(condition, **self.sampling)
         return AdapterInit("generated_examples", result.state, encoding + result.seconds,
                            {"prompt": prompt, "example_pairs": picked,
                             "encoding_seconds": encoding})

@@ -33,7 +33,7 @@ BATCH = 32  # images per feature-network call (Inception works at 299x299)
 
 
 def _mode(cfg: DictConfig, key: str) -> str:
-    mode = str(cfg.get(key, "auto"))
+    mode = str(cfg[key])
     if mode not in MODES:
         raise ConfigError(f"metrics.{key}={mode!r} is not a mode; use one of {', '.join(MODES)}")
     return mode
@@ -103,10 +103,10 @@ class MetricSuite:
         if suite.kid_subset_size < 2:
             raise ConfigError(f"metrics.kid_subset_size={cfg.kid_subset_size}: use 2 or more")
         if _mode(cfg, "fid") != "off":
-            if cfg.get("feature_extractor") is not None:
+            if cfg.feature_extractor is not None:
                 suite.feature = _substitute_features(cfg.feature_extractor)
             else:
-                weights, why = find_inception_weights(cfg.get("inception_weights"))
+                weights, why = find_inception_weights(cfg.inception_weights)
                 suite._require("fid", why, _mode(cfg, "fid"))
                 suite.feature = fid.InceptionFeatures(weights).eval() if weights else None
         if _mode(cfg, "clip_score") != "off":

@@ -21,7 +21,7 @@ from weightgen.concepts.text_fingerprints import PROMPT, changed_texts, texts_fi
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
-from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING, check_conditioning
+from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.examples import PairEncoder
 from weightgen.diffusion.staleness import (
     check_generator_conditioning,
@@ -112,13 +112,13 @@ def generator_expectations(ws: Workspace) -> dict:
 
 
 def configured_conditioning(ws: Workspace) -> str:
-    """The run's ``diffusion.conditioning`` (an entry config without it: the default)."""
-    return check_conditioning(ws.cfg.diffusion.get("conditioning", DEFAULT_CONDITIONING))
+    """The run's ``diffusion.conditioning``, checked."""
+    return check_conditioning(ws.cfg.diffusion.conditioning)
 
 
 def configured_examples_k(ws: Workspace) -> int:
-    """The run's ``diffusion.examples.k`` (an entry config without it: 0, text only)."""
-    return int(ws.cfg.diffusion.get("examples", {}).get("k", 0))
+    """The run's ``diffusion.examples.k`` (0: text only)."""
+    return int(ws.cfg.diffusion.examples.k)
 
 
 def load_generator(ws: Workspace) -> WeightGenerator:
@@ -154,14 +154,14 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     data = ws.cfg.diffusion.data
     return current_rows(ws, training_set.training_rows(
         ws.weight_store, [c.id for c in ws.train_concepts], {c.id for c in ws.test_concepts},
-        data.get("n_concepts"), data.checkpoints if checkpoints is None else checkpoints,
+        data.n_concepts, data.checkpoints if checkpoints is None else checkpoints,
     ))
 
 
 def training_texts(ws: Workspace, rows: list[dict]) -> dict[str, tuple[str, ...]]:
     """The texts the generator may see for each training concept (``diffusion.data.phrasings``)."""
     return training_set.training_texts(
-        rows, ws.cfg.diffusion.data.get("phrasings", "canonical"),
+        rows, ws.cfg.diffusion.data.phrasings,
         training_set.held_out_texts(ws.concepts, ws.weight_store), str(ws.weight_store.root),
     )
 

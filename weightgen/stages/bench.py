@@ -80,7 +80,7 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
     fine-tune. A name that is no method is a config error (a typo would be ignored); a recipe for
     a method this run does not benchmark is unused (a preset's recipes outlive a shorter
     ``bench.methods``)."""
-    configured = ws.cfg.bench.get("recipes")
+    configured = ws.cfg.bench.recipes
     recipes = OmegaConf.to_container(configured, resolve=True) if configured else {}
     unknown = sorted(set(recipes) - set(METHODS))
     if unknown:

@@ -257,7 +257,7 @@ def build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, loggers: list) ->
     Summaries in concept order."""
     store = ws.weight_store
     results = AdapterResults(ws, loggers)
-    processes = int(ws.cfg.builder.get("processes", 1))
+    processes = int(ws.cfg.builder.processes)
     with _shard_lock(ws, store, shard):
         if processes == 1:
             summaries = _build_adapters(ws, base, shard, store, results.add)
@@ -355,7 +355,7 @@ def sub_shards(shard: Shard, processes: int) -> list[Shard]:
 def worker_threads(cfg: DictConfig, workers: int) -> int:
     """torch threads of each worker: the command's (``num_threads``, else the cores this process
     may use) shared out, at least one each."""
-    return max(1, int(cfg.get("num_threads") or available_cores()) // workers)
+    return max(1, int(cfg.num_threads or available_cores()) // workers)
 
 
 def _build_in_workers(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightStore,
@@ -456,7 +456,7 @@ def build_weight_dataset(ws: Workspace) -> dict:
             "builder.stage=all with several shards would train the base in every shard; run "
             "builder.stage=base once, then builder.stage=adapters per shard, then builder.stage=merge"
         )
-    processes = int(ws.cfg.builder.get("processes", 1))
+    processes = int(ws.cfg.builder.processes)
     trainer = ws.cfg.trainer
     if processes > 1 and stage in ("all", "adapters") and (
             str(trainer.devices) != "1" or "ddp" in str(trainer.strategy)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError
 from weightgen.stages.artifacts import load_generator
 from weightgen.stages.workspace import Workspace
@@ -34,7 +35,7 @@ def generate_adapter_file(ws: Workspace) -> dict:
     out = checked_out_file(ws.cfg.out)
     generator = load_generator(ws)
     sampling = dict(ws.cfg.diffusion.sampling)
-    result = generator.generate(ws.embed([prompt]), **sampling)
+    result = generator.generate(Condition.of_text(ws.embed([prompt])), **sampling)
     sha = atomic_save_safetensors(result.state, out, {"prompt": prompt})
     print(f"generated an adapter for {prompt!r} in {result.seconds:.3f} s -> {out}")
     return {"prompt": prompt, "out": str(out), "seconds": result.seconds, "sha256": sha,

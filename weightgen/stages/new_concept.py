@@ -110,7 +110,7 @@ def check_out_folder(out) -> Path:
 def data_source(ws: Workspace) -> str:
     """Which of the three ways makes the pairs: "recipe", "editor" or "folder"."""
     cfg = ws.cfg
-    recipe, pairs = cfg.get("recipe"), cfg.get("pairs")
+    recipe, pairs = cfg.recipe, cfg.pairs
     procedural = issubclass(get_class(cfg.editor._target_), ProceduralEditor)
     if recipe is not None and pairs is not None:
         raise ConfigError("give recipe=[...] or pairs=<folder>, not both: they are two data sources")
@@ -134,8 +134,8 @@ def data_source(ws: Workspace) -> str:
 
 def make_concept(ws: Workspace, prompt: str, source: str) -> Concept:
     """The new concept (held out from the generator: split "test"), its id new to the run."""
-    concept_id = str(ws.cfg.get("concept_id") or concept_slug(prompt))
-    recipe = ws.cfg.get("recipe")
+    concept_id = str(ws.cfg.concept_id or concept_slug(prompt))
+    recipe = ws.cfg.recipe
     if recipe is not None:
         if OmegaConf.is_config(recipe):
             recipe = OmegaConf.to_container(recipe, resolve=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.pairs import PairSettings
@@ -24,7 +25,7 @@ def build_pairs(ws: Workspace, concepts: list[Concept] | None = None) -> dict:
     if data.source == "bundled":
         photos = bundled_photos()
     elif data.source == "folder":
-        if not data.get("folder"):
+        if OmegaConf.is_missing(data, "folder") or not data.folder:
             raise ConfigError("data=folder needs data.folder=<a folder of photos>")
         photos = folder_photos(data.folder, min_side=data.size,
                                alpha_background=ws.cfg.alpha_background)

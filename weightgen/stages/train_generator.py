@@ -36,9 +36,11 @@ from omegaconf import OmegaConf
 from weightgen.concepts.spec import Concept
 from weightgen.derived_reports import drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
+from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.denoisers import denoiser_class
+from weightgen.diffusion.example_bank import ExampleBank
 from weightgen.diffusion.examples import FEATURES, ExampleStandardiser, PairEncoder
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.errors import ConfigError
@@ -106,7 +108,8 @@ class GeneratedAdapterQuality(L.Callback):
         for split in ("train", "test"):
             gaps = []
             for concept in (c for c in self.concepts if c.split == split):
-                state = generator.generate(self.ws.embed([concept.prompt]), **self.sampling).state
+                text = Condition.of_text(self.ws.embed([concept.prompt]))
+                state = generator.generate(text, **self.sampling).state
                 psnr = evaluator.quality(concept, state).psnr
                 if wandb_on(trainer.loggers):
                     caption = f"{concept.id} ({split}): source | target | generated"
@@ -134,7 +137,7 @@ def generator_seed(ws: Workspace) -> int:
 
     Its own knob so that a generator can be retrained on other seeds without touching the run's
     seed, which the store and every benchmark run depend on."""
-    seed = ws.cfg.diffusion.get("seed")
+    seed = ws.cfg.diffusion.seed
     return int(ws.cfg.seed if seed is None else seed)
 
 
@@ -149,17 +152,17 @@ def training_identity(ws: Workspace, rows: list[dict],
     diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
     # Prompts only, as before the phrasings knob existed: generators trained then stay up to date.
-    all_phrasings = diffusion["data"].pop("phrasings", "canonical") != "canonical"
+    all_phrasings = diffusion["data"].pop("phrasings") != "canonical"
     # The same for the conditioning and text-noise knobs at their defaults (today's training).
-    if diffusion.get("conditioning") == DEFAULT_CONDITIONING:
+    if diffusion["conditioning"] == DEFAULT_CONDITIONING:
         diffusion.pop("conditioning")
-    if diffusion.get("text_noise") == 0:
+    if diffusion["text_noise"] == 0:
         diffusion.pop("text_noise")
-    if not diffusion.get("examples", {}).get("k", 0):
-        diffusion.pop("examples", None)
-    if diffusion.get("task_loss", {}).get("weight") == 0:
+    if not diffusion["examples"]["k"]:
+        diffusion.pop("examples")
+    if diffusion["task_loss"]["weight"] == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
-    diffusion.pop("seed", None)  # resolved into "seed" below
+    diffusion.pop("seed")  # resolved into "seed" below
     identity = generator_expectations(ws) | {
         "diffusion": diffusion,
         "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
@@ -220,7 +223,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     examples_k = configured_examples_k(ws)
     bank, standardiser = example_bank(ws, concept_ids) if examples_k else (None, None)
     objective = None  # built before seeding: the denoiser starts as without the task loss
-    if OmegaConf.select(cfg, "task_loss.weight", default=0) > 0:
+    if cfg.task_loss.weight > 0:
         objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
     seed = generator_seed(ws)
@@ -239,13 +242,12 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     denoiser = make_denoiser(**denoiser_kwargs)
     scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
     module = WeightDiffusionModule(
-        denoiser, scheduler, text.tokens, text.mask,
+        denoiser, scheduler, Condition.of_text(text),
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
-        cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index,
-        text_pooled=text.pooled, text_noise=cfg.get("text_noise", 0.0), task_loss=objective,
-        **({"example_bank": bank, "examples_k": examples_k,
-            "examples_drop_prob": cfg.examples.drop_prob} if examples_k else {}),
+        cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index, text_noise=cfg.text_noise,
+        examples=ExampleBank(bank, examples_k, cfg.examples.drop_prob) if examples_k else None,
+        task_loss=objective,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=seed

@@ -43,9 +43,9 @@ class Workspace:
                     f"{OmegaConf.to_container(cfg.text_encoder)}; build it from cfg.text_encoder"
                 )
             self.text_encoder = text_encoder  # takes the place of the cached_property below
-        self.verbose = bool(cfg.get("verbose", False))
+        self.verbose = bool(cfg.verbose)
         configure_console(self.verbose)
-        use_threads(cfg.get("num_threads"))
+        use_threads(cfg.num_threads)
 
     # --- concepts -------------------------------------------------------------------------
     @cached_property
@@ -91,7 +91,7 @@ class Workspace:
     @property
     def lock_timeout_s(self) -> float | None:
         """How long a stage waits for another process building the same store (None: forever)."""
-        return self.cfg.get("lock_timeout_s")
+        return self.cfg.lock_timeout_s
 
     @property
     def weight_store(self) -> WeightStore:
@@ -108,7 +108,7 @@ class Workspace:
         one workspace must not share, and clobber, one CSV file).
         """
         loggers = []
-        for name, spec in (self.cfg.get("logger") or {}).items():
+        for name, spec in self.cfg.logger.items():
             if name == "wandb":
                 loggers.append(self._wandb_logger(spec, stage, label))
             elif name == "csv":
@@ -123,8 +123,8 @@ class Workspace:
     def _wandb_logger(self, spec: DictConfig, stage: str, label: str | None):
         kwargs = {"name": "/".join(filter(None, (self.cfg.run_name, stage, label))),
                   "job_type": stage, "settings": wandb_settings(self.verbose)}
-        if spec.get("group") is None:
-            kwargs["group"] = self.cfg.get("wandb_group") or self.cfg.run_name
+        if spec.group is None:
+            kwargs["group"] = self.cfg.wandb_group or self.cfg.run_name
         # The run config goes past instantiate: the config's own _target_ nodes must stay data.
         make = instantiate(spec, _partial_=True, **kwargs)
         logger = make(config=OmegaConf.to_container(self.cfg, resolve=True))
