@@ -31,9 +31,10 @@ def tiny_clip_dir(tmp_path_factory):
 
 def test_minilm_shapes_mask_and_pooling(minilm):
     out = minilm.encode(["cat", "make the photo look like a snowy winter evening"])
-    assert out.tokens.shape == (2, 16, 384) and out.tokens.dtype == torch.float32
+    length = minilm.max_length
+    assert out.tokens.shape == (2, length, 384) and out.tokens.dtype == torch.float32
     assert out.mask.dtype == torch.bool and out.pooled.shape == (2, 384)
-    assert out.mask[0].tolist() == [True] * 3 + [False] * 13  # [CLS] cat [SEP]
+    assert out.mask[0].tolist() == [True] * 3 + [False] * (length - 3)  # [CLS] cat [SEP]
     assert out.mask[1].sum() > 3
     real = out.mask[0].unsqueeze(-1).float()
     mean = (out.tokens[0] * real).sum(0) / real.sum()
