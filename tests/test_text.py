@@ -92,7 +92,7 @@ def test_bad_prompts_are_rejected(minilm):
     with pytest.raises(ValueError, match="list of prompt strings"):
         minilm.encode("sepia")
     empty = minilm.encode([])
-    assert empty.tokens.shape == (0, 16, 384)
+    assert empty.tokens.shape == (0, minilm.max_length, 384)
 
 
 def test_clip_loads_a_saved_model_and_pools_at_the_end_token(tiny_clip_dir):
