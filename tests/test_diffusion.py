@@ -33,7 +33,7 @@ from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.errors import ConfigError, StaleArtifactError
+from weightgen.errors import ConfigError, OutputExistsError, StaleArtifactError
 from weightgen.stages.artifacts import (
     default_inits,
     load_base,
@@ -47,7 +47,7 @@ from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.zero_shot_table import KINDS
-from weightgen.utils.io import load_safetensors
+from weightgen.utils.io import load_safetensors, sha256_file
 
 UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
@@ -425,6 +425,26 @@ def test_generate_stage_writes_an_adapter_file_that_loads(run, tmp_path, capsys)
     assert torch.equal(flat(adapter.state(gan)), flat(state))
     with safe_open(str(out), "pt") as handle:
         assert handle.metadata()["prompt"] == UNSEEN_PROMPT
+
+
+def test_generate_replaces_an_existing_file_only_with_overwrite_true(run, tmp_path):
+    """Issue 21: an existing out= is the user's until they say otherwise; the run's own base is
+    never an output, not even then."""
+    out = tmp_path / "adapter.safetensors"
+    out.write_bytes(b"an older adapter")
+    ask = (f"prompt='{UNSEEN_PROMPT}'", f"out={out}")
+    with pytest.raises(OutputExistsError, match="pass overwrite=true to replace it"):
+        generate_adapter_file(entry_workspace("generate", run["artifacts"], *ask))
+    assert out.read_bytes() == b"an older adapter"
+    ws = entry_workspace("generate", run["artifacts"], *ask, "overwrite=true")
+    assert load_safetensors(out, generate_adapter_file(ws)["sha256"])
+    base_file = Path(ws.cfg.paths.base_dir) / "generator.safetensors"
+    before = sha256_file(base_file)
+    with pytest.raises(ConfigError, match=r"inside the run's paths.base_dir .* not even with "
+                                          r"overwrite=true"):
+        generate_adapter_file(entry_workspace("generate", run["artifacts"], ask[0],
+                                              f"out={base_file}", "overwrite=true"))
+    assert sha256_file(base_file) == before
 
 
 @pytest.mark.parametrize("prompt", ["''", "'   '"])

@@ -73,7 +73,7 @@ def test_truncation_is_reported(minilm, caplog):
                 "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
             ]
         )
-    assert "truncated to max_length=16" in caplog.text
+    assert "truncated to text_encoder.max_length=16; raise text_encoder.max_length" in caplog.text
 
 
 def test_bad_prompts_are_rejected(minilm):

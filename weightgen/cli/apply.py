@@ -19,11 +19,16 @@ from omegaconf import DictConfig
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.user_errors import user_errors_reported
 from weightgen.editor import apply_editor, load_editor
+from weightgen.errors import ConfigError
+from weightgen.utils.paths import folder_holding
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="apply", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors_reported(cfg.debug):
+        if folder_holding(cfg.output, {"model": cfg.model}) is not None:  # even with overwrite
+            raise ConfigError(f"output={cfg.output} is the model folder or inside it: its files "
+                              f"are the editor's own; choose another output folder")
         editor = load_editor(cfg.model, device=cfg.device)
         report = apply_editor(
             editor,

@@ -90,6 +90,13 @@ class Workspace:
     def pair_store(self) -> PairStore:
         return PairStore(self.cfg.paths.pairs_dir, self.lock_timeout_s)
 
+    @property
+    def artifact_folders(self) -> dict[str, Path]:
+        """The run's own folders by key (``paths.*`` but the artifacts root, which holds other
+        runs and outputs besides): the run's artifacts, which no user output may replace."""
+        return {f"paths.{key}": Path(folder) for key, folder in self.cfg.paths.items()
+                if key != "artifacts"}
+
     # --- weights --------------------------------------------------------------------------
     @property
     def lock_timeout_s(self) -> float | None:
