@@ -401,9 +401,10 @@ def test_missing_generator_names_the_fix(run, tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "trained", "configured"),
-    [("tokenizer.block_size=64", "'block_size': 128", "'block_size': 64"),
-     ("gan.generator.ngf=8", "'ngf': 4", "'ngf': 8"),
-     ("adapter.rank=4", "'rank': 2", "'rank': 4")],
+    [("tokenizer.block_size=64", "tokenizer_rules.block_size = 128",
+      "tokenizer_rules.block_size = 64"),
+     ("gan.generator.ngf=8", "architecture.generator.ngf = 4", "architecture.generator.ngf = 8"),
+     ("adapter.rank=4", "adapter.rank = 2", "adapter.rank = 4")],
 )
 def test_generator_for_another_configuration_is_refused_naming_both_sides(
     run, override, trained, configured
@@ -412,6 +413,7 @@ def test_generator_for_another_configuration_is_refused_naming_both_sides(
         load_generator(run_workspace(run["artifacts"], override))
     theirs, ours = str(err.value).split("but this run configures")
     assert trained in theirs and configured in ours
+    assert len(str(err.value)) < 400  # issue 21: the differing key, not both whole records
 
 
 # --- weightgen-generate -------------------------------------------------------------------------

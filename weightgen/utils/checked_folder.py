@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from weightgen.errors import ConfigError, MissingInputError
+from weightgen.utils.differences import describe, differences
 from weightgen.utils.io import (
     atomic_save_safetensors,
     atomic_write_json,
@@ -44,9 +45,10 @@ def read_checked_meta(folder: str | Path, meta_name: str, what: str, how_to_make
     meta = json.loads(meta_path.read_text())
     for key, wanted in (expect or {}).items():
         if meta.get(key) != wanted:
+            found = differences(meta.get(key), wanted, key)  # only what differs, not the records
             raise ConfigError(
-                f"the {what} at {folder} was trained for {key} = {meta.get(key)}, but this run "
-                f"configures {key} = {wanted}; {how_to_fix}"
+                f"the {what} at {folder} was trained for {describe(found, 1)}, but this run "
+                f"configures {describe(found, 2)}; {how_to_fix}"
             )
     return meta
 
