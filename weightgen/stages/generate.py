@@ -32,7 +32,7 @@ def checked_out_file(out, overwrite: bool, run_folders: Mapping[str, Path]) -> P
         raise ConfigError(
             f"out={path} is inside the run's {owner} ({run_folders[owner]}): the run's own "
             f"artifacts are never an output, not even with overwrite=true; nothing was written: "
-            f"give a path outside the run's folders, e.g. out=adapter.safetensors"
+            f"give a path outside the run's folders, e.g. out=my_adapter.safetensors"
         )
     if path.exists() and not overwrite:
         raise OutputExistsError(
