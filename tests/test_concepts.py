@@ -32,6 +32,7 @@ from weightgen.concepts.text_fingerprints import (
     texts_fingerprint,
     texts_fingerprints,
 )
+from weightgen.errors import ConfigError
 
 
 def constant(rgb, size=16):
@@ -538,3 +539,37 @@ def test_texts_fingerprints_cover_prompt_phrasings_and_heldout_phrasing_not_the_
     now = {"warm": texts_fingerprint(Concept.from_dict(concept.to_dict() | edits[0]))}
     assert changed_texts(recorded, now) == ["warm"]  # "cold" is not in the run: not judged
     assert changed_texts(recorded, recorded) == []
+
+
+# ---- concept ids that are store file names (issue 21) ------------------------------------------
+
+
+@pytest.mark.parametrize("concept_id", ["manifest.jsonl", "Manifest.JSONL", "manifest.json",
+                                        "manifest.shard-0-of-2.jsonl", "targets", "base.json",
+                                        "generator.json", "logs", "zero_shot.md"])
+def test_a_concept_id_that_is_a_store_file_name_is_refused_naming_the_reserved_names(
+    tmp_path, concept_id
+):
+    path = write_yaml(tmp_path / "concepts.yaml",
+                      [{"id": concept_id, "prompt": "x", "recipe": [{"op": "sepia"}]}])
+    with pytest.raises(ConfigError) as err:
+        load_concepts(path)
+    message = str(err.value)
+    assert f"concept id {concept_id!r} is the name of a file or folder" in message
+    assert "manifest.jsonl" in message and "generator.json" in message  # the reserved names
+    assert "rename the concept" in message and "\n" not in message
+    Concept(id="manifest.jsonl.2", prompt="x", recipe=[{"op": "sepia"}])  # only exact names
+
+
+def test_every_file_a_run_writes_into_its_stores_is_a_reserved_concept_id(tiny_run):
+    """The reserved list is checked against what the stores really hold (a new store file that
+    the list lacks fails here); the weight store's folders are the concepts' own."""
+    run_dir = tiny_run["artifacts"] / "quickstart"
+    names = {path.name for folder in ("pairs", "base", "generator")
+             for path in (run_dir / folder).iterdir()}
+    names |= {path.name for path in (run_dir / "weights").iterdir() if path.is_file()}
+    names = {name for name in names if not name.startswith(".")}  # locks, temp files: no id
+    assert {"manifest.jsonl", "manifest.json", "targets", "base.json", "generator.json"} <= names
+    for name in sorted(names):
+        with pytest.raises(ConfigError, match="is the name of a file or folder"):
+            Concept(id=name, prompt="x", recipe=[{"op": "sepia"}])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY, TINY_GENERATOR, compose_config
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from weightgen.cli.app import CONFIG_DIR, entry_point
 from weightgen.config_checks import check_config, check_pick
@@ -124,3 +127,92 @@ def test_the_entry_point_checks_before_any_work(tmp_path, monkeypatch, capsys):
         captured = capsys.readouterr()
         assert "bench.n_unseen=-1 is not allowed" in captured.err + captured.out
     assert started == []
+
+
+# --- issue 21: every recipe value and the smallest trainable crop, before any work --------------
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected"),
+    [
+        ("{denoised_init: {optimizer: {lr: -1}}}",
+         "bench.recipes.denoised_init.optimizer.lr=-1 is not allowed: use a number > 0"),
+        ("{e2gan_lora: {lr_scheduler: {warmup_steps: -5}}}",
+         "bench.recipes.e2gan_lora.lr_scheduler.warmup_steps=-5 is not allowed: use an int >= 0"),
+        ("{mean_init: {lr_scheduler: {decay: step}}}",
+         "bench.recipes.mean_init.lr_scheduler.decay='step' is not allowed: use one of constant, "
+         "linear, cosine"),
+        ("{mean_init: {loss: {gan_mode: wgan}}}",
+         "bench.recipes.mean_init.loss.gan_mode='wgan' is not allowed: use one of lsgan, vanilla"),
+        ("{nearest_init: {lr_scheduler: {decay_start: 2}}}",
+         "bench.recipes.nearest_init.lr_scheduler.decay_start=2 is not allowed: use a number in "
+         "[0, 1]"),
+        ("{denoised_init: {optimizer: {betas: [0.5, 1.5]}}}",
+         "bench.recipes.denoised_init.optimizer cannot build an optimiser (Invalid beta parameter"),
+        ("{denoised_init: {optimizer: {lrr: 0.1}}}",
+         "bench.recipes.denoised_init.optimizer cannot build an optimiser (.*lrr"),
+        ("{denoised_init: {lr_scheduler: {warmup: 3}}}",
+         "bench.recipes.denoised_init.lr_scheduler cannot build a schedule (.*warmup"),
+    ],
+)
+def test_every_bench_recipe_value_is_checked_before_any_work(recipe, expected):
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_config([*TINY, f"bench.recipes={recipe}"]))
+    assert re.match(re.escape(expected).replace(r"\.\*", ".*"), str(err.value)), str(err.value)
+
+
+def test_a_good_recipe_passes_and_the_gan_group_itself_is_built_too():
+    check_config(compose_config([*TINY, "bench.recipes={denoised_init: {optimizer: {lr: 1.0e-4}, "
+                                        "lr_scheduler: {warmup_steps: 20}}}"]))
+    with pytest.raises(ConfigError, match=r"^gan.optimizer cannot build an optimiser \(Invalid "
+                                          r"beta parameter.*fix the values under gan.optimizer"):
+        check_config(compose_config([*TINY, "gan.optimizer.betas=[2,0.9]"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.size=4"], "data.size=4 is smaller than the generator (E2GANGenerator) trains on: "
+                          "use data.size >= 8"),
+        (["data.size=8"], "data.size=8 is smaller than the discriminator (PatchDiscriminator with "
+                          "gan.discriminator.n_layers=2) trains on: use data.size >= 12"),
+        (["data.size=20", "gan.discriminator.n_layers=3"], "use data.size >= 24"),
+    ],
+)
+def test_a_crop_smaller_than_the_gan_trains_on_is_refused(overrides, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        check_config(compose_config([*TINY, *overrides]))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_the_smallest_allowed_crop_trains_and_one_step_smaller_does_not(n_layers):
+    """The bound is the networks' real one: one GAN training step at the smallest allowed size
+    runs, and at the next smaller multiple of 4 it fails (as the base GAN did)."""
+    cfg = compose_config([*TINY, f"gan.discriminator.n_layers={n_layers}"])
+    sizes = [size for size in range(4, 64, 4)
+             if _passes(compose_config([*TINY, f"gan.discriminator.n_layers={n_layers}",
+                                        f"data.size={size}"]))]
+    smallest = sizes[0]
+    assert sizes == list(range(smallest, 64, 4))
+    assert _one_training_step(cfg, smallest)
+    assert not _one_training_step(cfg, smallest - 4)
+
+
+def _passes(cfg) -> bool:
+    try:
+        check_config(cfg)
+    except ConfigError:
+        return False
+    return True
+
+
+def _one_training_step(cfg, size: int) -> bool:
+    generator, discriminator = instantiate(cfg.gan.generator, text_dim=8), instantiate(
+        cfg.gan.discriminator)
+    image, text = torch.randn(2, 3, size, size), torch.randn(2, 3, 8)
+    try:
+        fake = generator(image, text, torch.ones(2, 3, dtype=torch.bool))
+        discriminator(image, fake).mean().backward()
+    except (ValueError, RuntimeError):
+        return False
+    return True

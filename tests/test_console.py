@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from helpers import photos_loaded_once, tiny_workspace
 
 from weightgen.stages.dataset import build_weight_dataset
@@ -45,3 +47,18 @@ def test_verbose_brings_the_library_detail_back(tmp_path, capfd, caplog):
     # W&B's terminal output is set once per process, so it is checked on the run's settings.
     init = wandb_init_arguments(ws)
     assert not init["settings"].silent and "anonymous" not in init  # fixed, not hidden
+
+
+def test_a_rerun_stage_keeps_its_earlier_csv_log_and_prints_no_warning(tmp_path, capfd, recwarn):
+    """Issue 21: with one CSV folder per stage, a rerun made Lightning delete the earlier
+    metrics and warn about it on stderr, verbose=false or not."""
+    for _ in range(2):
+        ws = tiny_workspace(tmp_path, "logger=csv", "builder.stage=base", "verbose=false")
+        with photos_loaded_once():
+            build_weight_dataset(ws)
+        shutil.rmtree(ws.cfg.paths.base_dir)  # so the second command trains it again
+    captured = capfd.readouterr()
+    shown = [str(warning.message) for warning in recwarn] + [captured.out + captured.err]
+    assert not any("Experiment logs directory" in text for text in shown), shown
+    logs = sorted((tmp_path / "quickstart" / "logs" / "csv").glob("dataset-*/metrics.csv"))
+    assert len(logs) == 2 and all(log.stat().st_size > 0 for log in logs)

@@ -183,8 +183,17 @@ def test_pair_store_refuses_other_settings(tmp_path):
     store = PairStore(tmp_path)
     build(store, [INVERT])
     other = PairSettings(**{**SETTINGS.__dict__, "n_train": 7})
-    with pytest.raises(ValueError, match=r"built with settings .*use another paths.pairs_dir"):
+    with pytest.raises(ValueError) as err:
         build(store, [INVERT], settings=other)
+    # Issue 21: only what differs, not both records with their photo lists.
+    assert str(err.value) == (f"the pair cache at {tmp_path} was built with settings n_train = 6, "
+                              f"not n_train = 7; use another paths.pairs_dir or delete it")
+    many = [coordinate_photo(f"photo_{i:03d}.png", 16, 16) for i in range(40)]
+    with pytest.raises(ValueError) as err:
+        store.build([INVERT], ProceduralEditor(), other, many, VAL_PHOTOS, progress=False)
+    message = str(err.value)
+    assert "n_train = 6, train_photos = [" in message and "not n_train = 7" in message
+    assert len(message) < 400, message
 
 
 def test_pair_store_corrupted_target_is_an_error_naming_the_file(tmp_path):

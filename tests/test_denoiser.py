@@ -146,7 +146,7 @@ def test_tiny_overfit_needs_text_and_block_index(name):
 
 
 def test_bad_sizes_are_rejected_with_clear_messages():
-    with pytest.raises(ValueError, match="divisible by patch_size"):
+    with pytest.raises(ValueError, match="divisible by denoiser.patch_size"):
         UNet1DDenoiser(96, NUM_BLOCKS, TEXT_DIM, channels=(16, 32, 64), patch_size=16)
     with pytest.raises(ValueError, match="heads"):
         UNet1DDenoiser(BLOCK, NUM_BLOCKS, TEXT_DIM, channels=(18, 32), patch_size=8, heads=4)

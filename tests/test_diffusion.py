@@ -16,6 +16,7 @@ from diffusers import DDPMScheduler
 from helpers import (
     TINY,
     TINY_GENERATOR,
+    StopAtStep,
     compose_config,
     entry_workspace,
     photos_loaded_once,
@@ -36,7 +37,14 @@ from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.diffusion.sampler import ddim_from, sample_blocks
-from weightgen.errors import ConfigError, CorruptFileError, StaleArtifactError
+from weightgen.errors import (
+    ConfigError,
+    CorruptFileError,
+    InterruptedRunError,
+    OutputExistsError,
+    StaleArtifactError,
+)
+from weightgen.stages import train_generator as train_generator_stage
 from weightgen.stages.artifacts import (
     default_inits,
     load_base,
@@ -50,7 +58,8 @@ from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.zero_shot_table import KINDS
-from weightgen.utils.io import load_safetensors
+from weightgen.training import make_trainer
+from weightgen.utils.io import load_safetensors, sha256_file
 
 UNSEEN_PROMPT = "a photo in pink with strong film grain"
 
@@ -399,9 +408,10 @@ def test_missing_generator_names_the_fix(run, tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "trained", "configured"),
-    [("tokenizer.block_size=64", "'block_size': 128", "'block_size': 64"),
-     ("gan.generator.ngf=8", "'ngf': 4", "'ngf': 8"),
-     ("adapter.rank=4", "'rank': 2", "'rank': 4")],
+    [("tokenizer.block_size=64", "tokenizer_rules.block_size = 128",
+      "tokenizer_rules.block_size = 64"),
+     ("gan.generator.ngf=8", "architecture.generator.ngf = 4", "architecture.generator.ngf = 8"),
+     ("adapter.rank=4", "adapter.rank = 2", "adapter.rank = 4")],
 )
 def test_generator_for_another_configuration_is_refused_naming_both_sides(
     run, override, trained, configured
@@ -410,6 +420,7 @@ def test_generator_for_another_configuration_is_refused_naming_both_sides(
         load_generator(run_workspace(run["artifacts"], override))
     theirs, ours = str(err.value).split("but this run configures")
     assert trained in theirs and configured in ours
+    assert len(str(err.value)) < 400  # issue 21: the differing key, not both whole records
 
 
 # --- weightgen-generate -------------------------------------------------------------------------
@@ -431,6 +442,26 @@ def test_generate_stage_writes_an_adapter_file_that_loads(run, tmp_path, capsys)
     assert torch.equal(flat(adapter.state(gan)), flat(state))
     with safe_open(str(out), "pt") as handle:
         assert handle.metadata()["prompt"] == UNSEEN_PROMPT
+
+
+def test_generate_replaces_an_existing_file_only_with_overwrite_true(run, tmp_path):
+    """Issue 21: an existing out= is the user's until they say otherwise; the run's own base is
+    never an output, not even then."""
+    out = tmp_path / "adapter.safetensors"
+    out.write_bytes(b"an older adapter")
+    ask = (f"prompt='{UNSEEN_PROMPT}'", f"out={out}")
+    with pytest.raises(OutputExistsError, match="pass overwrite=true to replace it"):
+        generate_adapter_file(entry_workspace("generate", run["artifacts"], *ask))
+    assert out.read_bytes() == b"an older adapter"
+    ws = entry_workspace("generate", run["artifacts"], *ask, "overwrite=true")
+    assert load_safetensors(out, generate_adapter_file(ws)["sha256"])
+    base_file = Path(ws.cfg.paths.base_dir) / "generator.safetensors"
+    before = sha256_file(base_file)
+    with pytest.raises(ConfigError, match=r"inside the run's paths.base_dir .* not even with "
+                                          r"overwrite=true"):
+        generate_adapter_file(entry_workspace("generate", run["artifacts"], ask[0],
+                                              f"out={base_file}", "overwrite=true"))
+    assert sha256_file(base_file) == before
 
 
 @pytest.mark.parametrize("prompt", ["''", "'   '"])
@@ -602,6 +633,71 @@ def test_a_new_generator_deletes_the_reports_made_from_the_old_one(run, tmp_path
     assert not any((folder / name).exists() for name in ("zero_shot.json", "zero_shot.md"))
     assert not (bench_dir / "results.json").exists() and not (bench_dir / "results.md").exists()
     assert (other_bench / "results.json").is_file()  # made from another generator: kept
+    assert json.loads((folder / "generator.json").read_text())["training"]["steps"] == 2
+
+
+def logged_generator(artifacts, bench_dir, steps: int, **patches):
+    """A generator trained on ``artifacts`` with CSV logs, its reports written beside it and in
+    ``bench_dir``; returns the folder and the reports and logs by path with their bytes."""
+    ws = run_workspace(artifacts, f"diffusion.steps={steps}", "diffusion.val_every=2",
+                       "logger=csv", f"paths.bench_dir={bench_dir}")
+    train_weight_generator(ws)
+    folder = Path(ws.cfg.paths.generator_dir)
+    for path in (folder / "zero_shot.json", folder / "zero_shot.md", Path(bench_dir) / "grid.png"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"made from the generator of {steps} steps\n")
+    (Path(bench_dir) / "results.json").write_text(
+        json.dumps({"inputs": {"generator_dir": str(folder.resolve())}}))
+    kept = [*folder.glob("zero_shot.*"), *Path(bench_dir).iterdir(), *folder.glob("logs/**/*.csv")]
+    assert len(list(folder.glob("logs/csv/generator-*/metrics.csv"))) == 1
+    return folder, {path: path.read_bytes() for path in kept}
+
+
+def retrain_workspace(artifacts, bench_dir, steps: int) -> Workspace:
+    return run_workspace(artifacts, f"diffusion.steps={steps}", "diffusion.val_every=2",
+                         "logger=csv", f"paths.bench_dir={bench_dir}")
+
+
+def test_a_failing_save_keeps_the_old_generators_reports_and_logs(run, tmp_path, monkeypatch):
+    """Issue 21: a full disk while the new generator was written ended with the old one's
+    reports and training log already deleted."""
+    artifacts, bench_dir = copy_of_run(run, tmp_path), tmp_path / "bench"
+    folder, old = logged_generator(artifacts, bench_dir, steps=2)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WeightGenerator, "save", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            train_weight_generator(retrain_workspace(artifacts, bench_dir, steps=3))
+    assert {path: path.read_bytes() for path in old} == old  # every report and log as it was
+    assert json.loads((folder / "generator.json").read_text())["training"]["steps"] == 2
+    # The failed training's own log lies beside the old one, not over it.
+    assert len(list(folder.glob("logs/csv/generator-*/metrics.csv"))) == 2
+    # A retrain that saves its generator replaces them all: reports, old and failed logs.
+    train_weight_generator(retrain_workspace(artifacts, bench_dir, steps=3))
+    assert not any(path.exists() for path in old)
+    (log,) = folder.glob("logs/csv/generator-*/metrics.csv")  # the new generator's alone
+    assert log not in old and json.loads((folder / "generator.json").read_text())["training"][
+        "steps"] == 3
+
+
+def test_an_interrupted_generator_training_keeps_the_old_log(run, tmp_path, monkeypatch):
+    """Issue 21: a SIGTERM kept the old generator but replaced its training log with the
+    aborted run's (Lightning's CSV logger deletes an existing metrics.csv)."""
+    artifacts, bench_dir = copy_of_run(run, tmp_path), tmp_path / "bench"
+    folder, old = logged_generator(artifacts, bench_dir, steps=2)
+
+    def stopped_trainer(*args, callbacks, **kwargs):
+        return make_trainer(*args, callbacks=[*callbacks, StopAtStep("sigterm", at=2)], **kwargs)
+
+    monkeypatch.setattr(train_generator_stage, "make_trainer", stopped_trainer)
+    with pytest.raises(InterruptedRunError, match="training the weight generator was interrupted"):
+        train_weight_generator(retrain_workspace(artifacts, bench_dir, steps=4))
+    assert {path: path.read_bytes() for path in old} == old
+    logs = sorted(folder.glob("logs/csv/generator-*"))
+    assert len(logs) == 2 and all(path.is_dir() for path in logs)
     assert json.loads((folder / "generator.json").read_text())["training"]["steps"] == 2
 
 

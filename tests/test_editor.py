@@ -519,3 +519,24 @@ def test_apply_and_export_set_num_threads(model_dir, tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         main()
     assert "error: num_threads=0 is not allowed" in capsys.readouterr().err
+
+
+def test_apply_never_writes_into_the_model_folder(model_dir, tmp_path, monkeypatch, capsys):
+    """Issue 21: an input named like a model file (before_after.png) with overwrite=true would
+    have replaced the folder's own file."""
+    from weightgen.cli.apply import main
+
+    (tmp_path / "photos").mkdir()
+    _save_png(tmp_path / "photos" / "before_after.png", 8, 8)
+    before = {path.name: path.read_bytes() for path in model_dir.iterdir()}
+    for output in (model_dir, model_dir / "edited"):
+        monkeypatch.setattr(sys, "argv", ["weightgen-apply", f"model={model_dir}",
+                                          f"input={tmp_path / 'photos'}", f"output={output}",
+                                          "overwrite=true", "progress=false"])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        assert stop.value.code == 1
+        assert capsys.readouterr().err == (f"error: output={output} is the model folder or inside "
+                                           f"it: its files are the editor's own; choose another "
+                                           f"output folder\n")
+    assert {path.name: path.read_bytes() for path in model_dir.iterdir()} == before

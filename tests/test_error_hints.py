@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import weightgen
+from weightgen import errors
 from weightgen.cli.app import CONFIG_DIR
 
 PACKAGE = Path(weightgen.__file__).parent
@@ -41,7 +42,8 @@ OVERRIDE = re.compile(
 )
 # Config keys named without a value ("use another paths.pairs_dir"): dotted, under a top-level node.
 TOP_LEVEL = ("paths", "concepts", "data", "editor", "text_encoder", "gan", "adapter", "builder",
-             "tokenizer", "denoiser", "diffusion", "bench", "study", "trainer", "logger")
+             "tokenizer", "denoiser", "diffusion", "bench", "study", "metrics", "trainer",
+             "logger")
 NAMED_KEY = re.compile(rf"(?<![\w.\-/])(?:{'|'.join(TOP_LEVEL)})(?:\.[a-z0-9_]+)+(?![\w.=(])")
 
 
@@ -92,6 +94,78 @@ def suggested_keys() -> list[tuple[str, str, str]]:
 
 
 CASES = suggested_keys()
+
+
+def user_messages(tree: ast.AST) -> list[str]:
+    """The text of each raised user error (a ``weightgen.errors`` class) and log warning."""
+    user_errors = {name for name, value in vars(errors).items()
+                   if isinstance(value, type) and issubclass(value, errors.WeightgenError)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            if getattr(node.exc.func, "id", None) in user_errors:
+                found.append("".join(_text(arg) for arg in node.exc.args))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("warning", "error"):
+            found.append("".join(_text(arg) for arg in node.args))
+    return found
+
+
+def config_key_paths() -> set[str]:
+    """Every key path (node or leaf) of the configs messages are shown under."""
+    paths: set[str] = set()
+
+    def walk(node, prefix: str) -> None:
+        for key, value in node.items():
+            paths.add(prefix + str(key))
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for name in ("weightgen", *{c for configs in CONFIG_OF_FILE.values() for c in configs}):
+            walk(OmegaConf.to_container(compose(name)), "")
+    return paths
+
+
+# A word in snake_case or a dotted name: what a message uses to name a config key (not a
+# mapping key of an example value, ``{lr_scheduler: {warmup_steps: 20}}``).
+KEY_LIKE = re.compile(r"(?<![\w.\-/])[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*(?![\w(:])")
+
+
+def loose_key_names() -> list[tuple[str, str, list[str]]]:
+    """(file, word, full keys) where a user message names a key by its tail (``max_length`` for
+    ``text_encoder.max_length``): the user cannot tell which key, nor pass it as an override."""
+    paths = config_key_paths()
+    tails: dict[str, list[str]] = {}
+    for path in sorted(paths):
+        parts = path.split(".")
+        for start in range(1, len(parts)):
+            tails.setdefault(".".join(parts[start:]), []).append(path)
+    loose = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for message in user_messages(ast.parse(path.read_text(encoding="utf-8"))):
+            for word in KEY_LIKE.findall(message):
+                if ("_" in word or "." in word) and word in tails and word not in paths:
+                    loose.append((rel, word, tails[word]))
+    return loose
+
+
+def test_user_errors_name_config_keys_in_full():
+    assert loose_key_names() == []
+
+
+def test_the_loose_key_scan_finds_a_bare_key_name(monkeypatch):
+    """The scan itself: a message naming ``max_length`` alone is found (and its full key)."""
+    original = ast.parse
+
+    def with_a_loose_hint(source, *args, **kwargs):
+        tree = original(source, *args, **kwargs)
+        if "class TextEncoder" in source:
+            tree.body.append(original('raise ConfigError(f"max_length={n} is too small")').body[0])
+        return tree
+
+    monkeypatch.setattr(ast, "parse", with_a_loose_hint)
+    assert ("text/base.py", "max_length", ["text_encoder.max_length"]) in loose_key_names()
 
 
 def test_the_scan_finds_the_hints_it_is_meant_to_check():

@@ -198,7 +198,7 @@ def test_gan_module_argument_errors():
     options = gan_training_options(compose_config().gan)
     with pytest.raises(ValueError, match="needs a discriminator"):
         GANModule(tiny_generator(), None, tokens, mask, **options | {"gan_weight": 1.0})
-    with pytest.raises(ValueError, match="unknown gan_mode 'wgan'"):
+    with pytest.raises(ValueError, match="unknown gan.loss.gan_mode 'wgan'"):
         GANModule(tiny_generator(), PatchDiscriminator(4, 2), tokens, mask,
                   **options | {"gan_mode": "wgan"})
 

@@ -230,7 +230,18 @@ def test_an_out_folder_below_a_file_is_refused_before_any_work(tmp_path):
     """Issue 14, item 7: the model folder was made only after the fine-tune, and failed there."""
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ConfigError, match="taken is a file, not a folder"):
-        check_out_folder(tmp_path / "taken" / "model")
+        check_out_folder(tmp_path / "taken" / "model", {})
+
+
+def test_an_out_folder_inside_the_runs_own_folders_is_refused(tmp_path):
+    """Issue 21: a run's artifacts are never an output (a new or empty folder in them neither)."""
+    run = {"paths.run_dir": tmp_path / "run", "paths.base_dir": tmp_path / "run" / "base"}
+    (tmp_path / "run" / "base" / "empty").mkdir(parents=True)
+    for out, key in ((tmp_path / "run" / "base" / "empty", "paths.base_dir"),
+                     (tmp_path / "run" / "models" / "sepia", "paths.run_dir")):
+        with pytest.raises(ConfigError, match=rf"^out={out} is inside the run's {key} \("):
+            check_out_folder(out, run)
+    assert check_out_folder(tmp_path / "models" / "sepia", run) == tmp_path / "models" / "sepia"
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def test_truncation_is_reported(minilm, caplog):
     longer = " ".join(["word"] * minilm.max_length)  # + [CLS] and [SEP]: over max_length
     with caplog.at_level(logging.WARNING):
         minilm.encode([longer])
-    assert f"truncated to max_length={minilm.max_length}" in caplog.text
+    assert (f"truncated to text_encoder.max_length={minilm.max_length}; raise "
+            "text_encoder.max_length") in caplog.text
 
 
 def test_every_builtin_phrasing_fits_the_default_max_length(minilm, caplog):

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.run_folder import RunFolderCheck, make_run_folder
 from weightgen.cli.user_errors import user_errors_reported
-from weightgen.errors import ConfigError
+from weightgen.errors import ConfigError, MissingInputError, OutputExistsError
 from weightgen.stages.generate import checked_out_file, generate_adapter_file
 from weightgen.stages.workspace import Workspace
 
@@ -73,7 +73,7 @@ def test_a_config_value_refused_inside_hydra_instantiate_is_one_line_too(capsys)
     with pytest.raises(SystemExit) as stop, user_errors_reported(debug=False):
         instantiate(tokenizer)
     assert stop.value.code == 1
-    assert capsys.readouterr().err == "error: block_size must be a positive int, got -1\n"
+    assert capsys.readouterr().err == "error: tokenizer.block_size must be a positive int, got -1\n"
 
 
 def test_other_exceptions_keep_their_traceback():
@@ -131,10 +131,52 @@ def test_generate_checks_out_before_any_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match=rf"out={blocker / 'a.safetensors'}: .* is a file"):
-        checked_out_file(blocker / "a.safetensors")
+        checked_out_file(blocker / "a.safetensors", False, {})
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("generate", overrides=[f"paths.artifacts={tmp_path}", "prompt=x",
                                              f"out={tmp_path}"])
     with pytest.raises(ConfigError, match="is a folder"):
         generate_adapter_file(Workspace(cfg))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def generate_workspace(artifacts: Path, out: Path, *overrides: str) -> Workspace:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return Workspace(compose("generate", overrides=[f"paths.artifacts={artifacts}",
+                                                        "prompt=x", f"out={out}", *overrides]))
+
+
+def test_generate_refuses_an_existing_out_unless_overwrite_is_true(tmp_path):
+    """Issue 21: out= an existing file was overwritten without a word."""
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"the user's own file")
+    ws = generate_workspace(tmp_path / "artifacts", out)
+    with pytest.raises(OutputExistsError, match=rf"out={out} exists already; nothing was written: "
+                                                r"pass overwrite=true to replace it"):
+        generate_adapter_file(ws)
+    # With overwrite=true the check passes: the next step (loading the generator) is what fails.
+    with pytest.raises(MissingInputError, match="no weight generator"):
+        generate_adapter_file(generate_workspace(tmp_path / "artifacts", out, "overwrite=true"))
+    assert out.read_bytes() == b"the user's own file"
+
+
+@pytest.mark.parametrize(("inside", "key"), [("base/generator.safetensors", "paths.base_dir"),
+                                             ("generator/denoiser.safetensors",
+                                              "paths.generator_dir"),
+                                             ("weights/new.safetensors", "paths.weights_dir"),
+                                             ("adapter.safetensors", "paths.run_dir")])
+def test_generate_never_writes_into_the_runs_own_folders(tmp_path, inside, key):
+    """Not even with overwrite=true, nor through ``..`` or a link to the run folder."""
+    artifacts = tmp_path / "artifacts"
+    run_file = artifacts / "default" / inside
+    run_file.parent.mkdir(parents=True)
+    run_file.write_bytes(b"the run's artifact")
+    (tmp_path / "link").symlink_to(artifacts / "default")
+    for out in (run_file, tmp_path / "x" / ".." / "artifacts" / "default" / inside,
+                tmp_path / "link" / inside):
+        ws = generate_workspace(artifacts, out, "overwrite=true")
+        with pytest.raises(ConfigError) as err:
+            generate_adapter_file(ws)
+        assert str(err.value).startswith(f"out={out} is inside the run's {key} (")
+        assert "never an output, not even with overwrite=true" in str(err.value)
+    assert run_file.read_bytes() == b"the run's artifact"

@@ -6,13 +6,19 @@ trained one. :func:`check_config` refuses such values with a :class:`ConfigError
 the value and what is allowed. A rule applies where its key is in the composed config (the
 top-level ``steps`` of ``weightgen-finetune`` and ``weightgen-new-concept``, say); counts that
 pick concepts are checked against the run's concept set, and ``bench.headline`` against the
-benchmark's methods.
+benchmark's methods. ``data.size`` is checked against the smallest side the configured GAN trains
+on, and each ``bench.recipes.<method>`` like the ``gan`` group it overrides: its knobs, and its
+optimiser and schedule built once on a stand-in parameter (a negative rate would otherwise fail
+only once the benchmark's runs have started).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from weightgen.bench.methods import method_named
@@ -20,6 +26,9 @@ from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.errors import ConfigError
+from weightgen.gan.base import gan_training_options
+from weightgen.gan.module import GAN_MODES
+from weightgen.utils.schedules import DECAYS
 from weightgen.weights.store import Shard
 
 _ABSENT = object()
@@ -70,8 +79,11 @@ KNOBS = (
     Knob("gan.generator.n_res_in", 0), Knob("gan.generator.n_res_out", 0),
     Knob("gan.discriminator.ndf", 1), Knob("gan.discriminator.n_layers", 1),
     Knob("gan.optimizer.lr", 0, integer=False, open_low=True, meaning="the GAN learning rate"),
+    Knob("gan.optimizer.weight_decay", 0, integer=False),
     Knob("gan.loss.lambda_l1", 0, integer=False),
+    Knob("gan.loss.gan_weight", 0, integer=False),
     Knob("gan.lr_scheduler.decay_start", 0, 1, integer=False),
+    Knob("gan.lr_scheduler.warmup_steps", 0, meaning="steps of a linear warm-up (0: none)"),
     Knob("adapter.rank", 1, meaning="LoRA rank"),
     # the dataset builder
     Knob("builder.base_steps", 1, meaning="base GAN steps; 0 would store an untrained base"),
@@ -135,15 +147,16 @@ KNOBS = (
 )
 
 
+# Knobs that take one of a few words (absent keys, e.g. another schedule's, are not checked).
+CHOICES = {"gan.loss.gan_mode": GAN_MODES, "gan.lr_scheduler.decay": DECAYS}
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` on the first knob of ``cfg`` that cannot work."""
     for knob in KNOBS:
-        value = OmegaConf.select(cfg, knob.key, default=_ABSENT)
-        if value is _ABSENT or (value is None and knob.nullable):
-            continue
-        if not knob.fits(value):
-            meaning = f" ({knob.meaning})" if knob.meaning else ""
-            raise ConfigError(f"{knob.key}={value!r} is not allowed: use {knob.allowed()}{meaning}")
+        _check_knob(knob, OmegaConf.select(cfg, knob.key, default=_ABSENT), knob.key)
+    for key, words in CHOICES.items():
+        _check_choice(OmegaConf.select(cfg, key, default=_ABSENT), key, words)
     _check_relations(cfg)
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
@@ -155,8 +168,66 @@ def check_config(cfg: DictConfig) -> None:
                 f"so the summary would headline nothing; add it to bench.methods or set "
                 f"bench.headline to one of them"
             )
+    gan = _get(cfg, "gan")
+    if gan is not None:
+        _check_gan_training(gan, "gan", int(_get(cfg, "bench.finetune_steps") or 1))
+        _check_bench_recipes(cfg, gan)
     if OmegaConf.select(cfg, "concepts.source", default=None) in ("builtin", "file"):
         _check_concept_counts(cfg)
+
+
+def _check_knob(knob: Knob, value, key: str) -> None:
+    """``value`` (``_ABSENT``: not configured) of ``knob``, reported as ``key``."""
+    if value is _ABSENT or (value is None and knob.nullable):
+        return
+    if not knob.fits(value):
+        meaning = f" ({knob.meaning})" if knob.meaning else ""
+        raise ConfigError(f"{key}={value!r} is not allowed: use {knob.allowed()}{meaning}")
+
+
+def _check_choice(value, key: str, words: tuple[str, ...]) -> None:
+    if value is not _ABSENT and value not in words:
+        raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(words)}")
+
+
+def _check_gan_training(gan, where: str, steps: int) -> None:
+    """Build the ``gan`` group's optimiser and LR schedule (``where``: the key they are under)
+    once on a stand-in parameter, as every GAN training does: what torch or the schedule refuses
+    (a negative rate, bad betas, an unknown keyword) is a ConfigError now, not after work began."""
+    try:
+        options = gan_training_options(gan)
+        optimizer = options["optimizer"]([torch.nn.Parameter(torch.zeros(1))])
+    except (InstantiationException, TypeError, ValueError) as err:
+        raise ConfigError(f"{where}.optimizer cannot build an optimiser ({err}); fix the "
+                          f"values under {where}.optimizer") from err
+    try:
+        options["lr_scheduler"](optimizer=optimizer, num_training_steps=steps)
+    except (InstantiationException, TypeError, ValueError) as err:
+        raise ConfigError(f"{where}.lr_scheduler cannot build a schedule ({err}); fix the "
+                          f"values under {where}.lr_scheduler") from err
+
+
+def _check_bench_recipes(cfg: DictConfig, gan: DictConfig) -> None:
+    """Each ``bench.recipes.<method>`` overrides part of the ``gan`` group for that method's
+    fine-tunes: the values it sets pass the same checks as ``gan.*``, named under the recipe."""
+    recipes = _get(cfg, "bench.recipes")
+    if not isinstance(recipes, DictConfig):
+        return  # null; any other shape is refused by the bench stage, naming the form
+    steps = int(_get(cfg, "bench.finetune_steps") or 1)
+    for method, recipe in recipes.items():
+        if not isinstance(recipe, DictConfig):
+            continue
+        where = f"bench.recipes.{method}"
+        for knob in KNOBS:
+            if knob.key.startswith("gan."):
+                sub = knob.key.removeprefix("gan.")
+                _check_knob(knob, OmegaConf.select(recipe, sub, default=_ABSENT), f"{where}.{sub}")
+        for key, words in CHOICES.items():
+            sub = key.removeprefix("gan.")
+            _check_choice(OmegaConf.select(recipe, sub, default=_ABSENT), f"{where}.{sub}", words)
+        merged = OmegaConf.merge(OmegaConf.to_container(gan, resolve=True),
+                                 OmegaConf.to_container(recipe, resolve=True))
+        _check_gan_training(merged, where, steps)
 
 
 def _get(cfg: DictConfig, key: str):
@@ -169,6 +240,8 @@ def _check_relations(cfg: DictConfig) -> None:
     if size is not None and size % 4:
         raise ConfigError(f"data.size={size} is not a multiple of the generator's stride 4; "
                           f"use e.g. {size - size % 4 or 4}")
+    if size is not None and _get(cfg, "gan") is not None:
+        _check_crop_side(size, cfg.gan)
     batch, crops = _get(cfg, "data.batch_size"), _get(cfg, "data.n_train")
     if batch is not None and crops is not None and batch > crops:
         raise ConfigError(f"data.batch_size={batch} is more than data.n_train={crops} crops: no "
@@ -205,6 +278,26 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"diffusion.sampling.steps={sampling} is more than the "
                           f"{timesteps} noise levels (diffusion.scheduler.num_train_timesteps); "
                           f"use 1..{timesteps}")
+
+
+def _check_crop_side(size: int, gan: DictConfig) -> None:
+    """``data.size`` against the smallest side each configured network trains on (a 4 px crop
+    passed the stride check and failed in the base GAN's first step)."""
+    for group in ("generator", "discriminator"):
+        config = OmegaConf.to_container(gan[group], resolve=True)
+        network = get_class(config.pop("_target_"))
+        smallest = getattr(network, "smallest_side", None)
+        if smallest is None:
+            continue
+        side = -(-smallest(**config) // 4) * 4  # a multiple of the generator's stride
+        if size < side:
+            shape = (f" with gan.discriminator.n_layers={config['n_layers']}"
+                     if "n_layers" in config else "")
+            raise ConfigError(
+                f"data.size={size} is smaller than the {group} ({network.__name__}{shape}) "
+                f"trains on: use data.size >= {side} (a multiple of 4)"
+                + (", or fewer gan.discriminator.n_layers" if shape else "")
+            )
 
 
 def _check_task_loss(cfg: DictConfig) -> None:

@@ -1,16 +1,18 @@
-"""Reports derived from a weight generator never outlive it.
+"""Reports derived from a weight generator never outlive it, and never die before it.
 
 ``zero_shot.{json,md}`` beside the generator, and the benchmark's ``results.{json,md}``,
 ``curves.png`` and ``grid.png`` when they were made with that generator folder, describe one
-trained generator. Training a new generator into the folder deletes them before it writes, so no
-table is left describing weights that are no longer there (the zero-shot and bench stages write
-them again).
+trained generator, as do the CSV logs of its training. Training a new generator into the folder
+deletes them once the new one is saved, so no table is left describing weights that are no longer
+there (the zero-shot and bench stages write them again); a training that fails or is stopped
+before that (a full disk, SIGTERM) leaves the old generator's reports and logs as they were.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,19 @@ def bench_generator_dir(bench_dir: str | Path) -> str | None:
     except json.JSONDecodeError:
         return None  # a damaged table describes nothing: rewritten by the next bench
     return inputs.get("generator_dir")
+
+
+def drop_earlier_logs(log_dir: str | Path, stage: str) -> list[Path]:
+    """Delete the CSV logs of earlier trainings beside ``log_dir`` (this training's): the folders
+    named ``stage`` or ``stage-<time>``, a finished or a stopped one; returns what went."""
+    log_dir = Path(log_dir)
+    earlier = [path for path in sorted(log_dir.parent.glob(f"{stage}*"))
+               if path.is_dir() and path != log_dir
+               and (path.name == stage or path.name.startswith(f"{stage}-"))]
+    for path in earlier:
+        shutil.rmtree(path)
+        log.info("deleted %s: the log of a training before the generator now in place", path)
+    return earlier
 
 
 def drop_generator_reports(generator_dir: str | Path, bench_dir: str | Path) -> list[Path]:

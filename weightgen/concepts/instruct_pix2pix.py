@@ -48,7 +48,8 @@ class InstructPix2PixEditor:
     ):
         if batch_size < 1 or num_inference_steps < 1:
             raise ConfigError(
-                f"batch_size={batch_size} and num_inference_steps={num_inference_steps} must be >= 1"
+                f"editor.batch_size={batch_size} and editor.num_inference_steps="
+                f"{num_inference_steps} must be >= 1"
             )
         self.model = str(model)
         self.num_inference_steps = int(num_inference_steps)

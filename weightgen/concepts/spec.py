@@ -24,6 +24,18 @@ SPLITS = ("train", "test")
 HOLDOUT_KINDS = ("combination", "paraphrase")
 # Ids name files in the weight store, so they must be safe file names.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# ...and none of the fixed names in the stores' folders: a concept "manifest.jsonl" would be
+# trained into weights/manifest.jsonl/ and break every merge after it. The pair store's, the
+# weight store's, the base's and the generator's own files and folders (tests/test_concepts.py
+# checks this list against the files a run writes); compared without case, as some file systems do.
+RESERVED_IDS = (
+    "manifest.json", "sources.safetensors", "targets",  # pair store
+    "manifest.jsonl",  # weight store (and its shard parts, below)
+    "base.json", "generator.safetensors", "discriminator.safetensors",  # base GAN
+    "generator.json", "denoiser.safetensors", "tokenizer.safetensors",  # weight generator
+    "examples.safetensors", "logs", "zero_shot.json", "zero_shot.md",
+)
+_RESERVED_PATTERN = re.compile(r"manifest\.shard-\d+-of-\d+\.jsonl")
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -60,6 +72,12 @@ class Concept:
             raise ConfigError(
                 f"concept id {self.id!r} is invalid: use letters, digits and _ . + - "
                 "(it names files in the weight store)"
+            )
+        if self.id.lower() in RESERVED_IDS or _RESERVED_PATTERN.fullmatch(self.id.lower()):
+            raise ConfigError(
+                f"concept id {self.id!r} is the name of a file or folder of the run's stores "
+                f"(reserved: {', '.join(RESERVED_IDS)}, manifest.shard-<i>-of-<n>.jsonl); "
+                "rename the concept, e.g. by adding a word to its id"
             )
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ConfigError(f"concept {self.id!r}: the prompt is missing or empty")

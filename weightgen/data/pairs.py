@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from weightgen.data.sources import Photo, random_crops
 from weightgen.errors import ConfigError, MissingInputError, UnknownConceptError
+from weightgen.utils.differences import describe, differences
 from weightgen.utils.grid import save_grid
 from weightgen.utils.io import (
     atomic_save_safetensors,
@@ -192,9 +193,10 @@ class PairStore:
         if self.manifest_path.is_file():
             manifest = self.manifest()
             if manifest["settings"] != wanted:
+                found = differences(manifest["settings"], wanted, "")
                 raise ConfigError(
-                    f"the pair cache at {self.root} was built with settings "
-                    f"{manifest['settings']}, not {wanted}; use another paths.pairs_dir or delete it"
+                    f"the pair cache at {self.root} was built with settings {describe(found, 1)}, not "
+                    f"{describe(found, 2)}; use another paths.pairs_dir or delete it"
                 )
             path = self._sources_path
             if path.is_file() and sha256_file(path) == manifest["sources_sha256"]:

@@ -92,7 +92,8 @@ class WeightDiffusionModule(L.LightningModule):
         super().__init__()
         if scheduler.config.prediction_type not in ("sample", "epsilon"):
             raise ConfigError(
-                f"prediction_type={scheduler.config.prediction_type!r}: use sample or epsilon"
+                f"diffusion.scheduler.prediction_type={scheduler.config.prediction_type!r}: use sample "
+                f"or epsilon"
             )
         if isinstance(text_noise, bool) or not text_noise >= 0:
             raise ConfigError(f"diffusion.text_noise={text_noise!r} is not allowed: use a "

@@ -200,12 +200,13 @@ class UNet1DDenoiser(ConditionEncoder):
     ) -> None:
         channels = list(channels)
         if len(channels) < 1:
-            raise ConfigError("channels must list at least one level width")
+            raise ConfigError("denoiser.channels must list at least one level width")
         reduction = patch_size * 2 ** (len(channels) - 1)
         if block_size % reduction:
             raise ConfigError(
-                f"block_size={block_size} must be divisible by patch_size * 2**(levels-1) = "
-                f"{reduction}; change patch_size or the number of levels in `channels`"
+                f"tokenizer.block_size={block_size} must be divisible by denoiser.patch_size * "
+                f"2**(levels-1) = {reduction}; change denoiser.patch_size or the number of levels "
+                f"in denoiser.channels"
             )
         super().__init__(block_size, num_blocks, text_dim, emb_dim, conditioning, context_dim)
         self.patch_size = patch_size

@@ -9,6 +9,12 @@ from torch import nn
 class PatchDiscriminator(nn.Module):
     """Scores overlapping patches real/fake; ``n_layers=3`` is pix2pix's 70x70 PatchGAN."""
 
+    @staticmethod
+    def smallest_side(n_layers: int = 3, **config) -> int:
+        """The smallest image side it trains on: its last normalised layer sees
+        ``side // 2**n_layers - 1`` positions a side, and instance norm needs at least 2."""
+        return 3 * 2**n_layers
+
     def __init__(self, ndf: int = 32, n_layers: int = 3, channels: int = 3):
         super().__init__()
         layers: list[nn.Module] = [

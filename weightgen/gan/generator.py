@@ -116,6 +116,12 @@ class E2GANGenerator(nn.Module):
 
     stride = 4
 
+    @classmethod
+    def smallest_side(cls, **config) -> int:
+        """The smallest image side it trains on: the bottleneck (side / stride) needs 2x2
+        positions, as instance norm cannot normalise a single one while training."""
+        return 2 * cls.stride
+
     def __init__(
         self,
         ngf: int = 32,

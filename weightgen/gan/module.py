@@ -24,6 +24,7 @@ from weightgen.errors import ConfigError
 from weightgen.gan.adapters import Adapter
 from weightgen.metrics.image_quality import psnr_per_image, ssim_per_image
 
+GAN_MODES = ("lsgan", "vanilla")  # gan.loss.gan_mode: least-squares or cross-entropy GAN loss
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -45,10 +46,11 @@ class GANModule(L.LightningModule):
         """``optimizer(params)`` and ``lr_scheduler(optimizer=..., num_training_steps=...)`` are
         called for the generator (its adapter's parameters if it has one) and the discriminator."""
         super().__init__()
-        if gan_mode not in ("lsgan", "vanilla"):
-            raise ConfigError(f"unknown gan_mode {gan_mode!r}; use lsgan or vanilla")
+        if gan_mode not in GAN_MODES:
+            raise ConfigError(f"unknown gan.loss.gan_mode {gan_mode!r}; use lsgan or vanilla")
         if gan_weight > 0 and discriminator is None:
-            raise ConfigError("gan_weight > 0 needs a discriminator; pass one or set gan_weight: 0")
+            raise ConfigError("gan.loss.gan_weight > 0 needs a discriminator; pass one or set "
+                              "gan.loss.gan_weight=0")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator

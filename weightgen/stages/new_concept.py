@@ -29,6 +29,7 @@ import hashlib
 import re
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ from weightgen.stages.pairs import build_pairs
 from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import sha256_file
-from weightgen.utils.paths import file_in_the_way
+from weightgen.utils.paths import file_in_the_way, folder_holding
 from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
 
 MAX_SLUG_LENGTH = 48
@@ -89,8 +90,9 @@ def checked_prompt(prompt) -> str:
     return text
 
 
-def check_out_folder(out) -> Path:
-    """The model folder to write: new or empty, so nothing a user has is ever overwritten."""
+def check_out_folder(out, run_folders: Mapping[str, Path]) -> Path:
+    """The model folder to write: new or empty, so nothing a user has is ever overwritten, and
+    outside the run's own folders (``run_folders``, key -> folder)."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"out={folder} is a file; give a new folder path for the model")
@@ -99,6 +101,10 @@ def check_out_folder(out) -> Path:
             f"out={folder}: {file_in_the_way(folder)} is a file, not a folder; give a new "
             f"folder path for the model"
         )
+    owner = folder_holding(folder, run_folders)
+    if owner is not None:
+        raise ConfigError(f"out={folder} is inside the run's {owner} ({run_folders[owner]}), "
+                          f"whose files are the run's own; give a new folder outside it")
     if folder.is_dir() and any(folder.iterdir()):
         raise OutputExistsError(
             f"out={folder} already exists and is not empty; nothing was written: choose a new "
@@ -236,7 +242,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     """Run the whole flow from ``ws.cfg`` (``conf/new_concept.yaml``); see the module doc."""
     cfg = ws.cfg
     prompt = checked_prompt(cfg.prompt)
-    out = check_out_folder(cfg.out)
+    out = check_out_folder(cfg.out, ws.artifact_folders)
     source = data_source(ws)
     concept = make_concept(ws, prompt, source)
     # Fail on a missing or mismatched base / generator before any slow work.

@@ -30,11 +30,12 @@ import torch
 from diffusers import DDPMScheduler
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from weightgen.concepts.spec import Concept
-from weightgen.derived_reports import drop_generator_reports
+from weightgen.derived_reports import drop_earlier_logs, drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
@@ -299,6 +300,10 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         }
         if examples_k:
             meta["examples"] = {"k": examples_k, "bank": bank.shape[1], "features": FEATURES}
-        drop_generator_reports(folder, ws.cfg.paths.bench_dir)
         WeightGenerator(module.denoiser, tokenizer, meta, standardiser).save(folder)
+        # Only now that the new generator is in place: a failed save keeps the old one's.
+        drop_generator_reports(folder, ws.cfg.paths.bench_dir)
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                drop_earlier_logs(logger.log_dir, "generator")
     return summary

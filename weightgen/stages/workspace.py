@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -87,6 +88,13 @@ class Workspace:
     def pair_store(self) -> PairStore:
         return PairStore(self.cfg.paths.pairs_dir, self.lock_timeout_s)
 
+    @property
+    def artifact_folders(self) -> dict[str, Path]:
+        """The run's own folders by key (``paths.*`` but the artifacts root, which holds other
+        runs and outputs besides): the run's artifacts, which no user output may replace."""
+        return {f"paths.{key}": Path(folder) for key, folder in self.cfg.paths.items()
+                if key != "artifacts"}
+
     # --- weights --------------------------------------------------------------------------
     @property
     def lock_timeout_s(self) -> float | None:
@@ -105,14 +113,16 @@ class Workspace:
         Each W&B run holds the resolved config, so W&B can group, filter and compare runs by any
         setting. ``label`` tells apart the runs of one stage (a study's jobs); ``csv_dir`` puts
         the CSV log beside a stage's own artifacts (several generators trained side by side on
-        one workspace must not share, and clobber, one CSV file).
+        one workspace must not share, and clobber, one CSV file). Each command's CSV log is a
+        folder of its own, ``<stage>-<time>``: a rerun never writes over an earlier log (Lightning
+        would delete its metrics, with a warning, on reusing the folder).
         """
         loggers = []
         for name, spec in self.cfg.logger.items():
             if name == "wandb":
                 loggers.append(self._wandb_logger(spec, stage, label))
             elif name == "csv":
-                kwargs = {"version": stage}
+                kwargs = {"version": f"{stage}-{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"}
                 if csv_dir is not None:
                     kwargs["save_dir"] = str(csv_dir)
                 loggers.append(instantiate(spec, **kwargs))

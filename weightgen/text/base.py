@@ -47,7 +47,8 @@ class TextEncoder(ABC):
 
     def __init__(self, max_length: int, device: str = "cpu", cache_dir: str | None = None):
         if max_length < 2:
-            raise ConfigError(f"max_length={max_length}: need at least 2 tokens (start and end)")
+            raise ConfigError(f"text_encoder.max_length={max_length}: need at least 2 tokens (start "
+                              f"and end)")
         self.max_length = int(max_length)
         self.device = torch.device(device)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -128,7 +129,8 @@ class TextEncoder(ABC):
         for prompt, length in zip(prompts, lengths, strict=True):
             if length > self.max_length:
                 log.warning(
-                    "%s: prompt %r has %d tokens, truncated to max_length=%d; raise max_length",
+                    "%s: prompt %r has %d tokens, truncated to text_encoder.max_length=%d; raise "
+                    "text_encoder.max_length",
                     self.name,
                     prompt,
                     length,

