@@ -397,7 +397,7 @@ def test_the_cheap_starts_are_compared_and_text_only_too_when_examples_were_used
 
 def test_the_closing_table_lists_the_starts_best_first_and_marks_the_one_used(capsys):
     summary = {"init": "generated", "zero_shot_psnr_by_init": {
-        "generated": 21.5, "nearest": 23.25, "mean": 19.0, "standard": 17.125}}
+        "mean": 21.5, "generated": 21.5, "nearest": 23.25, "standard": 17.125}}
     new_concept_cli.present(None, summary)
     printed = capsys.readouterr().out
     table = comparison_lines("generated", summary["zero_shot_psnr_by_init"])

@@ -92,10 +92,11 @@ def zero_shot_by_init(evaluator: AdapterEvaluator, inits: InitSources, concept: 
 
 
 def comparison_lines(kind: str, psnr_by_init: dict[str, float]) -> list[str]:
-    """The closing table: zero-shot PSNR of each start, best first, the one used marked."""
+    """The closing table: zero-shot PSNR of each start, best first (the one used first among
+    equals), the one used marked."""
     width = max(len(k) for k in psnr_by_init)
     lines = ["zero-shot PSNR before fine-tuning, on the validation crops of held-out photos:"]
-    for other, psnr in sorted(psnr_by_init.items(), key=lambda item: -item[1]):
+    for other, psnr in sorted(psnr_by_init.items(), key=lambda item: (-item[1], item[0] != kind)):
         mark = "  <- this editor's start" if other == kind else ""
         lines.append(f"  {other:<{width}}  {psnr:6.2f} dB  {method_of_init(other).label}{mark}")
     return lines
