@@ -25,6 +25,7 @@ PACKAGE = Path(weightgen.__file__).parent
 # generate, finetune and new-concept configs include).
 CONFIG_OF_FILE = {
     "stages/new_concept.py": ("new_concept",),
+    "stages/new_concept_init.py": ("new_concept",),
     "data/pair_folder.py": ("new_concept",),
     "editor/apply_files.py": ("apply",),
     "editor/sizing.py": ("apply",),

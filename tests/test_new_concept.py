@@ -12,20 +12,29 @@ from hydra import compose, initialize_config_dir
 from offline_wandb import offline_runs
 from PIL import Image
 
+import weightgen.cli.new_concept as new_concept_cli
+from weightgen.bench.methods import method_of_init
 from weightgen.cli.app import CONFIG_DIR
+from weightgen.concepts.spec import Concept
 from weightgen.data.pair_folder import read_pair_folder, write_folder_pair_store
 from weightgen.data.pairs import PairSettings, PairStore
 from weightgen.diffusion.condition import Condition
 from weightgen.editor import load_editor
 from weightgen.editor.model_folder import REQUIRED_CARD_FIELDS
 from weightgen.errors import ConfigError, InterruptedRunError
-from weightgen.stages.artifacts import load_generator
+from weightgen.stages.artifacts import adapter_evaluator, default_inits, load_base, load_generator
 from weightgen.stages.dataset import build_weight_dataset
 from weightgen.stages.new_concept import (
     check_out_folder,
     concept_slug,
     make_concept_editor,
     new_concept,
+)
+from weightgen.stages.new_concept_init import (
+    CHOICES,
+    choose_init,
+    compared_inits,
+    comparison_lines,
 )
 from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
@@ -345,3 +354,153 @@ def test_folder_flow_fine_tunes_on_its_own_pair_store(flow_run, tmp_path):
     assert PairStore(data["pairs_dir"]).load("my-inverted-look").train_source.shape[0] == 16
     assert "my-inverted-look" not in ws.pair_store.manifest()["concepts"]  # the run's cache
     assert made.card["metrics"]["after"]["step"] == 2
+
+
+# --- where the adapter starts: init= (issue 25) -----------------------------------------------
+# A weight generator trained with example pairs, beside the flow run's text-only one.
+EXAMPLES = ["diffusion.examples.k=2", "diffusion.examples.bank=4"]
+
+
+@pytest.fixture(scope="module")
+def examples_generator(flow_run, tmp_path_factory):
+    """Overrides that load a generator trained with 2 example pairs on the flow run."""
+    folder = tmp_path_factory.mktemp("examples_generator")
+    overrides = [*EXAMPLES, f"paths.generator_dir={folder}"]
+    train_weight_generator(flow_workspace(flow_run, "prompt=unused", "out=unused", *overrides))
+    return overrides
+
+
+def test_init_auto_takes_the_examples_when_the_generator_reads_them_and_the_text_otherwise():
+    with_pairs = choose_init("auto", 8, "gen")
+    assert (with_pairs.kind, with_pairs.requested) == ("generated_examples", "auto")
+    assert "diffusion.examples.k=8" in with_pairs.reason and "8 of the concept's own pairs" in (
+        with_pairs.reason)
+    assert with_pairs.method == method_of_init("generated_examples")
+    text_only = choose_init("auto", 0, "gen")
+    assert (text_only.kind, text_only.requested) == ("generated", "auto")
+    assert "reads text only" in text_only.describe()
+
+
+@pytest.mark.parametrize("kind", CHOICES)
+def test_an_explicit_init_is_taken_as_asked(kind):
+    assert choose_init(kind, 2, "gen").kind == kind
+    if kind != "generated_examples":
+        assert choose_init(kind, 0, "gen").kind == kind
+        assert choose_init(kind, 0, "gen").reason == f"init={kind} asked for it"
+
+
+@pytest.mark.parametrize(("requested", "message"), [
+    ("generated_examples", r"init=generated_examples needs a weight generator trained with "
+                           r"example pairs, but the one at gen reads text only; use init=auto"),
+    ("trained", r"init='trained' is not a start a new concept can have: use init=auto .* "
+                r"generated_examples, generated, nearest, mean, standard"),
+    ("nearst", r"init='nearst' is not a start"),
+])
+def test_an_init_the_generator_cannot_make_is_refused(requested, message):
+    with pytest.raises(ConfigError, match=message):
+        choose_init(requested, 0, "gen")
+
+
+def test_the_cheap_starts_are_compared_and_text_only_too_when_examples_were_used():
+    assert compared_inits("generated_examples") == ("generated", "nearest", "mean", "standard")
+    assert compared_inits("generated") == ("nearest", "mean", "standard")
+    assert compared_inits("nearest") == ("mean", "standard")
+
+
+def test_the_closing_table_lists_the_starts_best_first_and_marks_the_one_used(capsys):
+    summary = {"init": "generated", "zero_shot_psnr_by_init": {
+        "mean": 21.5, "generated": 21.5, "nearest": 23.25, "standard": 17.125}}
+    new_concept_cli.present(None, summary)
+    printed = capsys.readouterr().out
+    table = comparison_lines("generated", summary["zero_shot_psnr_by_init"])
+    assert printed.endswith("\n".join(table) + "\n")
+    assert json.loads(printed[: -len("\n".join(table)) - 1]) == summary
+    rows = table[1:]
+    assert [row.split()[0] for row in rows] == ["nearest", "generated", "mean", "standard"]
+    assert rows[1].endswith("<- this editor's start") and "23.25 dB" in rows[0]
+    assert sum("<-" in row for row in rows) == 1
+    assert method_of_init("nearest").label in rows[0]
+
+
+def _init_of(ws, card: dict, kind: str):
+    """(state, adapter scorer, concept): the ``kind`` init of a made concept (its model card),
+    rebuilt on its own pairs, and the scorer on them."""
+    store = PairStore(card["data"]["pairs_dir"])
+    concept = Concept(card["concept_id"], card["prompt"], instruction="unused", split="test")
+    base = load_base(ws)
+    inits = default_inits(ws, base, load_generator(ws), pair_store=store)
+    return inits.get(kind, concept).state, adapter_evaluator(ws, base, store), concept
+
+
+def test_a_text_only_generator_starts_from_the_prompt_and_the_card_compares_the_cheap_starts(
+        recipe_made):
+    ws, made = recipe_made
+    card = made.card
+    assert card["init"]["kind"] == "generated" and card["init"]["requested"] == "auto"
+    assert card["method"] == method_of_init("generated").name
+    zero_shot = card["metrics"]["zero_shot_by_init"]
+    assert set(zero_shot) == {"generated", "nearest", "mean", "standard"}
+    assert zero_shot["generated"] == {k: card["metrics"]["before"][k] for k in ("psnr", "ssim")}
+    for kind in ("nearest", "mean", "standard", "generated"):
+        state, evaluator, concept = _init_of(ws, card, kind)
+        # each figure is the adapter scorer's for that init; the one used agrees with step 0
+        assert evaluator.quality(concept, state).psnr == pytest.approx(zero_shot[kind]["psnr"],
+                                                                        abs=1e-4)
+
+
+def test_a_generator_with_example_pairs_starts_from_them_and_says_so(
+        flow_run, examples_generator, tmp_path, caplog):
+    caplog.set_level("INFO", logger="weightgen.stages.new_concept")
+    ws = flow_workspace(flow_run, "prompt=a look with examples", "recipe=[{op: sepia}]",
+                        f"out={tmp_path / 'm'}", "steps=0", *examples_generator)
+    summary = new_concept(ws)
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert summary["init"] == card["init"]["kind"] == "generated_examples"
+    assert card["init"]["requested"] == "auto" and "diffusion.examples.k=2" in card["init"]["why"]
+    assert len(card["init"]["details"]["example_pairs"]) == 2
+    assert card["method"] == method_of_init("generated_examples").name
+    (line,) = [r.getMessage() for r in caplog.records if "starts from" in r.getMessage()]
+    assert line.startswith("new concept a-look-with-examples starts from generated_examples")
+    zero_shot = card["metrics"]["zero_shot_by_init"]
+    assert set(zero_shot) == {"generated_examples", "generated", "nearest", "mean", "standard"}
+    assert summary["zero_shot_psnr_by_init"] == {k: v["psnr"] for k, v in zero_shot.items()}
+    # steps=0: the saved adapter is the start, the prompt and the concept's pairs, not the text alone
+    saved = load_safetensors(tmp_path / "m" / "adapter.safetensors")
+    with_examples, _, _ = _init_of(ws, card, "generated_examples")
+    text_only, _, _ = _init_of(ws, card, "generated")
+    assert all(torch.allclose(saved[k], with_examples[k]) for k in saved)
+    assert not all(torch.allclose(saved[k], text_only[k]) for k in saved)
+
+
+def test_the_example_pairs_of_a_pairs_folder_are_its_own(flow_run, examples_generator, tmp_path):
+    folder = _pairs_folder(tmp_path / "pairs", [((32, 32), (32, 32))] * 3)
+    ws = flow_workspace(flow_run, "prompt=my look with examples", f"out={tmp_path / 'm'}",
+                        f"pairs={folder}", "steps=0", *examples_generator)
+    made = make_concept_editor(ws)
+    assert made.card["init"]["kind"] == "generated_examples"
+    assert "my-look-with-examples" not in ws.pair_store.manifest()["concepts"]  # not the run's
+
+
+@pytest.mark.parametrize(("init", "generator"), [("nearest", "text only"),
+                                                 ("generated", "examples")])
+def test_an_explicit_init_is_the_start_and_the_card_says_so(flow_run, examples_generator,
+                                                            tmp_path, init, generator):
+    overrides = examples_generator if generator == "examples" else []
+    ws = flow_workspace(flow_run, f"prompt=an explicit {init} look", "recipe=[{op: sepia}]",
+                        f"out={tmp_path / 'm'}", "steps=0", f"init={init}", *overrides)
+    made = make_concept_editor(ws)
+    assert made.card["init"]["kind"] == init and made.card["init"]["requested"] == init
+    assert set(made.card["metrics"]["zero_shot_by_init"]) == {init, *compared_inits(init)}
+    start, _, _ = _init_of(ws, made.card, init)
+    saved = load_safetensors(made.folder / "adapter.safetensors")
+    assert all(torch.allclose(saved[k], start[k]) for k in saved)
+
+
+def test_examples_asked_of_a_text_only_generator_are_refused_before_any_work(flow_run, tmp_path):
+    ws = flow_workspace(flow_run, "prompt=a refused look", "recipe=[{op: sepia}]",
+                        f"out={tmp_path / 'm'}", "init=generated_examples")
+    with pytest.raises(ConfigError, match="init=generated_examples needs a weight generator "
+                                          "trained with example pairs"):
+        make_concept_editor(ws)
+    assert not (tmp_path / "m").exists()
+    assert "a-refused-look" not in ws.pair_store.manifest()["concepts"]

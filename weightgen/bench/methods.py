@@ -37,7 +37,6 @@ NEAREST = "nearest_init"
 CEILING = "trained_init"  # the store's own adapter: the best any generator can do with this data
 TEXT_ONLY = "denoised_init"  # the paper's setting: generated from the prompt alone
 WITH_EXAMPLES = "denoised_examples_init"  # generated from the prompt and k example pairs
-NEW_CONCEPT = TEXT_ONLY  # what weightgen-new-concept fine-tunes with
 
 METHODS: dict[str, BenchMethod] = {method.name: method for method in (
     BenchMethod(REFERENCE, None, "from scratch"),

@@ -4,14 +4,26 @@
         recipe='[{op: sepia}, {op: blur, sigma: 1.0}]' out=models/sepia-blur
 
 Pairs come from ``recipe=``, ``editor=instruct_pix2pix`` or ``pairs=<folder>`` (see
-``weightgen.stages.new_concept``). Prints a JSON summary: PSNR of the base, the generated adapter
-and the fine-tuned one, seconds, exports and the files written.
+``weightgen.stages.new_concept``); the adapter starts from ``init=`` (``auto``: the prompt and
+the concept's own pairs for a generator trained with example pairs, the prompt alone otherwise).
+Prints a JSON summary: the init, PSNR of the base, the generated adapter and the fine-tuned one,
+seconds, exports and the files written; then the zero-shot PSNR of the init beside the cheap
+ones (mean, nearest, standard).
 
 Config groups it reads: data, editor, text_encoder, gan, adapter, tokenizer, denoiser,
 diffusion (sampling), trainer, paths; its own keys are in conf/new_concept.yaml.
 """
 
-from weightgen.cli.app import entry_point
+from weightgen.cli.app import entry_point, print_json
 from weightgen.stages.new_concept import new_concept
+from weightgen.stages.new_concept_init import comparison_lines
+from weightgen.stages.workspace import Workspace
 
-main = entry_point(new_concept, __name__, config_name="new_concept")
+
+def present(ws: Workspace, summary: dict) -> None:
+    """The JSON summary, then the table of starts the user reads last."""
+    print_json(ws, summary)
+    print("\n".join(comparison_lines(summary["init"], summary["zero_shot_psnr_by_init"])))
+
+
+main = entry_point(new_concept, __name__, config_name="new_concept", present=present)

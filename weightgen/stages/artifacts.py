@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from weightgen.concepts.text_fingerprints import PROMPT, changed_texts, texts_fingerprints
 from weightgen.data.datamodule import images_to_tensor
+from weightgen.data.pairs import PairStore
 from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import check_conditioning
@@ -167,32 +168,40 @@ def training_texts(ws: Workspace, rows: list[dict]) -> dict[str, tuple[str, ...]
 
 
 def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | None = None,
-                  standard_state: dict[str, torch.Tensor] | None = None) -> InitSources:
+                  standard_state: dict[str, torch.Tensor] | None = None,
+                  pair_store: PairStore | None = None) -> InitSources:
     """Init sources on this run's store and (optional) weight generator.
 
     ``standard_state``: the standard init of an adapter already attached (an evaluator's);
     by default a new adapter is attached to a copy of the base (which draws random numbers).
+    ``pair_store``: where the concepts' example pairs are (default: the run's pair cache; a new
+    concept's folder pairs have a store of their own).
     """
     if standard_state is None:
         adapter = instantiate(ws.cfg.adapter)
         adapter.attach(base.fresh_copy()[0])
         standard_state = adapter.standard_state()
     store = ws.weight_store
+    pairs = ws.pair_store if pair_store is None else pair_store
     return InitSources(store, partial(training_rows, ws, "last"),
                        lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
                        standard_state, generator, dict(ws.cfg.diffusion.sampling),
-                       example_pairs=partial(training_pairs, ws),
+                       example_pairs=partial(training_pairs, pairs),
                        pair_encoder=partial(PairEncoder, base.generator))
 
 
-def training_pairs(ws: Workspace, concept_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [N, S, S, 3] (sources, targets) a concept's fine-tune trains on (the pair cache's)."""
-    pairs = ws.pair_store.load(concept_id)
+def training_pairs(pair_store: PairStore, concept_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [N, S, S, 3] (sources, targets) a concept's fine-tune trains on."""
+    pairs = pair_store.load(concept_id)
     return pairs.train_source, pairs.train_target
 
 
-def adapter_evaluator(ws: Workspace, base: BaseGAN) -> AdapterEvaluator:
-    return AdapterEvaluator(base, instantiate(ws.cfg.adapter), ws.pair_store, ws.text_encoder)
+def adapter_evaluator(ws: Workspace, base: BaseGAN,
+                      pair_store: PairStore | None = None) -> AdapterEvaluator:
+    """The adapter scorer on the validation pairs of ``pair_store`` (default: the run's)."""
+    return AdapterEvaluator(base, instantiate(ws.cfg.adapter),
+                            ws.pair_store if pair_store is None else pair_store,
+                            ws.text_encoder)
 
 
 def scoring_tools(ws: Workspace) -> tuple[AdapterEvaluator, InitSources]:

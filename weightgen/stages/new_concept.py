@@ -14,18 +14,22 @@
      (source, target) image pair at the run's ``data.size``, whole pairs held out for
      validation (``pairs_val_fraction``).
 
-2. **Generate** the concept's adapter with the run's weight generator (one step by default).
-3. **Fine-tune** it (the text-only method, ``weightgen.bench.methods.NEW_CONCEPT``) for
-   ``steps`` or until ``target_psnr``.
+2. **Start** the concept's adapter from ``init=`` (``weightgen.stages.new_concept_init``):
+   by default the best the weight generator can make, the prompt and the concept's own example
+   pairs for a generator trained with them, the prompt alone otherwise (one step by default).
+3. **Fine-tune** it (the bench method of that init, ``weightgen.bench.methods``) for ``steps``
+   or until ``target_psnr``.
 4. **Write** the model folder (``weightgen.editor.model_folder``): merged generator weights, the
    adapter alone, the prompt's text tokens, a before/after grid and the model card (prompt, data,
-   metrics before and after fine-tuning, seconds, the weight generator and base with their
-   sha256, seed); with ``export=true`` also ONNX + TorchScript and latency.
+   the init and why, metrics before and after fine-tuning, the zero-shot PSNR of the init beside
+   the cheap ones, seconds, the weight generator and base with their sha256, seed); with
+   ``export=true`` also ONNX + TorchScript and latency.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 import unicodedata
@@ -37,7 +41,6 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from weightgen.bench.methods import METHODS, NEW_CONCEPT
 from weightgen.concepts.ops import describe_recipe
 from weightgen.concepts.procedural_editor import ProceduralEditor
 from weightgen.concepts.spec import Concept
@@ -53,18 +56,22 @@ from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
 from weightgen.metrics.suite import MetricSuite
 from weightgen.stages.artifacts import (
+    adapter_evaluator,
     architecture,
     default_inits,
     fine_tune_setup,
     load_base,
     load_generator,
 )
+from weightgen.stages.new_concept_init import choose_init, zero_shot_by_init
 from weightgen.stages.pairs import build_pairs
 from weightgen.stages.workspace import Workspace, finish_loggers
 from weightgen.utils.grid import save_grid, to_uint8
 from weightgen.utils.io import sha256_file
 from weightgen.utils.paths import file_in_the_way, folder_holding
 from weightgen.utils.wandb_media import log_pictures, update_summary, wandb_loggers
+
+log = logging.getLogger(__name__)
 
 MAX_SLUG_LENGTH = 48
 
@@ -245,21 +252,28 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     out = check_out_folder(cfg.out, ws.artifact_folders)
     source = data_source(ws)
     concept = make_concept(ws, prompt, source)
-    # Fail on a missing or mismatched base / generator before any slow work.
+    # Fail on a missing or mismatched base / generator, or an init it cannot make, before any
+    # slow work.
     base = load_base(ws)
     generator = load_generator(ws)
+    choice = choose_init(cfg.init, generator.examples_k, cfg.paths.generator_dir)
+    log.info("new concept %s starts from %s", concept.id, choice.describe())
     suite = MetricSuite.from_config(cfg.metrics)
 
     start = time.perf_counter()
     pairs_dir, data = make_pairs(ws, concept, source)
     pairs_seconds = time.perf_counter() - start
 
-    setup = fine_tune_setup(ws, base, default_inits(ws, base, generator), pairs_dir)
-    run, module = run_method(setup, concept, NEW_CONCEPT, METHODS[NEW_CONCEPT].init,
+    pair_store = PairStore(pairs_dir)
+    evaluator = adapter_evaluator(ws, base, pair_store)
+    inits = default_inits(ws, base, generator, evaluator.standard_state, pair_store)
+    setup = fine_tune_setup(ws, base, inits, pairs_dir)
+    run, module = run_method(setup, concept, choice.method.name, choice.kind,
                              int(cfg.steps), int(cfg.eval_every), cfg.target_psnr,
                              progress=bool(cfg.progress))
+    zero_shot = zero_shot_by_init(evaluator, inits, concept, choice.kind, run.zero_shot)
 
-    pairs = PairStore(pairs_dir).load(concept.id)
+    pairs = pair_store.load(concept.id)
     val_sources = images_to_tensor(pairs.val_source)
     val_targets = images_to_tensor(pairs.val_target)
     text = ws.embed([prompt])
@@ -277,11 +291,14 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
         "image_size": int(cfg.data.size),
         "seed": int(cfg.seed),
         "data": data,
+        "init": {"kind": choice.kind, "requested": choice.requested, "why": choice.reason,
+                 "details": run.info},
         "metrics": {
             "measured_on": f"{len(pairs.val_source)} validation crops of held-out photos",
             "base": {"psnr": base_quality.psnr, "ssim": base_quality.ssim},
             "before": run.zero_shot,
             "after": run.final,
+            "zero_shot_by_init": zero_shot,
             "curve": run.curve,
             "target_psnr": cfg.target_psnr,
             "image_metrics": fine_tuned_image_metrics(suite, run, val_targets, prompt),
@@ -292,7 +309,7 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
             "fine_tune": run.train_seconds,
             "generation_plus_fine_tune": run.init_seconds + run.train_seconds,
         },
-        "method": NEW_CONCEPT,
+        "method": choice.method.name,
         "provenance": provenance(ws, base, generator.meta),
     }
     write_model_folder(
@@ -350,7 +367,10 @@ def new_concept(ws: Workspace) -> dict:
         "prompt": card["prompt"],
         "concept_id": card["concept_id"],
         "data": card["data"]["source"],
+        "init": card["init"]["kind"],
         "psnr": {k: card["metrics"][k]["psnr"] for k in ("base", "before", "after")},
+        "zero_shot_psnr_by_init": {kind: quality["psnr"] for kind, quality
+                                   in card["metrics"]["zero_shot_by_init"].items()},
         "image_metrics": card["metrics"]["image_metrics"].get("fine_tuned"),
         "steps": card["metrics"]["after"]["step"],
         "seconds": card["seconds"],
