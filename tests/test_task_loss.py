@@ -90,10 +90,11 @@ def test_the_task_loss_trains_the_denoiser_only(timestep):
     gan_before = {n: p.clone() for n, p in generator.named_parameters()}
     denoiser_before = [p.clone() for p in module.denoiser.parameters()]
     before = task_l1(module)
-    train(module, task["batch"], steps=60, lr=3e-3)
+    train(module, task["batch"], steps=200, lr=1e-3)
     after = task_l1(module)
-    # From pure noise the one-step adapters improve clearly (0.345 -> 0.196 here; at lr 1e-2 Adam
-    # overshoots, and with today's packages 30 steps there ended above the start); from noised
+    # From pure noise the one-step adapters improve clearly (0.345 -> 0.067 on 1 thread, 0.090 on
+    # 2 here). Fewer steps at a higher rate are chaotic: 30 steps at 1e-2 ended above the start
+    # with today's packages and 60 at 3e-3 went either way with the thread count. From noised
     # training adapters the draws vary more, so only finiteness is asked there.
     assert 0 < after < (0.93 * before if timestep == "last" else float("inf")), (before, after)
     assert all(torch.equal(p, gan_before[n]) and p.grad is None and not p.requires_grad
