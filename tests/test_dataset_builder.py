@@ -14,19 +14,15 @@ from helpers import photos_loaded_once, run_workspace, tiny_workspace
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import weightgen.stages.dataset as dataset_stage
+import weightgen.stages.dataset_adapters as adapters_stage
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.concepts.text_fingerprints import texts_fingerprint
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.errors import ConfigError, InterruptedRunError, StaleArtifactError
 from weightgen.gan.evaluate import evaluate
 from weightgen.stages.artifacts import current_rows, load_base
-from weightgen.stages.dataset import (
-    build_weight_dataset,
-    sub_shards,
-    train_adapter,
-    worker_threads,
-)
+from weightgen.stages.dataset import build_weight_dataset
+from weightgen.stages.dataset_adapters import sub_shards, train_adapter, worker_threads
 from weightgen.stages.pairs import build_pairs
 from weightgen.utils.workers import available_cores
 from weightgen.weights.store import MANIFEST, IncompleteStoreError, Shard, WeightStore
@@ -416,7 +412,7 @@ def two_cores(monkeypatch):
     (oneDNN splits the sums of a convolution's weight and bias gradients by thread: 1 vs 2
     threads differ by ~6e-8), so the stores are then equal bit for bit. (num_threads=2 would do
     it too, but would also set the threads of this test process.)"""
-    monkeypatch.setattr(dataset_stage, "available_cores", lambda: 2)
+    monkeypatch.setattr(adapters_stage, "available_cores", lambda: 2)
 
 
 @pytest.mark.slow

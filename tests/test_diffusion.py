@@ -47,14 +47,20 @@ from weightgen.errors import (
 from weightgen.stages import train_generator as train_generator_stage
 from weightgen.stages.artifacts import (
     default_inits,
+    generator_expectations,
     load_base,
     load_generator,
+    read_base_meta,
     training_rows,
     training_texts,
 )
 from weightgen.stages.dataset import build_weight_dataset
 from weightgen.stages.generate import generate_adapter_file
-from weightgen.stages.train_generator import train_weight_generator
+from weightgen.stages.train_generator import (
+    generator_seed,
+    train_weight_generator,
+    training_identity,
+)
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.zero_shot_table import KINDS
@@ -921,33 +927,51 @@ def test_the_knobs_compose_with_the_presets_and_pass_the_config_check():
         check_config(cfg)
 
 
+def test_the_training_identity_is_made_of_what_the_stage_hands_it():
+    """The identity and the seed read the config, the expectations and the base's sha256 they
+    are given (no Workspace): each lands where generator.json keeps it."""
+    cfg = compose_config(["diffusion.seed=7", "diffusion.data.phrasings=all"])
+    rows = [{"concept": "a", "sha256": "2", "texts_sha256": "t"}, {"concept": "b", "sha256": "1"}]
+    identity = training_identity(cfg, {"architecture": {"size": 64}}, "base", rows,
+                                 {"a": ("one", "two"), "b": ("three",)})
+    assert identity["architecture"] == {"size": 64} and identity["base_sha256"] == "base"
+    assert identity["seed"] == generator_seed(cfg) == 7 and cfg.seed != 7
+    assert identity["data_sha256"] == ["1", "2"]
+    assert identity["texts_sha256"] == {"a": "t", "b": None}
+    assert identity["phrasings"] == {"a": ["one", "two"], "b": ["three"]}
+    assert identity["denoiser_config"] == OmegaConf.to_container(cfg.denoiser, resolve=True)
+    assert generator_seed(compose_config(["diffusion.seed=null"])) == cfg.seed
+
+
+def identity_of(ws: Workspace, rows: list[dict], texts: dict) -> dict:
+    """The training identity the generator stage computes for ``ws`` (its expectations, base)."""
+    return training_identity(ws.cfg, generator_expectations(ws),
+                             read_base_meta(ws)["generator_sha256"], rows, texts)
+
+
 def test_default_knobs_leave_the_training_identity_as_before(run):
     """At their defaults the knobs are not in the identity, so generators trained before them are
     not retrained; any other value is, so changing it retrains."""
-    from weightgen.stages.train_generator import training_identity
-
     rows = training_rows(run["ws"])
     texts = training_texts(run["ws"], rows)
-    default = training_identity(run["ws"], rows, texts)["diffusion"]
+    default = identity_of(run["ws"], rows, texts)["diffusion"]
     assert "conditioning" not in default and "text_noise" not in default
     assert run["generator"].meta["identity"]["diffusion"] == default
-    changed = training_identity(run_workspace(run["artifacts"], "diffusion.conditioning=pooled",
-                                              "diffusion.text_noise=0.1"), rows, texts)
+    changed = identity_of(run_workspace(run["artifacts"], "diffusion.conditioning=pooled",
+                                        "diffusion.text_noise=0.1"), rows, texts)
     assert changed["diffusion"] == default | {"conditioning": "pooled", "text_noise": 0.1}
 
 
 def test_the_generator_seed_is_its_own_knob_falling_back_to_the_run_seed(run):
     """diffusion.seed retrains the generator (its identity's seed) without changing the run's
     seed, which the store and the benchmark's runs depend on; null means the run's seed."""
-    from weightgen.stages.train_generator import generator_seed, training_identity
-
     rows = training_rows(run["ws"])
     texts = training_texts(run["ws"], rows)
-    assert generator_seed(run["ws"]) == run["ws"].cfg.seed
+    assert generator_seed(run["ws"].cfg) == run["ws"].cfg.seed
     other = run_workspace(run["artifacts"], "diffusion.seed=7")
-    assert other.cfg.seed == run["ws"].cfg.seed and generator_seed(other) == 7
-    default = training_identity(run["ws"], rows, texts)
-    changed = training_identity(other, rows, texts)
+    assert other.cfg.seed == run["ws"].cfg.seed and generator_seed(other.cfg) == 7
+    default = identity_of(run["ws"], rows, texts)
+    changed = identity_of(other, rows, texts)
     assert "seed" not in default["diffusion"] and "seed" not in changed["diffusion"]
     assert changed == default | {"seed": 7}
 

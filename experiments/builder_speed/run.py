@@ -2,8 +2,8 @@
 
 Side by side in one run, on one concept of an existing run's store inputs (its base and pairs):
 
-* ``builder``: the dataset builder's own path (``weightgen.stages.dataset.train_adapter``: the
-  Lightning Trainer, validation at each checkpoint, store writes), per step;
+* ``builder``: the dataset builder's own path (``weightgen.stages.dataset_adapters.train_adapter``:
+  the Lightning Trainer, validation at each checkpoint, store writes), per step;
 * ``plain``: the same losses and optimisers in a bare torch loop (batch from the same data);
 * the bare loop at a larger batch, with ``channels_last``, without oneDNN, and under
   ``torch.compile`` (each a way the arithmetic itself could get cheaper);
@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from weightgen.cli.app import CONFIG_DIR
+from weightgen.cli.app import compose_workspace
 from weightgen.finetune.concept_fit import adapter_module
-from weightgen.stages import dataset
 from weightgen.stages.artifacts import load_base
+from weightgen.stages.dataset_adapters import train_adapter
 from weightgen.stages.workspace import Workspace
 from weightgen.weights.store import Shard, WeightStore
 
@@ -41,19 +40,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def workspace(overrides: list[str], steps: int) -> Workspace:
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("weightgen", overrides=[*overrides, "progress=false", "logger=none",
-                                              f"builder.adapter_steps={steps}",
-                                              f"builder.checkpoint_steps=[{steps}]"])
-    return Workspace(cfg)
+    """The run's workspace with ``steps`` adapter steps, composed and checked as the commands do."""
+    return compose_workspace([*overrides, "progress=false", "logger=none",
+                              f"builder.adapter_steps={steps}",
+                              f"builder.checkpoint_steps=[{steps}]"])
 
 
 def builder_ms(ws: Workspace, steps: int) -> float:
     """Milliseconds per step of the builder's own adapter run (fit seconds / steps)."""
     base = load_base(ws)
     with tempfile.TemporaryDirectory() as folder:
-        summary = dataset.train_adapter(ws, base, ws.train_concepts[0], WeightStore(folder),
-                                        Shard(0, 1))
+        summary = train_adapter(ws, base, ws.train_concepts[0], WeightStore(folder), Shard(0, 1))
     return 1000 * summary["seconds"] / steps
 
 

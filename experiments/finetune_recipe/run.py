@@ -26,10 +26,9 @@ import statistics
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 
 from weightgen.bench.methods import BASELINE, METHODS, REFERENCE, TEXT_ONLY
-from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
+from weightgen.cli.app import compose_workspace
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json, atomic_write_text
@@ -46,14 +45,18 @@ def hydra_value(value) -> str:
 
 def workspace(method: str, entry: dict, concepts: int, generator: str | None,
               extra: list[str]) -> Workspace:
-    recipe = hydra_value({method: entry["recipe"]}) if entry["recipe"] else "null"
+    """The bench of one (method, recipe), composed and checked as the commands do; it headlines
+    ``method`` (the headline must be one of ``bench.methods``). ``bench.recipes`` is set to null
+    first so that the recipe replaces the preset's recipes (a Hydra override of a dict merges
+    into it, and refuses keys it lacks)."""
+    recipe = [f"bench.recipes={hydra_value({method: entry['recipe']})}"] if entry["recipe"] else []
     overrides = ["experiment=bench", "logger=csv", *extra, f"bench.n_unseen={concepts}",
-                 f"bench.methods=[{REFERENCE},{method}]", f"bench.recipes={recipe}",
+                 f"bench.methods=[{REFERENCE},{method}]", f"bench.headline={method}",
+                 "bench.recipes=null", *recipe,
                  f"paths.bench_dir=${{paths.run_dir}}/recipes/{method}/{entry['name']}"]
     if generator:
         overrides.append(f"paths.generator_dir={generator}")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return Workspace(compose(CONFIG_NAME, overrides=overrides))
+    return compose_workspace(overrides)
 
 
 def copy_runs(sources: list[Path], target: Path, methods: list[str]) -> None:

@@ -26,10 +26,9 @@ import shutil
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 
 from weightgen.bench.methods import METHODS, TEXT_ONLY, WITH_EXAMPLES
-from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
+from weightgen.cli.app import compose_workspace
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
@@ -48,16 +47,20 @@ REUSED_METHODS = tuple(m.name for m in METHODS.values() if not m.needs_generator
 
 def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str]:
     """experiment=bench + the entry's overrides (after its source's, for a sampling variant);
-    the bench headlines the text-only method, which the table's speed-up columns are about."""
+    the bench headlines the text-only method, which the table's speed-up columns are about, or,
+    where it does not run (``--generated``), the first generated one (the headline must be one of
+    ``bench.methods``)."""
     source = entry.get("source", {})
+    methods = bench_methods(entry, generated)
+    headline = TEXT_ONLY if TEXT_ONLY in methods else methods[len(REUSED_METHODS)]
     return ["experiment=bench", "logger=csv", *entry.get("base", []),
             *source.get("overrides", []), *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
-            "paths.bench_dir=${paths.generator_dir}/bench", bench_methods(entry, generated),
-            f"bench.headline={TEXT_ONLY}"]
+            "paths.bench_dir=${paths.generator_dir}/bench",
+            f"bench.methods=[{','.join(methods)}]", f"bench.headline={headline}"]
 
 
-def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> str:
+def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The reused methods and the entry's generated init(s) (``generated``, or by default the
     text-only method and, with example pairs, the text + examples one)."""
     knobs = [*entry.get("source", {}).get("overrides", []), *entry["overrides"]]
@@ -65,12 +68,12 @@ def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> str:
     if generated is None:
         generated = (TEXT_ONLY,) + ((WITH_EXAMPLES,) if examples
                                     and examples[-1] != "diffusion.examples.k=0" else ())
-    return f"bench.methods=[{','.join(REUSED_METHODS + tuple(generated))}]"
+    return REUSED_METHODS + tuple(generated)
 
 
 def workspace(entry: dict, generated: tuple[str, ...] | None = None) -> Workspace:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return Workspace(compose(CONFIG_NAME, overrides=overrides(entry, generated)))
+    """The entry's workspace, composed and checked as the commands do."""
+    return compose_workspace(overrides(entry, generated))
 
 
 def bench(entry: dict, generated: tuple[str, ...] | None = None) -> None:

@@ -1,4 +1,6 @@
-"""The one way entry points start: compose ``conf/weightgen.yaml`` with Hydra, hand a Workspace on."""
+"""The one way entry points start: compose ``conf/weightgen.yaml`` with Hydra, check it, hand a
+Workspace on. Scripts that call stages in their own process (``experiments/``) start the same way
+through :func:`compose_workspace`."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import importlib
 import inspect
 import json
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import hydra
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from weightgen.cli.user_errors import in_multirun, user_errors_reported
@@ -35,6 +38,21 @@ if not OmegaConf.has_resolver("weightgen.command_help"):
     OmegaConf.register_new_resolver("weightgen.command_help", command_help)
 
 
+def checked_workspace(cfg: DictConfig) -> Workspace:
+    """The composed config checked (:func:`check_config`, a ``ConfigError`` on the first knob
+    that cannot work), then its Workspace: how every command starts."""
+    check_config(cfg)
+    return Workspace(cfg)
+
+
+def compose_workspace(overrides: Sequence[str] = (), config_name: str = CONFIG_NAME) -> Workspace:
+    """The Workspace a command would get for ``overrides``, for a script that runs stages in its
+    own process: the config composed as the command's Hydra app composes it, and checked."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides))
+    return checked_workspace(cfg)
+
+
 def print_json(ws: Workspace, summary: dict) -> None:
     print(json.dumps(summary, indent=2, default=str))
 
@@ -58,8 +76,7 @@ def entry_point(
 
     def main(cfg: DictConfig) -> dict | None:
         with user_errors_reported(cfg.debug or in_multirun()):
-            check_config(cfg)
-            ws = Workspace(cfg)
+            ws = checked_workspace(cfg)
             summary = task(ws)
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)

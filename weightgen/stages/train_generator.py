@@ -32,9 +32,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from weightgen.concepts.spec import Concept
+from weightgen.data.pairs import PairStore
 from weightgen.derived_reports import drop_earlier_logs, drop_generator_reports
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.condition import Condition
@@ -133,24 +134,29 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
     return ws.train_concepts[:count] + ws.test_concepts[:count]
 
 
-def generator_seed(ws: Workspace) -> int:
-    """The generator's training seed: ``diffusion.seed``, or the run's ``seed`` when that is null.
+def generator_seed(cfg: DictConfig) -> int:
+    """The generator's training seed: ``diffusion.seed``, or the run's ``seed`` when that is null
+    (``cfg``: the run's config).
 
     Its own knob so that a generator can be retrained on other seeds without touching the run's
     seed, which the store and every benchmark run depend on."""
-    seed = ws.cfg.diffusion.seed
-    return int(ws.cfg.seed if seed is None else seed)
+    seed = cfg.diffusion.seed
+    return int(cfg.seed if seed is None else seed)
 
 
-def training_identity(ws: Workspace, rows: list[dict],
+def training_identity(cfg: DictConfig, expectations: dict, base_sha256: str, rows: list[dict],
                       phrasings: dict[str, tuple[str, ...]]) -> dict:
     """Everything a trained generator depends on; equal identity -> the stage is skipped.
 
-    ``base_sha256``, ``data_sha256`` (the training adapters) and ``texts_sha256`` (their
-    concepts' texts, as the store rows record them) are also what every stage that loads the
-    generator checks against its run (:mod:`weightgen.diffusion.staleness`).
+    From the run's config (``cfg``: its ``diffusion`` and ``denoiser`` trees and the seed), what
+    the generator must have been trained for (``expectations``,
+    :func:`~weightgen.stages.artifacts.generator_expectations`), the base's generator file
+    (``base_sha256``) and the training rows and texts. ``base_sha256``, ``data_sha256`` (the
+    training adapters) and ``texts_sha256`` (their concepts' texts, as the store rows record
+    them) are also what every stage that loads the generator checks against its run
+    (:mod:`weightgen.diffusion.staleness`).
     """
-    diffusion = OmegaConf.to_container(ws.cfg.diffusion, resolve=True)
+    diffusion = OmegaConf.to_container(cfg.diffusion, resolve=True)
     diffusion.pop("sampling")  # how to sample later does not change the trained weights
     # Prompts only, as before the phrasings knob existed: generators trained then stay up to date.
     all_phrasings = diffusion["data"].pop("phrasings") != "canonical"
@@ -164,11 +170,11 @@ def training_identity(ws: Workspace, rows: list[dict],
     if diffusion["task_loss"]["weight"] == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
     diffusion.pop("seed")  # resolved into "seed" below
-    identity = generator_expectations(ws) | {
+    identity = expectations | {
         "diffusion": diffusion,
-        "denoiser_config": OmegaConf.to_container(ws.cfg.denoiser, resolve=True),
-        "seed": generator_seed(ws),
-        "base_sha256": read_base_meta(ws)["generator_sha256"],
+        "denoiser_config": OmegaConf.to_container(cfg.denoiser, resolve=True),
+        "seed": generator_seed(cfg),
+        "base_sha256": base_sha256,
         "data_sha256": sorted(r["sha256"] for r in rows),
         "texts_sha256": {r["concept"]: r.get("texts_sha256") for r in rows},
     }
@@ -177,16 +183,15 @@ def training_identity(ws: Workspace, rows: list[dict],
     return identity
 
 
-def example_bank(ws: Workspace, concept_ids: list[str]
-                 ) -> tuple[torch.Tensor, ExampleStandardiser]:
-    """[C, bank, F] standardised per-pair vectors of the first ``diffusion.examples.bank``
-    training pairs of each concept (encoded by the base GAN's encoder), and their standardiser."""
-    bank = int(ws.cfg.diffusion.examples.bank)
-    encoder = PairEncoder(load_base(ws).generator)
+def example_bank(encoder: PairEncoder, pair_store: PairStore, concept_ids: list[str],
+                 bank: int) -> tuple[torch.Tensor, ExampleStandardiser]:
+    """[C, bank, F] standardised per-pair vectors of the first ``bank`` training pairs of each
+    concept (``diffusion.examples.bank``; encoded by ``encoder``, the base GAN's), and their
+    standardiser."""
     start = time.perf_counter()
     features = []
     for concept_id in concept_ids:
-        pairs = ws.pair_store.load(concept_id)
+        pairs = pair_store.load(concept_id)
         features.append(encoder.features(pairs.train_source[:bank], pairs.train_target[:bank]))
     features = torch.stack(features)
     standardiser = ExampleStandardiser.fit(features.flatten(0, 1))
@@ -208,7 +213,9 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     ws.save_config("generator")
     rows = training_rows(ws)
     phrasings = training_texts(ws, rows)
-    identity = training_identity(ws, rows, phrasings)
+    expectations = generator_expectations(ws)
+    identity = training_identity(ws.cfg, expectations, read_base_meta(ws)["generator_sha256"],
+                                 rows, phrasings)
     meta = WeightGenerator.intact_meta(folder)  # None: none, or damaged: trained again
     if meta is not None and meta.get("identity") == identity:
         log.info("the weight generator at %s is up to date; skipping training", folder)
@@ -222,12 +229,14 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     text = ws.embed(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
     examples_k = configured_examples_k(ws)
-    bank, standardiser = example_bank(ws, concept_ids) if examples_k else (None, None)
+    bank, standardiser = (example_bank(PairEncoder(load_base(ws).generator), ws.pair_store,
+                                       concept_ids, int(cfg.examples.bank))
+                          if examples_k else (None, None))
     objective = None  # built before seeding: the denoiser starts as without the task loss
     if cfg.task_loss.weight > 0:
         objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
 
-    seed = generator_seed(ws)
+    seed = generator_seed(ws.cfg)
     L.seed_everything(seed, workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
         "block_size": tokenizer.block_size,
@@ -289,7 +298,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         "validation": quality.history,
     }
     if trainer.is_global_zero:
-        meta = generator_expectations(ws) | {
+        meta = expectations | {
             "denoiser": denoiser_cfg,
             "scheduler": dict(scheduler.config),
             "text_encoder": ws.text_encoder.config(),

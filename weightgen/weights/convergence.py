@@ -23,7 +23,7 @@ def last_third_gain(checkpoints: Mapping[int, float]) -> float:
 
 
 def convergence_rows(summaries: Sequence[dict], plateau_db: float) -> list[dict]:
-    """One row per adapter summary (``weightgen.stages.dataset.train_adapter``'s)."""
+    """One row per adapter summary (``weightgen.stages.dataset_adapters.train_adapter``'s)."""
     rows = []
     for summary in summaries:
         psnr = {int(step): q["psnr"] for step, q in summary["checkpoints"].items()}
