@@ -194,7 +194,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
              "seconds (evaluation excluded, generation included). The claim is about "
              f"{HEADLINE_KIND} concepts: their figures come first, the paraphrases beside them.",
              "",
-             f"- split: {SPLIT_WORDS.get(summary.get('split'), summary.get('split'))}; held-out "
+             f"- split: {SPLIT_WORDS[summary['split']]}; held-out "
              f"concepts: {kinds}",
              f"- adapter: {payload['config'].get('adapter', '?')} (the `{BASELINE}` row "
              f"fine-tunes this adapter from its standard init)",

@@ -18,10 +18,10 @@ from weightgen.bench.stats import median_or_none
 from weightgen.utils.io import atomic_write_json
 
 
-def heldout_method_rows(results: dict, kind: str | None = None) -> list[dict]:
-    """One row per method over the held-out concepts (of ``kind``; None: all) of a bench
-    ``results.json`` payload."""
-    unseen = [r for r in results["concepts"] if not r["seen"] and kind in (None, r["kind"])]
+def heldout_method_rows(results: dict, kind: str) -> list[dict]:
+    """One row per method over the held-out concepts of ``kind`` of a bench ``results.json``
+    payload."""
+    unseen = [r for r in results["concepts"] if not r["seen"] and r["kind"] == kind]
     rows = []
     for method in results["config"]["methods"]:
         cells = [r["methods"][method] for r in unseen if method in r["methods"]]
