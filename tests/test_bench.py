@@ -9,18 +9,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import run_workspace
+from helpers import run_workspace, tiny_config
 
 import weightgen.bench.methods as registry
 import weightgen.bench.report as report
 import weightgen.finetune.inits as inits
 import weightgen.stages.bench as bench
-from weightgen.bench.stats import plateau_reached, sign_test
+from weightgen.bench.stats import performance_profile, plateau_reached, sign_test
 from weightgen.bench.summary import concept_result, summarise
+from weightgen.concepts.spec import Concept
+from weightgen.derived_reports import drop_generator_reports
 from weightgen.errors import ConfigError, IncompleteStoreError
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
-from weightgen.stages.bench import run_benchmark
+from weightgen.stages.bench import bench_concepts, run_benchmark
+from weightgen.stages.workspace import Workspace
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "mean_init", "nearest_init",
            "shuffled_prompt_init", "trained_init"]
@@ -69,6 +72,28 @@ def test_results_json_has_the_contract_keys(benchmark):
     assert summary["reached_target"]["pix2pix_scratch"] == 1  # its own final is within tolerance
 
 
+def test_results_give_every_figure_per_kind_of_held_out_concept(benchmark):
+    """Issue 23: summary.by_kind.<kind> holds the summary's figures over that kind alone."""
+    summary = benchmark["results"]["summary"]
+    heldout = benchmark["ws"].test_concepts[0]
+    assert heldout.kind == "new" and summary["split"] == "test"
+    assert summary["heldout_kinds"] == {"new": 1} and summary["headline_kind"] == "new"
+    new = summary["by_kind"]["new"]
+    overall = {k: v for k, v in summary.items() if k not in (
+        "split", "headline", "headline_kind", "heldout_kinds", "seen_concepts", "by_kind",
+        "image_metrics")}
+    assert new == overall  # the run's only held-out concept is new: its kind's figures are all
+    for key in ("speedup_vs_pix2pix", "speedup_vs_e2gan", "one_step_floor", "paired_vs_e2gan",
+                "paired_steps_vs_e2gan", "zero_shot_psnr", "psnr_at_seconds", "reached_target",
+                "performance_profile"):
+        assert new[key] is not None, key
+    profile = new["performance_profile"]
+    assert profile["reference"] == "e2gan_lora" and profile["tau"] == list(range(1, 33))
+    assert set(profile["area"]) == set(METHODS) and all(
+        len(share) == 32 and share == sorted(share) for share in profile["share"].values())
+    assert [r["kind"] for r in benchmark["results"]["concepts"]] == ["new", None]  # then seen
+
+
 def test_results_record_each_concept_and_method(benchmark):
     results = benchmark["results"]
     assert results["config"]["methods"] == METHODS
@@ -77,7 +102,8 @@ def test_results_record_each_concept_and_method(benchmark):
     heldout = by_concept[benchmark["ws"].test_concepts[0].id]
     assert not heldout["seen"] and by_concept[benchmark["ws"].train_concepts[0].id]["seen"]
     p2p = heldout["methods"]["pix2pix_scratch"]
-    assert [p["step"] for p in p2p["curve"]] == [0, 2, 4, 6]
+    # bench.log_eval_until (32) then every bench.eval_every (2) up to bench.pix2pix_steps (6)
+    assert [p["step"] for p in p2p["curve"]] == [0, 1, 2, 4, 6]
     assert heldout["target_psnr"] == pytest.approx(p2p["final_psnr"] - 0.1)
     summary = results["summary"]
     for method in METHODS:
@@ -102,14 +128,18 @@ def test_results_record_each_concept_and_method(benchmark):
 
 def test_reports_are_written(benchmark):
     markdown = (benchmark["dir"] / "results.md").read_text()
-    assert "### Unseen (held-out) concepts (1 concepts, medians)" in markdown
-    assert "### Seen (train) concepts (1 concepts, medians)" in markdown
+    tables = [line for line in markdown.splitlines() if line.startswith("### ")]
+    assert tables[:2] == [  # the new concepts first: the headline
+        "### New concepts (a recipe no training concept has: the headline) (1 concepts, medians)",
+        "### Seen (train) concepts (1 concepts, medians)"]
     for method in METHODS:  # each row: the method's name and label
         assert f"| {method} ({registry.METHODS[method].label}) |" in markdown
     assert "| trained_init (ceiling) |" in markdown
     assert ("- ceiling (trained_init, the store's own adapter: the best any generator can do with "
-            "this data): speed-up vs pix2pix ") in markdown
-    for name in ("curves.png", "grid.png"):
+            "this data) on 1 new concept(s): speed-up vs pix2pix ") in markdown
+    assert "- split: test (reported, never tuned on); held-out concepts: 1 new" in markdown
+    assert "### Performance profile vs e2gan_lora (area over tau = 1..32; profile.png)" in markdown
+    for name in ("curves.png", "profile.png", "grid.png"):
         data = (benchmark["dir"] / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000, name
 
@@ -158,7 +188,7 @@ def test_a_made_up_method_needs_only_its_registry_entry_and_its_init(benchmark, 
     assert summary["speedup_vs_pix2pix"] == summary["speedup_by_method"]["made_up_init"]
     markdown = (tmp_path / "results.md").read_text()
     assert "| made_up_init (the mean, renamed) |" in markdown
-    assert "headline method made_up_init (bench.headline)" in markdown
+    assert "- made_up_init (bench.headline) on 1 new concept(s): speed-up vs pix2pix" in markdown
 
 
 def test_rerun_resumes_without_running_any_method(benchmark, monkeypatch):
@@ -274,6 +304,38 @@ def test_more_concepts_than_the_run_has_is_refused_before_any_work(benchmark, tm
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_the_validation_split_is_benchmarked_on_its_own_concepts(tmp_path):
+    """bench.split=val runs on the validation concepts (where choices are made), never on the
+    test concepts it reports; bench.n_unseen=null takes every one of the split."""
+    ws = Workspace(tiny_config(tmp_path, "concepts.n_val=2", "bench.split=val",
+                               "bench.n_unseen=null", "bench.n_seen=0"))
+    assert [c.split for c in bench_concepts(ws)] == ["val", "val"]
+    assert bench_concepts(ws) == ws.val_concepts
+    assert not {c.id for c in ws.val_concepts} & {c.id for c in ws.test_concepts}
+    test = Workspace(tiny_config(tmp_path, "concepts.n_val=2", "bench.n_unseen=null",
+                                 "bench.n_seen=0"))
+    assert bench_concepts(test) == test.test_concepts
+    none = Workspace(tiny_config(tmp_path, "concepts.n_val=0", "bench.split=val"))
+    with pytest.raises(ConfigError, match=r"held-out concepts of bench.split=val: set "
+                                          r"concepts.n_val > 0"):
+        bench_concepts(none)
+
+
+def test_a_new_generator_deletes_the_validation_split_reports_it_made_too(tmp_path):
+    generator, bench_dir = tmp_path / "generator", tmp_path / "bench"
+    generator.mkdir()
+    made_with = json.dumps({"inputs": {"generator_dir": str(generator.resolve())}})
+    for reports in (bench_dir, bench_dir / "val"):
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / "results.json").write_text(made_with)
+        (reports / "profile.png").write_bytes(PNG)
+    (bench_dir / "runs").mkdir()
+    gone = drop_generator_reports(generator, bench_dir)
+    assert sorted(p.relative_to(bench_dir).as_posix() for p in gone) == [
+        "profile.png", "results.json", "val/profile.png", "val/results.json"]
+    assert (bench_dir / "runs").is_dir()  # the runs are keyed by their settings: kept
+
+
 def test_a_store_without_the_held_out_adapters_fails_before_any_run(benchmark, tmp_path,
                                                                      monkeypatch):
     """The ceiling needs each held-out concept's own adapter: never silently skipped."""
@@ -326,10 +388,15 @@ def method_run(method: str, points: list[dict], init_seconds: float = 0.0) -> Me
     return MethodRun(method, "c", points, init_seconds=init_seconds)
 
 
+def concept(concept_id: str, split: str = "test", kind: str = "new") -> Concept:
+    return Concept(concept_id, "p", instruction="an edit", split=split,
+                   holdout=None if split == "train" else kind)
+
+
 # One held-out concept "c" with target 20.9 dB: pix2pix reaches it at 20 s (21 dB at step 200);
 # the generated init starts at 18 dB (0.5 s to generate) and reaches it at 2 s; E2GAN from the
 # standard init stops short at 20.5 dB after 4 s.
-HELD_OUT = type("Concept", (), {"id": "c", "prompt": "p", "split": "test"})()
+HELD_OUT = concept("c")
 
 
 def pix2pix_reaching_21_at_20s() -> MethodRun:
@@ -371,8 +438,6 @@ def test_speedups_are_time_ratios_and_zero_when_the_target_is_missed():
 
 def test_summary_medians_over_held_out_concepts_only():
     def result(concept_id, seen, p2p_seconds, ours_seconds, e2gan_seconds):
-        concept = type("Concept", (), {"id": concept_id, "prompt": "p",
-                                       "split": "train" if seen else "test"})()
         runs = {
             "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0), (1, 0.1, 2.0),
                                                                    (9, p2p_seconds, 20.0))),
@@ -381,7 +446,8 @@ def test_summary_medians_over_held_out_concepts_only():
             "denoised_init": method_run("denoised_init", curve((0, 0.1, 1.0),
                                                                (9, ours_seconds, 20.0)), 0.1),
         }
-        return concept_result(concept, runs, target=20.0, plateau=True)
+        return concept_result(concept(concept_id, "train" if seen else "test"), runs,
+                              target=20.0, plateau=True)
 
     results = [result("a", False, 12.0, 1.0, 4.0), result("b", False, 12.0, 3.0, 6.0),
                result("c", False, 12.0, 4.0, 4.0), result("d", True, 100.0, 1.0, 50.0)]
@@ -399,12 +465,41 @@ def test_a_free_init_already_at_the_target_is_not_counted_as_a_miss():
     }
     nearest = concept_result(HELD_OUT, runs, target=20.9, plateau=True)["methods"]["nearest_init"]
     assert nearest["seconds_to_target"] == 0.0 and nearest["steps_to_target"] == 0
-    assert nearest["target_at_start"]
-    # Credited with the clock's resolution (pix2pix's first interval: 1 s), not ~0 s: 20 / 1.
-    assert nearest["speedup_vs_pix2pix"] == 20.0
+    assert nearest["target_at_start"] and nearest["speedup_vs_pix2pix"] > 0
 
 
-def test_an_init_at_the_target_at_step_zero_gets_a_lower_bound_not_a_division_by_zero():
+def test_an_init_at_the_target_costs_its_generation_time_and_one_step_when_conservative():
+    """Issue 23: an init at the target before training is charged its generation (or selection)
+    time; the conservative figures floor every time at one training step (pix2pix's first
+    evaluation interval over its steps: 1 s / 10 steps here), not one evaluation interval."""
+    runs = {
+        "pix2pix_scratch": pix2pix_reaching_21_at_20s(),
+        "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 15.0), (1, 0.1, 16.0),
+                                                     (40, 4.0, 21.0))),
+        "denoised_init": method_run("denoised_init", curve((0, 0.05, 21.2)), init_seconds=0.05),
+        "nearest_init": method_run("nearest_init", curve((0, 0.0, 21.0))),
+    }
+    result = concept_result(HELD_OUT, runs, target=20.9, plateau=True)
+    assert result["one_step_seconds"] == pytest.approx(0.1)
+    generated, nearest = result["methods"]["denoised_init"], result["methods"]["nearest_init"]
+    assert generated["target_at_start"] and generated["seconds_to_target"] == 0.05
+    assert generated["speedup_vs_pix2pix"] == pytest.approx(400.0)  # 20 s / 0.05 s generating
+    assert generated["speedup_vs_pix2pix_one_step_floor"] == pytest.approx(200.0)  # / 0.1 s
+    # A selection that took no measurable time is floored at stats.MIN_SECONDS (0.01 s).
+    assert nearest["speedup_vs_pix2pix"] == pytest.approx(2000.0)
+    assert nearest["speedup_vs_pix2pix_one_step_floor"] == pytest.approx(200.0)
+    summary = summarise([result], list(runs), HEADLINE)
+    assert summary["speedup_vs_pix2pix"] == pytest.approx(400.0)
+    assert summary["speedup_vs_e2gan"] == pytest.approx(80.0)  # E2GAN's 4 s / 0.05 s
+    assert summary["one_step_floor"]["speedup_vs_pix2pix"] == pytest.approx(200.0)
+    assert summary["one_step_floor"]["speedup_vs_e2gan"] == pytest.approx(40.0)  # 4 s / 0.1 s
+    assert summary["one_step_floor"]["speedup_by_method"]["nearest_init"] == pytest.approx(200.0)
+    assert summary["one_step_seconds"] == pytest.approx(0.1)
+    # In steps an init at the target counts one step: E2GAN's 40 steps / 1.
+    assert summary["paired_steps_vs_e2gan"]["denoised_init"]["median_ratio"] == 40.0
+
+
+def test_the_ceiling_at_the_target_at_step_zero_is_never_a_division_by_zero():
     runs = {
         "pix2pix_scratch": method_run("pix2pix_scratch",
                                       curve((0, 0.0, 5.0), (10, 1.0, 20.0), (20, 2.0, 21.0))),
@@ -413,15 +508,72 @@ def test_an_init_at_the_target_at_step_zero_gets_a_lower_bound_not_a_division_by
         "trained_init": method_run("trained_init", curve((0, 0.001, 23.0))),
     }
     result = concept_result(HELD_OUT, runs, target=20.9, plateau=True)
-    assert result["clock_resolution_seconds"] == 1.0
-    assert result["methods"]["trained_init"]["speedup_vs_pix2pix"] == 2.0  # 2 s / 1 s, not 2000
+    assert result["clock_resolution_seconds"] == 1.0 and result["one_step_seconds"] == 0.1
+    trained = result["methods"]["trained_init"]
+    assert trained["speedup_vs_pix2pix"] == pytest.approx(200.0)  # 2 s / 0.01 s, not 2000
+    assert trained["speedup_vs_pix2pix_one_step_floor"] == pytest.approx(20.0)  # 2 s / 0.1 s
     assert result["ceiling_margin_db"] == pytest.approx(2.1)
     summary = summarise([result], list(runs), HEADLINE)
-    assert summary["speedup_ceiling_vs_e2gan"] == 2.0
+    assert summary["speedup_ceiling_vs_e2gan"] == pytest.approx(200.0)
+    assert summary["one_step_floor"]["speedup_ceiling_vs_e2gan"] == pytest.approx(20.0)
     assert summary["target_at_start"] == {"pix2pix_scratch": 0, "e2gan_lora": 0,
                                           "trained_init": 1}
     assert summary["ceiling_above_target"] == 1
     assert summary["ceiling_margin_db"] == pytest.approx(2.1)
+
+
+def three_method_result(concept_id: str, kind: str, ours_seconds: float | None,
+                        p2p_seconds: float = 12.0) -> dict:
+    """pix2pix at ``p2p_seconds``, E2GAN at 4 s and ours at ``ours_seconds`` (None: missed) on
+    one held-out concept of ``kind``, each reaching 20 dB at step 9 (or not at all)."""
+    ours = curve((0, 0.0, 1.0), (9, 30.0, 15.0)) if ours_seconds is None else curve(
+        (0, 0.0, 1.0), (9, ours_seconds, 20.0))
+    runs = {
+        "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0), (1, 0.1, 2.0),
+                                                               (9, p2p_seconds, 20.0))),
+        "e2gan_lora": method_run("e2gan_lora", curve((0, 0.0, 1.0), (9, 4.0, 20.0))),
+        "denoised_init": method_run("denoised_init", ours),
+    }
+    return concept_result(concept(concept_id, kind=kind), runs, target=20.0, plateau=True)
+
+
+def test_every_figure_is_given_per_kind_and_new_concepts_are_the_headline_kind():
+    results = [three_method_result("a", "new", 4.0), three_method_result("b", "new", 2.0),
+               three_method_result("p", "paraphrase", 0.5)]
+    summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "denoised_init"], HEADLINE)
+    assert summary["headline_kind"] == "new"
+    assert summary["heldout_kinds"] == {"new": 2, "paraphrase": 1}
+    new, paraphrase = summary["by_kind"]["new"], summary["by_kind"]["paraphrase"]
+    assert new["heldout_concepts"] == ["a", "b"] and paraphrase["heldout_concepts"] == ["p"]
+    assert summary["speedup_vs_e2gan"] == 2.0  # all held-out: median of 1, 2, 8
+    assert new["speedup_vs_e2gan"] == 1.5 and paraphrase["speedup_vs_e2gan"] == 8.0
+    assert new["speedup_vs_pix2pix"] == 4.5 and paraphrase["speedup_vs_pix2pix"] == 24.0
+    assert new["paired_vs_e2gan"]["denoised_init"] == {
+        "concepts": 2, "median_ratio": 1.5, "wins": 1, "losses": 0, "ties": 1, "p_value": 1.0}
+    assert paraphrase["reached_target"]["denoised_init"] == 1
+    assert new["performance_profile"]["area"]["denoised_init"] == 1.0  # both within E2GAN's time
+    keys = set(summary) - {"headline", "headline_kind", "heldout_kinds", "seen_concepts",
+                           "by_kind"}
+    assert set(new) == set(paraphrase) == keys
+
+
+def test_the_performance_profile_counts_concepts_within_tau_times_e2gan_and_its_area():
+    # The method's time as a multiple of the reference's: 0.5, 1, 3, 40 and a miss.
+    profile = performance_profile([2.0, 1.0, 1 / 3, 1 / 40, 0.0], max_tau=4)
+    assert profile["share"] == [0.4, 0.4, 0.6, 0.6]  # tau = 1, 2, 3, 4
+    assert profile["area"] == pytest.approx((3 + 3 + 1) / (5 * 3))  # integral over [1, 4] / 3
+    assert performance_profile([], max_tau=4) == {"share": [], "area": None}
+    # Through the summary: E2GAN takes 4 s on each concept; ours 2 s, 8 s, 16 s and a miss.
+    results = [three_method_result(name, "new", seconds, p2p_seconds=12.0)
+               for name, seconds in (("a", 2.0), ("b", 8.0), ("c", 16.0), ("d", None))]
+    profile = summarise(results, ["pix2pix_scratch", "e2gan_lora", "denoised_init"], HEADLINE,
+                        max_tau=4)["performance_profile"]
+    assert profile["tau"] == [1, 2, 3, 4] and profile["reference"] == "e2gan_lora"
+    assert profile["share"] == {"pix2pix_scratch": [0.0, 0.0, 1.0, 1.0],  # 12 s = 3 x 4 s
+                                "e2gan_lora": [1.0, 1.0, 1.0, 1.0],
+                                "denoised_init": [0.25, 0.5, 0.5, 0.75]}
+    assert profile["area"] == pytest.approx({"pix2pix_scratch": 1 / 3, "e2gan_lora": 1.0,
+                                             "denoised_init": (3 + 2 + 0) / (4 * 3)})
 
 
 def test_psnr_at_fixed_seconds_is_the_last_evaluation_shown_by_then():
@@ -439,7 +591,6 @@ def test_psnr_at_fixed_seconds_is_the_last_evaluation_shown_by_then():
 
 def test_paired_comparisons_count_per_concept_wins_and_give_a_sign_test():
     def result(concept_id, ours_seconds, ours_start):
-        concept = type("Concept", (), {"id": concept_id, "prompt": "p", "split": "test"})()
         runs = {
             "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0), (1, 0.1, 5.0),
                                                                    (9, 12.0, 20.0))),
@@ -449,7 +600,7 @@ def test_paired_comparisons_count_per_concept_wins_and_give_a_sign_test():
             "denoised_init": method_run("denoised_init", curve((0, 0.0, ours_start),
                                                                (9, ours_seconds, 20.0))),
         }
-        return concept_result(concept, runs, target=20.0, plateau=True)
+        return concept_result(concept(concept_id), runs, target=20.0, plateau=True)
 
     # ours beats E2GAN (4 s) on a, b, c and loses on d; beats nearest (3 s) on a and b only.
     results = [result("a", 1.0, 18.0), result("b", 2.0, 18.0), result("c", 3.0, 16.5),
@@ -500,7 +651,6 @@ def test_e2gan_at_the_target_from_step_zero_is_not_charged_its_whole_budget():
 
 def test_the_ceiling_speedups_use_the_same_per_concept_rules():
     def result(concept_id, p2p_seconds, trained_seconds, e2gan_seconds):
-        concept = type("Concept", (), {"id": concept_id, "prompt": "p", "split": "test"})()
         runs = {
             "pix2pix_scratch": method_run("pix2pix_scratch", curve((0, 0.0, 1.0), (1, 0.1, 2.0),
                                                                    (9, p2p_seconds, 20.0))),
@@ -508,7 +658,7 @@ def test_the_ceiling_speedups_use_the_same_per_concept_rules():
             "trained_init": method_run("trained_init", curve((0, 0.0, 19.0),
                                                              (9, trained_seconds, 20.0))),
         }
-        return concept_result(concept, runs, target=20.0, plateau=True)
+        return concept_result(concept(concept_id), runs, target=20.0, plateau=True)
 
     results = [result("a", 12.0, 1.0, 4.0), result("b", 12.0, 3.0, 6.0), result("c", 12.0, 4.0, 4.0)]
     summary = summarise(results, ["pix2pix_scratch", "e2gan_lora", "trained_init"], HEADLINE)

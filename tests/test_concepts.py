@@ -11,6 +11,7 @@ import yaml
 from weightgen.concepts.catalog import (
     HELDOUT_COMBINATIONS,
     PARAPHRASED,
+    VALIDATION_COMBINATIONS,
     builtin_concepts,
     select_concepts,
     split_concepts,
@@ -300,26 +301,32 @@ def test_builtin_catalog_size_unique_and_deterministic(catalog):
 
 
 def test_split_is_disjoint_and_held_out_properly(catalog):
-    train, test = split_concepts(catalog)
-    assert len(test) >= 16 and len(train) + len(test) == len(catalog)
-    assert not {c.id for c in train} & {c.id for c in test}
+    train, val, test = split_concepts(catalog)
+    assert len(train) + len(val) + len(test) == len(catalog)
+    ids = [{c.id for c in part} for part in (train, val, test)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
     train_recipes = {c.recipe for c in train}
     train_parts = {p for c in train for p in c.parts}
     train_prompts = {c.recipe: c.prompt for c in train}
-    kinds = {c.holdout for c in test}
-    assert kinds == {"combination", "paraphrase"}
-    for concept in test:
-        if concept.holdout == "combination":
+    assert {c.kind for c in test} == {"new", "paraphrase"} and {c.kind for c in val} == {"new"}
+    for concept in val + test:
+        if concept.kind == "new":  # a recipe no train concept has: a new pairing of seen parts
             assert concept.recipe not in train_recipes, concept.id
             assert len(concept.parts) == 2 and set(concept.parts) <= train_parts, concept.id
-            pairs = {c.parts for c in train}
-            assert concept.parts not in pairs
+            assert concept.parts not in {c.parts for c in train}
         else:
             assert concept.recipe in train_recipes, concept.id
             source_words = set(train_prompts[concept.recipe].split())
             new_words = set(concept.prompt.split()) - {"a", "an", "with"}
             assert new_words - source_words, concept.id
-    assert sum(c.holdout == "combination" for c in test) == len(HELDOUT_COMBINATIONS)
+    # Issue 23: at least 16 new test concepts beside the 8 paraphrases, and at least 8 new
+    # validation concepts, none with the recipe of a test concept.
+    assert sum(c.kind == "new" for c in test) == len(HELDOUT_COMBINATIONS) >= 16
+    assert sum(c.kind == "paraphrase" for c in test) == len(PARAPHRASED) == 8
+    assert len(val) == len(VALIDATION_COMBINATIONS) >= 8
+    assert not {c.recipe for c in val} & {c.recipe for c in test}
+    assert all(c.held_out for c in val + test) and not any(c.held_out for c in train)
+    assert all(c.kind is None for c in train)
 
 
 # ---- phrasings -----------------------------------------------------------------------------
@@ -354,11 +361,11 @@ def test_phrasings_are_the_ops_wordings_templates_and_orders_of_parts(catalog):
 
 
 def test_the_held_out_family_is_never_a_training_phrasing(catalog):
-    train, test = split_concepts(catalog)
+    train, val, test = split_concepts(catalog)
     training_texts = [text for c in train for text in c.phrasings]
     assert len(set(training_texts)) == len(training_texts)  # no text names two concepts
     held_out = {c.heldout_phrasing for c in catalog if c.heldout_phrasing is not None}
-    held_out |= {text for c in test for text in c.phrasings}
+    held_out |= {text for c in val + test for text in c.phrasings}
     assert not held_out & set(training_texts)
     by_id = {c.id: c for c in catalog}
     for source in PARAPHRASED:  # the paraphrase test concepts are worded in the held-out family
@@ -401,28 +408,41 @@ def test_bad_phrasings_are_errors_naming_the_problem(tmp_path, fields, words):
 
 
 def test_select_concepts_covers_families_and_test_parts(catalog):
-    picked = select_concepts(catalog, n_train=12, n_test=4, seed=0)
-    assert picked == select_concepts(catalog, n_train=12, n_test=4, seed=0)
-    train, test = split_concepts(picked)
-    assert len(train) == 12 and len(test) == 4
-    assert {c.holdout for c in test} == {"combination", "paraphrase"}
+    picked = select_concepts(catalog, n_train=12, n_test=4, seed=0, n_val=2)
+    assert picked == select_concepts(catalog, n_train=12, n_test=4, seed=0, n_val=2)
+    train, val, test = split_concepts(picked)
+    assert (len(train), len(val), len(test)) == (12, 2, 4)
+    assert [c.split for c in picked] == ["train"] * 12 + ["val"] * 2 + ["test"] * 4
+    assert {c.kind for c in test} == {"new", "paraphrase"}
     assert len({step.op for c in train for step in c.recipe}) >= 12
     train_parts = {p for c in train for p in c.parts}
     train_recipes = {c.recipe for c in train}
-    for concept in test:
-        if concept.holdout == "combination":
+    for concept in val + test:
+        if concept.kind == "new":
             assert set(concept.parts) <= train_parts, concept.id
         else:
             assert concept.recipe in train_recipes, concept.id
-    other_seed = select_concepts(catalog, n_train=12, n_test=4, seed=1)
+    other_seed = select_concepts(catalog, n_train=12, n_test=4, seed=1, n_val=2)
     assert [c.id for c in other_seed] != [c.id for c in picked]
 
 
+def test_no_validation_pick_leaves_the_train_and_test_picks_as_they_were(catalog):
+    """n_val=0 draws nothing from the seeded order: the quickstart's picks do not move."""
+    without = select_concepts(catalog, n_train=12, n_test=2, seed=0, n_val=0)
+    assert not [c for c in without if c.split == "val"]
+    _, val, _ = split_concepts(catalog)
+    with_val = select_concepts(catalog, n_train=12, n_test=2, seed=0, n_val=None)
+    assert [c for c in with_val if c.split == "test"] == [c for c in without if c.split == "test"]
+    assert [c for c in with_val if c.split == "val"] == val
+
+
 def test_select_concepts_all_and_out_of_range(catalog):
-    train, test = split_concepts(catalog)
-    assert select_concepts(catalog, None, None, seed=0) == train + test
+    train, val, test = split_concepts(catalog)
+    assert select_concepts(catalog, None, None, seed=0) == train + val + test
     with pytest.raises(ValueError, match="n_test=999"):
         select_concepts(catalog, 3, 999, seed=0)
+    with pytest.raises(ValueError, match="concepts.n_val=9 is out of range: there are 8 val"):
+        select_concepts(catalog, 3, 1, seed=0, n_val=9)
 
 
 # ---- procedural editor -------------------------------------------------------------------------
@@ -473,8 +493,18 @@ def write_yaml(path, rows):
         ),
         ([{"id": "e", "prompt": "x"}], ["'e'", "recipe", "instruction"]),
         (
-            [{"id": "f", "prompt": "x", "instruction": "y", "split": "val"}],
-            ["'f'", "split", "'val'"],
+            [{"id": "f", "prompt": "x", "instruction": "y", "split": "dev"}],
+            ["'f'", "split", "'dev'", "train, val, test"],
+        ),
+        (
+            [{"id": "h", "prompt": "x", "instruction": "y", "holdout": "new"}],
+            ["'h'", "holdout", "val or test", "new, paraphrase"],
+        ),
+        (
+            [{"id": "s", "prompt": "x", "recipe": [{"op": "sepia"}]},
+             {"id": "t", "prompt": "y", "recipe": [{"op": "sepia"}], "split": "test",
+              "holdout": "new"}],
+            ["'t'", "holdout: new", "'s'", "same recipe", "holdout: paraphrase"],
         ),
         ([{"id": "g", "prompt": "x", "instruction": "y", "colour": 1}], ["'g'", "colour"]),
         ([{"id": "bad id/", "prompt": "x", "instruction": "y"}], ["bad id/", "letters"]),
@@ -506,11 +536,28 @@ def test_load_concepts_accepts_list_and_mapping(tmp_path):
     assert as_list == as_map and as_list[0].split == "train" and as_list[0].family == "grade"
 
 
+def test_a_concept_file_may_hold_a_validation_split_and_kinds(tmp_path):
+    """A val entry is accepted; a held-out entry's kind is stated or inferred from the file's
+    train recipes (issue 23); an older file's "combination" reads as "new"."""
+    rows = [{"id": "sepia", "prompt": "sepia", "recipe": [{"op": "sepia"}]},
+            {"id": "old", "prompt": "an old look", "recipe": [{"op": "sepia"}], "split": "test"},
+            {"id": "inv", "prompt": "inverted", "recipe": [{"op": "invert"}], "split": "val"},
+            {"id": "zombie", "prompt": "a zombie", "instruction": "zombify", "split": "test"},
+            {"id": "legacy", "prompt": "grey", "recipe": [{"op": "grayscale"}], "split": "test",
+             "holdout": "combination"},
+            {"id": "said", "prompt": "a new sepia", "recipe": [{"op": "sepia"}], "split": "val",
+             "holdout": "paraphrase"}]
+    concepts = {c.id: c for c in load_concepts(write_yaml(tmp_path / "c.yaml", rows))}
+    assert {i: (c.split, c.kind) for i, c in concepts.items()} == {
+        "sepia": ("train", None), "old": ("test", "paraphrase"), "inv": ("val", "new"),
+        "zombie": ("test", "new"), "legacy": ("test", "new"), "said": ("val", "paraphrase")}
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".jsonl"])
 def test_save_load_round_trip(tmp_path, catalog, suffix):
     concepts = (
         catalog[:20]
-        + [c for c in catalog if c.split == "test"]
+        + [c for c in catalog if c.held_out]
         + [Concept(id="zombie", prompt="a zombie", instruction="make it a zombie", split="test")]
     )
     path = tmp_path / f"concepts{suffix}"

@@ -62,6 +62,9 @@ def test_every_entry_config_passes_at_test_size(name, extra):
         ("data.max_zoom=0.5", "a number >= 1"),
         ("concepts.n_train=0", "null or an int >= 1"),
         ("concepts.n_test=-1", "null or an int >= 0"),
+        ("concepts.n_val=-1", "null or an int >= 0"),
+        ("bench.log_eval_until=-1", "an int >= 0"),
+        ("bench.profile_max_tau=1", "an int >= 2"),
         ("tokenizer.block_size=0", "an int >= 1"),
         ("tokenizer.basis_rank=0", "null or an int >= 1"),
         ("study.finetune_concepts=0", "an int >= 1"),
@@ -86,8 +89,10 @@ def test_a_bad_knob_is_a_config_error_naming_key_value_and_what_is_allowed(overr
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("concepts.n_test=99", "concepts.n_test=99 is more than the 24 held-out concepts"),
-        ("concepts.n_train=999", "concepts.n_train=999 is more than the 273 train concepts"),
+        ("concepts.n_test=99", "concepts.n_test=99 is more than the 24 held-out test concepts"),
+        ("concepts.n_val=9", "concepts.n_val=9 is more than the 8 validation concepts"),
+        ("concepts.n_train=999", "concepts.n_train=999 is more than the 265 train concepts"),
+        ("bench.split=train", "bench.split='train' is no held-out split: use bench.split=val"),
         ("data.batch_size=17", "data.batch_size=17 is more than data.n_train=16 crops"),
         ("data.size=18", "data.size=18 is not a multiple of the generator's stride 4; use e.g. 16"),
         ("builder.checkpoint_steps=[2,3]", "use distinct ints in 1..builder.adapter_steps"),

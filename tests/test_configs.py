@@ -131,7 +131,21 @@ def test_quickstart_is_the_bench_method_made_smaller():
     assert bench.diffusion.examples.k > 0 and "denoised_examples_init" in bench.bench.methods
     assert quick.concepts.n_train < bench.concepts.n_train
     assert quick.builder.base_steps < bench.builder.base_steps
-    assert quick.bench.n_unseen < bench.bench.n_unseen
+    assert quick.bench.n_unseen < bench.concepts.n_test and bench.bench.n_unseen is None  # all
+
+
+@pytest.mark.parametrize(("preset", "split", "kinds"), [
+    ("bench", "test", {"new": 16, "paraphrase": 8}),
+    ("bench", "val", {"new": 8}),
+    ("quickstart", "test", {"new": 1, "paraphrase": 1}),
+    ("quickstart", "val", {}),
+])
+def test_the_presets_hold_new_and_paraphrased_concepts_in_each_split(preset, split, kinds):
+    """Issue 23: the bench's test split holds 16 new + 8 paraphrased concepts and 8 new validation
+    concepts; the quickstart one of each kind and no validation concepts."""
+    ws = Workspace(compose_config([f"experiment={preset}"]))
+    picked = [c.kind for c in ws.concepts if c.split == split]
+    assert {kind: picked.count(kind) for kind in set(picked)} == kinds
 
 
 @pytest.mark.parametrize("preset", [None, *sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))])

@@ -12,15 +12,15 @@ import torch
 from helpers import entry_workspace, run_workspace
 from hydra.utils import instantiate
 
+import weightgen.finetune.finetuner as finetuner
 from weightgen.bench.methods import METHODS
 from weightgen.data.datamodule import images_to_tensor
 from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.finetune.curve import QualityCurve
+from weightgen.finetune.curve import QualityCurve, evaluation_steps
 from weightgen.finetune.finetuner import run_method
 from weightgen.finetune.inits import INITS, AdapterInit, InitSources
-from weightgen.gan.evaluate import evaluate
-from weightgen.gan.module import GANModule
+from weightgen.gan.evaluate import Quality, evaluate
 from weightgen.stages.artifacts import (
     adapter_evaluator,
     default_inits,
@@ -60,22 +60,32 @@ def final_rows(ws) -> dict[str, dict]:
 # --- the clock ------------------------------------------------------------------------------
 
 
-def fake_validation(curve: QualityCurve, step: int, psnr: float, eval_seconds: float = 0.0):
-    trainer = SimpleNamespace(global_step=step, training=True, should_stop=False)
-    module = SimpleNamespace(last_quality={"val/psnr": psnr, "val/ssim": 0.5})
-    curve.on_validation_start(trainer, module)
-    time.sleep(eval_seconds)
-    curve.on_validation_end(trainer, module)
+def scores(*psnrs: float, eval_seconds: float = 0.0):
+    """A curve's score function giving these PSNRs in turn, each after ``eval_seconds``."""
+    values = iter(psnrs)
+
+    def score() -> Quality:
+        time.sleep(eval_seconds)
+        return Quality(next(values), 0.5)
+
+    return score
+
+
+def after_step(curve: QualityCurve, step: int):
+    """Lightning's hook after training step ``step``; the fake trainer it was given."""
+    trainer = SimpleNamespace(global_step=step, should_stop=False)
+    curve.on_train_batch_end(trainer, None, None, None, step - 1)
     return trainer
 
 
 def test_clock_starts_at_the_offset_and_pauses_for_evaluation():
-    curve = QualityCurve(offset_seconds=7.0)
+    curve = QualityCurve(scores(11.0, eval_seconds=EVAL_SLEEP), steps=[2], offset_seconds=7.0)
     curve.record(0, 10.0, 0.1)
     assert curve.points[0].seconds == 7.0  # step 0: the init's cost, nothing trained yet
     curve.on_train_start(None, None)
     time.sleep(0.05)
-    fake_validation(curve, 2, 11.0, eval_seconds=EVAL_SLEEP)
+    after_step(curve, 1)  # not a step of its schedule: nothing scored, the clock runs on
+    after_step(curve, 2)
     curve.on_train_batch_start(None, None, None, 3)  # Lightning's next batch restarts the clock
     time.sleep(0.05)
     curve.on_train_end(None, None)
@@ -89,24 +99,43 @@ def test_clock_starts_at_the_offset_and_pauses_for_evaluation():
 
 
 def test_reaching_the_target_stops_the_trainer():
-    curve = QualityCurve(target_psnr=12.0)
+    curve = QualityCurve(scores(11.9, 12.0), steps=[2, 4], target_psnr=12.0)
     curve.record(0, 10.0, 0.1)
     assert not curve.reached_target
     curve.on_train_start(None, None)
-    assert not fake_validation(curve, 2, 11.9).should_stop
-    assert fake_validation(curve, 4, 12.0).should_stop  # equal counts as reached
+    assert not after_step(curve, 2).should_stop
+    assert after_step(curve, 4).should_stop  # equal counts as reached
     assert curve.reached_target
     assert not QualityCurve().reached_target  # no target, no points: never stops
 
 
+@pytest.mark.parametrize(("steps", "every", "log_until", "expected"), [
+    (200, 10, 32, [1, 2, 4, 8, 10, 16, 20, 30, 32, *range(40, 201, 10)]),
+    (40, 50, 32, [1, 2, 4, 8, 16, 32]),  # a budget shorter than eval_every: the prefix alone
+    (6, 2, 0, [2, 4, 6]),  # no prefix: every eval_every, as before the knob
+    (5, 10, 40, [1, 2, 4]),  # never past the budget
+])
+def test_evaluations_are_log_spaced_at_the_start_then_every_eval_every(steps, every, log_until,
+                                                                       expected):
+    assert evaluation_steps(steps, every, log_until) == expected
+
+
+def test_a_real_fine_tune_is_scored_at_the_log_spaced_steps_then_every_eval_every(run):
+    concept = run.ws.test_concepts[0]
+    result, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 7, 3, log_eval_until=4)
+    assert [p["step"] for p in result.curve] == [0, 1, 2, 3, 4, 6]
+    seconds = [p["seconds"] for p in result.curve]
+    assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
+
+
 def test_evaluation_time_is_excluded_from_a_real_fine_tune(run, monkeypatch):
-    real = GANModule.on_validation_epoch_end
+    real = finetuner.evaluate
 
-    def slow_validation(module):
+    def slow_evaluation(*args):
         time.sleep(EVAL_SLEEP)
-        real(module)
+        return real(*args)
 
-    monkeypatch.setattr(GANModule, "on_validation_epoch_end", slow_validation)
+    monkeypatch.setattr(finetuner, "evaluate", slow_evaluation)
     concept = run.ws.test_concepts[0]
     result, _ = run_method(run.setup, concept, "e2gan_lora", "standard", 4, 2)
     assert [p["step"] for p in result.curve] == [0, 2, 4]

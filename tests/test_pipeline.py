@@ -42,8 +42,12 @@ def test_every_stage_runs_and_the_summary_is_the_benchmarks(pipeline):
     generator = json.loads((Path(ws.cfg.paths.generator_dir) / "generator.json").read_text())
     assert generator["training"]["steps"] == 4
     assert len(ws.weight_store.rows()) == 2 * len(ws.concepts)  # checkpoint_steps [2, 4]
-    assert set(summary["files"]) == {"pairs_preview", "sample_grid", "curves", "results",
-                                     "zero_shot_table"}
+    assert set(summary["files"]) == {"pairs_preview", "sample_grid", "curves", "profile",
+                                     "results", "zero_shot_table"}
+    # The held-out concept's kind, and the figures per kind (issue 23).
+    assert summary["heldout_kinds"] == {ws.test_concepts[0].kind: 1}
+    assert summary["by_kind"][ws.test_concepts[0].kind]["speedup_vs_e2gan"] == bench[
+        "speedup_vs_e2gan"]
     for name, report in summary["files"].items():
         assert Path(report).is_file(), name
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from weightgen.bench.summary import concept_result, summarise
+from weightgen.concepts.spec import Concept
 from weightgen.finetune.finetuner import MethodRun
+from weightgen.stages.pipeline import PER_KIND
 from weightgen.stages.pipeline_report import format_pipeline_report, heldout_method_rows
 
 METHODS = ["pix2pix_scratch", "e2gan_lora", "denoised_init", "nearest_init"]
@@ -15,40 +17,61 @@ def run(method: str, *points: tuple[int, float, float]) -> MethodRun:
     return MethodRun(method, "c", curve, init_seconds=curve[0]["seconds"])
 
 
+def pix2pix_at_20s() -> MethodRun:
+    return run("pix2pix_scratch", (0, 0.0, 5.0), (10, 1.0, 6.0), (100, 10.0, 20.0),
+               (200, 20.0, 21.0))
+
+
 def results_payload() -> dict:
-    """One held-out concept, target 20.9 dB: pix2pix at 20 s, the generated init at 5 s, E2GAN
-    never, and the nearest init already above the target at step 0."""
-    concept = type("Concept", (), {"id": "sepia.paraphrase", "prompt": "p", "split": "test"})()
-    runs = {
-        "pix2pix_scratch": run("pix2pix_scratch", (0, 0.0, 5.0), (10, 1.0, 6.0),
-                               (100, 10.0, 20.0), (200, 20.0, 21.0)),
+    """Two held-out concepts, target 20.9 dB, pix2pix at 20 s on both. The new one: the generated
+    init at 5 s, E2GAN never, the nearest init above the target at step 0. The paraphrase: the
+    generated init at 1 s, E2GAN at 4 s, the nearest init at 2 s."""
+    new = Concept("blur+sepia", "p", instruction="an edit", split="test", holdout="new")
+    paraphrase = Concept("sepia.paraphrase", "q", instruction="an edit", split="test",
+                         holdout="paraphrase")
+    new_runs = {
+        "pix2pix_scratch": pix2pix_at_20s(),
         "e2gan_lora": run("e2gan_lora", (0, 0.0, 15.0), (10, 4.0, 20.5)),
         "denoised_init": run("denoised_init", (0, 0.5, 18.0), (10, 5.0, 20.9)),
         "nearest_init": run("nearest_init", (0, 0.0, 21.5)),
     }
-    results = [concept_result(concept, runs, target=20.9, plateau=True)]
+    paraphrase_runs = {
+        "pix2pix_scratch": pix2pix_at_20s(),
+        "e2gan_lora": run("e2gan_lora", (0, 0.0, 15.0), (10, 4.0, 21.0)),
+        "denoised_init": run("denoised_init", (0, 0.5, 19.0), (1, 1.0, 21.0)),
+        "nearest_init": run("nearest_init", (0, 0.0, 18.0), (10, 2.0, 21.0)),
+    }
+    results = [concept_result(new, new_runs, target=20.9, plateau=True),
+               concept_result(paraphrase, paraphrase_runs, target=20.9, plateau=True)]
     return {"summary": summarise(results, METHODS, HEADLINE), "config": {"methods": METHODS},
             "concepts": results}
 
 
 def pipeline_summary(payload: dict) -> dict:
+    """What run_pipeline returns, from a bench payload."""
+    bench = payload["summary"]
     return {
-        "run": "quickstart", "train_concepts": 12, "test_concepts": 1,
+        "run": "quickstart", "train_concepts": 12, "val_concepts": 0, "test_concepts": 2,
+        "bench_split": "test",
         "seconds": {"pairs": 3.0, "dataset": 200.0, "bench": 250.0},
-        "heldout_concepts": payload["summary"]["heldout_concepts"],
+        "heldout_concepts": bench["heldout_concepts"],
+        "heldout_kinds": bench["heldout_kinds"],
         "target_tolerance_db": 0.1, "finetune_steps": 80,
-        "heldout": heldout_method_rows(payload),
-        "headline": payload["summary"]["headline"],
-        "speedup_vs_e2gan": payload["summary"]["speedup_vs_e2gan"],
+        "heldout": {kind: heldout_method_rows(payload, kind) for kind in bench["heldout_kinds"]},
+        "headline": bench["headline"],
+        "speedup_vs_e2gan": bench["speedup_vs_e2gan"],
+        "by_kind": {kind: {key: figures[key] for key in PER_KIND}
+                    for kind, figures in bench["by_kind"].items()},
         "peak_rss_mib": 1536.0,
         "files": {"pairs_preview": "run/grids/pairs.png", "sample_grid": "run/bench/grid.png",
-                  "curves": "run/bench/curves.png", "results": "run/bench/results.md",
+                  "curves": "run/bench/curves.png", "profile": "run/bench/profile.png",
+                  "results": "run/bench/results.md",
                   "zero_shot_table": "run/generator/zero_shot.md"},
     }
 
 
 def test_method_rows_keep_misses_and_step_zero_hits_out_of_the_medians():
-    rows = {r["method"]: r for r in heldout_method_rows(results_payload())}
+    rows = {r["method"]: r for r in heldout_method_rows(results_payload(), "new")}
     assert rows["denoised_init"]["speedup_vs_pix2pix"] == 4.0
     assert rows["denoised_init"]["seconds_to_target"] == 5.0
     assert rows["e2gan_lora"]["reached"] == 0 and rows["e2gan_lora"]["speedup_vs_pix2pix"] is None
@@ -56,19 +79,42 @@ def test_method_rows_keep_misses_and_step_zero_hits_out_of_the_medians():
     assert nearest["reached"] == 1 and nearest["at_target_before_training"] == 1
     assert nearest["speedup_vs_pix2pix"] is None and nearest["seconds_to_target"] is None
     assert nearest["zero_shot_psnr"] == 21.5
+    paraphrase = {r["method"]: r for r in heldout_method_rows(results_payload(), "paraphrase")}
+    assert paraphrase["denoised_init"]["concepts"] == 1 and paraphrase["e2gan_lora"]["reached"] == 1
+
+
+def table_lines(text: str, title: str) -> dict[str, str]:
+    """The rows of one kind's table in the console summary, by method."""
+    block = text.split(title, 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0]: line for line in block.splitlines() if line.startswith("  ")}
 
 
 def test_report_says_in_words_what_a_small_run_cannot_measure():
     text = format_pipeline_report(pipeline_summary(results_payload()), "run/reports/x.json")
-    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+    lines = table_lines(text, "New concepts")
     assert "4.00x" in lines["denoised_init"] and "5.0 s (1/1)" in lines["denoised_init"]
     assert "never reached" in lines["e2gan_lora"] and "0.00" not in lines["e2gan_lora"]
     assert "at target at step 0" in lines["nearest_init"]
     assert "none measured" in lines["nearest_init"]
-    assert "e2gan_lora never reached pix2pix's final PSNR within 80 steps" in text
-    assert "nearest_init was at the target before any training on 1 concept(s)" in text
-    assert "4.00x sooner than pix2pix" in text and "12 train + 1 held-out" in text
+    assert "e2gan_lora never reached pix2pix's final PSNR within 80 steps on any new concept" in text
+    assert "nearest_init was at the target before any training on 1 new concept(s)" in text
+    assert "12 train + 2 held-out test concepts" in text
     for path in ("run/grids/pairs.png", "run/bench/grid.png", "run/bench/curves.png",
-                 "run/reports/x.json"):
+                 "run/bench/profile.png", "run/reports/x.json"):
         assert path in text
     assert "{" not in text  # a human summary, not a JSON dump
+
+
+def test_the_summary_headlines_the_new_concepts_and_reports_paraphrases_beside():
+    """Issue 23: the quickstart says how many held-out concepts of which kind it has; the new
+    ones come first, the paraphrases (the wording test) after."""
+    text = format_pipeline_report(pipeline_summary(results_payload()), "run/reports/x.json")
+    assert "Benchmarked on the test split: 1 new and 1 paraphrase held-out concept(s)" in text
+    new_at, paraphrase_at = text.index("New concepts ("), text.index("Paraphrases (")
+    assert new_at < paraphrase_at
+    assert "New concepts (a recipe no training concept has: the headline): blur+sepia" in text
+    assert "the wording test): sepia.paraphrase" in text
+    assert "20.00x" in table_lines(text, "Paraphrases")["denoised_init"]  # 20 s / 1 s
+    headline = next(line for line in text.splitlines() if line.startswith("The headline method"))
+    assert headline.index("on new concepts 4.00x sooner") < headline.index(
+        "on paraphrase concepts 20.00x sooner than pix2pix, 4.00x vs the E2GAN-style fine-tune")

@@ -93,7 +93,7 @@ def test_prompt_variants_score_four_different_prompts(job):
 
 
 def test_the_paraphrase_gap_is_measured_on_the_train_concepts_the_paraphrases_reword():
-    train, test = split_concepts(builtin_concepts())
+    train, _, test = split_concepts(builtin_concepts())
     sources = paraphrase_sources(train, test)
     reworded = [c for c in test if c.holdout == "paraphrase"]
     assert sources and len(sources) == len(reworded)

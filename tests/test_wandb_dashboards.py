@@ -88,7 +88,7 @@ def test_the_bench_run_holds_its_config_table_samples_curves_and_summary(bench):
     line = curves["columns"].index("lineKey")
     assert {row[line] for row in curves["data"]} == {*METHODS, "target"}  # one line per method
 
-    for figure in ("curves", "grid"):
+    for figure in ("curves", "profile", "grid"):
         assert png_size(run.media(f"bench/figures/{figure}")[0])[0] > 100
 
     summary = bench["results"]["summary"]

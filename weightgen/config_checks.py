@@ -5,11 +5,12 @@ benchmark silently skips a concept; ``diffusion.steps=0`` writes an untrained ge
 trained one. :func:`check_config` refuses such values with a :class:`ConfigError` naming the key,
 the value and what is allowed. A rule applies where its key is in the composed config (the
 top-level ``steps`` of ``weightgen-finetune`` and ``weightgen-new-concept``, say); counts that
-pick concepts are checked against the run's concept set, and ``bench.headline`` against the
-benchmark's methods. ``data.size`` is checked against the smallest side the configured GAN trains
-on, and each ``bench.recipes.<method>`` like the ``gan`` group it overrides: its knobs, and its
-optimiser and schedule built once on a stand-in parameter (a negative rate would otherwise fail
-only once the benchmark's runs have started).
+pick concepts are checked against the run's concept set, ``bench.headline`` against the
+benchmark's methods and ``bench.split`` against the held-out splits. ``data.size`` is checked
+against the smallest side the configured GAN trains on, and each ``bench.recipes.<method>`` like
+the ``gan`` group it overrides: its knobs, and its optimiser and schedule built once on a
+stand-in parameter (a negative rate would otherwise fail only once the benchmark's runs have
+started).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from weightgen.bench.methods import method_named
 from weightgen.concepts.catalog import builtin_concepts, split_concepts
-from weightgen.concepts.spec import load_concepts
+from weightgen.concepts.spec import HELD_OUT_SPLITS, load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.errors import ConfigError
 from weightgen.gan.base import gan_training_options
@@ -67,6 +68,8 @@ class Knob:
 KNOBS = (
     # concepts and data
     Knob("concepts.n_train", 1, nullable=True, meaning="train concepts to pick (null: all)"),
+    Knob("concepts.n_val", 0, nullable=True,
+         meaning="validation concepts to pick, where choices are made (null: all)"),
     Knob("concepts.n_test", 0, nullable=True, meaning="held-out concepts to pick (null: all)"),
     Knob("data.size", 4, meaning="crop side in px, a multiple of 4"),
     Knob("data.n_train", 1, meaning="training crops"),
@@ -126,11 +129,16 @@ KNOBS = (
     Knob("diffusion.sampling.steps", 1, meaning="denoising steps per generated adapter"),
     Knob("diffusion.sampling.guidance_scale", 0, integer=False),
     # the benchmark and the studies
-    Knob("bench.n_unseen", 1, meaning="held-out concepts benchmarked"),
+    Knob("bench.n_unseen", 1, nullable=True,
+         meaning="held-out concepts of bench.split benchmarked (null: all)"),
     Knob("bench.n_seen", 0, meaning="train concepts benchmarked besides"),
     Knob("bench.pix2pix_steps", 1, meaning="pix2pix steps; its final PSNR sets the target"),
     Knob("bench.finetune_steps", 1, meaning="budget of every fine-tuning method"),
     Knob("bench.eval_every", 1, meaning="steps between evaluations"),
+    Knob("bench.log_eval_until", 0,
+         meaning="evaluations at steps 1, 2, 4, ... up to this step first (0: none)"),
+    Knob("bench.profile_max_tau", 2,
+         meaning="the performance profile's largest multiple of E2GAN's time"),
     Knob("bench.target_tolerance_db", 0, integer=False),
     Knob("bench.plateau_db", 0, integer=False),
     Knob("study.n_train_eval", 0, meaning="train concepts scored"),
@@ -172,6 +180,10 @@ def check_config(cfg: DictConfig) -> None:
     if gan is not None:
         _check_gan_training(gan, "gan", int(_get(cfg, "bench.finetune_steps") or 1))
         _check_bench_recipes(cfg, gan)
+    split = OmegaConf.select(cfg, "bench.split", default=_ABSENT)
+    if split is not _ABSENT and split not in HELD_OUT_SPLITS:
+        raise ConfigError(f"bench.split={split!r} is no held-out split: use bench.split=val (where "
+                          f"recipes and configurations are chosen) or bench.split=test (reported)")
     if OmegaConf.select(cfg, "concepts.source", default=None) in ("builtin", "file"):
         _check_concept_counts(cfg)
 
@@ -327,11 +339,12 @@ def _check_concept_counts(cfg: DictConfig) -> None:
     """Counts that pick concepts must not ask for more than the concept set holds."""
     spec = cfg.concepts
     pool = builtin_concepts() if spec.source == "builtin" else load_concepts(spec.path)
-    train_pool, test_pool = (len(part) for part in split_concepts(pool))
-    for key, value, available in (("concepts.n_train", spec.n_train, train_pool),
-                                  ("concepts.n_test", spec.n_test, test_pool)):
+    train_pool, val_pool, test_pool = (len(part) for part in split_concepts(pool))
+    for key, value, available, split in (
+            ("concepts.n_train", spec.n_train, train_pool, "train"),
+            ("concepts.n_val", spec.n_val, val_pool, "validation"),
+            ("concepts.n_test", spec.n_test, test_pool, "held-out test")):
         if value is not None and value > available:
-            split = "train" if key.endswith("n_train") else "held-out"
             raise ConfigError(f"{key}={value} is more than the {available} {split} concepts of "
                               f"concepts={spec.source}; use at most {available} (or null: all)")
 

@@ -65,5 +65,6 @@ def log_bench_dashboard(loggers: list, pair_store: PairStore, bench_dir: Path, p
         log_line_series(loggers, f"bench/time_to_target/{result['concept']}",
                         _time_to_target(result), title=f"{result['concept']}: val PSNR (dB)",
                         xname="training seconds")
-    log_pictures(loggers, "bench/figures", [bench_dir / "curves.png", bench_dir / "grid.png"])
+    log_pictures(loggers, "bench/figures", [bench_dir / name
+                                            for name in ("curves.png", "profile.png", "grid.png")])
     update_summary(loggers, payload["summary"], prefix="bench/")

@@ -1,4 +1,6 @@
-"""What the benchmark leaves for people: a results table, quality-vs-time curves, a sample grid."""
+"""What the benchmark leaves for people: a results table, quality-vs-time curves, the performance
+profile, a sample grid. The new held-out concepts come first (the headline); the paraphrases,
+the wording test, beside them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from weightgen.bench.methods import (  # noqa: E402
     REFERENCE,
 )
 from weightgen.bench.stats import median_or_none  # noqa: E402
+from weightgen.bench.summary import HEADLINE_KIND  # noqa: E402
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
 from weightgen.data.pairs import PairStore  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
@@ -35,6 +38,12 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 CEILING_LABEL = "the store's own adapter: the best any generator can do with this data"
+# What each kind of held-out concept is, as tables title it.
+KIND_TITLES = {"new": "New concepts (a recipe no training concept has: the headline)",
+               "paraphrase": "Paraphrases (a training concept's edit in new words: the wording "
+                             "test)"}
+SPLIT_WORDS = {"test": "test (reported, never tuned on)",
+               "val": "val (the validation concepts, where recipes and configurations are chosen)"}
 
 
 def _label(method: str) -> str:
@@ -44,8 +53,8 @@ def _label(method: str) -> str:
 
 def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
     lines = [f"### {title} ({len(rows)} concepts, medians)", "",
-             "| method | PSNR step 0 | final PSNR | final SSIM | s to target | reached | speed-up vs pix2pix |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | PSNR step 0 | final PSNR | final SSIM | s to target | reached | speed-up vs "
+             "pix2pix | with a one-step floor |", "|---|---|---|---|---|---|---|---|"]
     for method in methods:
         cells = [r["methods"][method] for r in rows if method in r["methods"]]
         if not cells:
@@ -57,7 +66,8 @@ def _table(rows: list[dict], methods: list[str], title: str) -> list[str]:
             f"| {_fmt(median_or_none([c['final_ssim'] for c in cells]), 3)} "
             f"| {_fmt(median_or_none([c['seconds_to_target'] for c in cells]), 1)} "
             f"| {reached}/{len(cells)} "
-            f"| {_fmt(median_or_none([c['speedup_vs_pix2pix'] for c in cells]))} |"
+            f"| {_fmt(median_or_none([c['speedup_vs_pix2pix'] for c in cells]))} "
+            f"| {_fmt(median_or_none([c['speedup_vs_pix2pix_one_step_floor'] for c in cells]))} |"
         )
     return lines + [""]
 
@@ -84,15 +94,15 @@ def _image_metrics_lines(metrics: dict, methods: list[str]) -> list[str]:
     return lines + [""]
 
 
-def _paired_lines(summary: dict, methods: list[str]) -> list[str]:
+def _paired_lines(summary: dict, methods: list[str], title: str) -> list[str]:
     """Concept-by-concept comparisons: how often each method beats E2GAN / the nearest init."""
     versus = {f"vs {BASELINE}": summary.get("paired_vs_e2gan") or {},
               f"vs {NEAREST}": summary.get("paired_vs_nearest") or {},
               f"vs {BASELINE} in steps": summary.get("paired_steps_vs_e2gan") or {}}
     if not any(versus.values()):
         return []
-    lines = ["### Per-concept comparisons (time-to-target ratio: median; wins / losses / ties, "
-             "sign test p)", "",
+    lines = [f"### {title}: per-concept comparisons (time-to-target ratio: median; wins / losses "
+             "/ ties, sign test p)", "",
              "Steps do not depend on the machine's load; fine-tunes of the same adapter cost the "
              "same per step.", "",
              "| method | " + " | ".join(versus) + " |", "|---|" + "---|" * len(versus)]
@@ -108,12 +118,12 @@ def _paired_lines(summary: dict, methods: list[str]) -> list[str]:
     return lines + [""]
 
 
-def _psnr_at_lines(psnr_at: dict, methods: list[str]) -> list[str]:
+def _psnr_at_lines(psnr_at: dict, methods: list[str], title: str) -> list[str]:
     """Median PSNR each method had shown at fixed training seconds."""
     times = next((list(v) for v in psnr_at.values() if v), [])
     if not times:
         return []
-    lines = ["### PSNR at fixed training seconds (held-out medians; less quantised than "
+    lines = [f"### {title}: PSNR at fixed training seconds (medians; less quantised than "
              "time-to-target)", "", "| method | " + " | ".join(f"{t} s" for t in times) + " |",
              "|---|" + "---|" * len(times)]
     for method in methods:
@@ -122,57 +132,104 @@ def _psnr_at_lines(psnr_at: dict, methods: list[str]) -> list[str]:
     return lines + [""]
 
 
+def _profile_lines(summary: dict, methods: list[str]) -> list[str]:
+    """The area under each method's performance profile, per kind (profile.png draws them)."""
+    by_kind = {kind: figures["performance_profile"]
+               for kind, figures in summary["by_kind"].items() if figures["performance_profile"]}
+    if not by_kind:
+        return []
+    tau = next(iter(by_kind.values()))["tau"]
+    lines = [f"### Performance profile vs {BASELINE} (area over tau = 1..{tau[-1]}; profile.png)",
+             "", f"The share of concepts a method brings to the target within tau x {BASELINE}'s "
+             f"time, integrated over tau and divided by {tau[-1] - 1}: 1 = every concept within "
+             f"{BASELINE}'s time, 0 = none within {tau[-1]}x it.", "",
+             "| method | " + " | ".join(by_kind) + " |", "|---|" + "---|" * len(by_kind)]
+    for method in methods:
+        lines.append(f"| {_label(method)} | "
+                     + " | ".join(_fmt(p["area"].get(method), 3) for p in by_kind.values()) + " |")
+    return lines + [""]
+
+
+def _headline_lines(summary: dict, methods: list[str]) -> list[str]:
+    """The headline method's (and the ceiling's) figures, per kind: new first."""
+    headline = summary["headline"]
+    lines = []
+    for kind, figures in summary["by_kind"].items():
+        floor = figures["one_step_floor"]
+        what = f"on {summary['heldout_kinds'][kind]} {kind} concept(s)"
+        lines.append(
+            f"- {headline} (bench.headline) {what}: speed-up vs pix2pix "
+            f"{_fmt(figures['speedup_vs_pix2pix'])} ({_fmt(floor['speedup_vs_pix2pix'])} with a "
+            f"one-step floor), vs {BASELINE} {_fmt(figures['speedup_vs_e2gan'])} "
+            f"({_fmt(floor['speedup_vs_e2gan'])}); zero-shot PSNR "
+            f"{_fmt(figures['zero_shot_psnr'].get(headline))} dB"
+            + ("" if headline in methods else " (not benchmarked: not in bench.methods)"))
+        if CEILING in methods:
+            lines.append(
+                f"- ceiling ({CEILING}, {CEILING_LABEL}) {what}: speed-up vs pix2pix "
+                f"{_fmt(figures['speedup_ceiling_vs_pix2pix'])} "
+                f"({_fmt(floor['speedup_ceiling_vs_pix2pix'])}), vs {BASELINE} "
+                f"{_fmt(figures['speedup_ceiling_vs_e2gan'])} "
+                f"({_fmt(floor['speedup_ceiling_vs_e2gan'])}); the store's adapter starts at or "
+                f"above the target on {figures['ceiling_above_target']} of "
+                f"{len(figures['heldout_concepts'])} (median margin "
+                f"{_fmt(figures['ceiling_margin_db'])} dB)")
+        wins = figures.get("zero_shot_wins")
+        if wins:
+            lines.append(f"- {headline} starts above both {MEAN} and {NEAREST} {what}: "
+                         f"{wins['above_mean_and_nearest']} of {wins['concepts']}")
+    return lines
+
+
 def write_results_markdown(path: Path, payload: dict) -> None:
-    """The paper-style table: unseen (held-out) and seen concepts separately, then per concept."""
+    """The paper-style tables: the new held-out concepts first, the paraphrases beside them, the
+    seen (train) concepts after; then per-kind comparisons, the profile, per concept."""
     results, methods = payload["concepts"], payload["config"]["methods"]
     summary = payload["summary"]
     headline = summary["headline"]
+    kinds = ", ".join(f"{count} {kind}" for kind, count in summary["heldout_kinds"].items())
     lines = ["# weightgen benchmark", "",
              "PSNR/SSIM against the exact procedural targets on held-out validation photos. "
              f"Target = {REFERENCE}'s final PSNR minus the tolerance; seconds are training "
-             "seconds (evaluation excluded, generation included).", "",
+             "seconds (evaluation excluded, generation included). The claim is about "
+             f"{HEADLINE_KIND} concepts: their figures come first, the paraphrases beside them.",
+             "",
+             f"- split: {SPLIT_WORDS[summary['split']]}; held-out "
+             f"concepts: {kinds}",
              f"- adapter: {payload['config'].get('adapter', '?')} (the `{BASELINE}` row "
              f"fine-tunes this adapter from its standard init)",
-             f"- speed-up vs pix2pix of the headline method {headline} (bench.headline), median "
-             f"over held-out: {_fmt(summary['speedup_vs_pix2pix'])}"
-             + ("" if headline in methods else " (not benchmarked: not in bench.methods)"),
-             f"- {headline}'s speed-up vs {BASELINE}: {_fmt(summary['speedup_vs_e2gan'])}",
+             *_headline_lines(summary, methods),
              f"- {headline}'s generation seconds: {_fmt(summary['generation_seconds'], 3)}"]
-    if CEILING in methods:
-        lines.append(f"- ceiling ({CEILING}, {CEILING_LABEL}): speed-up vs pix2pix "
-                     f"{_fmt(summary['speedup_ceiling_vs_pix2pix'])}, vs {BASELINE} "
-                     f"{_fmt(summary['speedup_ceiling_vs_e2gan'])}; the store's adapter starts "
-                     f"at or above the target on {summary.get('ceiling_above_target')} of "
-                     f"{len(summary['heldout_concepts'])} held-out concepts (median margin "
-                     f"{_fmt(summary.get('ceiling_margin_db'))} dB)")
-    wins = summary.get("zero_shot_wins")
-    if wins:
-        lines.append(f"- {headline} starts above both {MEAN} and {NEAREST} on "
-                     f"{wins['above_mean_and_nearest']} of {wins['concepts']} held-out concepts")
-    if summary.get("clock_resolution_seconds") is not None:
-        lines.append(f"- clock resolution (one evaluation interval, median): "
-                     f"{_fmt(summary['clock_resolution_seconds'])} s; an init at the target at "
-                     f"step 0 is credited with it, so its speed-ups are lower bounds")
+    if summary.get("one_step_seconds") is not None:
+        lines.append(f"- clock: evaluations at steps 1, 2, 4, ... then every bench.eval_every; "
+                     f"one training step takes {_fmt(summary['one_step_seconds'], 3)} s (median). "
+                     f"An init at the target before training costs its generation (or "
+                     f"selection) time; the one-step-floor figures charge it one training step")
     lines.append("")
     unseen = [r for r in results if not r["seen"]]
     seen = [r for r in results if r["seen"]]
-    lines += _table(unseen, methods, "Unseen (held-out) concepts")
+    for kind in summary["heldout_kinds"]:
+        lines += _table([r for r in unseen if r["kind"] == kind], methods,
+                        KIND_TITLES.get(kind, kind))
     if seen:
         lines += _table(seen, methods, "Seen (train) concepts")
-    lines += _paired_lines(summary, methods)
-    lines += _psnr_at_lines(summary.get("psnr_at_seconds") or {}, methods)
+    for kind, figures in summary["by_kind"].items():
+        title = f"{kind.capitalize()} concepts"
+        lines += _paired_lines(figures, methods, title)
+        lines += _psnr_at_lines(figures.get("psnr_at_seconds") or {}, methods, title)
+    lines += _profile_lines(summary, methods)
     lines += _image_metrics_lines(summary.get("image_metrics", {}), methods)
     lines += ["### Per concept (final PSNR / seconds to target)", "",
-              "| concept | target | " + " | ".join(map(_label, methods)) + " |",
-              "|---|---|" + "---|" * len(methods)]
+              "| concept | kind | target | " + " | ".join(map(_label, methods)) + " |",
+              "|---|---|---|" + "---|" * len(methods)]
     for r in results:
         cells = []
         for method in methods:
             m = r["methods"].get(method)
             cells.append("—" if m is None else
                          f"{_fmt(m['final_psnr'])} / {_fmt(m['seconds_to_target'], 1)}")
-        lines.append(f"| {r['concept']}{' (seen)' if r['seen'] else ''} | "
-                     f"{_fmt(r['target_psnr'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['concept']}{' (seen)' if r['seen'] else ''} | {r['kind'] or 'train'} "
+                     f"| {_fmt(r['target_psnr'])} | " + " | ".join(cells) + " |")
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -195,6 +252,32 @@ def write_curves_plot(path: Path, results: list[dict], methods: list[str]) -> No
     for ax in list(axes.flat)[count:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def write_profile_plot(path: Path, summary: dict, methods: list[str]) -> None:
+    """The performance profile, one panel per kind of held-out concept: for tau = 1..max, the
+    share of concepts each method brings to the target within tau x E2GAN's time."""
+    kinds = list(summary["by_kind"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes.flat, kinds, strict=True):
+        profile = summary["by_kind"][kind]["performance_profile"]
+        ax.set_title(f"{kind} ({summary['heldout_kinds'][kind]} concepts)", fontsize=9)
+        if profile is None:
+            ax.text(0.5, 0.5, f"no {BASELINE} in bench.methods: no profile", ha="center",
+                    va="center", transform=ax.transAxes)
+            ax.axis("off")
+            continue
+        for method in methods:
+            ax.step(profile["tau"], profile["share"][method], where="post",
+                    label=f"{method} (area {_fmt(profile['area'][method], 3)})")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"tau: multiple of {BASELINE}'s time to target")
+        ax.set_ylabel("share of concepts reached")
+        ax.legend(fontsize=6)
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -1,5 +1,6 @@
 """Statistics of the benchmark's quality curves: the clock's resolution, PSNR at fixed times,
-whether a curve plateaued, medians, paired per-concept comparisons and their sign test.
+whether a curve plateaued, medians, paired per-concept comparisons and their sign test, and the
+performance profile.
 
 A curve is the list of evaluations of one fine-tune (``{"step", "seconds", "psnr", "ssim"}``,
 step 0 first; seconds are training seconds, generation included, evaluation excluded).
@@ -16,24 +17,35 @@ MIN_SECONDS = 0.01
 
 
 def clock_resolution(curve: Sequence[dict]) -> float:
-    """Training seconds between a curve's first two evaluations (one ``eval_every`` interval).
+    """Training seconds between a curve's first two evaluations.
 
-    The benchmark only sees quality at evaluations, so a time-to-target is known to this
-    precision; an init at the target before any training is credited with this much time rather
-    than ~0 s, which would turn its speed-up into a division by the loading time. Its speed-ups
-    are therefore lower bounds.
+    The benchmark only sees quality at evaluations, so a time-to-target near the start is known
+    to this precision; with the log-spaced evaluations (``bench.log_eval_until``) that is one
+    step.
     """
     if len(curve) < 2:
         return MIN_SECONDS
     return max(curve[1]["seconds"] - curve[0]["seconds"], MIN_SECONDS)
 
 
+def one_step_seconds(curve: Sequence[dict]) -> float:
+    """Training seconds of one step of a run: its first evaluation interval over its steps.
+
+    The conservative figures floor every time at this much: an init at the target before any
+    training is then charged one training step rather than its generation (or selection) time,
+    which can be ~0 s.
+    """
+    if len(curve) < 2 or curve[1]["step"] <= curve[0]["step"]:
+        return MIN_SECONDS
+    return max(clock_resolution(curve) / (curve[1]["step"] - curve[0]["step"]), MIN_SECONDS)
+
+
 def speedup(reference_seconds: float | None, seconds: float | None,
-            resolution: float = MIN_SECONDS) -> float:
-    """reference / seconds, both floored at ``resolution``; 0 when the method never got there."""
+            floor: float = MIN_SECONDS) -> float:
+    """reference / seconds, both floored at ``floor``; 0 when the method never got there."""
     if seconds is None or reference_seconds is None:
         return 0.0
-    floor = max(resolution, MIN_SECONDS)
+    floor = max(floor, MIN_SECONDS)
     return max(reference_seconds, floor) / max(seconds, floor)
 
 
@@ -77,3 +89,21 @@ def plateau_reached(curve: list[dict], plateau_db: float) -> bool:
     """Whether the last quarter of a curve gained less than ``plateau_db``."""
     quarter = curve[-max(2, len(curve) // 4):]
     return quarter[-1]["psnr"] - quarter[0]["psnr"] < plateau_db
+
+
+def performance_profile(speedups: Sequence[float], max_tau: int) -> dict:
+    """A method's performance profile against a reference (AlgoPerf style), over concepts.
+
+    ``speedups``: per concept, the reference's time-to-target / the method's (0: the method never
+    reached the target). The method needs tau_i = 1 / speed-up times the reference's time on
+    concept i; ``share[t - 1]`` is the share of concepts with tau_i <= t, for t = 1..``max_tau``,
+    and ``area`` the integral of that step function over tau in [1, max_tau] divided by
+    max_tau - 1: 1 when every concept is reached within the reference's time, 0 when none is
+    within ``max_tau`` times it (None without concepts).
+    """
+    taus = [1.0 / s if s > 0 else math.inf for s in speedups]
+    if not taus:
+        return {"share": [], "area": None}
+    share = [sum(t <= tau for t in taus) / len(taus) for tau in range(1, max_tau + 1)]
+    covered = sum(max_tau - max(t, 1.0) for t in taus if t <= max_tau)
+    return {"share": share, "area": covered / (len(taus) * (max_tau - 1))}

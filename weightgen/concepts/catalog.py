@@ -9,14 +9,19 @@ Every part is a single-op concept, and every structure x colour pairing is a two
 "structure+colour" (structure first), except pairings that would repeat another concept
 (grayscale after the already grey sketch and emboss).
 
-The split rule (fixed, by name, so it never changes with the code around it):
-- "combination" test concepts: the pairings in `HELDOUT_COMBINATIONS`. Each structure part is
-  held out with two colour parts; every part keeps its single-op concept and many other pairings
-  in train, so a test combination is a new pairing of seen parts and its recipe is in no train
+The split rule (fixed, by name, so it never changes with the code around it). Every held-out
+concept has a kind (`Concept.kind`): "new" (a recipe no train concept has) or "paraphrase".
+- test, kind "new": the pairings in `HELDOUT_COMBINATIONS`. Each structure part is held out
+  with two colour parts; every part keeps its single-op concept and many other pairings in
+  train, so a test combination is a new pairing of seen parts and its recipe is in no train
   concept.
-- "paraphrase" test concepts: for each id in `PARAPHRASED`, a copy of that train concept (same
+- test, kind "paraphrase": for each id in `PARAPHRASED`, a copy of that train concept (same
   recipe) worded in the held-out phrasing family (the ops' second wording: "an old brown
   photograph look" instead of "a sepia tone"): the generator must map new words to a seen edit.
+- val, kind "new": the pairings in `VALIDATION_COMBINATIONS`, one per structure part, with
+  colour parts no test combination uses: new pairings like the test ones, disjoint from them.
+  Choices made by looking at results (fine-tune recipes, generator configurations,
+  checkpoints) are made on these (`bench.split=val`); the test split is reported, never tuned on.
 Everything else is train.
 
 Phrasings (`weightgen.concepts.phrasings`): every concept's `prompt` is its canonical phrasing
@@ -122,6 +127,17 @@ HELDOUT_COMBINATIONS: tuple[tuple[str, str], ...] = (
     ("vignette", "duotone_navy_gold"),
 )
 
+VALIDATION_COMBINATIONS: tuple[tuple[str, str], ...] = (
+    ("blur", "tint_green"),
+    ("sharpen", "grade_cool"),
+    ("emboss", "tint_orange"),
+    ("sketch", "tint_magenta"),
+    ("cartoon", "solarize"),
+    ("pixelate", "tint_cyan"),
+    ("posterise", "duotone_purple_orange"),
+    ("vignette", "tint_brown"),
+)
+
 PARAPHRASED: tuple[str, ...] = (
     "sepia",
     "grayscale",
@@ -154,21 +170,22 @@ def _concept(concept_id: str, parts: Sequence[str], steps: list[dict], **fields)
 
 def builtin_concepts() -> list[Concept]:
     """All built-in concepts in a fixed order: singles, then pairings, then paraphrases."""
-    heldout = set(HELDOUT_COMBINATIONS)
+    held_out = dict.fromkeys(HELDOUT_COMBINATIONS, "test") | dict.fromkeys(
+        VALIDATION_COMBINATIONS, "val")
     singles = {**STRUCTURE_PARTS, **COLOUR_PARTS, **VARIANT_PARTS}
     concepts = [_concept(name, [name], [step]) for name, step in singles.items()]
     for structure, structure_step in STRUCTURE_PARTS.items():
         for colour, colour_step in COLOUR_PARTS.items():
             if (structure, colour) in _REDUNDANT_PAIRS:
                 continue
-            is_test = (structure, colour) in heldout
+            split = held_out.get((structure, colour), "train")
             concepts.append(
                 _concept(
                     f"{structure}+{colour}",
                     [structure, colour],
                     [structure_step, colour_step],
-                    split="test" if is_test else "train",
-                    holdout="combination" if is_test else None,
+                    split=split,
+                    holdout=None if split == "train" else "new",
                 )
             )
     by_id = {concept.id: concept for concept in concepts}
@@ -190,38 +207,41 @@ def builtin_concepts() -> list[Concept]:
     return concepts
 
 
-def split_concepts(concepts: Sequence[Concept]) -> tuple[list[Concept], list[Concept]]:
-    """(train, test) by each concept's `split`, order kept."""
-    train = [c for c in concepts if c.split == "train"]
-    test = [c for c in concepts if c.split == "test"]
-    return train, test
+def split_concepts(concepts: Sequence[Concept]) -> tuple[list[Concept], list[Concept], list[Concept]]:
+    """(train, val, test) by each concept's `split`, order kept."""
+    return tuple([c for c in concepts if c.split == split] for split in ("train", "val", "test"))
 
 
 def _ops(concept: Concept) -> set[str]:
     return {step.op for step in concept.recipe or ()}
 
 
-def _pick_tests(test: list[Concept], n_test: int, rng: np.random.Generator) -> list[Concept]:
-    """Seeded shuffle within each holdout kind, then take the kinds in turn (both get tested)."""
+def _pick_held_out(pool: list[Concept], n: int | None, rng: np.random.Generator) -> list[Concept]:
+    """`n` of a held-out split (None: all; 0 draws nothing): a seeded shuffle within each kind,
+    then the kinds in turn (both get picked)."""
+    if n is None:
+        return pool
+    if n == 0:
+        return []
     groups: dict[str | None, list[Concept]] = {}
-    for concept in test:
-        groups.setdefault(concept.holdout, []).append(concept)
+    for concept in pool:
+        groups.setdefault(concept.kind, []).append(concept)
     queues = [[group[i] for i in rng.permutation(len(group))] for group in groups.values()]
     picks: list[Concept] = []
-    while len(picks) < n_test:
+    while len(picks) < n:
         for queue in queues:
-            if queue and len(picks) < n_test:
+            if queue and len(picks) < n:
                 picks.append(queue.pop(0))
     return picks
 
 
 def _pick_train(
-    train: list[Concept], n_train: int, tests: list[Concept], rng: np.random.Generator
+    train: list[Concept], n_train: int, held_out: list[Concept], rng: np.random.Generator
 ) -> list[Concept]:
-    """Greedy: first cover what the picked tests need (a paraphrase's own recipe, a
-    combination's parts), then new ops, then new parts; ties go to a seeded order."""
-    needed_recipes = {t.recipe for t in tests if t.holdout == "paraphrase"}
-    needed_parts = {p for t in tests if t.holdout != "paraphrase" for p in t.parts}
+    """Greedy: first cover what the picked held-out concepts need (a paraphrase's own recipe, a
+    new combination's parts), then new ops, then new parts; ties go to a seeded order."""
+    needed_recipes = {t.recipe for t in held_out if t.kind == "paraphrase"}
+    needed_parts = {p for t in held_out if t.kind != "paraphrase" for p in t.parts}
     candidates = [train[i] for i in rng.permutation(len(train))]
     covered_ops: set[str] = set()
     covered_parts: set[str] = set()
@@ -247,23 +267,28 @@ def _pick_train(
 
 
 def select_concepts(
-    concepts: Sequence[Concept], n_train: int | None, n_test: int | None, seed: int
+    concepts: Sequence[Concept], n_train: int | None, n_test: int | None, seed: int,
+    n_val: int | None = None,
 ) -> list[Concept]:
-    """A deterministic subset: `n_train` train and `n_test` test concepts (None = all).
+    """A deterministic subset: `n_train` train, `n_val` val and `n_test` test concepts (None =
+    all).
 
-    Test picks alternate between holdout kinds in a seeded order. Train picks are chosen
-    greedily so that the picked tests are answerable (a paraphrase's source edit and each part
-    of a combination are in train, when `n_train` allows), then so that they spread over as many
-    ops and parts as possible: a 12-concept quickstart still covers most op families.
-    Returns train picks then test picks, each in the order of `concepts`.
+    Held-out picks alternate between kinds (new, paraphrase) in a seeded order, test first, then
+    val. Train picks are chosen greedily so that the picked held-out concepts are answerable (a
+    paraphrase's source edit and each part of a new combination are in train, when `n_train`
+    allows), then so that they spread over as many ops and parts as possible: a 12-concept
+    quickstart still covers most op families.
+    Returns train, then val, then test picks, each in the order of `concepts`.
     """
-    train, test = split_concepts(concepts)
-    for name, n, pool in (("n_train", n_train, train), ("n_test", n_test, test)):
+    train, val, test = split_concepts(concepts)
+    for name, n, pool in (("n_train", n_train, train), ("n_val", n_val, val),
+                          ("n_test", n_test, test)):
         if n is not None and not 0 <= n <= len(pool):
             split = name.removeprefix("n_")
             raise ConfigError(f"concepts.{name}={n} is out of range: there are {len(pool)} {split} concepts")
     rng = np.random.default_rng(seed)
-    tests = test if n_test is None else _pick_tests(test, n_test, rng)
-    trains = train if n_train is None else _pick_train(train, n_train, tests, rng)
+    tests = _pick_held_out(test, n_test, rng)
+    vals = _pick_held_out(val, n_val, rng)
+    trains = train if n_train is None else _pick_train(train, n_train, tests + vals, rng)
     order = {concept.id: index for index, concept in enumerate(concepts)}
-    return sorted(trains, key=lambda c: order[c.id]) + sorted(tests, key=lambda c: order[c.id])
+    return [c for picks in (trains, vals, tests) for c in sorted(picks, key=lambda c: order[c.id])]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,13 @@ from weightgen.concepts.ops import Step, normalize_recipe
 from weightgen.errors import ConfigError, MissingInputError
 from weightgen.utils.io import PathLike, atomic_write_text
 
-SPLITS = ("train", "test")
-HOLDOUT_KINDS = ("combination", "paraphrase")
+SPLITS = ("train", "val", "test")
+HELD_OUT_SPLITS = ("val", "test")  # never generator training data
+# How a held-out concept is new: "new" (a recipe no training concept has) or "paraphrase" (a
+# training concept's recipe under new wording). The bench reports each kind apart.
+HOLDOUT_KINDS = ("new", "paraphrase")
+# What concept files written before the kinds were named call a new concept.
+_LEGACY_KINDS = {"combination": "new"}
 # Ids name files in the weight store, so they must be safe file names.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 # ...and none of the fixed names in the stores' folders: a concept "manifest.jsonl" would be
@@ -45,11 +50,16 @@ class Concept:
 
     recipe: canonical procedural steps (see `ops.normalize_recipe`); lists of dicts are accepted
         and normalised. instruction: text for the diffusion editor. At least one is required.
-    split: "train" (the weight generator learns it) or "test" (held out from it).
+    split: "train" (the weight generator learns it), "val" (held out from it; the only split
+        on which choices are made by looking at results) or "test" (held out; reported, never
+        tuned on).
     family: the ops of the recipe joined by "+" (derived when not given), e.g. "cartoon+tint".
     parts: named building blocks of the concept, e.g. ("cartoon", "tint_teal"): held-out
         combinations are new pairings of parts seen in training.
-    holdout: for test concepts, how they are new: "combination" or "paraphrase".
+    holdout: for held-out (val/test) concepts, their kind: "new" (a recipe no training concept
+        has) or "paraphrase" (a training concept's recipe in other words); None on a held-out
+        concept means "new" (``kind``). A concept file may leave it out: ``load_concepts``
+        infers it from the file's training recipes.
     phrasings: every prompt the weight generator may be trained on for this concept, ``prompt``
         first (it is added when missing; default: the prompt alone). See `concepts.phrasings`.
     heldout_phrasing: a wording kept out of training, to evaluate whether the generator reads
@@ -94,10 +104,12 @@ class Concept:
             raise ConfigError(
                 f"concept {self.id!r}: unknown split {self.split!r}; use one of {', '.join(SPLITS)}"
             )
-        if self.holdout is not None and (self.holdout not in HOLDOUT_KINDS or self.split != "test"):
+        if self.holdout is not None and (
+            self.holdout not in HOLDOUT_KINDS or self.split not in HELD_OUT_SPLITS
+        ):
             raise ConfigError(
-                f"concept {self.id!r}: holdout {self.holdout!r} needs split 'test' and one of "
-                f"{', '.join(HOLDOUT_KINDS)}"
+                f"concept {self.id!r}: holdout {self.holdout!r} needs split "
+                f"{' or '.join(HELD_OUT_SPLITS)} and one of {', '.join(HOLDOUT_KINDS)}"
             )
         if self.recipe is not None:
             try:
@@ -115,6 +127,18 @@ class Concept:
             )
         object.__setattr__(self, "parts", tuple(self.parts))
         self._check_phrasings()
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the weight generator never trains on it (split val or test)."""
+        return self.split in HELD_OUT_SPLITS
+
+    @property
+    def kind(self) -> str | None:
+        """A held-out concept's kind ("new" unless stated); None for a train concept."""
+        if not self.held_out:
+            return None
+        return self.holdout or "new"
 
     def _check_phrasings(self) -> None:
         """``phrasings``: distinct non-empty texts, the prompt first; the held-out one apart."""
@@ -183,6 +207,9 @@ class Concept:
         recipe = row.get("recipe")
         if recipe is not None and not isinstance(recipe, list | tuple):
             raise ConfigError(f"recipe must be a list of steps like [{{op: sepia}}], got {recipe!r}")
+        holdout = row.get("holdout")
+        if isinstance(holdout, str) and holdout in _LEGACY_KINDS:
+            row = {**row, "holdout": _LEGACY_KINDS[holdout]}
         return cls(**row)
 
 
@@ -223,6 +250,7 @@ def load_concepts(path: PathLike) -> list[Concept]:
         raise MissingInputError(f"concept file {path} does not exist; check concepts.path")
     concepts: list[Concept] = []
     seen: dict[str, str] = {}
+    stated: set[str] = set()  # ids whose entry states its holdout kind
     for where, row in _entries(path):
         label = f"{path}: {where}"
         if isinstance(row, Mapping) and "id" in row:
@@ -237,10 +265,31 @@ def load_concepts(path: PathLike) -> list[Concept]:
                 "ids must be unique"
             )
         seen[concept.id] = where
+        if row.get("holdout") is not None:
+            stated.add(concept.id)
         concepts.append(concept)
     if not concepts:
         raise ConfigError(f"{path}: contains no concepts")
-    return concepts
+    return _with_kinds(concepts, stated, path)
+
+
+def _with_kinds(concepts: list[Concept], stated: set[str], path: Path) -> list[Concept]:
+    """Each held-out concept of a file with its kind: as stated, or "paraphrase" when a train
+    concept of the file has its recipe and "new" otherwise. A concept stated "new" whose recipe
+    a train concept has is an error: it would count a reworded edit as a new one."""
+    train_recipes = {c.recipe: c.id for c in concepts if not c.held_out and c.recipe is not None}
+    kinded = []
+    for concept in concepts:
+        twin = train_recipes.get(concept.recipe) if concept.held_out else None
+        if twin is not None and concept.id in stated and concept.holdout == "new":
+            raise ConfigError(
+                f"{path}: concept {concept.id!r} is held out as holdout: new, but train concept "
+                f"{twin!r} has the same recipe; state holdout: paraphrase (or change the recipe)"
+            )
+        if twin is not None and concept.id not in stated:
+            concept = replace(concept, holdout="paraphrase")
+        kinded.append(concept)
+    return kinded
 
 
 def save_concepts(concepts: Iterable[Concept], path: PathLike) -> None:

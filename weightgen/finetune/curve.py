@@ -1,17 +1,34 @@
 """Quality against training time: the clock that excludes evaluation, and the curve it feeds.
 
-The clock runs from each training batch's start and pauses for every validation, so evaluation
+The clock runs from each training batch's start and pauses for every evaluation, so evaluation
 time never counts; it starts at ``offset`` seconds, which is how a generated initialisation's generation
-time is charged to the method that used it. At each validation the curve records (step, seconds,
-PSNR, SSIM) and, once PSNR reaches ``target_psnr``, stops training.
+time is charged to the method that used it. The curve scores the model itself after the training
+steps of its schedule (``evaluation_steps``: log-spaced at the start, so the clock resolves one
+step there, then every ``eval_every``), records (step, seconds, PSNR, SSIM) and, once PSNR reaches
+``target_psnr``, stops training.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 
 import lightning as L
+
+from weightgen.gan.evaluate import Quality
+
+
+def evaluation_steps(max_steps: int, eval_every: int, log_until: int = 0) -> list[int]:
+    """The training steps after which a run is scored (step 0 is scored before training).
+
+    Steps 1, 2, 4, 8, ... up to ``log_until`` (0: none), so a run that reaches its target within
+    a few steps is timed to the step, and every ``eval_every``-th step; none beyond
+    ``max_steps``. E.g. (200, 10, 32): 1, 2, 4, 8, 10, 16, 20, 30, 32, 40, 50, ..., 200.
+    """
+    log_spaced = {2**i for i in range(max(log_until, 0).bit_length())}
+    regular = set(range(eval_every, max_steps + 1, eval_every))
+    return sorted(step for step in log_spaced | regular if step <= max_steps)
 
 
 @dataclass(frozen=True)
@@ -23,7 +40,13 @@ class CurvePoint:
 
 
 class QualityCurve(L.Callback):
-    def __init__(self, offset_seconds: float = 0.0, target_psnr: float | None = None):
+    """``score``: the model's quality now (on the run's validation pairs); called after each
+    training step in ``steps``, with the clock paused."""
+
+    def __init__(self, score: Callable[[], Quality] | None = None, steps: Collection[int] = (),
+                 offset_seconds: float = 0.0, target_psnr: float | None = None):
+        self.score = score
+        self.steps = frozenset(steps)
         self.offset = offset_seconds
         self.target_psnr = target_psnr
         self.points: list[CurvePoint] = []
@@ -49,14 +72,14 @@ class QualityCurve(L.Callback):
         self._resume()
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self._resume()  # after a validation, the next batch restarts the clock
+        self._resume()  # after an evaluation, the next batch restarts the clock
 
-    def on_validation_start(self, trainer, module) -> None:
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step not in self.steps:
+            return
         self._pause()
-
-    def on_validation_end(self, trainer, module) -> None:
-        quality = module.last_quality
-        self.record(trainer.global_step, quality["val/psnr"], quality["val/ssim"])
+        quality = self.score()
+        self.record(trainer.global_step, quality.psnr, quality.ssim)
         if self.reached_target:
             trainer.should_stop = True
 

@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
 from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
-from weightgen.finetune.curve import QualityCurve
+from weightgen.finetune.curve import QualityCurve, evaluation_steps
 from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.base import BaseGAN, build_networks, gan_module
-from weightgen.gan.evaluate import Quality, generate
+from weightgen.gan.evaluate import Quality, evaluate, generate
 from weightgen.gan.module import GANModule
 from weightgen.text.base import TextEncoder
 from weightgen.utils.grid import to_uint8
@@ -85,12 +85,14 @@ class MethodRun:
 
 def run_method(setup: FineTuneSetup, concept: Concept, method: str, init_kind: str | None,
                steps: int, eval_every: int, target_psnr: float | None = None,
-               progress: bool = False) -> tuple[MethodRun, GANModule]:
+               progress: bool = False, log_eval_until: int = 0) -> tuple[MethodRun, GANModule]:
     """Run one method on one concept: its curve from step 0 to the budget or target, and the
     trained module (``module.generator`` / ``module.adapter`` for export).
 
     ``init_kind``: the :data:`~weightgen.finetune.inits.INITS` kind the method's adapter starts
-    from; None trains pix2pix from scratch. ``method`` names the run and its recipe.
+    from; None trains pix2pix from scratch. ``method`` names the run and its recipe. The curve
+    scores the run after steps 1, 2, 4, ... up to ``log_eval_until`` and every ``eval_every``
+    (``weightgen.finetune.curve.evaluation_steps``).
     """
     L.seed_everything(setup.seed, workers=True)
     text = setup.text_encoder.encode([concept.prompt])
@@ -102,14 +104,22 @@ def run_method(setup: FineTuneSetup, concept: Concept, method: str, init_kind: s
     else:
         init = setup.inits.get(init_kind, concept)
         module = adapter_module(setup.base, instantiate(setup.adapter), text, gan, init.state)
-    curve = QualityCurve(offset_seconds=init.seconds, target_psnr=target_psnr)
+    data = PairsDataModule(str(setup.pairs_dir), [concept.id], setup.batch_size, seed=setup.seed)
+
+    def score() -> Quality:
+        """On every validation pair, wherever the trainer put the module; as step 0 is scored."""
+        val, device = data.val_set, module.device
+        return evaluate(module.generator, val.sources.to(device), val.targets[0].to(device),
+                        module.text_tokens[0], module.text_mask[0])
+
+    curve = QualityCurve(score, evaluation_steps(steps, eval_every, log_eval_until),
+                         offset_seconds=init.seconds, target_psnr=target_psnr)
 
     def start_curve(quality: Quality) -> bool:
         curve.record(0, quality.psnr, quality.ssim)
         return not curve.reached_target
 
-    data = PairsDataModule(str(setup.pairs_dir), [concept.id], setup.batch_size, seed=setup.seed)
-    fit = fit_on_concept(module, data, setup.trainer, steps, eval_every, callbacks=[curve],
+    fit = fit_on_concept(module, data, setup.trainer, steps, None, callbacks=[curve],
                          progress=progress, before_training=start_curve,
                          what=f"fine-tuning on concept {concept.id!r}",
                          progress_label=f"fine-tune {concept.id}")

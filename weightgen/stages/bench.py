@@ -1,5 +1,12 @@
 """The headline benchmark (``results.json`` keys are a contract: docs/ARCHITECTURE.md 3.5).
 
+It runs on the held-out concepts of one split, ``bench.split``: ``test`` (reported, never tuned
+on) or ``val`` (the validation concepts, the only place where choices are made by looking at
+results: fine-tune recipes, generator configurations, checkpoints; its reports go to
+``<bench_dir>/val/``, the runs under ``<bench_dir>/runs/`` are shared). Every held-out concept
+has a kind, ``new`` or ``paraphrase``, and every figure is given per kind too; the reports
+headline the new concepts, with the paraphrases beside them as the wording test.
+
 For each benchmark concept, every method runs in turn on the same data, seed and machine
 (interleaved, so drifts in machine speed hit all methods alike):
 
@@ -12,14 +19,19 @@ For each benchmark concept, every method runs in turn on the same data, seed and
    (evaluation excluded; generation included for generated inits); pix2pix's own
    time-to-target is measured the same way on its curve.
 
-Speed-up = pix2pix's time-to-target / a method's, per concept, floored at the clock's
-resolution; the rows and the summary's medians over the held-out concepts are computed by
-``weightgen.bench.summary``: an init at the target before any training (``target_at_start``) is
-credited with one evaluation interval, so its speed-ups are lower bounds.
+Every run is evaluated after steps 1, 2, 4, ... up to ``bench.log_eval_until`` and then every
+``bench.eval_every``, so near the start the clock resolves one step. Speed-up = pix2pix's
+time-to-target / a method's, per concept; the rows and the summary's medians over the held-out
+concepts are computed by ``weightgen.bench.summary``. An init at the target before any training
+(``target_at_start``) costs its generation (or selection) time; beside each speed-up,
+``one_step_floor`` gives the conservative one, with every time floored at one training step.
+The performance profile (``profile.png``, ``summary.performance_profile``) gives, for tau = 1 ..
+``bench.profile_max_tau``, the share of concepts each method brings to the target within tau x
+E2GAN's time, and its area.
 
-Beside time-to-target, which is quantised by ``bench.eval_every``, each method reports the PSNR it
-had shown at fixed times (``bench.psnr_at_seconds``), and the summary gives per-concept paired
-comparisons against E2GAN and against the nearest init, with a two-sided sign test.
+Beside time-to-target each method reports the PSNR it had shown at fixed times
+(``bench.psnr_at_seconds``), and the summary gives per-concept paired comparisons against E2GAN
+and against the nearest init, with a two-sided sign test.
 
 ``trained_init`` is the ceiling: it starts from the held-out concept's own adapter in the weight
 store (which the generator never trains on), the best any generator can do with this data;
@@ -41,10 +53,16 @@ from tqdm.auto import tqdm
 from weightgen.bench.dashboard import log_bench_dashboard
 from weightgen.bench.image_metrics import bench_image_metrics, has_outputs
 from weightgen.bench.methods import CEILING, METHODS, REFERENCE, method_named
-from weightgen.bench.report import write_curves_plot, write_results_markdown, write_sample_grid
+from weightgen.bench.report import (
+    write_curves_plot,
+    write_profile_plot,
+    write_results_markdown,
+    write_sample_grid,
+)
 from weightgen.bench.stats import plateau_reached
 from weightgen.bench.summary import concept_result, summarise
 from weightgen.config_checks import check_pick
+from weightgen.derived_reports import bench_reports_dir
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import FineTuneSetup, MethodRun, run_method
 from weightgen.metrics.suite import MetricSuite
@@ -62,13 +80,18 @@ log = logging.getLogger(__name__)
 
 
 def bench_concepts(ws: Workspace) -> list:
-    """Held-out (unseen) concepts first, then optionally a few train (seen) concepts."""
+    """The held-out (unseen) concepts of ``bench.split`` first (``bench.n_unseen`` of them; null:
+    all), then optionally a few train (seen) concepts."""
     cfg = ws.cfg.bench
-    if not ws.test_concepts:
-        raise ConfigError("the benchmark needs held-out concepts: set concepts.n_test > 0")
-    check_pick("bench.n_unseen", cfg.n_unseen, len(ws.test_concepts), "concepts.n_test")
+    held_out, picked_by = ((ws.val_concepts, "concepts.n_val") if cfg.split == "val"
+                           else (ws.test_concepts, "concepts.n_test"))
+    if not held_out:
+        raise ConfigError(f"the benchmark needs held-out concepts of bench.split={cfg.split}: set "
+                          f"{picked_by} > 0")
+    n_unseen = len(held_out) if cfg.n_unseen is None else cfg.n_unseen
+    check_pick("bench.n_unseen", n_unseen, len(held_out), picked_by)
     check_pick("bench.n_seen", cfg.n_seen, len(ws.train_concepts), "concepts.n_train")
-    return ws.test_concepts[: cfg.n_unseen] + ws.train_concepts[: cfg.n_seen]
+    return held_out[:n_unseen] + ws.train_concepts[: cfg.n_seen]
 
 
 def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
@@ -106,7 +129,8 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
     entry, if any.
     """
     settings = {
-        "steps": int(steps), "eval_every": int(eval_every), "target_psnr": target,
+        "steps": int(steps), "eval_every": int(eval_every),
+        "log_eval_until": int(ws.cfg.bench.log_eval_until), "target_psnr": target,
         "seed": int(ws.cfg.seed), "batch_size": int(ws.cfg.data.batch_size),
         "pairs_sha256": ws.pair_store.fingerprints([concept_id])[concept_id],
     }
@@ -142,7 +166,8 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
                      "its stored run did not keep", method, concept.id)
         else:
             return MethodRun(**stored)
-    run, _ = run_method(setup, concept, method, METHODS[method].init, steps, eval_every, target)
+    run, _ = run_method(setup, concept, method, METHODS[method].init, steps, eval_every, target,
+                        log_eval_until=int(ws.cfg.bench.log_eval_until))
     atomic_save_safetensors(run.samples, _samples_file(ws, concept.id, method))
     run.samples = None
     atomic_write_json(path, asdict(run) | {"settings": settings})
@@ -187,8 +212,10 @@ def run_benchmark(ws: Workspace) -> dict:
                                     for m, v in result["methods"].items()}, step=index)
         samples_file = partial(_samples_file, ws)
         bench_dir = Path(ws.cfg.paths.bench_dir)
+        reports = bench_reports_dir(bench_dir, cfg.split)
         payload = {
-            "summary": summarise(results, methods, cfg.headline)
+            "summary": {"split": cfg.split}
+            | summarise(results, methods, cfg.headline, int(cfg.profile_max_tau))
             | {"image_metrics": bench_image_metrics(ws.pair_store, suite, results, methods,
                                                     samples_file)},
             # What the tables were made from: a new generator in that folder deletes them.
@@ -199,12 +226,13 @@ def run_benchmark(ws: Workspace) -> dict:
             | {"methods": methods, "adapter": ws.cfg.adapter._target_.rsplit(".", 1)[-1]},
             "concepts": results,
         }
-        atomic_write_json(bench_dir / "results.json", payload)
-        write_results_markdown(bench_dir / "results.md", payload)
-        write_curves_plot(bench_dir / "curves.png", results, methods)
-        write_sample_grid(ws.pair_store, bench_dir / "runs", bench_dir / "grid.png", concepts,
+        atomic_write_json(reports / "results.json", payload)
+        write_results_markdown(reports / "results.md", payload)
+        write_curves_plot(reports / "curves.png", results, methods)
+        write_profile_plot(reports / "profile.png", payload["summary"], methods)
+        write_sample_grid(ws.pair_store, bench_dir / "runs", reports / "grid.png", concepts,
                           methods)
-        log_bench_dashboard(loggers, ws.pair_store, bench_dir, payload, samples_file)
+        log_bench_dashboard(loggers, ws.pair_store, reports, payload, samples_file)
     finally:
         finish_loggers(loggers)
     return payload["summary"]

@@ -1,10 +1,11 @@
 """What `weightgen-pipeline` (`make quickstart`, `make bench`) leaves a person: a console summary
 readable in ten seconds, and the same figures as JSON in a file.
 
-Per method on the held-out concepts: PSNR at step 0 (zero-shot), final PSNR, seconds to the
-target and the speed-up over pix2pix. A figure that a small run cannot give is said in words:
-a method that never reached the target has no time and no speed-up (not "0"), and a method
-already at the target before training (0 s) has no measurable speed-up (not a ratio over zero).
+Per kind of held-out concept (new first, the headline; paraphrases beside, the wording test),
+per method: PSNR at step 0 (zero-shot), final PSNR, seconds to the target and the speed-up over
+pix2pix. A figure that a small run cannot give is said in words: a method that never reached the
+target has no time and no speed-up (not "0"), and a method already at the target before training
+(0 s) has no measurable speed-up (not a ratio over zero).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from weightgen.bench.methods import METHODS, REFERENCE
+from weightgen.bench.report import KIND_TITLES
 from weightgen.bench.stats import median_or_none
 from weightgen.utils.io import atomic_write_json
 
 
-def heldout_method_rows(results: dict) -> list[dict]:
-    """One row per method over the held-out concepts of a bench ``results.json`` payload."""
-    unseen = [r for r in results["concepts"] if not r["seen"]]
+def heldout_method_rows(results: dict, kind: str) -> list[dict]:
+    """One row per method over the held-out concepts of ``kind`` of a bench ``results.json``
+    payload."""
+    unseen = [r for r in results["concepts"] if not r["seen"] and r["kind"] == kind]
     rows = []
     for method in results["config"]["methods"]:
         cells = [r["methods"][method] for r in unseen if method in r["methods"]]
@@ -53,38 +56,41 @@ def _speedup_words(row: dict) -> str:
     return f"{row['speedup_vs_pix2pix']:.2f}x"
 
 
-def _notes(rows: list[dict], finetune_steps: int) -> list[str]:
+def _notes(rows: list[dict], finetune_steps: int, kind: str) -> list[str]:
     notes = []
     for row in rows:
         if row["reached"] == 0:
             notes.append(f"{row['method']} never reached pix2pix's final PSNR within "
-                         f"{finetune_steps} steps on any held-out concept: no time, no speed-up.")
+                         f"{finetune_steps} steps on any {kind} concept: no time, no speed-up.")
         elif row["reached"] < row["concepts"]:
             notes.append(f"{row['method']} reached the target on {row['reached']} of "
-                         f"{row['concepts']} concepts; its figures are medians over those.")
+                         f"{row['concepts']} {kind} concepts; its figures are medians over those.")
         if row["at_target_before_training"]:
             notes.append(f"{row['method']} was at the target before any training on "
-                         f"{row['at_target_before_training']} concept(s) (0 s): no speed-up "
+                         f"{row['at_target_before_training']} {kind} concept(s) (0 s): no speed-up "
                          "is measurable there.")
     return notes
 
 
-def _headline(summary: dict, rows: dict[str, dict]) -> str:
-    """The line about the headline method (``bench.headline``)."""
+def _headline(summary: dict) -> str:
+    """The line about the headline method (``bench.headline``): new concepts first."""
     name = summary["headline"]
-    ours = rows.get(name)
-    if ours is None:
-        return f"The headline method {name} was not benchmarked (bench.methods)."
-    what = f"The headline method, {METHODS[name].title},"
-    if ours["speedup_vs_pix2pix"] is None:
-        return f"{what} gave no measurable speed-up at this scale (see the notes)."
-    line = (f"{what} reached pix2pix's final PSNR {ours['speedup_vs_pix2pix']:.2f}x sooner than "
-            f"pix2pix from scratch")
-    e2gan = summary.get("speedup_vs_e2gan")
-    if e2gan:
-        line += (f"; speed-up vs the E2GAN-style fine-tune {e2gan:.2f}x (median per concept; "
-                 "where E2GAN missed the target, its whole budget counts)")
-    return line + "."
+    parts = []
+    for kind, rows in summary["heldout"].items():
+        ours = next((r for r in rows if r["method"] == name), None)
+        if ours is None:
+            return f"The headline method {name} was not benchmarked (bench.methods)."
+        if ours["speedup_vs_pix2pix"] is None:
+            parts.append(f"on {kind} concepts no measurable speed-up at this scale (see the notes)")
+            continue
+        part = f"on {kind} concepts {ours['speedup_vs_pix2pix']:.2f}x sooner than pix2pix"
+        e2gan = summary["by_kind"][kind]["speedup_vs_e2gan"]
+        if e2gan:
+            part += f", {e2gan:.2f}x vs the E2GAN-style fine-tune"
+        parts.append(part)
+    return (f"The headline method, {METHODS[name].title}, reached pix2pix's final PSNR "
+            + "; ".join(parts) + " (medians per concept; where E2GAN missed the target, its "
+            "whole budget counts).")
 
 
 def _duration(seconds: float) -> str:
@@ -94,29 +100,35 @@ def _duration(seconds: float) -> str:
 
 def format_pipeline_report(summary: dict, json_path: str) -> str:
     """The console summary of a pipeline run (``summary`` as run_pipeline returns it)."""
-    rows = summary["heldout"]
     timings = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["seconds"].items())
     total = sum(summary["seconds"].values())
-    heldout = summary["heldout_concepts"]
+    kinds = " and ".join(f"{count} {kind}" for kind, count in summary["heldout_kinds"].items())
+    validation = f" + {summary['val_concepts']} validation" if summary["val_concepts"] else ""
     lines = [
-        f"weightgen {summary['run']}: {summary['train_concepts']} train + "
-        f"{summary['test_concepts']} held-out concepts, every stage in {_duration(total)}"
+        f"weightgen {summary['run']}: {summary['train_concepts']} train{validation} + "
+        f"{summary['test_concepts']} held-out test concepts, every stage in {_duration(total)}"
         + (f", peak RSS {summary['peak_rss_mib'] / 1024:.2f} GiB" if "peak_rss_mib" in summary
            else ""),
         f"({timings})",
-        "",
-        f"Held-out concepts ({', '.join(heldout)}), medians; target = pix2pix's final PSNR - "
-        f"{summary['target_tolerance_db']} dB:",
-        f"  {'method':<22}{'PSNR step 0':>12}{'final PSNR':>12}  {'time to target':<22}"
-        "speed-up vs pix2pix",
+        f"Benchmarked on the {summary['bench_split']} split: {kinds} held-out concept(s); "
+        f"medians per method, target = pix2pix's final PSNR - {summary['target_tolerance_db']} dB.",
     ]
-    for row in rows:
-        lines.append(
-            f"  {row['method']:<22}{row['zero_shot_psnr']:>9.2f} dB{row['final_psnr']:>9.2f} dB"
-            f"  {_seconds_words(row):<22}{_speedup_words(row)}"
-        )
-    lines += ["", _headline(summary, {r["method"]: r for r in rows})]
-    notes = _notes(rows, summary["finetune_steps"])
+    notes = []
+    for kind, rows in summary["heldout"].items():
+        concepts = summary["by_kind"][kind]["heldout_concepts"]
+        lines += [
+            "",
+            f"{KIND_TITLES.get(kind, kind)}: {', '.join(concepts)}",
+            f"  {'method':<22}{'PSNR step 0':>12}{'final PSNR':>12}  {'time to target':<22}"
+            "speed-up vs pix2pix",
+        ]
+        for row in rows:
+            lines.append(
+                f"  {row['method']:<22}{row['zero_shot_psnr']:>9.2f} dB"
+                f"{row['final_psnr']:>9.2f} dB  {_seconds_words(row):<22}{_speedup_words(row)}"
+            )
+        notes += _notes(rows, summary["finetune_steps"], kind)
+    lines += ["", _headline(summary)]
     if notes:
         lines += ["Notes:"] + [f"  - {note}" for note in notes]
     files = summary["files"]
@@ -126,6 +138,7 @@ def format_pipeline_report(summary: dict, json_path: str) -> str:
         f"  pairs preview   {files['pairs_preview']}",
         f"  sample grid     {files['sample_grid']}",
         f"  curves          {files['curves']}",
+        f"  profile         {files['profile']}",
         f"Tables: {files['results']}, {files['zero_shot_table']}",
         f"Summary JSON: {json_path}",
     ]

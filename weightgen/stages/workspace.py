@@ -59,15 +59,25 @@ class Workspace:
             pool = load_concepts(spec.path)
         else:
             raise ConfigError(f"concepts.source={spec.source!r}: use builtin or file")
-        return select_concepts(pool, spec.n_train, spec.n_test, spec.seed)
+        return select_concepts(pool, spec.n_train, spec.n_test, spec.seed, spec.n_val)
 
     @property
     def train_concepts(self) -> list[Concept]:
         return [c for c in self.concepts if c.split == "train"]
 
     @property
+    def val_concepts(self) -> list[Concept]:
+        """Held out from the generator; where choices are made by looking at results."""
+        return [c for c in self.concepts if c.split == "val"]
+
+    @property
     def test_concepts(self) -> list[Concept]:
         return [c for c in self.concepts if c.split == "test"]
+
+    @property
+    def held_out_concepts(self) -> list[Concept]:
+        """Every concept the generator never trains on (val and test)."""
+        return [c for c in self.concepts if c.held_out]
 
     def concept(self, concept_id: str) -> Concept:
         for concept in self.concepts:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from weightgen.concepts.spec import Concept
+from weightgen.concepts.spec import HELD_OUT_SPLITS, Concept
 from weightgen.errors import ConfigError, IncompleteStoreError, StaleArtifactError
 from weightgen.weights.store import WeightStore
 
@@ -67,12 +67,12 @@ def held_out_texts(concepts: Sequence[Concept], store: WeightStore) -> set[str]:
     of a held-out concept, of the run's ``concepts`` and the store's rows alike."""
     texts = {c.heldout_phrasing for c in concepts if c.heldout_phrasing is not None}
     for concept in concepts:
-        if concept.split == "test":
+        if concept.held_out:
             texts |= set(concept.phrasings)
     for row in store.rows():
         if row.get("heldout_phrasing"):
             texts.add(row["heldout_phrasing"])
-        if row["split"] == "test":
+        if row["split"] in HELD_OUT_SPLITS:
             texts |= {row["prompt"], *row.get("phrasings", ())}
     return texts
 
