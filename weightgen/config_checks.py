@@ -121,6 +121,9 @@ KNOBS = (
     Knob("bench.eval_every", 1, meaning="steps between evaluations"),
     Knob("bench.target_tolerance_db", 0, integer=False),
     Knob("bench.plateau_db", 0, integer=False),
+    Knob("bench.controls.k_blend", 1, meaning="training adapters the example-vector blend "
+                                               "averages"),
+    Knob("bench.controls.seed", 0, meaning="seed of the shuffled example pairs' derangement"),
     Knob("study.n_train_eval", 0, meaning="train concepts scored"),
     Knob("study.finetune_concepts", 1, meaning="held-out concepts fine-tuned"),
     Knob("study.finetune_steps", 1),
@@ -145,6 +148,7 @@ def check_config(cfg: DictConfig) -> None:
             meaning = f" ({knob.meaning})" if knob.meaning else ""
             raise ConfigError(f"{knob.key}={value!r} is not allowed: use {knob.allowed()}{meaning}")
     _check_relations(cfg)
+    _check_ridge_alphas(_get(cfg, "bench.controls.ridge_alphas"))
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
@@ -205,6 +209,16 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"diffusion.sampling.steps={sampling} is more than the "
                           f"{timesteps} noise levels (diffusion.scheduler.num_train_timesteps); "
                           f"use 1..{timesteps}")
+
+
+def _check_ridge_alphas(alphas) -> None:
+    """The ridge controls' grid: a non-empty list of positive numbers (or absent)."""
+    if alphas is not None and (
+            not isinstance(alphas, ListConfig) or not alphas
+            or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0
+                       for a in alphas)):
+        raise ConfigError(f"bench.controls.ridge_alphas={alphas!r} is not allowed: use a "
+                          f"non-empty list of positive numbers, e.g. [0.01, 0.1, 1.0]")
 
 
 def _check_task_loss(cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from weightgen.bench.methods import (  # noqa: E402
     BASELINE,
     CEILING,
+    EXAMPLE_CONTROLS,
     MEAN,
     METHODS,
     NEAREST,
@@ -89,6 +90,8 @@ def _paired_lines(summary: dict, methods: list[str]) -> list[str]:
     versus = {f"vs {BASELINE}": summary.get("paired_vs_e2gan") or {},
               f"vs {NEAREST}": summary.get("paired_vs_nearest") or {},
               f"vs {BASELINE} in steps": summary.get("paired_steps_vs_e2gan") or {}}
+    versus |= {f"vs {control}": table for control in EXAMPLE_CONTROLS
+               if (table := (summary.get("paired_vs_controls") or {}).get(control))}
     if not any(versus.values()):
         return []
     lines = ["### Per-concept comparisons (time-to-target ratio: median; wins / losses / ties, "
@@ -122,6 +125,18 @@ def _psnr_at_lines(psnr_at: dict, methods: list[str]) -> list[str]:
     return lines + [""]
 
 
+def _control_fit_lines(fits: dict[str, dict]) -> list[str]:
+    """One line per control fitted once for the bench: its seconds, a ridge map's alpha."""
+    lines = []
+    for method, fit in fits.items():
+        chosen = (f"; alpha {fit['alpha']:g} chosen by {fit['selection'].replace('_', '-')}"
+                  + (f" on {', '.join(fit['validation_concepts'])}"
+                     if fit.get("validation_concepts") else "")) if "alpha" in fit else ""
+        lines.append(f"- {method} fitted once in {_fmt(fit['seconds'])} s{chosen} (its "
+                     f"per-concept seconds count as generation seconds)")
+    return lines
+
+
 def write_results_markdown(path: Path, payload: dict) -> None:
     """The paper-style table: unseen (held-out) and seen concepts separately, then per concept."""
     results, methods = payload["concepts"], payload["config"]["methods"]
@@ -153,6 +168,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
         lines.append(f"- clock resolution (one evaluation interval, median): "
                      f"{_fmt(summary['clock_resolution_seconds'])} s; an init at the target at "
                      f"step 0 is credited with it, so its speed-ups are lower bounds")
+    lines += _control_fit_lines(summary.get("control_fits") or {})
     lines.append("")
     unseen = [r for r in results if not r["seen"]]
     seen = [r for r in results if r["seen"]]

@@ -12,7 +12,14 @@ evaluation interval of the concept's pix2pix run (``weightgen.bench.stats``).
 
 from __future__ import annotations
 
-from weightgen.bench.methods import BASELINE, CEILING, MEAN, NEAREST, REFERENCE
+from weightgen.bench.methods import (
+    BASELINE,
+    CEILING,
+    EXAMPLE_CONTROLS,
+    MEAN,
+    NEAREST,
+    REFERENCE,
+)
 from weightgen.bench.stats import (
     clock_resolution,
     median_or_none,
@@ -129,6 +136,18 @@ def _zero_shot_wins(unseen: list[dict], method: str) -> dict | None:
     return {"above_mean_and_nearest": wins, "concepts": len(rows)}
 
 
+def _control_fits(results: list[dict], methods: list[str]) -> dict[str, dict]:
+    """Each control's fit, done once per bench (its seconds; a ridge map's alpha, how it was
+    chosen and on which validation concepts), as the first run that started from it recorded."""
+    fits = {}
+    for method in methods:
+        recorded = [r["methods"][method]["info"]["fit"] for r in results
+                    if "fit" in r["methods"].get(method, {}).get("info", {})]
+        if recorded:
+            fits[method] = recorded[0]
+    return fits
+
+
 def summarise(results: list[dict], methods: list[str], headline: str) -> dict:
     """Medians over the held-out concepts. The unqualified speed-ups, ``zero_shot_wins`` and
     ``generation_seconds`` are the ``headline`` method's (``bench.headline``; None where it was
@@ -163,6 +182,9 @@ def summarise(results: list[dict], methods: list[str], headline: str) -> dict:
         "paired_vs_e2gan": _paired(unseen, methods, BASELINE),
         "paired_vs_nearest": _paired(unseen, methods, NEAREST),
         "paired_steps_vs_e2gan": _paired(unseen, methods, BASELINE, "steps"),
+        "paired_vs_controls": {c: _paired(unseen, methods, c) for c in EXAMPLE_CONTROLS
+                               if c in methods},
+        "control_fits": _control_fits(results, methods),
         "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
         "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
         if ceiling else None,
