@@ -168,7 +168,7 @@ class InitSources:
     def require_examples(self, method: str | None = None) -> None:
         """A generator trained with example pairs is loaded, or an error naming the fix
         (``method``: the bench method that asks)."""
-        what = method or "init 'generated_examples'"
+        what = method or "an init that reads example pairs"
         if self.generator is None or self.generator.example_standardiser is None:
             loaded = ("no weight generator is loaded" if self.generator is None else
                       "the weight generator was trained without example pairs")
