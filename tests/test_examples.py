@@ -741,8 +741,8 @@ def test_shuffled_pairs_need_two_held_out_concepts_before_any_run(examples_run):
                        "bench.methods=[pix2pix_scratch,denoised_examples_shuffled]",
                        "bench.headline=denoised_examples_shuffled", "bench.n_unseen=1",
                        f"paths.bench_dir={examples_run['folder'] / 'b3'}")
-    with pytest.raises(ConfigError, match=r"holds out only '.+': hold out at least 2 "
-                                          r"\(concepts.n_test=2\), or drop "
+    with pytest.raises(ConfigError, match=rf"this run holds out {re.escape(ws.test_concepts[0].id)}: hold "
+                                          r"out at least 2 \(concepts.n_test=2\), or drop "
                                           r"denoised_examples_shuffled from bench.methods"):
         run_benchmark(ws)
     assert not (examples_run["folder"] / "b3" / "runs").exists()

@@ -227,8 +227,8 @@ class InitSources:
             drop = f", or drop {method} from bench.methods" if method else ""
             raise ConfigError(
                 f"shuffled example pairs give each held-out concept another held-out concept's "
-                f"pairs, but this run holds out only {concept_id!r}: hold out at least 2 "
-                f"(concepts.n_test=2){drop}"
+                f"pairs, but this run holds out {', '.join(held) or 'none'}: hold out at "
+                f"least 2 (concepts.n_test=2){drop}"
             )
         return fixed_derangement(pool, self._controls().seed)[concept_id]
 
