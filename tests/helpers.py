@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+import weightgen.stages.bench as bench_stage
 import weightgen.stages.pairs as pairs_stage
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
 from weightgen.data.sources import bundled_photos
@@ -177,3 +178,16 @@ def tiny_metrics(clip_dir: str | Path, features: str = "TinyFeatures") -> list[s
     """Overrides that turn both image-set metrics on with local stand-in networks."""
     return ["metrics.fid=on", "metrics.clip_score=on", f"metrics.clip_model={clip_dir}",
             f"metrics.feature_extractor={{_target_: helpers.{features}}}"]
+
+
+def record_method_runs(monkeypatch) -> list[tuple[str, str]]:
+    """(concept id, method) of every run the benchmark actually trains from now on."""
+    calls = []
+    real = bench_stage.run_method
+
+    def counted(setup, concept, method, *args, **kwargs):
+        calls.append((concept.id, method))
+        return real(setup, concept, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench_stage, "run_method", counted)
+    return calls

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import run_workspace, tiny_config
+from helpers import record_method_runs, run_workspace, tiny_config
 
 import weightgen.bench.methods as registry
 import weightgen.bench.report as report
@@ -142,19 +142,6 @@ def test_reports_are_written(benchmark):
     for name in ("curves.png", "profile.png", "grid.png"):
         data = (benchmark["dir"] / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000, name
-
-
-def record_method_runs(monkeypatch) -> list[tuple[str, str]]:
-    """(concept id, method) of every run the benchmark actually trains from now on."""
-    calls = []
-    real = bench.run_method
-
-    def counted(setup, concept, method, *args, **kwargs):
-        calls.append((concept.id, method))
-        return real(setup, concept, method, *args, **kwargs)
-
-    monkeypatch.setattr(bench, "run_method", counted)
-    return calls
 
 
 def test_a_made_up_method_needs_only_its_registry_entry_and_its_init(benchmark, tmp_path,

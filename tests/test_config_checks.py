@@ -75,6 +75,11 @@ def test_every_entry_config_passes_at_test_size(name, extra):
         ("lock_timeout_s=-1", "null or a number >= 0"),
         ("bench.n_unseen=two", "an int >= 1"),
         ("diffusion.steps=2.5", "an int >= 1"),
+        ("bench.controls.k_blend=0", "an int >= 1 (training adapters"),
+        ("bench.controls.seed=-1", "an int >= 0"),
+        ("bench.controls.ridge_alphas=[]", "a non-empty list of positive numbers"),
+        ("bench.controls.ridge_alphas=[-1]", "a non-empty list of positive numbers"),
+        ("bench.controls.ridge_alphas=0.1", "a non-empty list of positive numbers"),
     ],
 )
 def test_a_bad_knob_is_a_config_error_naming_key_value_and_what_is_allowed(override, allowed):

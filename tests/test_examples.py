@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from helpers import compose_config, run_workspace
+from helpers import compose_config, record_method_runs, run_workspace
 from torch import nn
 
 import weightgen.diffusion.examples as examples_module
@@ -521,3 +522,226 @@ def test_the_bench_runs_the_examples_method_and_a_new_generator_reruns_it(exampl
                               "bench.n_seen=0", f"paths.bench_dir={examples_run['folder']}/b2")
     with pytest.raises(ConfigError, match="drop denoised_examples_init from bench.methods"):
         run_benchmark(text_only)
+
+
+# --- controls that see what the generator sees, ablations of its inputs (issue 23; slow) -------
+
+def final_state(ws, concept_id: str) -> dict[str, torch.Tensor]:
+    row = next(r for r in ws.weight_store.final_rows() if r["concept"] == concept_id)
+    return ws.weight_store.load(row)
+
+
+def generator_query(ws, inits, concept) -> tuple[torch.Tensor, list[int]]:
+    """The example vector the generator reads for ``concept``, recomputed here: its k pairs
+    (the seeded choice), the base GAN's encoder, the generator's standardisation."""
+    pairs = ws.pair_store.load(concept.id)
+    picked = fixed_choice(len(pairs.train_source), inits.generator.examples_k,
+                          int(ws.cfg.diffusion.sampling.seed))
+    features = PairEncoder(load_base(ws).generator).features(pairs.train_source[picked],
+                                                             pairs.train_target[picked])
+    return inits.generator.example_standardiser.example_vector(features), picked
+
+
+def test_the_controls_recompute_the_bank_the_generator_was_trained_on(examples_run):
+    from weightgen.stages.train_generator import example_bank
+
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"])
+    concepts = inits.generator.meta["train_concepts"]
+    encoder = PairEncoder(load_base(ws).generator)
+    raw = torch.stack([encoder.features(p.train_source[:4], p.train_target[:4])
+                       for p in map(ws.pair_store.load, concepts)])  # diffusion.examples.bank=4
+    stored = inits.generator.example_standardiser
+    refit = ExampleStandardiser.fit(raw.flatten(0, 1))  # the statistics it was trained with
+    assert torch.allclose(refit.mean, stored.mean, atol=1e-6)
+    assert torch.allclose(refit.std, stored.std, atol=1e-6)
+    bank = inits.training_bank()
+    assert torch.allclose(bank, stored(raw), atol=1e-6)
+    assert torch.equal(bank, example_bank(ws, concepts)[0])  # training's own code path
+
+
+def test_knn_examples_pick_the_argmin_of_recomputed_distances_and_blend_the_nearest(
+        examples_run):
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"],
+                              "bench.controls.k_blend=2")
+    concept = ws.test_concepts[0]
+    query, picked = generator_query(ws, inits, concept)
+    concepts = inits.generator.meta["train_concepts"]
+    distances = torch.linalg.vector_norm(inits.training_bank().mean(1) - query, dim=1)
+    order = [concepts[i] for i in distances.argsort().tolist()]
+    nearest = inits.get("examples_nearest", concept)
+    assert nearest.info["concepts"] == order[:1] and nearest.info["example_pairs"] == picked
+    assert nearest.info["distances"] == pytest.approx([float(distances.min())], rel=1e-5)
+    own = final_state(ws, order[0])
+    assert all(torch.equal(nearest.state[k], own[k]) for k in own)  # that adapter, as stored
+    assert nearest.seconds > nearest.info["encoding_seconds"] > 0
+    assert nearest.info["fit"]["seconds"] > 0
+    blend = inits.get("examples_blend", concept)
+    assert blend.info["concepts"] == order
+    states = [final_state(ws, c) for c in order]
+    for key in own:
+        assert torch.allclose(blend.state[key], (states[0][key] + states[1][key]) / 2, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"bench.controls.k_blend=3: the run has 2 training "
+                                          r"concepts to blend; use 1..2"):
+        example_inits(examples_run["artifacts"], *examples_run["overrides"])[1].get(
+            "examples_blend", concept)
+
+
+def test_the_examples_only_ablation_reads_the_pairs_and_the_null_text(examples_run):
+    from weightgen.diffusion.sampler import empty_prompt
+
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"])
+    concept = ws.test_concepts[0]
+    query, picked = generator_query(ws, inits, concept)
+    sampling = dict(ws.cfg.diffusion.sampling)
+    only = inits.get("generated_examples_only", concept)
+    expected = inits.generator.generate(
+        empty_prompt(ws.text_encoder.max_length, ws.text_encoder.dim), examples=query,
+        **sampling).state
+    assert all(torch.equal(only.state[k], expected[k]) for k in expected)
+    assert only.info["prompt"] is None and only.info["example_pairs"] == picked
+    assert only.seconds > only.info["encoding_seconds"] > 0
+    # the text encoder's "" (start and end tokens) is another condition than no text
+    encoded_empty = inits.generator.generate(ws.embed([""]), examples=query, **sampling).state
+    assert not all(torch.equal(only.state[k], encoded_empty[k]) for k in expected)
+    with_text = inits.get("generated_examples", concept).state
+    assert not all(torch.equal(only.state[k], with_text[k]) for k in expected)
+
+
+def test_the_ridge_controls_choose_alpha_by_leave_one_concept_out_or_on_validation(
+        examples_run):
+    from dataclasses import replace
+
+    from weightgen.stages.artifacts import training_rows, training_texts
+    from weightgen.weights.ridge import RidgeMap
+
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"])
+    concept = ws.test_concepts[0]
+    concepts = inits.generator.meta["train_concepts"]
+    states = [final_state(ws, c) for c in concepts]
+    alphas = list(ws.cfg.bench.controls.ridge_alphas)
+
+    def combined(weights):
+        return {k: sum(float(w) * s[k] for w, s in zip(weights, states, strict=True))
+                for k in states[0]}
+
+    # from the example vector: one row per training concept, its bank's mean
+    ridge = inits.get("examples_ridge", concept)
+    fit = ridge.info["fit"]
+    assert fit["selection"] == "leave_one_concept_out" and fit["validation_concepts"] == []
+    assert fit["alpha"] in alphas and len(fit["errors"]) == len(alphas) and fit["seconds"] > 0
+    query, _ = generator_query(ws, inits, concept)
+    weights = RidgeMap(inputs=inits.training_bank().mean(1), alpha=fit["alpha"]).weights(
+        query[None])[0]
+    expected = combined(weights)
+    assert all(torch.allclose(ridge.state[k], expected[k], atol=1e-5) for k in expected)
+    assert ridge.seconds > ridge.info["encoding_seconds"] > 0
+    # from the pooled text vector: one row per training phrasing, every one of them
+    text = inits.get("text_ridge", concept)
+    phrasings = training_texts(ws, training_rows(ws, "last"), "all")
+    texts = [t for c in concepts for t in phrasings[c]]
+    rows = torch.tensor([i for i, c in enumerate(concepts) for _ in phrasings[c]])
+    row_weights = RidgeMap(ws.embed(texts).pooled, text.info["fit"]["alpha"]).weights(
+        ws.embed([concept.prompt]).pooled)[0]
+    expected = combined(torch.zeros(len(concepts), dtype=torch.float64).index_add_(
+        0, rows, row_weights))
+    assert all(torch.allclose(text.state[k], expected[k], atol=1e-5) for k in expected)
+    assert text.info["fit"]["selection"] == "leave_one_concept_out" and text.seconds > 0
+    # validation concepts given (here the held-out one, whose adapter the store trains): alpha is
+    # chosen by the error of their predicted adapters against their own
+    validating = example_inits(examples_run["artifacts"], *examples_run["overrides"])[1]
+    validating.controls = replace(validating.controls, validation=[concept])
+    chosen = validating.get("examples_ridge", concept).info["fit"]
+    assert chosen["selection"] == "validation" and chosen["validation_concepts"] == [concept.id]
+    own = final_state(ws, concept.id)
+    numbers = sum(v.numel() for v in own.values())
+    for alpha in alphas:
+        predicted = combined(RidgeMap(inits.training_bank().mean(1), alpha).weights(
+            query[None])[0])
+        error = sum(float((predicted[k] - own[k]).pow(2).sum()) for k in own) / numbers
+        assert chosen["errors"][f"{alpha:g}"] == pytest.approx(error, rel=1e-4, abs=1e-12)
+    assert chosen["alpha"] == min(alphas, key=lambda a: chosen["errors"][f"{a:g}"])
+    assert validating.settings("examples_ridge", concept)["validation_concepts"] == [concept.id]
+
+
+@pytest.fixture(scope="module")
+def two_heldout(examples_run, tmp_path_factory):
+    """The examples run with a second held-out concept (a concept file of the tiny run's
+    concepts and one more, its pairs added to a copy of the pair cache): the shuffled pairs need
+    another held-out concept's."""
+    from helpers import photos_loaded_once
+
+    from weightgen.concepts.catalog import builtin_concepts
+    from weightgen.concepts.spec import save_concepts
+    from weightgen.stages.pairs import build_pairs
+
+    folder = tmp_path_factory.mktemp("two_heldout")
+    ws = examples_run["ws"]
+    extra = next(c for c in builtin_concepts()
+                 if c.split == "test" and c.id not in {x.id for x in ws.concepts})
+    save_concepts([*ws.concepts, extra], folder / "concepts.yaml")
+    shutil.copytree(ws.cfg.paths.pairs_dir, folder / "pairs")
+    overrides = [*examples_run["overrides"], "concepts=file",
+                 f"concepts.path={folder / 'concepts.yaml'}", "concepts.n_train=null",
+                 "concepts.n_test=null", f"paths.pairs_dir={folder / 'pairs'}",
+                 f"paths.bench_dir={folder / 'bench'}"]
+    with photos_loaded_once():
+        build_pairs(run_workspace(examples_run["artifacts"], *overrides))
+    return {"overrides": overrides, "folder": folder}
+
+
+CONTROLS = ["knn_examples_init", "knn_examples_blend", "ridge_examples_init", "ridge_text_init",
+            "denoised_examples_only", "denoised_examples_shuffled"]
+
+
+def test_every_control_and_ablation_runs_through_the_bench(examples_run, two_heldout,
+                                                           monkeypatch):
+    from weightgen.stages.bench import run_benchmark
+
+    settings = [f"bench.methods=[pix2pix_scratch,{','.join(CONTROLS)}]",
+                "bench.headline=ridge_examples_init", "bench.n_unseen=1", "bench.n_seen=0",
+                "bench.pix2pix_steps=4", "bench.finetune_steps=2", "bench.eval_every=2",
+                "bench.controls.k_blend=2"]
+    ws = run_workspace(examples_run["artifacts"], *two_heldout["overrides"], *settings)
+    heldout = [c.id for c in ws.test_concepts]
+    assert len(heldout) == 2
+    summary = run_benchmark(ws)
+    bench_dir = two_heldout["folder"] / "bench"
+    results = json.loads((bench_dir / "results.json").read_text())
+    concept = results["concepts"][0]["concept"]
+    row = results["concepts"][0]["methods"]
+    for method in CONTROLS:  # zero-shot and fine-tune rows, per-concept seconds as generation
+        assert summary["zero_shot_psnr"][method] is not None, method
+        assert summary["final_psnr"][method] is not None, method
+        assert row[method]["init_seconds"] > 0, method
+        assert row[method]["curve"][0]["seconds"] == row[method]["init_seconds"], method
+    partner = next(c for c in heldout if c != concept)
+    assert row["denoised_examples_shuffled"]["info"]["pairs_of"] == partner
+    stored = json.loads((bench_dir / "runs" / concept / "denoised_examples_shuffled.json")
+                        .read_text())
+    assert stored["settings"]["init"] == {"pairs_of": partner}
+    fits = summary["control_fits"]
+    assert set(fits) == set(CONTROLS[:4]) and all(f["seconds"] > 0 for f in fits.values())
+    assert fits["ridge_text_init"]["selection"] == "leave_one_concept_out"
+    assert set(summary["paired_vs_controls"]) == {"knn_examples_init", "ridge_examples_init"}
+    markdown = (bench_dir / "results.md").read_text()
+    assert "- ridge_examples_init fitted once in" in markdown
+    assert "chosen by leave-one-concept-out" in markdown and "| vs knn_examples_init |" in markdown
+    # a control's knob is one of its runs' settings: another k_blend reruns that control alone
+    calls = record_method_runs(monkeypatch)
+    run_benchmark(run_workspace(examples_run["artifacts"], *two_heldout["overrides"],
+                                *settings, "bench.controls.k_blend=1"))
+    assert calls == [(concept, "knn_examples_blend")]
+
+
+def test_shuffled_pairs_need_two_held_out_concepts_before_any_run(examples_run):
+    from weightgen.stages.bench import run_benchmark
+
+    ws = run_workspace(examples_run["artifacts"], *examples_run["overrides"],
+                       "bench.methods=[pix2pix_scratch,denoised_examples_shuffled]",
+                       "bench.headline=denoised_examples_shuffled", "bench.n_unseen=1",
+                       f"paths.bench_dir={examples_run['folder'] / 'b3'}")
+    with pytest.raises(ConfigError, match=rf"this run holds out {re.escape(ws.test_concepts[0].id)}: hold "
+                                          r"out at least 2 \(concepts.n_test=2\), or drop "
+                                          r"denoised_examples_shuffled from bench.methods"):
+        run_benchmark(ws)
+    assert not (examples_run["folder"] / "b3" / "runs").exists()

@@ -141,6 +141,9 @@ KNOBS = (
          meaning="the performance profile's largest multiple of E2GAN's time"),
     Knob("bench.target_tolerance_db", 0, integer=False),
     Knob("bench.plateau_db", 0, integer=False),
+    Knob("bench.controls.k_blend", 1, meaning="training adapters the example-vector blend "
+                                               "averages"),
+    Knob("bench.controls.seed", 0, meaning="seed of the shuffled example pairs' derangement"),
     Knob("study.n_train_eval", 0, meaning="train concepts scored"),
     Knob("study.finetune_concepts", 1, meaning="held-out concepts fine-tuned"),
     Knob("study.finetune_steps", 1),
@@ -166,6 +169,7 @@ def check_config(cfg: DictConfig) -> None:
     for key, words in CHOICES.items():
         _check_choice(OmegaConf.select(cfg, key, default=_ABSENT), key, words)
     _check_relations(cfg)
+    _check_ridge_alphas(_get(cfg, "bench.controls.ridge_alphas"))
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
@@ -310,6 +314,16 @@ def _check_crop_side(size: int, gan: DictConfig) -> None:
                 f"trains on: use data.size >= {side} (a multiple of 4)"
                 + (", or fewer gan.discriminator.n_layers" if shape else "")
             )
+
+
+def _check_ridge_alphas(alphas) -> None:
+    """The ridge controls' grid: a non-empty list of positive numbers (or absent)."""
+    if alphas is not None and (
+            not isinstance(alphas, ListConfig) or not alphas
+            or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0
+                       for a in alphas)):
+        raise ConfigError(f"bench.controls.ridge_alphas={alphas!r} is not allowed: use a "
+                          f"non-empty list of positive numbers, e.g. [0.01, 0.1, 1.0]")
 
 
 def _check_task_loss(cfg: DictConfig) -> None:

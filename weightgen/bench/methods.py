@@ -37,6 +37,11 @@ NEAREST = "nearest_init"
 CEILING = "trained_init"  # the store's own adapter: the best any generator can do with this data
 TEXT_ONLY = "denoised_init"  # the paper's setting: generated from the prompt alone
 WITH_EXAMPLES = "denoised_examples_init"  # generated from the prompt and k example pairs
+# Controls that see what the text + examples generator sees (the same k pairs, encoder and
+# standardisation): every method is compared with them concept by concept.
+KNN_EXAMPLES = "knn_examples_init"
+RIDGE_EXAMPLES = "ridge_examples_init"
+EXAMPLE_CONTROLS = (KNN_EXAMPLES, RIDGE_EXAMPLES)
 
 METHODS: dict[str, BenchMethod] = {method.name: method for method in (
     BenchMethod(REFERENCE, None, "from scratch"),
@@ -49,6 +54,18 @@ METHODS: dict[str, BenchMethod] = {method.name: method for method in (
     BenchMethod("shuffled_prompt_init", "shuffled", "generated: wrong prompt",
                 needs_generator=True),
     BenchMethod(CEILING, "trained", "ceiling"),
+    BenchMethod(KNN_EXAMPLES, "examples_nearest", "nearest training adapter by example vector",
+                needs_generator=True, needs_examples=True),
+    BenchMethod("knn_examples_blend", "examples_blend", "mean of the nearest by example vector",
+                needs_generator=True, needs_examples=True),
+    BenchMethod(RIDGE_EXAMPLES, "examples_ridge", "ridge map: example vector to adapter",
+                needs_generator=True, needs_examples=True),
+    BenchMethod("ridge_text_init", "text_ridge", "ridge map: text vector to adapter"),
+    BenchMethod("denoised_examples_only", "generated_examples_only",
+                "generated: examples, empty prompt", needs_generator=True, needs_examples=True),
+    BenchMethod("denoised_examples_shuffled", "generated_examples_shuffled",
+                "generated: text + another concept's examples", needs_generator=True,
+                needs_examples=True),
 )}
 
 

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from weightgen.bench.methods import (  # noqa: E402
     BASELINE,
     CEILING,
+    EXAMPLE_CONTROLS,
     MEAN,
     METHODS,
     NEAREST,
@@ -99,6 +100,8 @@ def _paired_lines(summary: dict, methods: list[str], title: str) -> list[str]:
     versus = {f"vs {BASELINE}": summary.get("paired_vs_e2gan") or {},
               f"vs {NEAREST}": summary.get("paired_vs_nearest") or {},
               f"vs {BASELINE} in steps": summary.get("paired_steps_vs_e2gan") or {}}
+    versus |= {f"vs {control}": table for control in EXAMPLE_CONTROLS
+               if (table := (summary.get("paired_vs_controls") or {}).get(control))}
     if not any(versus.values()):
         return []
     lines = [f"### {title}: per-concept comparisons (time-to-target ratio: median; wins / losses "
@@ -178,6 +181,17 @@ def _headline_lines(summary: dict, methods: list[str]) -> list[str]:
         if wins:
             lines.append(f"- {headline} starts above both {MEAN} and {NEAREST} {what}: "
                          f"{wins['above_mean_and_nearest']} of {wins['concepts']}")
+
+
+def _control_fit_lines(fits: dict[str, dict]) -> list[str]:
+    """One line per control fitted once for the bench: its seconds, a ridge map's alpha."""
+    lines = []
+    for method, fit in fits.items():
+        chosen = (f"; alpha {fit['alpha']:g} chosen by {fit['selection'].replace('_', '-')}"
+                  + (f" on {', '.join(fit['validation_concepts'])}"
+                     if fit.get("validation_concepts") else "")) if "alpha" in fit else ""
+        lines.append(f"- {method} fitted once in {_fmt(fit['seconds'])} s{chosen} (its "
+                     f"per-concept seconds count as generation seconds)")
     return lines
 
 
@@ -205,6 +219,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
                      f"one training step takes {_fmt(summary['one_step_seconds'], 3)} s (median). "
                      f"An init at the target before training costs its generation (or "
                      f"selection) time; the one-step-floor figures charge it one training step")
+    lines += _control_fit_lines(summary.get("control_fits") or {})
     lines.append("")
     unseen = [r for r in results if not r["seen"]]
     seen = [r for r in results if r["seen"]]

@@ -19,7 +19,14 @@ the claim lives and which the reports headline (``HEADLINE_KIND``), and ``paraph
 
 from __future__ import annotations
 
-from weightgen.bench.methods import BASELINE, CEILING, MEAN, NEAREST, REFERENCE
+from weightgen.bench.methods import (
+    BASELINE,
+    CEILING,
+    EXAMPLE_CONTROLS,
+    MEAN,
+    NEAREST,
+    REFERENCE,
+)
 from weightgen.bench.stats import (
     MIN_SECONDS,
     clock_resolution,
@@ -155,6 +162,18 @@ def _profile(unseen: list[dict], methods: list[str], max_tau: int) -> dict | Non
             "area": {m: p["area"] for m, p in profiles.items()}}
 
 
+def _control_fits(results: list[dict], methods: list[str]) -> dict[str, dict]:
+    """Each control's fit, done once per bench (its seconds; a ridge map's alpha, how it was
+    chosen and on which validation concepts), as the first run that started from it recorded."""
+    fits = {}
+    for method in methods:
+        recorded = [r["methods"][method]["info"]["fit"] for r in results
+                    if "fit" in r["methods"].get(method, {}).get("info", {})]
+        if recorded:
+            fits[method] = recorded[0]
+    return fits
+
+
 def _figures(unseen: list[dict], methods: list[str], headline: str, max_tau: int) -> dict:
     """Every figure of the summary over the held-out rows ``unseen``."""
 
@@ -194,6 +213,9 @@ def _figures(unseen: list[dict], methods: list[str], headline: str, max_tau: int
         "paired_vs_nearest": _paired(unseen, methods, NEAREST),
         "paired_steps_vs_e2gan": _paired(unseen, methods, BASELINE, "steps"),
         "performance_profile": _profile(unseen, methods, max_tau),
+        "paired_vs_controls": {c: _paired(unseen, methods, c) for c in EXAMPLE_CONTROLS
+                               if c in methods},
+        "control_fits": _control_fits(unseen, methods),
         "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
         "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
         if ceiling else None,

@@ -27,6 +27,7 @@ says nothing about this concept's edit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -71,6 +72,15 @@ class PairEncoder:
         return torch.cat(out)
 
 
+def bank_features(encoder: PairEncoder, pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+                  bank: int) -> torch.Tensor:
+    """[C, bank, F] per-pair vectors of the first ``bank`` of each concept's (sources, targets)
+    training pairs: the bank a generator with example pairs trains on (and the controls that see
+    the same pairs recompute)."""
+    return torch.stack([encoder.features(sources[:bank], targets[:bank])
+                        for sources, targets in pairs])
+
+
 @dataclass
 class ExampleStandardiser:
     """Per-feature mean and standard deviation of the training bank's per-pair vectors."""
@@ -109,3 +119,16 @@ def fixed_choice(available: int, k: int, seed: int) -> list[int]:
         raise ValueError(f"cannot pick {k} example pairs out of {available}")
     generator = torch.Generator().manual_seed(seed)
     return sorted(torch.randperm(available, generator=generator)[:k].tolist())
+
+
+def fixed_derangement(ids: Sequence[str], seed: int) -> dict[str, str]:
+    """Each id -> another of ``ids``, a permutation with no fixed point drawn uniformly with this
+    seed (the same for every call): whose pairs each concept reads when they are shuffled."""
+    ordered = sorted(set(ids))
+    if len(ordered) < 2:
+        raise ValueError(f"a derangement needs at least 2 ids, got {ordered}")
+    generator = torch.Generator().manual_seed(seed)
+    while True:  # rejection: about e draws, each permutation without a fixed point equally likely
+        order = torch.randperm(len(ordered), generator=generator).tolist()
+        if all(index != image for index, image in enumerate(order)):
+            return {ordered[index]: ordered[image] for index, image in enumerate(order)}

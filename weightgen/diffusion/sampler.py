@@ -18,6 +18,7 @@ from torch import nn
 
 from weightgen.diffusion.condition import Condition
 from weightgen.errors import ConfigError
+from weightgen.text.base import TextEmbedding
 
 
 def ddim_from(train_scheduler_config: dict) -> DDIMScheduler:
@@ -29,6 +30,14 @@ def ddim_from(train_scheduler_config: dict) -> DDIMScheduler:
         set_alpha_to_one=True,
         timestep_spacing="trailing",
     )
+
+
+def empty_prompt(length: int, dim: int) -> TextEmbedding:
+    """The empty prompt as the generator learned it (prompt dropout, guidance's unconditional
+    branch), one row: zero token states, an all-False mask, a zero pooled vector. Not what a text
+    encoder gives for "" (its start and end tokens, unmasked, and a non-zero pooled vector)."""
+    return TextEmbedding(torch.zeros(1, length, dim), torch.zeros(1, length, dtype=torch.bool),
+                         torch.zeros(1, dim))
 
 
 @torch.no_grad()

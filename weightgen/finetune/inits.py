@@ -14,9 +14,30 @@
                  (``diffusion.examples.k > 0``) for the concept's prompt and k of the pairs its
                  fine-tune trains on (a fixed seeded choice: reruns are identical).
                  ``generated`` stays text only (the paper's setting), so both can be compared.
+* ``generated_examples_only``  the same generator given the pairs and the empty prompt as it
+                 learned it (zero tokens, all-False mask, zero pooled vector: prompt dropout's
+                 condition, not the text encoder's encoding of ""): what do the pairs alone give?
+* ``generated_examples_shuffled``  the concept's prompt with another held-out concept's pairs (a
+                 fixed seeded derangement of the run's held-out concepts): do the pairs matter?
 
-``generated``/``shuffled``/``generated_examples`` carry their generation seconds (for
-``generated_examples`` the encoding of its pairs too); the others cost nothing to make.
+Controls that see what the generator sees (``weightgen.finetune.controls``; fitted once, on the
+training concepts' final adapters, the rows the generator trains on):
+
+* ``examples_nearest``  the training adapter whose example vector is nearest to the concept's
+                 (the same k pairs, encoder and standardisation as ``generated_examples``; a
+                 training concept's vector is the mean of its standardised bank, the pairs the
+                 generator trained on, recomputed exactly as training encoded them).
+* ``examples_blend``  the mean of the ``k_blend`` nearest by example vector.
+* ``examples_ridge``  ridge regression from the example vector to the adapter's weights.
+* ``text_ridge`` ridge regression from the pooled text vector to the adapter's weights, one row
+                 per training phrasing of every training concept (the text-only counterpart).
+
+The ridge maps choose their alpha on the run's validation concepts when it has some, else by
+closed-form leave-one-concept-out; each init's ``info["fit"]`` says which, with the fit's seconds.
+
+The generated kinds carry their generation seconds (the examples kinds the encoding of their
+pairs too), the controls the seconds of their per-concept work (encoding the pairs or the prompt,
+the distances or the ridge weights, the weighted sum); the others cost nothing to make.
 :data:`INITS` maps each kind to the function that makes it; a benchmark method names its kind in
 ``weightgen.bench.methods``.
 """
@@ -34,9 +55,16 @@ import torch
 from weightgen.concepts.spec import Concept
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.condition import Condition
-from weightgen.diffusion.examples import PairEncoder, fixed_choice
+from weightgen.diffusion.examples import PairEncoder, bank_features, fixed_choice, fixed_derangement
+from weightgen.diffusion.sampler import empty_prompt
 from weightgen.errors import ConfigError, IncompleteStoreError
-from weightgen.text.base import TextEncoder
+from weightgen.finetune.controls import (
+    ControlInputs,
+    RidgeControl,
+    TrainingAdapters,
+    nearest_weights,
+)
+from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.weights.store import WeightStore
 
 
@@ -56,7 +84,8 @@ class InitSources:
     trained on the run's base and pairs of now. They are called on first use, so inits that need
     no store work without one. ``example_pairs(concept_id)`` gives the uint8 (sources, targets)
     a concept's fine-tune trains on and ``pair_encoder()`` the base GAN's encoder of them; only
-    ``generated_examples`` calls them (the encoder once).
+    the kinds that read example pairs call them (the encoder once). ``controls``: what the
+    controls and the shuffled pairs need besides (:class:`~weightgen.finetune.controls.ControlInputs`).
     """
 
     def __init__(self, store: WeightStore, train_rows: Callable[[], list[dict]],
@@ -64,13 +93,15 @@ class InitSources:
                  standard_state: dict[str, torch.Tensor],
                  generator: WeightGenerator | None = None, sampling: dict | None = None,
                  example_pairs: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None,
-                 pair_encoder: Callable[[], PairEncoder] | None = None):
+                 pair_encoder: Callable[[], PairEncoder] | None = None,
+                 controls: ControlInputs | None = None):
         self.store, self.text_encoder = store, text_encoder
         self._read_train_rows, self._read_final_rows = train_rows, final_rows
         self.standard_state = standard_state
         self.generator = generator
         self.sampling = dict(sampling or {})
         self._example_pairs, self._make_pair_encoder = example_pairs, pair_encoder
+        self.controls = controls
 
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
@@ -139,37 +170,236 @@ class InitSources:
     def require_examples(self, method: str | None = None) -> None:
         """A generator trained with example pairs is loaded, or an error naming the fix
         (``method``: the bench method that asks)."""
+        what = method or "an init that reads example pairs"
         if self.generator is None or self.generator.example_standardiser is None:
-            what = ("no weight generator is loaded" if self.generator is None else
-                    "the weight generator was trained without example pairs")
+            loaded = ("no weight generator is loaded" if self.generator is None else
+                      "the weight generator was trained without example pairs")
             drop = f" or drop {method} from bench.methods" if method else ""
             raise ConfigError(
-                f"init 'generated_examples' needs a weight generator trained with example pairs, "
-                f"but {what}; train one with weightgen-train-generator diffusion.examples.k=8 "
+                f"{what} needs a weight generator trained with example pairs, "
+                f"but {loaded}; train one with weightgen-train-generator diffusion.examples.k=8 "
                 f"(and run with the same diffusion.examples.k){drop}"
             )
         if self._example_pairs is None or self._make_pair_encoder is None:
-            raise ConfigError("init 'generated_examples' needs the concept's pairs and the base "
-                              "GAN's encoder: build the inits with stages.artifacts.default_inits")
+            raise ConfigError(f"{what} needs the concept's pairs and the base GAN's encoder: "
+                              f"build the inits with stages.artifacts.default_inits")
 
-    def generated_examples(self, concept: Concept, prompt: str | None = None) -> AdapterInit:
-        """The generator's adapter for the concept's prompt (or ``prompt``: another wording) and
-        k of its training pairs; the seconds include encoding the pairs (reading them from the
-        pair cache excluded)."""
-        prompt = concept.prompt if prompt is None else prompt
+    def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
+        """The standardised vector [F] of k of the concept's training pairs, as the generator
+        reads them (a fixed seeded choice: reruns are identical), the pairs picked and the
+        seconds their encoding took (reading them from the pair cache excluded)."""
         self.require_examples()
-        sources, targets = self._example_pairs(concept.id)
-        k = self.generator.examples_k
-        picked = fixed_choice(len(sources), k, int(self.sampling.get("seed", 0)))
+        sources, targets = self._example_pairs(concept_id)
+        picked = fixed_choice(len(sources), self.generator.examples_k,
+                              int(self.sampling.get("seed", 0)))
         start = time.perf_counter()
         features = self._pair_encoder.features(sources[picked], targets[picked])
         vector = self.generator.example_standardiser.example_vector(features)
-        encoding = time.perf_counter() - start
-        condition = Condition.of_text(self.text_encoder.encode([prompt]), vector.unsqueeze(0))
-        result = self.generator.generate(condition, **self.sampling)
-        return AdapterInit("generated_examples", result.state, encoding + result.seconds,
-                           {"prompt": prompt, "example_pairs": picked,
-                            "encoding_seconds": encoding})
+        return vector, picked, time.perf_counter() - start
+
+    def _with_examples(self, kind: str, text: TextEmbedding, pairs_of: str,
+                       info: dict) -> AdapterInit:
+        """The generator's adapter for ``text`` and k training pairs of the concept ``pairs_of``;
+        the seconds include encoding the pairs."""
+        vector, picked, encoding = self.example_vector(pairs_of)
+        result = self.generator.generate(Condition.of_text(text, vector.unsqueeze(0)),
+                                         **self.sampling)
+        return AdapterInit(kind, result.state, encoding + result.seconds,
+                           info | {"example_pairs": picked, "encoding_seconds": encoding})
+
+    def generated_examples(self, concept: Concept, prompt: str | None = None) -> AdapterInit:
+        """The generator's adapter for the concept's prompt (or ``prompt``: another wording) and
+        k of its training pairs."""
+        prompt = concept.prompt if prompt is None else prompt
+        return self._with_examples("generated_examples", self.text_encoder.encode([prompt]),
+                                   concept.id, {"prompt": prompt})
+
+    def examples_only(self, concept: Concept) -> AdapterInit:
+        """The generator's adapter for k of the concept's training pairs and no text (the empty
+        prompt as the generator learned it)."""
+        text = empty_prompt(self.text_encoder.max_length, self.text_encoder.dim)
+        return self._with_examples("generated_examples_only", text, concept.id, {"prompt": None})
+
+    def pairs_partner(self, concept_id: str, method: str | None = None) -> str:
+        """The held-out concept whose pairs ``concept_id`` reads when pairs are shuffled: a fixed
+        seeded derangement of the run's held-out concepts (a concept outside them, a seen one,
+        joins the derangement for its own draw). ``method``: the bench method that asks."""
+        held = sorted(set(self._controls().heldout))
+        pool = held if concept_id in held else [*held, concept_id]
+        if len(pool) < 2:
+            drop = f", or drop {method} from bench.methods" if method else ""
+            raise ConfigError(
+                f"shuffled example pairs give each held-out concept another held-out concept's "
+                f"pairs, but this run holds out {', '.join(held) or 'none'}: hold out at "
+                f"least 2 (concepts.n_test=2){drop}"
+            )
+        return fixed_derangement(pool, self._controls().seed)[concept_id]
+
+    def examples_shuffled(self, concept: Concept) -> AdapterInit:
+        """The generator's adapter for the concept's prompt and another held-out concept's k
+        training pairs (:meth:`pairs_partner`)."""
+        partner = self.pairs_partner(concept.id)
+        return self._with_examples("generated_examples_shuffled",
+                                   self.text_encoder.encode([concept.prompt]), partner,
+                                   {"prompt": concept.prompt, "pairs_of": partner})
+
+    def _controls(self) -> ControlInputs:
+        if self.controls is None:
+            raise ConfigError("the controls and the shuffled pairs need bench.controls and the "
+                              "run's concepts: build the inits with "
+                              "stages.artifacts.default_inits")
+        return self.controls
+
+    # --- controls that see what the generator sees (weightgen.finetune.controls) ----------------
+    @cached_property
+    def _training_adapters(self) -> tuple[TrainingAdapters, float]:
+        """The training concepts' final adapters as one matrix, and the seconds loading took."""
+        start = time.perf_counter()
+        rows = self._train_rows
+        adapters = TrainingAdapters.stack([r["concept"] for r in rows],
+                                          [self.store.load(r) for r in rows])
+        return adapters, time.perf_counter() - start
+
+    def training_bank(self) -> torch.Tensor:
+        """[C, bank, F] standardised per-pair vectors of the training concepts (in the order of
+        the training adapters): the bank the generator was trained on, recomputed with its
+        encoder (the base GAN's), its pairs (the first ``bank`` training pairs) and its
+        standardiser."""
+        self.require_examples()
+        concepts = [r["concept"] for r in self._train_rows]
+        features = bank_features(self._pair_encoder, map(self._example_pairs, concepts),
+                                 int(self.generator.meta["examples"]["bank"]))
+        return self.generator.example_standardiser(features)
+
+    @cached_property
+    def _bank_vectors(self) -> tuple[torch.Tensor, float]:
+        """Each training concept's example vector [C, F] (the mean of its standardised bank, the
+        pairs the generator trained on) and the seconds of the whole fit (loading included)."""
+        loading = self._training_adapters[1]
+        start = time.perf_counter()
+        vectors = self.training_bank().mean(1)
+        return vectors, loading + time.perf_counter() - start
+
+    def _validation_states(self) -> list[dict[str, torch.Tensor]]:
+        """The validation concepts' own adapters (the ridge maps' validation targets)."""
+        missing = [c.id for c in self._controls().validation if c.id not in self._final_rows]
+        if missing:
+            raise IncompleteStoreError(
+                f"the weight store at {self.store.root} has no trained adapter for the validation "
+                f"concepts {', '.join(missing)}; the ridge controls choose their alpha on them: "
+                f"build the store for this run's concepts (`make dataset`, weightgen-dataset "
+                f"with the same concepts.* settings)")
+        return [self.store.load(self._final_rows[c.id]) for c in self._controls().validation]
+
+    def _fitted_ridge(self, inputs: torch.Tensor, row_concept: list[int],
+                      validation_inputs: Callable[[], torch.Tensor]) -> RidgeControl:
+        validation = self._controls().validation
+        return RidgeControl.fitted(
+            inputs, row_concept, self._training_adapters[0], self._controls().ridge_alphas,
+            [c.id for c in validation], validation_inputs() if validation else None,
+            self._validation_states() if validation else None)
+
+    @cached_property
+    def _examples_ridge(self) -> tuple[RidgeControl, float]:
+        """The ridge map from example vectors (one row per training concept), and the fit's
+        seconds (loading, encoding the banks, choosing alpha)."""
+        vectors, seconds = self._bank_vectors
+        start = time.perf_counter()
+        control = self._fitted_ridge(vectors, list(range(len(vectors))), lambda: torch.stack(
+            [self.example_vector(c.id)[0] for c in self._controls().validation]))
+        return control, seconds + time.perf_counter() - start
+
+    @cached_property
+    def _text_ridge(self) -> tuple[RidgeControl, float]:
+        """The ridge map from pooled text vectors (one row per training phrasing), and the fit's
+        seconds (loading, encoding the phrasings, choosing alpha)."""
+        adapters, seconds = self._training_adapters
+        start = time.perf_counter()
+        phrasings = self._controls().training_phrasings()
+        texts = [text for concept in adapters.concepts for text in phrasings[concept]]
+        rows = [index for index, concept in enumerate(adapters.concepts)
+                for _ in phrasings[concept]]
+        control = self._fitted_ridge(self.text_encoder.encode(texts).pooled, rows,
+                                     lambda: self.text_encoder.encode(
+                                         [c.prompt for c in self._controls().validation]).pooled)
+        return control, seconds + time.perf_counter() - start
+
+    def _nearest_by_examples(self, concept: Concept, k: int, kind: str) -> AdapterInit:
+        """The mean of the ``k`` training adapters nearest by example vector."""
+        adapters = self._training_adapters[0]
+        vectors, fit_seconds = self._bank_vectors
+        query, picked, encoding = self.example_vector(concept.id)
+        start = time.perf_counter()
+        weights, nearest, distances = nearest_weights(query, vectors, k)
+        state = adapters.combine(weights)
+        return AdapterInit(kind, state, encoding + time.perf_counter() - start,
+                           {"concepts": [adapters.concepts[i] for i in nearest],
+                            "distances": distances, "example_pairs": picked,
+                            "encoding_seconds": encoding, "fit": {"seconds": fit_seconds}})
+
+    def k_blend(self) -> int:
+        """``bench.controls.k_blend``, checked against the training concepts there are."""
+        k, available = int(self._controls().k_blend), len(self._train_rows)
+        if not 1 <= k <= available:
+            raise ConfigError(f"bench.controls.k_blend={k}: the run has {available} training "
+                              f"concepts to blend; use 1..{available}")
+        return k
+
+    def examples_nearest(self, concept: Concept) -> AdapterInit:
+        return self._nearest_by_examples(concept, 1, "examples_nearest")
+
+    def examples_blend(self, concept: Concept) -> AdapterInit:
+        return self._nearest_by_examples(concept, self.k_blend(), "examples_blend")
+
+    def _ridge_init(self, kind: str, fitted: tuple[RidgeControl, float], query: torch.Tensor,
+                    encoding: float, info: dict) -> AdapterInit:
+        """The adapter a fitted ridge control gives ``query``; ``info`` gets the fit and the three
+        training concepts of largest weight."""
+        control, fit_seconds = fitted
+        adapters = self._training_adapters[0]
+        start = time.perf_counter()
+        weights = control.concept_weights(query)
+        state = adapters.combine(weights)
+        seconds = encoding + time.perf_counter() - start
+        heaviest = weights.abs().argsort(descending=True)[:3].tolist()
+        return AdapterInit(kind, state, seconds, info | {
+            "fit": control.fit | {"seconds": fit_seconds},
+            "heaviest": {adapters.concepts[i]: float(weights[i]) for i in heaviest}})
+
+    def examples_ridge(self, concept: Concept) -> AdapterInit:
+        fitted = self._examples_ridge
+        query, picked, encoding = self.example_vector(concept.id)
+        return self._ridge_init("examples_ridge", fitted, query, encoding,
+                                {"example_pairs": picked, "encoding_seconds": encoding})
+
+    def text_ridge(self, concept: Concept) -> AdapterInit:
+        fitted = self._text_ridge
+        start = time.perf_counter()
+        query = self.text_encoder.encode([concept.prompt]).pooled[0]
+        return self._ridge_init("text_ridge", fitted, query, time.perf_counter() - start,
+                                {"prompt": concept.prompt})
+
+    def prepare(self, kind: str | None, method: str | None = None) -> None:
+        """Check (and fit) what the init ``kind`` needs before any run starts from it, so a
+        missing input is an error before hours of runs and a control's fit is not charged to the
+        first concept; ``method``: the bench method that asks, named in the fix."""
+        if kind == "generated_examples_shuffled":
+            for concept_id in self._controls().heldout:
+                self.pairs_partner(concept_id, method)
+        if kind in CONTROL_FITS:
+            CONTROL_FITS[kind](self)
+
+    def settings(self, kind: str | None, concept: Concept) -> dict:
+        """What the init ``kind`` of ``concept`` depends on besides the base, its pairs and the
+        generator (a stored bench run made with other values is run again); {} for most kinds."""
+        if kind == "examples_blend":
+            return {"k_blend": int(self._controls().k_blend)}
+        if kind in ("examples_ridge", "text_ridge"):
+            return {"ridge_alphas": [float(a) for a in self._controls().ridge_alphas],
+                    "validation_concepts": [c.id for c in self._controls().validation]}
+        if kind == "generated_examples_shuffled":
+            return {"pairs_of": self.pairs_partner(concept.id)}
+        return {}
 
     def standard(self, concept: Concept) -> AdapterInit:
         return AdapterInit("standard", {k: v.clone() for k, v in self.standard_state.items()})
@@ -207,4 +437,18 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "generated": lambda sources, concept: sources.generated(concept.prompt),
     "shuffled": InitSources.shuffled,
     "generated_examples": InitSources.generated_examples,
+    "generated_examples_only": InitSources.examples_only,
+    "generated_examples_shuffled": InitSources.examples_shuffled,
+    "examples_nearest": InitSources.examples_nearest,
+    "examples_blend": InitSources.examples_blend,
+    "examples_ridge": InitSources.examples_ridge,
+    "text_ridge": InitSources.text_ridge,
+}
+
+# The controls' fits, done once (InitSources.prepare runs them before any bench run).
+CONTROL_FITS: dict[str, Callable[[InitSources], object]] = {
+    "examples_nearest": lambda sources: sources._bank_vectors,
+    "examples_blend": lambda sources: (sources.k_blend(), sources._bank_vectors),
+    "examples_ridge": lambda sources: sources._examples_ridge,
+    "text_ridge": lambda sources: sources._text_ridge,
 }

@@ -32,6 +32,7 @@ from weightgen.diffusion.staleness import (
 )
 from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import StaleArtifactError
+from weightgen.finetune.controls import ControlInputs
 from weightgen.finetune.finetuner import FineTuneSetup
 from weightgen.finetune.inits import InitSources
 from weightgen.gan import base as base_gan
@@ -159,10 +160,13 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     ))
 
 
-def training_texts(ws: Workspace, rows: list[dict]) -> dict[str, tuple[str, ...]]:
-    """The texts the generator may see for each training concept (``diffusion.data.phrasings``)."""
+def training_texts(ws: Workspace, rows: list[dict],
+                   phrasings: str | None = None) -> dict[str, tuple[str, ...]]:
+    """The texts the generator may see for each training concept (``diffusion.data.phrasings``;
+    ``phrasings`` overrides: ``all``, every training phrasing, is what the text ridge control
+    reads)."""
     return training_set.training_texts(
-        rows, ws.cfg.diffusion.data.phrasings,
+        rows, phrasings or ws.cfg.diffusion.data.phrasings,
         training_set.held_out_texts(ws.concepts, ws.weight_store), str(ws.weight_store.root),
     )
 
@@ -187,7 +191,21 @@ def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | Non
                        lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
                        standard_state, generator, dict(ws.cfg.diffusion.sampling),
                        example_pairs=partial(training_pairs, pairs),
-                       pair_encoder=partial(PairEncoder, base.generator))
+                       pair_encoder=partial(PairEncoder, base.generator),
+                       controls=control_inputs(ws))
+
+
+def control_inputs(ws: Workspace) -> ControlInputs:
+    """The controls' knobs (``bench.controls``), the run's held-out and validation concepts and
+    every training phrasing of the training concepts."""
+    knobs = ws.cfg.bench.controls
+    return ControlInputs(
+        k_blend=int(knobs.k_blend), ridge_alphas=tuple(float(a) for a in knobs.ridge_alphas),
+        seed=int(knobs.seed), heldout=[c.id for c in (ws.val_concepts if ws.cfg.bench.split == "val"
+                                         else ws.test_concepts)],
+        validation=ws.val_concepts,
+        training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),
+    )
 
 
 def training_pairs(pair_store: PairStore, concept_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -120,13 +120,15 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
 
 
 def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,
-                  target: float | None, recipe: dict | None = None) -> dict:
+                  target: float | None, recipe: dict | None = None,
+                  init: dict | None = None) -> dict:
     """What a stored run depends on besides its concept and method.
 
     Every run depends on the concept's pairs, and every method but pix2pix on the base. Only
     the methods that start from generated weights depend on the generator, so a new generator
     reruns those and reuses every other stored run. ``recipe``: the method's ``bench.recipes``
-    entry, if any.
+    entry, if any; ``init``: what its init depends on besides (``InitSources.settings``: a
+    control's knobs, the concept whose pairs a shuffled run reads), if anything.
     """
     settings = {
         "steps": int(steps), "eval_every": int(eval_every),
@@ -138,6 +140,8 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
         settings["base_sha256"] = read_base_meta(ws)["generator_sha256"]
     if recipe:  # only then: runs stored before recipes existed stay valid
         settings["recipe"] = recipe
+    if init:  # likewise
+        settings["init"] = init
     if METHODS[method].needs_generator:
         generator_meta = Path(ws.cfg.paths.generator_dir) / "generator.json"
         settings["generator_sha256"] = (
@@ -156,7 +160,8 @@ def _cached_or_run(ws: Workspace, setup: FineTuneSetup, concept, method: str, st
     image metrics need its validation outputs, only if it kept them)."""
     path = _run_file(ws, concept.id, method)
     settings = _run_settings(ws, concept.id, method, steps, eval_every, target,
-                             setup.recipes.get(method))
+                             setup.recipes.get(method),
+                             setup.inits.settings(METHODS[method].init, concept))
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.pop("settings", None) != settings:
@@ -187,8 +192,10 @@ def run_benchmark(ws: Workspace) -> dict:
     inits = default_inits(ws, base, load_generator(ws) if needs_generator else None)
     if CEILING in methods:  # before hours of runs, not at the first held-out concept
         inits.require_trained(concepts, CEILING)
-    for method in (m for m in registered if m.needs_examples):
-        inits.require_examples(method.name)  # likewise
+    for method in registered:  # likewise; the controls are fitted here, once
+        if method.needs_examples:
+            inits.require_examples(method.name)
+        inits.prepare(method.init, method.name)
     suite = MetricSuite.from_config(ws.cfg.metrics)
     setup = replace(fine_tune_setup(ws, base, inits), recipes=bench_recipes(ws))
     loggers = ws.loggers("bench")

@@ -43,7 +43,12 @@ from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.diffusion.data import WeightBlocksDataModule, WeightBlocksDataset
 from weightgen.diffusion.denoisers import denoiser_class
 from weightgen.diffusion.example_bank import ExampleBank
-from weightgen.diffusion.examples import FEATURES, ExampleStandardiser, PairEncoder
+from weightgen.diffusion.examples import (
+    FEATURES,
+    ExampleStandardiser,
+    PairEncoder,
+    bank_features,
+)
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
 from weightgen.errors import ConfigError
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
@@ -56,6 +61,7 @@ from weightgen.stages.artifacts import (
     load_base,
     read_base_meta,
     task_loss,
+    training_pairs,
     training_rows,
     training_texts,
 )
@@ -189,11 +195,7 @@ def example_bank(encoder: PairEncoder, pair_store: PairStore, concept_ids: list[
     concept (``diffusion.examples.bank``; encoded by ``encoder``, the base GAN's), and their
     standardiser."""
     start = time.perf_counter()
-    features = []
-    for concept_id in concept_ids:
-        pairs = pair_store.load(concept_id)
-        features.append(encoder.features(pairs.train_source[:bank], pairs.train_target[:bank]))
-    features = torch.stack(features)
+    features = bank_features(encoder, (training_pairs(pair_store, c) for c in concept_ids), bank)
     standardiser = ExampleStandardiser.fit(features.flatten(0, 1))
     log.info("encoded %d example pairs of %d training concepts (%d features each) in %.1f s",
              features.shape[0] * features.shape[1], len(concept_ids), features.shape[2],
