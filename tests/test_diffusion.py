@@ -527,11 +527,17 @@ def test_a_generator_trained_on_adapters_not_in_the_store_is_refused(run, tmp_pa
         load_generator(ws)
 
 
-def test_a_generator_without_a_base_fingerprint_is_refused_with_the_fix(run, tmp_path):
+@pytest.mark.parametrize("fingerprint, message", [
+    ("base_sha256", r"records no base GAN fingerprint .*weightgen-train-generator"),
+    ("texts_sha256", r"records no fingerprint of the texts .* older weightgen.* "
+                     r"weightgen-train-generator"),
+])
+def test_a_generator_without_a_fingerprint_is_refused_with_the_fix(run, tmp_path, fingerprint,
+                                                                   message):
+    """A generator trained by an older weightgen (before the base or the texts were recorded)."""
     ws = run_workspace(copy_of_run(run, tmp_path))
-    rewrite_identity(ws, base_sha256=None)  # trained by an older weightgen
-    with pytest.raises(StaleArtifactError, match=r"records no base GAN fingerprint .*"
-                                                 r"weightgen-train-generator"):
+    rewrite_identity(ws, **{fingerprint: None})
+    with pytest.raises(StaleArtifactError, match=message):
         load_generator(ws)
 
 
@@ -564,14 +570,6 @@ def test_a_generator_trained_on_other_texts_is_refused_naming_the_concept(run, t
     # A held-out concept's texts are not the generator's: a new prompt there does not refuse it.
     load_generator(run_workspace(run["artifacts"],
                                  *reworded_concepts(ws, tmp_path, ws.test_concepts[0].id)))
-
-
-def test_a_generator_without_a_texts_fingerprint_is_refused_with_the_fix(run, tmp_path):
-    ws = run_workspace(copy_of_run(run, tmp_path))
-    rewrite_identity(ws, texts_sha256=None)  # trained before texts were fingerprinted
-    with pytest.raises(StaleArtifactError, match=r"records no fingerprint of the texts .* older "
-                                                 r"weightgen.* weightgen-train-generator"):
-        load_generator(ws)
 
 
 def test_a_payload_in_a_run_generator_json_is_refused_and_never_run(run, tmp_path):
