@@ -556,7 +556,8 @@ def test_the_controls_recompute_the_bank_the_generator_was_trained_on(examples_r
     assert torch.allclose(refit.std, stored.std, atol=1e-6)
     bank = inits.training_bank()
     assert torch.allclose(bank, stored(raw), atol=1e-6)
-    assert torch.equal(bank, example_bank(ws, concepts)[0])  # training's own code path
+    training = example_bank(encoder, ws.pair_store, concepts, 4)[0]  # training's own code path
+    assert torch.equal(bank, training)
 
 
 def test_knn_examples_pick_the_argmin_of_recomputed_distances_and_blend_the_nearest(
@@ -594,14 +595,15 @@ def test_the_examples_only_ablation_reads_the_pairs_and_the_null_text(examples_r
     query, picked = generator_query(ws, inits, concept)
     sampling = dict(ws.cfg.diffusion.sampling)
     only = inits.get("generated_examples_only", concept)
-    expected = inits.generator.generate(
-        empty_prompt(ws.text_encoder.max_length, ws.text_encoder.dim), examples=query,
+    expected = inits.generator.generate(Condition.of_text(
+        empty_prompt(ws.text_encoder.max_length, ws.text_encoder.dim), query.unsqueeze(0)),
         **sampling).state
     assert all(torch.equal(only.state[k], expected[k]) for k in expected)
     assert only.info["prompt"] is None and only.info["example_pairs"] == picked
     assert only.seconds > only.info["encoding_seconds"] > 0
     # the text encoder's "" (start and end tokens) is another condition than no text
-    encoded_empty = inits.generator.generate(ws.embed([""]), examples=query, **sampling).state
+    encoded_empty = inits.generator.generate(
+        Condition.of_text(ws.embed([""]), query.unsqueeze(0)), **sampling).state
     assert not all(torch.equal(only.state[k], encoded_empty[k]) for k in expected)
     with_text = inits.get("generated_examples", concept).state
     assert not all(torch.equal(only.state[k], with_text[k]) for k in expected)

@@ -260,7 +260,8 @@ def test_init_sources_refuse_what_they_cannot_build(run):
     for kind in ("generated", "shuffled"):
         with pytest.raises(ValueError, match="needs a trained weight generator.*make generator"):
             without_generator.get(kind, concept)
-    with pytest.raises(ConfigError, match="generated_examples.*but no weight generator is "
+    with pytest.raises(ConfigError, match="reads example pairs needs a weight generator trained "
+                                          "with example pairs, but no weight generator is "
                                           "loaded.*diffusion.examples.k=8"):
         without_generator.get("generated_examples", concept)
     with pytest.raises(ValueError, match="unknown init 'random'"):
