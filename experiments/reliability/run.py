@@ -299,9 +299,9 @@ def cases() -> list[Case]:
                        "concepts.path=" + str(write(r / "c_reserved.yaml",
                                                     "- {id: manifest.jsonl, prompt: sepia, "
                                                     "recipe: [{op: sepia}]}\n"))),
-        "manifest.jsonl", check=lambda r: not run_dir(r, "reserved").exists())
-    add("recipe_lr_negative", f"`bench.recipes.{REFERENCE}.optimizer.lr=-1`",
-        recipe_lr_negative, f"bench.recipes.{REFERENCE}.optimizer.lr",
+        "manifest.jsonl", check=lambda r: not (run_dir(r, "reserved") / "pairs").exists())
+    add("recipe_lr_negative", f"`bench.recipes.{BASELINE}.optimizer.lr=-1`",
+        recipe_lr_negative, f"bench.recipes.{BASELINE}.optimizer.lr",
         check=lambda r: nothing_newer(run_dir(r) / "bench", r / "stamp_recipe"))
     add("size_too_small", "`data.size=4` (below the smallest side the GAN trains on)",
         lambda r: tiny(r, "weightgen-dataset", "run_name=size4", "data.size=4"), "data.size",
@@ -589,7 +589,7 @@ def nothing_newer(folder: Path, stamp: Path) -> bool:
 
 def recipe_lr_negative(root: Path) -> subprocess.CompletedProcess:
     stamped(root, "recipe")
-    return tiny(root, "weightgen-bench", f"bench.recipes={{{REFERENCE}: {{optimizer: {{lr: -1}}}}}}")
+    return tiny(root, "weightgen-bench", f"bench.recipes.{BASELINE}.optimizer.lr=-1")
 
 
 def truncated_meta(root: Path, path: Path) -> subprocess.CompletedProcess:

@@ -181,6 +181,7 @@ def _headline_lines(summary: dict, methods: list[str]) -> list[str]:
         if wins:
             lines.append(f"- {headline} starts above both {MEAN} and {NEAREST} {what}: "
                          f"{wins['above_mean_and_nearest']} of {wins['concepts']}")
+    return lines
 
 
 def _control_fit_lines(fits: dict[str, dict]) -> list[str]:
