@@ -648,7 +648,8 @@ def judge(case: Case, done: subprocess.CompletedProcess, root: Path) -> tuple[bo
 def message(done: subprocess.CompletedProcess) -> str:
     lines = [line for line in done.stderr.splitlines() if line.strip()] or \
             [line for line in done.stdout.splitlines() if line.strip()] or [""]
-    errors = [line for line in lines if line.startswith(("error:", "skipped "))]  # apply's too
+    errors = [line for line in lines if line.startswith("error:")] or \
+             [line for line in done.stdout.splitlines() if line.startswith("skipped ")]  # apply's
     return (errors or lines)[-1][:220].replace("|", "\\|")
 
 
