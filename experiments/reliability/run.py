@@ -1,4 +1,4 @@
-"""The reliability exercise (issue 14): faults a user can cause, tried through the real commands.
+"""The reliability exercise (issues 14, 21): faults a user can cause, tried with the real commands.
 
 Each case runs weightgen's console scripts on a tiny run in a scratch folder, the way a user
 would, and judges the outcome:
