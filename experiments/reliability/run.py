@@ -1,4 +1,4 @@
-"""The reliability exercise (issue 14): faults a user can cause, tried through the real commands.
+"""The reliability exercise (issues 14, 21): faults a user can cause, tried with the real commands.
 
 Each case runs weightgen's console scripts on a tiny run in a scratch folder, the way a user
 would, and judges the outcome:
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weightgen.bench.methods import BASELINE, REFERENCE
+from weightgen.gan.base import base_files_intact
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -124,6 +125,12 @@ def tiny_png(path: Path, side: int) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((np.random.default_rng(0).random((side, side, 3)) * 255).astype("uint8")).save(path)
+
+
+def photos(root: Path) -> Path:
+    """A folder with one 32 px photo to edit."""
+    tiny_png(root / "photos" / "one.png", 32)
+    return root / "photos"
 
 
 def model_folder(root: Path) -> Path:
@@ -256,6 +263,74 @@ def cases() -> list[Case]:
         apply_corrupt_model, "generator.safetensors")
     add("export_missing_model", "`weightgen-export model=<no such folder>`",
         lambda r: command(r, "weightgen-export", f"model={r}/nomodel"), "nomodel")
+    # -- issue 21: artifacts are data, nothing owned overwritten, inputs read right ---------
+    add("generator_json_pickle", "`generator.json`'s denoiser edited to `numpy.load` of a pickle",
+        generator_json_pickle, "generator.json",
+        check=lambda r: not (r / "pickle_ran").exists())
+    add("generator_json_open", "`generator.json`'s denoiser edited to `builtins.open(..., 'w')`",
+        generator_json_open, "generator.json",
+        check=lambda r: (r / "victim.txt").read_text() == "keep me\n")
+    add("heldout_prompt_changed", "a held-out concept's prompt edited (same id and recipe)",
+        heldout_prompt_changed, kind="recover")
+    add("train_prompt_changed", "a train concept's prompt edited (same id and recipe)",
+        train_prompt_changed, "weightgen-dataset")
+    add("apply_16_bit_png", "`weightgen-apply` on a 16-bit PNG (was clipped: 99.8% white)",
+        apply_16_bit_png, kind="recover")
+    add("apply_rgba_png", "`weightgen-apply` on an RGBA PNG (alpha was dropped silently)",
+        apply_rgba_png, kind="recover")
+    add("apply_rgba_refused", "`weightgen-apply alpha_background=refuse` on an RGBA PNG",
+        lambda r: command(r, "weightgen-apply", f"model={model_folder(r)}",
+                          f"input={r}/in_clear/clear.png", f"output={r}/out_refused",
+                          "alpha_background=refuse"),
+        "alpha_background", check=lambda r: not (r / "out_refused").exists())
+    add("apply_large_no_tile", "`weightgen-apply` on an image above `auto_tile_above_px`, no `tile=`",
+        apply_large_no_tile, kind="recover")
+    add("generate_out_exists", "`weightgen-generate out=<existing file>`",
+        lambda r: tiny(r, "weightgen-generate", "prompt=sepia",
+                       f"out={write(r / 'mine.safetensors', 'mine')}"),
+        "overwrite=true", check=lambda r: (r / "mine.safetensors").read_text() == "mine")
+    add("generate_out_is_run_base", "`weightgen-generate out=<the run's base> overwrite=true`",
+        lambda r: tiny(r, "weightgen-generate", "prompt=sepia", "overwrite=true",
+                       f"out={run_dir(r) / 'base' / 'generator.safetensors'}"),
+        "never an output", check=lambda r: base_files_intact(run_dir(r) / "base"))
+    add("concept_id_store_file", "a concept id `manifest.jsonl`",
+        lambda r: tiny(r, "weightgen-pairs", "concepts=file", "concepts.n_train=1",
+                       "concepts.n_test=0", "run_name=reserved",
+                       "concepts.path=" + str(write(r / "c_reserved.yaml",
+                                                    "- {id: manifest.jsonl, prompt: sepia, "
+                                                    "recipe: [{op: sepia}]}\n"))),
+        "manifest.jsonl", check=lambda r: not (run_dir(r, "reserved") / "pairs").exists())
+    add("recipe_lr_negative", f"`bench.recipes.{BASELINE}.optimizer.lr=-1`",
+        recipe_lr_negative, f"bench.recipes.{BASELINE}.optimizer.lr",
+        check=lambda r: nothing_newer(run_dir(r) / "bench", r / "stamp_recipe"))
+    add("size_too_small", "`data.size=4` (below the smallest side the GAN trains on)",
+        lambda r: tiny(r, "weightgen-dataset", "run_name=size4", "data.size=4"), "data.size",
+        check=lambda r: not (run_dir(r, "size4") / "pairs").exists())
+    add("generator_json_truncated", "a truncated `generator/generator.json`",
+        lambda r: truncated_meta(r, run_dir(r) / "generator" / "generator.json"),
+        "generator.json")
+    add("base_json_truncated", "a truncated `base/base.json`",
+        lambda r: truncated_meta(r, run_dir(r) / "base" / "base.json"), "base.json")
+    add("model_card_misfit", "a `model_card.json` whose generator settings do not fit its weights",
+        model_card_misfit, "model_card.json")
+    add("apply_output_unwritable", "`weightgen-apply output=/proc/x/out` (not even root can write)",
+        lambda r: command(r, "weightgen-apply", f"model={model_folder(r)}",
+                          f"input={photos(r)}", "output=/proc/x/out"), "/proc/x")
+    add("export_model_read_only", "`weightgen-export` of a model folder on a read-only file system",
+        export_model_read_only, "not writable")
+    add("apply_num_threads", "`weightgen-apply num_threads=1`",
+        lambda r: command(r, "weightgen-apply", f"model={model_folder(r)}",
+                          f"input={photos(r)}", f"output={r}/edited_1thread", "num_threads=1", "progress=false"),
+        kind="recover", check=lambda r: len(list((r / "edited_1thread").glob("*.png"))) == 1)
+    add("export_num_threads", "`weightgen-export num_threads=1`",
+        lambda r: command(r, "weightgen-export", f"model={model_folder(r)}", "num_threads=1",
+                          "formats=[torchscript]", "sizes=[16]", "repeats=1"),
+        kind="recover", check=lambda r: (model_folder(r) / "model.torchscript.pt").is_file())
+    add("apply_failed_no_folder", "a failed `weightgen-apply` (nothing editable)",
+        lambda r: command(r, "weightgen-apply", f"model={model_folder(r)}",
+                          f"input={write(r / 'in_text' / 'notes.png', 'not an image')}",
+                          f"output={r}/out_failed"),
+        "notes.png", check=lambda r: not (r / "out_failed").exists())
     return c
 
 
@@ -358,6 +433,199 @@ def apply_corrupt_model(root: Path) -> subprocess.CompletedProcess:
                    f"output={root}/edited_broken")
 
 
+# --- issue 21's cases -----------------------------------------------------------------------
+
+
+class ShellPayload:
+    """Pickles to a call that makes ``path``: it exists only if something unpickled it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
+
+def with_denoiser_entry(root: Path, entry: dict) -> subprocess.CompletedProcess:
+    """``weightgen-generate`` on the tiny run with ``generator.json``'s denoiser replaced."""
+    path = run_dir(root) / "generator" / "generator.json"
+    original = path.read_text()
+    path.write_text(json.dumps({**json.loads(original), "denoiser": entry}))
+    try:
+        return tiny(root, "weightgen-generate", "prompt=sepia", f"out={root}/payload.safetensors")
+    finally:
+        path.write_text(original)
+
+
+def generator_json_pickle(root: Path) -> subprocess.CompletedProcess:
+    import numpy as np
+
+    payload = root / "payload.npy"
+    np.save(payload, np.array([ShellPayload(root / "pickle_ran")], dtype=object),
+            allow_pickle=True)
+    return with_denoiser_entry(root, {"_target_": "numpy.load", "file": str(payload),
+                                      "allow_pickle": True})
+
+
+def generator_json_open(root: Path) -> subprocess.CompletedProcess:
+    victim = write(root / "victim.txt", "keep me\n")
+    return with_denoiser_entry(root, {"_target_": "builtins.open", "file": str(victim),
+                                      "mode": "w"})
+
+
+WORDS = {"a": "sepia", "b": "blur", "c": "invert"}  # the "words" run: a, b train; c held out
+
+
+def words_file(root: Path, prompts: dict[str, str]) -> Path:
+    lines = [f"- {{id: {cid}, prompt: {prompts[cid]}, recipe: [{{op: {op}}}]"
+             f"{', split: test' if cid == 'c' else ''}}}" for cid, op in WORDS.items()]
+    return write(root / "c_words.yaml", "\n".join(lines) + "\n")
+
+
+def words_dataset(root: Path, prompts: dict[str, str]) -> subprocess.CompletedProcess:
+    return tiny(root, "weightgen-dataset", "run_name=words", "concepts=file",
+                f"concepts.path={words_file(root, prompts)}")
+
+
+def words_rows(root: Path) -> dict[str, dict]:
+    text = (run_dir(root, "words") / "weights" / "manifest.jsonl").read_text()
+    return {row["concept"]: row for row in map(json.loads, text.splitlines())}
+
+
+def heldout_prompt_changed(root: Path) -> subprocess.CompletedProcess:
+    """A concept-file run, then the held-out concept reworded: its adapter must be trained again."""
+    prompts = {cid: f"{op} photo" for cid, op in WORDS.items()}
+    built = words_dataset(root, prompts)
+    if built.returncode != 0:
+        return built
+    before = words_rows(root)
+    again = words_dataset(root, {**prompts, "c": "a photo in negative colours"})
+    after = words_rows(root)
+    if again.returncode == 0 and before["c"]["texts_sha256"] == after["c"]["texts_sha256"]:
+        again.returncode = 99  # exit 0 but the old adapter kept: silent and wrong
+        again.stderr += "\nthe reworded concept kept its old adapter"
+    return again
+
+
+def train_prompt_changed(root: Path) -> subprocess.CompletedProcess:
+    """After ``heldout_prompt_changed``: a train concept reworded must refuse the base."""
+    return words_dataset(root, {**{cid: f"{op} photo" for cid, op in WORDS.items()},
+                                "c": "a photo in negative colours", "a": "an old brown photo"})
+
+
+def pngs_edited_alike(folder: Path, first: str, second: str) -> bool:
+    """Whether the edits of two inputs that should read as one image differ by at most 2/255."""
+    import numpy as np
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(folder / f"{name}.png"), dtype=int) for name in (first, second))
+    return a.shape == b.shape and int(np.abs(a - b).max()) <= 2
+
+
+def apply_alike(root: Path, name: str, first, second) -> subprocess.CompletedProcess:
+    """``weightgen-apply`` on two images that must read as one (``first``, ``second``: the
+    Pillow images); it fails (exit 99) unless their edits agree."""
+    inputs, outputs = folder(root / f"in_{name}"), root / f"out_{name}"
+    first.save(inputs / "first.png")
+    second.save(inputs / "second.png")
+    done = command(root, "weightgen-apply", f"model={model_folder(root)}", f"input={inputs}",
+                   f"output={outputs}", "progress=false")
+    if done.returncode == 0 and not pngs_edited_alike(outputs, "first", "second"):
+        done.returncode = 99
+        done.stderr += f"\nthe {name} image was not edited as its 8-bit RGB equivalent"
+    return done
+
+
+def apply_16_bit_png(root: Path) -> subprocess.CompletedProcess:
+    """A 16-bit greyscale PNG of mid greys and its 8-bit copy must be edited alike (clipped to 8
+    bits it was a white image)."""
+    import numpy as np
+    from PIL import Image
+
+    deep = (np.random.default_rng(1).random((32, 32)) * 30000 + 20000).astype(np.uint16)
+    eight = np.round(deep / 257).astype(np.uint8)
+    return apply_alike(root, "16bit", Image.fromarray(deep), Image.fromarray(eight).convert("RGB"))
+
+
+def apply_rgba_png(root: Path) -> subprocess.CompletedProcess:
+    """An RGBA PNG with a transparent half must be edited as that half on white (the default)."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = (np.random.default_rng(2).random((32, 32, 3)) * 255).astype(np.uint8)
+    alpha = np.full((32, 32, 1), 255, np.uint8)
+    alpha[:, 16:] = 0
+    flat = rgb.copy()
+    flat[:, 16:] = 255
+    rgba = Image.fromarray(np.concatenate([rgb, alpha], axis=2))
+    rgba.save(folder(root / "in_clear") / "clear.png")
+    return apply_alike(root, "rgba", rgba, Image.fromarray(flat))
+
+
+def apply_large_no_tile(root: Path) -> subprocess.CompletedProcess:
+    """Two 96x96 images above a 64x64 ``auto_tile_above_px``: tiled, said once, naming tile=."""
+    tiny_png(root / "in_large" / "one.png", 96)
+    tiny_png(root / "in_large" / "two.png", 96)
+    done = command(root, "weightgen-apply", f"model={model_folder(root)}",
+                   f"input={root}/in_large", f"output={root}/out_large", "progress=false",
+                   "auto_tile_above_px=4096", "auto_tile=48", "tile_overlap=8")
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "tile=" in line]
+    edited = len(list((root / "out_large").glob("*.png")))
+    if done.returncode == 0 and (len(said) != 1 or edited != 2):
+        done.returncode = 99
+        done.stderr += f"\n{len(said)} lines name tile=, {edited} of 2 images edited"
+    return done
+
+
+def stamped(root: Path, name: str) -> Path:
+    """A file written now: what a command writes after it is newer."""
+    return write(root / f"stamp_{name}", "")
+
+
+def nothing_newer(folder: Path, stamp: Path) -> bool:
+    since = stamp.stat().st_mtime_ns
+    return all(p.stat().st_mtime_ns <= since for p in folder.rglob("*"))
+
+
+def recipe_lr_negative(root: Path) -> subprocess.CompletedProcess:
+    stamped(root, "recipe")
+    return tiny(root, "weightgen-bench", f"bench.recipes.{BASELINE}.optimizer.lr=-1")
+
+
+def truncated_meta(root: Path, path: Path) -> subprocess.CompletedProcess:
+    """``weightgen-generate`` with ``path`` cut to 20 characters (restored afterwards)."""
+    original = path.read_text()
+    path.write_text(original[:20])
+    try:
+        return tiny(root, "weightgen-generate", "prompt=sepia", f"out={root}/meta.safetensors")
+    finally:
+        path.write_text(original)
+
+
+def model_card_misfit(root: Path) -> subprocess.CompletedProcess:
+    misfit = root / "models" / "misfit"
+    shutil.copytree(model_folder(root), misfit, dirs_exist_ok=True)
+    card = json.loads((misfit / "model_card.json").read_text())
+    card["generator_kwargs"]["ngf"] = 2 * card["generator_kwargs"]["ngf"]
+    (misfit / "model_card.json").write_text(json.dumps(card, indent=2))
+    return command(root, "weightgen-apply", f"model={misfit}", f"input={photos(root)}",
+                   f"output={root}/edited_misfit")
+
+
+def export_model_read_only(root: Path) -> subprocess.CompletedProcess:
+    """The model folder on a read-only tmpfs in a private mount namespace (root), or chmod 555."""
+    if os.geteuid() != 0:
+        model_folder(root).chmod(0o555)
+        try:
+            return command(root, "weightgen-export", f"model={model_folder(root)}")
+        finally:
+            model_folder(root).chmod(0o755)
+    mount = folder(root / "ro_mount")
+    script = (f"mount -t tmpfs none {mount} && cp -r {model_folder(root)} {mount}/m && "
+              f"mount -o remount,ro {mount} && exec {BIN / 'weightgen-export'} model={mount}/m")
+    return command(root, shutil.which("unshare") or "unshare", "-m", "sh", "-c", script)
+
+
 # --- judging and the table ------------------------------------------------------------------
 
 
@@ -372,14 +640,24 @@ def judge(case: Case, done: subprocess.CompletedProcess, root: Path) -> tuple[bo
         return False, "traceback"
     if case.expect.lower() not in output.lower():
         return False, f"message does not name `{case.expect}`"
+    if not case.check(root):
+        return False, "touched what it must not"
     return True, "clear error"
 
 
 def message(done: subprocess.CompletedProcess) -> str:
     lines = [line for line in done.stderr.splitlines() if line.strip()] or \
             [line for line in done.stdout.splitlines() if line.strip()] or [""]
-    errors = [line for line in lines if line.startswith("error:")]
+    errors = [line for line in lines if line.startswith("error:")] or \
+             [line for line in done.stdout.splitlines() if line.startswith("skipped ")]  # apply's
     return (errors or lines)[-1][:220].replace("|", "\\|")
+
+
+def run_label() -> str:
+    """Today's date and the commit the cases ran at, recorded in each row."""
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return f"{time.strftime('%Y-%m-%d')} {commit or 'unknown commit'}"
 
 
 def main() -> None:
@@ -390,7 +668,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="weightgen-faults-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, run = [], run_label()
     for case in cases():
         if args.only and case.name not in args.only:
             continue
@@ -399,7 +677,8 @@ def main() -> None:
         ok, verdict = judge(case, done, root)
         rows.append({"case": case.name, "fault": case.fault, "kind": case.kind,
                      "exit": done.returncode, "handled_well": ok, "verdict": verdict,
-                     "message": message(done), "seconds": round(time.perf_counter() - start, 1)})
+                     "message": message(done), "seconds": round(time.perf_counter() - start, 1),
+                     "run": run})
         print(f"{'ok ' if ok else 'BAD'} {case.name}: {verdict} ({rows[-1]['message'][:100]})",
               flush=True)
     if args.only and (HERE / "results.json").is_file():  # rerun cases replace their rows
@@ -411,10 +690,11 @@ def main() -> None:
                                                    "cases": rows}, indent=2) + "\n")
     lines = [f"# Reliability exercise: {good} of {len(rows)} faults handled well", "",
              "`.venv/bin/python experiments/reliability/run.py`; see README.md for the rules.", "",
-             "| case | fault | exit | verdict | what the user sees |", "|---|---|---|---|---|"]
+             "| case | fault | exit | verdict | what the user sees | run |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {r['case']} | {r['fault']} | {r['exit']} | "
-              f"{'ok' if r['handled_well'] else '**' + r['verdict'] + '**'} | {r['message']} |"
-              for r in rows]
+              f"{'ok' if r['handled_well'] else '**' + r['verdict'] + '**'} | {r['message']} | "
+              f"{r['run']} |" for r in rows]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print(f"{good} of {len(rows)} handled well; {HERE / 'results.md'}")
     if not args.keep:
