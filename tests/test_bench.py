@@ -15,6 +15,7 @@ import weightgen.bench.methods as registry
 import weightgen.bench.report as report
 import weightgen.finetune.inits as inits
 import weightgen.stages.bench as bench
+from weightgen.bench.report import write_results_markdown
 from weightgen.bench.stats import performance_profile, plateau_reached, sign_test
 from weightgen.bench.summary import concept_result, summarise
 from weightgen.concepts.spec import Concept
@@ -542,6 +543,22 @@ def test_every_figure_is_given_per_kind_and_new_concepts_are_the_headline_kind()
     keys = set(summary) - {"headline", "headline_kind", "heldout_kinds", "seen_concepts",
                            "by_kind"}
     assert set(new) == set(paraphrase) == keys
+
+
+def test_results_md_puts_the_new_concepts_first_and_the_paraphrases_beside(tmp_path):
+    """The report on a hand-made summary (a fast check of results.md: a report that lost a line
+    crashed every bench only after its runs)."""
+    methods = ["pix2pix_scratch", "e2gan_lora", "denoised_init"]
+    results = [three_method_result("a", "new", 4.0), three_method_result("b", "new", 2.0),
+               three_method_result("p", "paraphrase", 0.5)]
+    payload = {"summary": {"split": "test"} | summarise(results, methods, HEADLINE),
+               "config": {"methods": methods, "adapter": "FullDeltaAdapter"},
+               "concepts": results}
+    write_results_markdown(tmp_path / "results.md", payload)
+    text = (tmp_path / "results.md").read_text()
+    assert "held-out concepts: 2 new, 1 paraphrase" in text
+    assert f"- {HEADLINE} (bench.headline) on 2 new concept(s): speed-up vs pix2pix 4.5" in text
+    assert text.index("New concepts") < text.index("Paraphrase") < text.index("Per concept")
 
 
 def test_the_performance_profile_counts_concepts_within_tau_times_e2gan_and_its_area():
