@@ -201,8 +201,7 @@ def control_inputs(ws: Workspace) -> ControlInputs:
     knobs = ws.cfg.bench.controls
     return ControlInputs(
         k_blend=int(knobs.k_blend), ridge_alphas=tuple(float(a) for a in knobs.ridge_alphas),
-        seed=int(knobs.seed), heldout=[c.id for c in (ws.val_concepts if ws.cfg.bench.split == "val"
-                                         else ws.test_concepts)],
+        seed=int(knobs.seed), heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
         validation=ws.val_concepts,
         training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),
     )

@@ -83,8 +83,8 @@ def bench_concepts(ws: Workspace) -> list:
     """The held-out (unseen) concepts of ``bench.split`` first (``bench.n_unseen`` of them; null:
     all), then optionally a few train (seen) concepts."""
     cfg = ws.cfg.bench
-    held_out, picked_by = ((ws.val_concepts, "concepts.n_val") if cfg.split == "val"
-                           else (ws.test_concepts, "concepts.n_test"))
+    held_out = ws.held_out_of(cfg.split)
+    picked_by = "concepts.n_val" if cfg.split == "val" else "concepts.n_test"
     if not held_out:
         raise ConfigError(f"the benchmark needs held-out concepts of bench.split={cfg.split}: set "
                           f"{picked_by} > 0")

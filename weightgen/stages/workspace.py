@@ -74,6 +74,10 @@ class Workspace:
     def test_concepts(self) -> list[Concept]:
         return [c for c in self.concepts if c.split == "test"]
 
+    def held_out_of(self, split: str) -> list[Concept]:
+        """The held-out concepts of ``split`` (``val`` or ``test``: ``bench.split``)."""
+        return self.val_concepts if split == "val" else self.test_concepts
+
     @property
     def held_out_concepts(self) -> list[Concept]:
         """Every concept the generator never trains on (val and test)."""
