@@ -17,12 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
+from weightgen.bench.methods import WITH_EXAMPLES
 from weightgen.bench.summary import concept_result, summarise
 from weightgen.concepts.catalog import builtin_concepts
 from weightgen.finetune.finetuner import MethodRun
 from weightgen.utils.io import atomic_write_json
 
-HEADLINE = "denoised_examples_init"  # the old bench preset's best measured method
+HEADLINE = WITH_EXAMPLES  # the old bench preset's best measured method
 SOURCE = ("the committed runs of the bench before issue 23 (evaluations every 10 steps, no "
           "controls, recipes chosen on these concepts), rows rebuilt by "
           "experiments/bench/add_by_kind.py with today's summary code")
