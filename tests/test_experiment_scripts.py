@@ -47,7 +47,7 @@ def test_each_script_builds_its_workspace_through_the_config_checks(name):
     build = {
         "generalisation": lambda *extra: module.workspace(entry(*extra)),
         "finetune_recipe": lambda *extra: module.workspace(
-            BASELINE, {"name": "default", "recipe": None}, 2, None, list(extra)),
+            [BASELINE], {"name": "default", "recipe": None}, "val", list(extra)),
         "builder_speed": lambda *extra: module.workspace(["experiment=quickstart", *extra], 8),
     }[name]
     assert build().cfg.diffusion.steps > 0
@@ -67,14 +67,38 @@ def test_generalisation_headlines_a_method_it_benchmarks():
     assert TEXT_ONLY not in examples_only.cfg.bench.methods
 
 
-def test_finetune_recipe_replaces_the_presets_recipes_with_its_own():
-    """A method the bench preset has no recipe for, and a recipe with keys the preset's lack,
-    compose (Hydra merged the override into the preset's recipes and refused both); the bench
-    runs exactly the recipe measured, and headlines its method."""
+def test_finetune_recipe_gives_every_method_the_same_recipe_on_the_validation_split():
+    """One bench per recipe: every method fine-tunes with exactly that recipe (the preset's
+    recipes replaced, not merged: Hydra refused a method or key the preset lacks), on every
+    validation concept, into the recipe's own folder; the headline stays the preset's."""
     module = script("finetune_recipe")
     recipe = {"optimizer": {"lr": 4.0e-4}, "lr_scheduler": {"warmup_steps": 20}}
-    ws = module.workspace(MEAN, {"name": "lr_4e-4_warmup_20", "recipe": recipe}, 2, None, [])
-    assert OmegaConf.to_container(ws.cfg.bench.recipes) == {MEAN: recipe}
-    assert list(ws.cfg.bench.methods) == [REFERENCE, MEAN] and ws.cfg.bench.headline == MEAN
-    default = module.workspace(BASELINE, {"name": "default", "recipe": None}, 2, None, [])
-    assert default.cfg.bench.recipes is None
+    methods = [BASELINE, MEAN, WITH_EXAMPLES]
+    ws = module.workspace(methods, {"name": "lr_4e-4_warmup_20", "recipe": recipe}, "val", [])
+    assert OmegaConf.to_container(ws.cfg.bench.recipes) == {m: recipe for m in methods}
+    assert list(ws.cfg.bench.methods) == [REFERENCE, *methods]
+    assert ws.cfg.bench.headline == WITH_EXAMPLES
+    assert ws.cfg.bench.split == "val" and ws.cfg.bench.n_unseen is None
+    assert ws.cfg.paths.bench_dir.endswith("recipes/val/lr_4e-4_warmup_20")
+    default = module.workspace([MEAN], {"name": "default", "recipe": None}, "val", [])
+    assert default.cfg.bench.recipes is None and default.cfg.bench.headline == MEAN
+
+
+def test_finetune_recipe_grids_every_fine_tuned_method_and_chooses_on_steps():
+    """The default methods are the bench's except pix2pix (it keeps its own schedule); a method
+    gets a choice only once every recipe of the grid measured it: most concepts at the target,
+    then fewest median steps."""
+    module = script("finetune_recipe")
+    methods = module.fine_tuned_methods([])
+    assert REFERENCE not in methods and {BASELINE, MEAN, TEXT_ONLY, WITH_EXAMPLES} <= set(methods)
+    grid = [{"name": "slow", "recipe": {"optimizer": {"lr": 1.0e-4}}},
+            {"name": "fast", "recipe": {"optimizer": {"lr": 1.0e-3}}}]
+
+    def measured(method, recipe, reached, steps):
+        return {"method": method, "recipe": recipe["name"], "overrides": recipe["recipe"],
+                "reached": reached, "steps_to_target": steps, "seconds_to_target": steps / 10}
+
+    rows = [measured(BASELINE, grid[0], 8, 50), measured(BASELINE, grid[1], 7, 20),
+            measured(MEAN, grid[0], 8, 60), measured(MEAN, grid[1], 8, 30),
+            measured(TEXT_ONLY, grid[0], 8, 10)]
+    assert module.chosen(rows, grid) == {BASELINE: grid[0]["recipe"], MEAN: grid[1]["recipe"]}
