@@ -4,18 +4,20 @@ the validation split (issue 23 #5).
     .venv/bin/python experiments/finetune_recipe/run.py [--methods M ...] [--split val]
         [--recipes FILE] [--overrides KEY=VALUE ...] [--table-only]
 
-Each recipe of ``recipes.yaml`` is one ``weightgen-bench`` run of ``experiment=bench`` on every
-held-out concept of ``--split`` (``bench.split``; ``val``: the validation concepts, the only
-place choices are made) in which **every** method of ``--methods`` (default: the preset's
-``bench.methods`` that fine-tune an adapter) fine-tunes with that recipe, into
-``artifacts/bench/recipes/<split>/<recipe>``. pix2pix (its own schedule: it sets the target) runs
-once and is copied into the other recipes' folders; the bench resumes any run whose stored
-settings match, so an interrupted grid continues where it stopped. Output: ``results.{json,md}``
-here (per method and recipe: concepts at the target, median seconds and steps to it over those
-that reached it, PSNR at step 0 and at the end) and ``chosen.yaml``: per method the recipe with
-the most concepts at the target, then the fewest median steps, then seconds (steps first: the
-recipes of one method cost the same per step, and steps do not depend on the machine's load).
-``conf/experiment/bench.yaml``'s ``bench.recipes`` is ``chosen.yaml`` (a test checks it).
+Each (method, recipe) of ``recipes.yaml`` is a ``weightgen-bench`` run of ``experiment=bench``
+with ``bench.methods=[pix2pix_scratch, <method>]`` and ``bench.recipes={<method>: <recipe>}`` on
+every held-out concept of ``--split`` (``bench.split``; ``val``: the validation concepts, the
+only place choices are made), into ``artifacts/bench/recipes/<split>/<recipe>``. Methods
+(default: every method of the preset's ``bench.methods`` that fine-tunes an adapter) go one at a
+time through the whole grid, E2GAN and the headline first, so an interrupted grid has whole
+methods chosen. pix2pix (its own schedule: it sets the target) trains once and is copied into the
+other recipes' folders; the bench resumes any run whose stored settings match, so a rerun
+continues where it stopped. Output: ``results.{json,md}`` here (per method and recipe: concepts
+at the target, median seconds and steps to it over those that reached it, PSNR at step 0 and at
+the end) and ``chosen.yaml``: per method measured with the whole grid, the recipe with the most
+concepts at the target, then the fewest median steps, then seconds (steps first: the recipes of
+one method cost the same per step, and steps do not depend on the machine's load).
+``conf/experiment/bench.yaml``'s ``bench.recipes`` copies ``chosen.yaml`` (a test checks it).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from weightgen.bench.methods import METHODS, REFERENCE
+from weightgen.bench.methods import BASELINE, EXAMPLE_CONTROLS, METHODS, REFERENCE
 from weightgen.cli.app import compose_workspace
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.workspace import Workspace
@@ -45,22 +47,23 @@ def hydra_value(value) -> str:
 
 
 def fine_tuned_methods(overrides: list[str]) -> list[str]:
-    """The bench preset's methods that fine-tune an adapter (all but pix2pix from scratch)."""
-    cfg = compose_workspace(["experiment=bench", *overrides]).cfg
-    return [m for m in cfg.bench.methods if METHODS[m].init is not None]
+    """The bench preset's methods that fine-tune an adapter (all but pix2pix from scratch):
+    E2GAN, the headline and the controls that see its example pairs first."""
+    bench = compose_workspace(["experiment=bench", *overrides]).cfg.bench
+    first = [BASELINE, bench.headline, *EXAMPLE_CONTROLS]
+    return [m for m in dict.fromkeys([*first, *bench.methods])
+            if m in bench.methods and METHODS[m].init is not None]
 
 
-def workspace(methods: list[str], entry: dict, split: str, extra: list[str]) -> Workspace:
-    """The bench of one recipe for every method of ``methods``, composed and checked as the
-    commands do. ``bench.recipes`` is set to null first so that the recipe replaces the preset's
-    recipes (a Hydra override of a dict merges into it, and refuses keys it lacks)."""
-    recipes = ([f"bench.recipes={hydra_value({m: entry['recipe'] for m in methods})}"]
-               if entry["recipe"] else [])
-    headline = compose_workspace(["experiment=bench", *extra]).cfg.bench.headline
+def workspace(method: str, entry: dict, split: str, extra: list[str]) -> Workspace:
+    """The bench of one (method, recipe) on every held-out concept of ``split``, composed and
+    checked as the commands do; it headlines ``method``. ``bench.recipes`` is set to null first
+    so that the recipe replaces the preset's recipes (a Hydra override of a dict merges into it,
+    and refuses keys it lacks)."""
+    recipe = [f"bench.recipes={hydra_value({method: entry['recipe']})}"] if entry["recipe"] else []
     overrides = ["experiment=bench", "logger=csv", *extra, f"bench.split={split}",
-                 "bench.n_unseen=null", f"bench.methods=[{','.join([REFERENCE, *methods])}]",
-                 f"bench.headline={headline if headline in methods else methods[0]}",
-                 "bench.recipes=null", *recipes,
+                 "bench.n_unseen=null", f"bench.methods=[{REFERENCE},{method}]",
+                 f"bench.headline={method}", "bench.recipes=null", *recipe,
                  f"paths.bench_dir=${{paths.run_dir}}/recipes/{split}/{entry['name']}"]
     return compose_workspace(overrides)
 
@@ -75,9 +78,9 @@ def copy_reference_runs(source: Path, target: Path) -> None:
             shutil.copy2(run, copy)
 
 
-def measure(methods: list[str], entry: dict, split: str, extra: list[str],
+def measure(method: str, entry: dict, split: str, extra: list[str],
             first_bench_dir: Path | None) -> tuple[dict, Path]:
-    ws = workspace(methods, entry, split, extra)
+    ws = workspace(method, entry, split, extra)
     bench_dir = Path(ws.cfg.paths.bench_dir)
     if first_bench_dir is not None:
         copy_reference_runs(first_bench_dir, bench_dir)
@@ -159,11 +162,11 @@ if __name__ == "__main__":
             ] if results.is_file() else []
     methods = args.methods or fine_tuned_methods(args.overrides)
     first = None
-    for entry in [] if args.table_only else entries:
-        measured, bench_dir = measure(methods, entry, args.split, args.overrides, first)
-        first = first or bench_dir
-        rows = [r for r in rows if (r["method"], r["recipe"]) not in
-                {(m, entry["name"]) for m in methods}]
-        rows += [row(m, entry, measured, args.split) for m in methods]
-        write(rows, entries, args.split)
+    for method in [] if args.table_only else methods:
+        for entry in entries:
+            measured, bench_dir = measure(method, entry, args.split, args.overrides, first)
+            first = first or bench_dir
+            rows = [r for r in rows if (r["method"], r["recipe"]) != (method, entry["name"])]
+            rows.append(row(method, entry, measured, args.split))
+            write(rows, entries, args.split)
     write(rows, entries, args.split)
