@@ -408,7 +408,7 @@ class InitSources:
                                 {"prompt": concept.prompt})
 
     # --- the choice on the pairs the concept comes with (weightgen.finetune.pairs_choice) ----------
-    def choice_candidates(self) -> dict[str, Callable[[Concept], AdapterInit]]:
+    def choice_candidates(self) -> dict[str, Callable[[InitSources, Concept], AdapterInit]]:
         """Candidate name -> what makes it: each kind of ``bench.controls.choice.candidates``
         (checked), then ``samples`` text + examples generator samples under the sampling seeds
         after the run's."""
