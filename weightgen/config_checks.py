@@ -27,6 +27,7 @@ from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import HELD_OUT_SPLITS, load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.errors import ConfigError
+from weightgen.finetune.inits import check_choice_candidates
 from weightgen.gan.base import gan_training_options
 from weightgen.gan.module import GAN_MODES
 from weightgen.utils.schedules import DECAYS
@@ -144,6 +145,8 @@ KNOBS = (
     Knob("bench.controls.k_blend", 1, meaning="training adapters the example-vector blend "
                                                "averages"),
     Knob("bench.controls.seed", 0, meaning="seed of the shuffled example pairs' derangement"),
+    Knob("bench.controls.choice.samples", 0,
+         meaning="more generator samples the choice on the example pairs scores"),
     Knob("study.n_train_eval", 0, meaning="train concepts scored"),
     Knob("study.finetune_concepts", 1, meaning="held-out concepts fine-tuned"),
     Knob("study.finetune_steps", 1),
@@ -170,6 +173,9 @@ def check_config(cfg: DictConfig) -> None:
         _check_choice(OmegaConf.select(cfg, key, default=_ABSENT), key, words)
     _check_relations(cfg)
     _check_ridge_alphas(_get(cfg, "bench.controls.ridge_alphas"))
+    candidates = OmegaConf.select(cfg, "bench.controls.choice.candidates", default=_ABSENT)
+    if candidates is not _ABSENT:
+        check_choice_candidates(candidates)
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
