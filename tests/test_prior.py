@@ -23,7 +23,6 @@ from weightgen.diffusion.examples import FEATURES, ExampleStandardiser
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.diffusion.prior import (
-    RidgePrior,
     concept_targets,
     fit_prior,
     training_inputs,

@@ -230,8 +230,8 @@ def fit_prior(kind: str, inputs: Tensor, row_concept: Tensor, targets: Tensor,
         raise ConfigError(f"diffusion.prior={kind} needs at least 2 training concepts (its "
                           f"training residuals are out-of-fold), the run has {concepts}; train "
                           f"on more concepts (concepts.n_train) or set diffusion.prior=null")
-    row_targets = targets.flatten(1)[row_concept]
-    gram = centred_products(row_targets, row_targets, row_targets.mean(0))
+    flat = targets.flatten(1)  # the rows' Gram from the concepts' (any centre cancels)
+    gram = centred_products(flat, flat, flat.mean(0))[row_concept][:, row_concept]
     selection = select_alpha(inputs, gram, alphas, groups=row_concept.tolist())
     folds = min(int(folds), concepts)
     fold_of = torch.randperm(concepts, generator=torch.Generator().manual_seed(seed)) % folds
@@ -239,7 +239,7 @@ def fit_prior(kind: str, inputs: Tensor, row_concept: Tensor, targets: Tensor,
     for fold in range(folds):
         kept = fold_of[row_concept] != fold
         maps.append(affine_weights(inputs[kept], row_concept[kept], concepts, selection.alpha))
-    numbers = row_targets.shape[1]
+    numbers = flat.shape[1]
     fit = {"folds": folds, "selection": "leave_one_concept_out",
            # mean squared error per token number of each alpha's left-out predictions
            "errors": {f"{alpha:g}": error / numbers for alpha, error in selection.errors.items()}}
