@@ -8,9 +8,10 @@ that map: the denoiser learns the correction to the ridge prediction from the sa
 
 so a denoiser that outputs zero (the MLP's zero-initialised head, before training) generates
 exactly the ridge prediction. The map lives in the generator's own target space, the tokens the
-denoiser predicts (with ``tokenizer.basis=pca`` the whitened coordinates; the tokenisation is
-affine and ridge weights sum to 1, so this is the same weighted sum of training adapters as the
-weight-space map, at the alpha chosen here).
+denoiser predicts (with ``tokenizer.basis=pca`` the whitened coordinates). The tokenisation is
+affine and ridge weights sum to 1, so the prediction decodes to the same weighted sum of the
+training adapters (as the tokenizer reproduces them) as a weight-space ridge map with those
+weights; only the error that chooses alpha is measured in tokens.
 
 * ``examples_ridge`` reads the example pairs' vector: a training concept's row is the mean of its
   standardised bank (the pairs it was trained on), as the bench's ``ridge_examples_init`` fits.

@@ -221,14 +221,14 @@ def example_bank(encoder: PairEncoder, pair_store: PairStore, concept_ids: list[
 
 
 def ridge_prior(kind: str, alphas: list[float], folds: int, blocks: torch.Tensor,
-                concept_index: torch.Tensor, bank: torch.Tensor | None, text: Condition,
-                phrasings: torch.Tensor, seed: int) -> PriorFit:
+                concept_index: torch.Tensor, bank: torch.Tensor | None,
+                pooled: torch.Tensor | None, phrasings: torch.Tensor, seed: int) -> PriorFit:
     """The prior of ``kind`` (``diffusion.prior``, ``prior_alphas``, ``prior_folds``), fitted on
     the training tokens ``blocks`` of the concepts ``concept_index`` from the standardised
-    example ``bank`` or the pooled vectors of the training ``text`` (``phrasings``: each
-    concept's texts); its folds drawn with the generator's ``seed``."""
+    example ``bank`` or the ``pooled`` vectors of the training texts (``phrasings``: each
+    concept's); its folds drawn with the generator's ``seed``."""
     start = time.perf_counter()
-    inputs, row_concept = training_inputs(kind, bank, text.pooled, phrasings)
+    inputs, row_concept = training_inputs(kind, bank, pooled, phrasings)
     targets = concept_targets(blocks, concept_index, phrasings.shape[0])
     fit = fit_prior(kind, inputs, row_concept, targets, alphas, folds, seed)
     log.info("fitted the %s prior on %d rows of %d training concepts (alpha %g, %d folds) in "
@@ -274,8 +274,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     seed = generator_seed(ws.cfg)
     prior_kind = configured_prior(ws)
     prior = (ridge_prior(prior_kind, [float(a) for a in cfg.prior_alphas], int(cfg.prior_folds),
-                         blocks, concept_index, bank, Condition.of_text(text), phrasing_index,
-                         seed) if prior_kind else None)  # draws nothing global
+                         blocks, concept_index, bank, text.pooled, phrasing_index, seed)
+             if prior_kind else None)  # draws nothing global
 
     L.seed_everything(seed, workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
