@@ -25,10 +25,12 @@ from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.examples import PairEncoder
+from weightgen.diffusion.prior import check_prior
 from weightgen.diffusion.staleness import (
     check_generator_conditioning,
     check_generator_examples,
     check_generator_inputs,
+    check_generator_prior,
     check_generator_texts,
 )
 from weightgen.diffusion.task_loss import TaskLoss
@@ -125,6 +127,11 @@ def configured_examples_k(ws: Workspace) -> int:
     return int(ws.cfg.diffusion.examples.k)
 
 
+def configured_prior(ws: Workspace) -> str | None:
+    """The run's ``diffusion.prior`` (None: no prior), checked."""
+    return check_prior(ws.cfg.diffusion.prior)
+
+
 def load_generator(ws: Workspace) -> WeightGenerator:
     """The run's weight generator, checked against its configuration, base and weight store.
 
@@ -135,6 +142,7 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     meta = WeightGenerator.read_meta(folder, expect=generator_expectations(ws))
     check_generator_conditioning(meta, folder, configured_conditioning(ws))
     check_generator_examples(meta, folder, configured_examples_k(ws))
+    check_generator_prior(meta, folder, configured_prior(ws))
     check_generator_inputs(meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})
