@@ -16,6 +16,9 @@ from helpers import photos_loaded_once, run_workspace  # noqa: E402
 # Fixtures that build a trained toy run (pairs, base, adapters, weight generator): tens of seconds
 # once, so every test that uses one is `slow` (`make test-fast` leaves them out).
 SLOW_FIXTURES = {"tiny_run", "flow_run"}
+# The weight generator with example pairs of ``examples_run``.
+EXAMPLES = ["diffusion.examples.k=2", "diffusion.examples.bank=4", "diffusion.steps=20",
+            "diffusion.val_every=20"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,3 +49,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         dataset = build_weight_dataset(run_workspace(artifacts))
     generator = train_weight_generator(run_workspace(artifacts))
     return {"artifacts": artifacts, "dataset": dataset, "generator": generator}
+
+
+@pytest.fixture(scope="session")
+def examples_run(tiny_run, tmp_path_factory) -> dict:
+    """A generator with example pairs trained on the tiny run, in its own folder (its bench
+    writes under it): what the examples inits, their controls and the choice on the pairs read."""
+    from weightgen.stages.train_generator import train_weight_generator
+
+    folder = tmp_path_factory.mktemp("examples_generator")
+    overrides = [*EXAMPLES, f"paths.generator_dir={folder}",
+                 f"paths.bench_dir={folder / 'bench'}"]
+    ws = run_workspace(tiny_run["artifacts"], *overrides)
+    summary = train_weight_generator(ws)
+    return {"artifacts": tiny_run["artifacts"], "folder": folder, "overrides": overrides,
+            "ws": ws, "summary": summary}

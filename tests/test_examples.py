@@ -371,22 +371,7 @@ def test_a_bad_examples_knob_is_a_config_error(overrides, message):
 
 # --- on the tiny trained run (slow) ---------------------------------------------------------
 
-EXAMPLES = ["diffusion.examples.k=2", "diffusion.examples.bank=4", "diffusion.steps=20",
-            "diffusion.val_every=20"]
-
-
-@pytest.fixture(scope="module")
-def examples_run(tiny_run, tmp_path_factory):
-    """A generator with example pairs trained on the tiny run, in its own folder."""
-    from weightgen.stages.train_generator import train_weight_generator
-
-    folder = tmp_path_factory.mktemp("examples_generator")
-    overrides = [*EXAMPLES, f"paths.generator_dir={folder}",
-                 f"paths.bench_dir={folder / 'bench'}"]
-    ws = run_workspace(tiny_run["artifacts"], *overrides)
-    summary = train_weight_generator(ws)
-    return {"artifacts": tiny_run["artifacts"], "folder": folder, "overrides": overrides,
-            "ws": ws, "summary": summary}
+# (examples_run, a generator with 2 example pairs on the tiny run: conftest.py)
 
 
 def test_training_with_examples_records_them_and_is_skipped_when_up_to_date(examples_run):

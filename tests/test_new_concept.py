@@ -384,7 +384,7 @@ def test_init_auto_takes_the_examples_when_the_generator_reads_them_and_the_text
 @pytest.mark.parametrize("kind", CHOICES)
 def test_an_explicit_init_is_taken_as_asked(kind):
     assert choose_init(kind, 2, "gen").kind == kind
-    if kind != "generated_examples":
+    if not method_of_init(kind).needs_examples:
         assert choose_init(kind, 0, "gen").kind == kind
         assert choose_init(kind, 0, "gen").reason == f"init={kind} asked for it"
 
@@ -392,8 +392,9 @@ def test_an_explicit_init_is_taken_as_asked(kind):
 @pytest.mark.parametrize(("requested", "message"), [
     ("generated_examples", r"init=generated_examples needs a weight generator trained with "
                            r"example pairs, but the one at gen reads text only; use init=auto"),
+    ("pairs_choice", r"init=pairs_choice needs a weight generator trained with example pairs"),
     ("trained", r"init='trained' is not a start a new concept can have: use init=auto .* "
-                r"generated_examples, generated, nearest, mean, standard"),
+                r"generated_examples, generated, pairs_choice, nearest, mean, standard"),
     ("nearst", r"init='nearst' is not a start"),
 ])
 def test_an_init_the_generator_cannot_make_is_refused(requested, message):
@@ -403,6 +404,8 @@ def test_an_init_the_generator_cannot_make_is_refused(requested, message):
 
 def test_the_cheap_starts_are_compared_and_text_only_too_when_examples_were_used():
     assert compared_inits("generated_examples") == ("generated", "nearest", "mean", "standard")
+    assert compared_inits("pairs_choice") == ("generated_examples", "generated", "nearest",
+                                              "mean", "standard")
     assert compared_inits("generated") == ("nearest", "mean", "standard")
     assert compared_inits("nearest") == ("mean", "standard")
 
@@ -479,6 +482,36 @@ def test_the_example_pairs_of_a_pairs_folder_are_its_own(flow_run, examples_gene
     made = make_concept_editor(ws)
     assert made.card["init"]["kind"] == "generated_examples"
     assert "my-look-with-examples" not in ws.pair_store.manifest()["concepts"]  # not the run's
+
+
+def test_a_start_chosen_on_a_pairs_folders_pairs_reads_the_controls_data_from_the_run(
+        flow_run, examples_generator, tmp_path, caplog):
+    """init=pairs_choice scores its candidates on the folder's pairs; the controls among them
+    read the training concepts' pairs, which are in the run's pair cache, not the folder's."""
+    folder = _pairs_folder(tmp_path / "pairs", [((32, 32), (32, 32))] * 3)
+    ws = flow_workspace(flow_run, "prompt=my chosen look", f"out={tmp_path / 'm'}",
+                        f"pairs={folder}", "steps=0", "init=pairs_choice",
+                        "bench.controls.k_blend=2", *examples_generator)
+    caplog.set_level("INFO", logger="weightgen.stages.new_concept")
+    made = make_concept_editor(ws)
+    init = made.card["init"]
+    assert (init["kind"], init["requested"]) == ("pairs_choice", "pairs_choice")
+    assert made.card["method"] == method_of_init("pairs_choice").name
+    details = init["details"]
+    assert set(details["scores"]) == set(ws.cfg.bench.controls.choice.candidates)
+    assert details["chosen"] == min(details["scores"], key=lambda c: details["scores"][c]["l1"])
+    (line,) = [r.getMessage() for r in caplog.records if "chosen on its" in r.getMessage()]
+    assert line.startswith(f"chosen on its 2 example pairs: {details['chosen']} (L1 ")
+    assert set(made.card["metrics"]["zero_shot_by_init"]) == {"pairs_choice",
+                                                              *compared_inits("pairs_choice")}
+    # steps=0: the saved adapter is the winning candidate, made from the folder's pairs
+    store = PairStore(f"{ws.cfg.user_pairs_dir}/{made.card['concept_id']}")
+    concept = Concept(made.card["concept_id"], made.card["prompt"], instruction="unused",
+                      split="test")
+    inits = default_inits(ws, load_base(ws), load_generator(ws), pair_store=store)
+    winner = inits.get(details["chosen"], concept).state
+    saved = load_safetensors(made.folder / "adapter.safetensors")
+    assert all(torch.allclose(saved[k], winner[k]) for k in saved)
 
 
 @pytest.mark.parametrize(("init", "generator"), [("nearest", "text only"),

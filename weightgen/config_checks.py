@@ -26,7 +26,9 @@ from weightgen.bench.methods import method_named
 from weightgen.concepts.catalog import builtin_concepts, split_concepts
 from weightgen.concepts.spec import HELD_OUT_SPLITS, load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
+from weightgen.diffusion.prior import check_prior
 from weightgen.errors import ConfigError
+from weightgen.finetune.inits import check_choice_candidates
 from weightgen.gan.base import gan_training_options
 from weightgen.gan.module import GAN_MODES
 from weightgen.utils.schedules import DECAYS
@@ -128,6 +130,8 @@ KNOBS = (
          meaning="first k train concepts of the store (null: all)"),
     Knob("diffusion.sampling.steps", 1, meaning="denoising steps per generated adapter"),
     Knob("diffusion.sampling.guidance_scale", 0, integer=False),
+    Knob("diffusion.prior_folds", 2, meaning="folds by concept of the prior's out-of-fold "
+                                             "training residuals"),
     # the benchmark and the studies
     Knob("bench.n_unseen", 1, nullable=True,
          meaning="held-out concepts of bench.split benchmarked (null: all)"),
@@ -144,6 +148,8 @@ KNOBS = (
     Knob("bench.controls.k_blend", 1, meaning="training adapters the example-vector blend "
                                                "averages"),
     Knob("bench.controls.seed", 0, meaning="seed of the shuffled example pairs' derangement"),
+    Knob("bench.controls.choice.samples", 0,
+         meaning="more generator samples the choice on the example pairs scores"),
     Knob("study.n_train_eval", 0, meaning="train concepts scored"),
     Knob("study.finetune_concepts", 1, meaning="held-out concepts fine-tuned"),
     Knob("study.finetune_steps", 1),
@@ -169,7 +175,11 @@ def check_config(cfg: DictConfig) -> None:
     for key, words in CHOICES.items():
         _check_choice(OmegaConf.select(cfg, key, default=_ABSENT), key, words)
     _check_relations(cfg)
-    _check_ridge_alphas(_get(cfg, "bench.controls.ridge_alphas"))
+    _check_ridge_alphas(_get(cfg, "bench.controls.ridge_alphas"), "bench.controls.ridge_alphas")
+    _check_ridge_alphas(_get(cfg, "diffusion.prior_alphas"), "diffusion.prior_alphas")
+    candidates = OmegaConf.select(cfg, "bench.controls.choice.candidates", default=_ABSENT)
+    if candidates is not _ABSENT:
+        check_choice_candidates(candidates)
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods
@@ -285,6 +295,7 @@ def _check_relations(cfg: DictConfig) -> None:
                           f"use diffusion.examples.k <= {min(bank, crops or bank)}")
     if (_get(cfg, "diffusion.task_loss.weight") or 0) > 0:
         _check_task_loss(cfg)
+    _check_prior(cfg)
     shard = _get(cfg, "builder.shard")
     if shard is not None:
         Shard.parse(shard)  # its ConfigError names builder.shard and the form it takes
@@ -316,14 +327,29 @@ def _check_crop_side(size: int, gan: DictConfig) -> None:
             )
 
 
-def _check_ridge_alphas(alphas) -> None:
-    """The ridge controls' grid: a non-empty list of positive numbers (or absent)."""
+def _check_ridge_alphas(alphas, key: str) -> None:
+    """A ridge grid (the controls', the prior's at ``key``): a non-empty list of positive
+    numbers (or absent)."""
     if alphas is not None and (
             not isinstance(alphas, ListConfig) or not alphas
             or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0
                        for a in alphas)):
-        raise ConfigError(f"bench.controls.ridge_alphas={alphas!r} is not allowed: use a "
-                          f"non-empty list of positive numbers, e.g. [0.01, 0.1, 1.0]")
+        raise ConfigError(f"{key}={alphas!r} is not allowed: use a non-empty list of positive "
+                          f"numbers, e.g. [0.01, 0.1, 1.0]")
+
+
+def _check_prior(cfg: DictConfig) -> None:
+    """``diffusion.prior``: a known kind; the examples prior reads example pairs; the task loss
+    scores what the denoiser makes, not the prior's prediction plus it."""
+    prior = check_prior(_get(cfg, "diffusion.prior"))
+    if prior == "examples_ridge" and not _get(cfg, "diffusion.examples.k"):
+        raise ConfigError("diffusion.prior=examples_ridge reads the example pairs, but "
+                          "diffusion.examples.k=0 (text only): set diffusion.examples.k > 0 (e.g. "
+                          "diffusion.examples.k=8) or diffusion.prior=text_ridge")
+    if prior and (_get(cfg, "diffusion.task_loss.weight") or 0) > 0:
+        raise ConfigError("diffusion.task_loss does not add diffusion.prior's prediction to the "
+                          "adapters it scores: set diffusion.task_loss.weight=0 or "
+                          "diffusion.prior=null")
 
 
 def _check_task_loss(cfg: DictConfig) -> None:

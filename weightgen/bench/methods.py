@@ -66,6 +66,8 @@ METHODS: dict[str, BenchMethod] = {method.name: method for method in (
     BenchMethod("denoised_examples_shuffled", "generated_examples_shuffled",
                 "generated: text + another concept's examples", needs_generator=True,
                 needs_examples=True),
+    BenchMethod("pairs_choice_init", "pairs_choice", "best candidate on the k example pairs",
+                needs_generator=True, needs_examples=True),
 )}
 
 

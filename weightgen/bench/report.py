@@ -24,6 +24,7 @@ from weightgen.bench.stats import median_or_none  # noqa: E402
 from weightgen.bench.summary import HEADLINE_KIND  # noqa: E402
 from weightgen.data.datamodule import images_to_tensor  # noqa: E402
 from weightgen.data.pairs import PairStore  # noqa: E402
+from weightgen.finetune.pairs_choice import CHOSEN  # noqa: E402
 from weightgen.utils.grid import save_grid, to_uint8  # noqa: E402
 from weightgen.utils.io import (  # noqa: E402
     atomic_save_figure,
@@ -196,6 +197,17 @@ def _control_fit_lines(fits: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _choice_lines(summary: dict) -> list[str]:
+    """Per kind, which candidate each method that chooses on the example pairs started from."""
+    lines = []
+    for kind, figures in summary["by_kind"].items():
+        for method, wins in (figures.get("choice_wins") or {}).items():
+            counts = ", ".join(f"{candidate} {count}" for candidate, count in wins.items())
+            lines.append(f"- {method} chose on the example pairs, on {sum(wins.values())} {kind} "
+                         f"concept(s): {counts}")
+    return lines
+
+
 def write_results_markdown(path: Path, payload: dict) -> None:
     """The paper-style tables: the new held-out concepts first, the paraphrases beside them, the
     seen (train) concepts after; then per-kind comparisons, the profile, per concept."""
@@ -221,6 +233,7 @@ def write_results_markdown(path: Path, payload: dict) -> None:
                      f"An init at the target before training costs its generation (or "
                      f"selection) time; the one-step-floor figures charge it one training step")
     lines += _control_fit_lines(summary.get("control_fits") or {})
+    lines += _choice_lines(summary)
     lines.append("")
     unseen = [r for r in results if not r["seen"]]
     seen = [r for r in results if r["seen"]]
@@ -235,15 +248,18 @@ def write_results_markdown(path: Path, payload: dict) -> None:
         lines += _psnr_at_lines(figures.get("psnr_at_seconds") or {}, methods, title)
     lines += _profile_lines(summary, methods)
     lines += _image_metrics_lines(summary.get("image_metrics", {}), methods)
-    lines += ["### Per concept (final PSNR / seconds to target)", "",
+    lines += ["### Per concept (final PSNR / seconds to target; a start chosen on the example "
+              "pairs: the candidate)", "",
               "| concept | kind | target | " + " | ".join(map(_label, methods)) + " |",
               "|---|---|---|" + "---|" * len(methods)]
     for r in results:
         cells = []
         for method in methods:
             m = r["methods"].get(method)
+            chosen = (m or {}).get("info", {}).get(CHOSEN)
             cells.append("—" if m is None else
-                         f"{_fmt(m['final_psnr'])} / {_fmt(m['seconds_to_target'], 1)}")
+                         f"{_fmt(m['final_psnr'])} / {_fmt(m['seconds_to_target'], 1)}"
+                         + (f" ({chosen})" if chosen else ""))
         lines.append(f"| {r['concept']}{' (seen)' if r['seen'] else ''} | {r['kind'] or 'train'} "
                      f"| {_fmt(r['target_psnr'])} | " + " | ".join(cells) + " |")
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -19,6 +19,8 @@ the claim lives and which the reports headline (``HEADLINE_KIND``), and ``paraph
 
 from __future__ import annotations
 
+from collections import Counter
+
 from weightgen.bench.methods import (
     BASELINE,
     CEILING,
@@ -40,6 +42,7 @@ from weightgen.bench.stats import (
 from weightgen.concepts.spec import HOLDOUT_KINDS
 from weightgen.finetune.curve import steps_to_target, time_to_target
 from weightgen.finetune.finetuner import MethodRun
+from weightgen.finetune.pairs_choice import CHOSEN
 
 HEADLINE_KIND = "new"  # the kind the reports headline; the others are reported beside it
 
@@ -174,6 +177,18 @@ def _control_fits(results: list[dict], methods: list[str]) -> dict[str, dict]:
     return fits
 
 
+def _choice_wins(unseen: list[dict], methods: list[str]) -> dict[str, dict[str, int]]:
+    """For each method that chooses its start on the example pairs, how many concepts each
+    candidate won, most first."""
+    wins = {}
+    for method in methods:
+        chosen = [r["methods"][method]["info"][CHOSEN] for r in unseen
+                  if CHOSEN in r["methods"].get(method, {}).get("info", {})]
+        if chosen:
+            wins[method] = dict(Counter(chosen).most_common())
+    return wins
+
+
 def _figures(unseen: list[dict], methods: list[str], headline: str, max_tau: int) -> dict:
     """Every figure of the summary over the held-out rows ``unseen``."""
 
@@ -216,6 +231,7 @@ def _figures(unseen: list[dict], methods: list[str], headline: str, max_tau: int
         "paired_vs_controls": {c: _paired(unseen, methods, c) for c in EXAMPLE_CONTROLS
                                if c in methods},
         "control_fits": _control_fits(unseen, methods),
+        "choice_wins": _choice_wins(unseen, methods),
         "zero_shot_wins": _zero_shot_wins(unseen, ours) if ours else None,
         "ceiling_above_target": sum(r["ceiling_margin_db"] >= 0 for r in unseen)
         if ceiling else None,

@@ -30,6 +30,10 @@ optimises ``diffusion_weight * diffusion + weight * task`` (the task term logged
 ``train/task_l1``). Its texts are drawn like the diffusion batch's (a training phrasing, text
 noise) but never emptied: prompt dropout would ask an empty prompt to make a concept's edit.
 Without one (the default) training is exactly the diffusion loss, as before the option.
+With a ``prior`` (``diffusion.prior``, :mod:`weightgen.diffusion.prior`) the clean sample is the
+item's block minus its out-of-fold prior on the item's own condition (drawn phrasing, text noise,
+dropout and example pairs included): the denoiser learns the correction to the regression.
+Without one nothing is drawn or computed differently.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from torch import nn
 
 from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.example_bank import ExampleBank
+from weightgen.diffusion.prior import OutOfFoldPrior
 from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import ConfigError
 
@@ -79,6 +84,7 @@ class WeightDiffusionModule(L.LightningModule):
         text_noise: float = 0.0,
         examples: ExampleBank | None = None,
         task_loss: TaskLoss | None = None,
+        prior: OutOfFoldPrior | None = None,
     ):
         """``texts``: every text a concept may be conditioned on, T rows of tokens and mask (and
         pooled vectors: None calls the denoiser without them, fine for ``conditioning=tokens``).
@@ -86,7 +92,8 @@ class WeightDiffusionModule(L.LightningModule):
         prompt first, -1 pads); None = one text per concept, text c for concept c.
         ``text_noise``: the relative noise on training texts (module docstring). ``examples``:
         the training concepts' example pairs (None: no examples). ``task_loss``: the objective
-        through the GAN mixed in while training (None: the diffusion loss alone).
+        through the GAN mixed in while training (None: the diffusion loss alone). ``prior``:
+        the regression whose residual the denoiser learns (None: it learns the blocks).
         ``optimizer(params)`` and ``lr_scheduler(optimizer=..., num_training_steps=...)`` build
         the denoiser's optimiser and its per-step schedule when training starts."""
         super().__init__()
@@ -101,6 +108,10 @@ class WeightDiffusionModule(L.LightningModule):
         if texts.tokens is None or texts.mask is None or texts.examples is not None:
             raise ValueError("texts must hold the tokens and mask of every training text (and "
                              "their pooled vectors), no examples: those come from `examples`")
+        if prior is not None and task_loss is not None:
+            raise ConfigError("diffusion.task_loss does not add diffusion.prior's prediction to "
+                              "the adapters it scores: set diffusion.task_loss.weight=0 or "
+                              "diffusion.prior=null")
         problems = texts.problems(len(texts), texts.tokens.shape[-1], 0)
         if problems:
             raise ValueError("texts: " + "; ".join(problems))
@@ -123,6 +134,7 @@ class WeightDiffusionModule(L.LightningModule):
         self.text_noise = float(text_noise)
         self.examples = examples
         self.task_loss = task_loss  # not a submodule: the frozen GAN is no part of the checkpoint
+        self.prior = prior
 
     @property
     def texts(self) -> Condition:
@@ -171,8 +183,11 @@ class WeightDiffusionModule(L.LightningModule):
         timesteps = torch.randint(
             0, self.scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device
         )
+        condition = self.condition(batch["concept"])  # add_noise draws nothing: the same draws
+        if self.prior is not None:
+            clean = clean - self.prior(condition, batch["concept"], block_index)
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
-        prediction = self.denoiser(noisy, timesteps, block_index, self.condition(batch["concept"]))
+        prediction = self.denoiser(noisy, timesteps, block_index, condition)
         target = clean if self.scheduler.config.prediction_type == "sample" else noise
         return F.mse_loss(prediction, target)
 

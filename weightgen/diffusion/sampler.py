@@ -8,6 +8,13 @@ prediction (the module learns both when trained with ``cond_drop_prob > 0``); th
 one reads the empty condition (``Condition.null``: zero tokens, an all-False mask, a zero pooled
 vector and a zero example vector: no text, no examples), as in training. Sampling never adds
 ``diffusion.text_noise`` (that is a training-only augmentation).
+
+A generator with a prior (``diffusion.prior``, :mod:`weightgen.diffusion.prior`) denoises the
+residual from the condition's prior, and the unconditional branch's prior (the null condition's,
+the training targets' mean) is another one: ``null_offset`` (the null prior minus the
+condition's) moves the latent into the unconditional branch's coordinates (a noised residual at
+timestep t is the noised adapter minus sqrt(alpha_bar_t) times its prior) and a clean-sample
+prediction back, so guidance mixes whole adapters; an epsilon prediction is the same in both.
 """
 
 from __future__ import annotations
@@ -50,9 +57,12 @@ def sample_blocks(
     steps: int = 1,
     guidance_scale: float = 1.0,
     seed: int = 0,
+    null_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[num_blocks, block_size] clean blocks for one ``condition`` (one row: a prompt's text and,
-    for a denoiser with example pairs, their vector), read by every block."""
+    for a denoiser with example pairs, their vector), read by every block. ``null_offset``
+    [num_blocks, block_size]: with a prior, the null condition's prior minus this condition's
+    (module docstring); the blocks are then the residual from this condition's prior."""
     if steps < 1:
         raise ConfigError(f"steps={steps}: sampling needs at least one denoising step")
     was_training = denoiser.training
@@ -68,8 +78,21 @@ def sample_blocks(
         timesteps = torch.full((num_blocks,), int(t), device=device, dtype=torch.long)
         prediction = denoiser(sample, timesteps, block_index, condition)
         if guidance_scale != 1.0:
-            unconditional = denoiser(sample, timesteps, block_index, empty)
+            unconditional = _unconditional(denoiser, scheduler, sample, t, timesteps,
+                                           block_index, empty, null_offset)
             prediction = unconditional + guidance_scale * (prediction - unconditional)
         sample = scheduler.step(prediction, t, sample).prev_sample
     denoiser.train(was_training)
     return sample
+
+
+def _unconditional(denoiser: nn.Module, scheduler: DDIMScheduler, sample: torch.Tensor,
+                   t: torch.Tensor, timesteps: torch.Tensor, block_index: torch.Tensor,
+                   empty: Condition, null_offset: torch.Tensor | None) -> torch.Tensor:
+    """Guidance's unconditional prediction in the coordinates of the condition's prior."""
+    if null_offset is None:
+        return denoiser(sample, timesteps, block_index, empty)
+    offset = null_offset.to(sample.device)
+    scale = scheduler.alphas_cumprod[int(t)].sqrt().to(sample.device)
+    prediction = denoiser(sample - scale * offset, timesteps, block_index, empty)
+    return prediction + offset if scheduler.config.prediction_type == "sample" else prediction

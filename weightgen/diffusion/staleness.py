@@ -13,7 +13,10 @@ whatever the run configures, so a run that configures another conditioning would
 the wrong generator: :func:`check_generator_conditioning` refuses it (a :class:`ConfigError`, like
 a generator for another tokenizer), naming both sides. The same for example pairs
 (``diffusion.examples.k``, in ``generator.json``'s ``examples``; none before the knob):
-:func:`check_generator_examples`.
+:func:`check_generator_examples`, and for the prior the denoiser corrects (``diffusion.prior``, in
+``generator.json``'s ``prior``; none before the knob): :func:`check_generator_prior`. A generator
+with a prior generates the prior's prediction plus its correction; read as one without (or the
+other way round) it would make other adapters than it was trained to.
 """
 
 from __future__ import annotations
@@ -62,6 +65,27 @@ def check_generator_examples(meta: dict, folder: str | Path, configured_k: int) 
             f"but this run configures diffusion.examples.k={configured_k}; train a generator "
             f"with it (weightgen-train-generator diffusion.examples.k={configured_k}, with "
             f"another paths.generator_dir to keep this one) or set diffusion.examples.k={trained}"
+        )
+
+
+def trained_prior(meta: dict) -> str | None:
+    """The ``diffusion.prior`` a generator (``meta`` of its ``generator.json``) was trained with;
+    None (null) for one trained without a prior or before the knob existed."""
+    return (meta.get("prior") or {}).get("kind")
+
+
+def check_generator_prior(meta: dict, folder: str | Path, configured: str | None) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) trained with another
+    ``diffusion.prior`` than the run's ``configured`` one (None: null, no prior)."""
+    trained = trained_prior(meta)
+    if trained != configured:
+        trained_value, configured_value = trained or "null", configured or "null"
+        raise ConfigError(
+            f"the weight generator at {folder} was trained with diffusion.prior="
+            f"{trained_value}, but this run configures diffusion.prior={configured_value}; "
+            f"train a generator with it (weightgen-train-generator diffusion.prior="
+            f"{configured_value}, with another paths.generator_dir to keep this one) or set "
+            f"diffusion.prior={trained_value}"
         )
 
 

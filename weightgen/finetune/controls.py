@@ -32,11 +32,14 @@ class ControlInputs:
     """What the controls need beyond the init sources: their ``bench.controls`` knobs, the run's
     held-out concepts (``denoised_examples_shuffled`` deranges their pairs), its validation
     concepts (the ridge maps choose alpha on them; none: leave-one-concept-out) and every
-    training phrasing of each training concept (``ridge_text_init``'s rows)."""
+    training phrasing of each training concept (``ridge_text_init``'s rows). The choice on the
+    example pairs (``pairs_choice``) reads its candidates and generator samples from here too."""
 
     k_blend: int
     ridge_alphas: Sequence[float]
     seed: int
+    choice_candidates: Sequence[str]
+    choice_samples: int
     heldout: Sequence[str]
     validation: Sequence[Concept]
     training_phrasings: Callable[[], dict[str, tuple[str, ...]]]

@@ -35,6 +35,16 @@ training concepts' final adapters, the rows the generator trains on):
 The ridge maps choose their alpha on the run's validation concepts when it has some, else by
 closed-form leave-one-concept-out; each init's ``info["fit"]`` says which, with the fit's seconds.
 
+Choosing on the pairs the concept comes with (``weightgen.finetune.pairs_choice``):
+
+* ``pairs_choice``  of the candidates ``bench.controls.choice.candidates`` (init kinds; not
+                 ``trained``, the concept's own adapter, nor the shuffled controls) and
+                 ``bench.controls.choice.samples`` more text + examples generator samples under
+                 the next sampling seeds, the one whose base + adapter has the lowest fine-tune
+                 reconstruction loss (L1) on the k training pairs the generator reads
+                 (:meth:`InitSources.generator_pairs`), never on the concept's validation photos;
+                 its seconds are the candidates' own plus the scoring's.
+
 The generated kinds carry their generation seconds (the examples kinds the encoding of their
 pairs too), the controls the seconds of their per-concept work (encoding the pairs or the prompt,
 the distances or the ridge weights, the weighted sum); the others cost nothing to make.
@@ -47,12 +57,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import torch
 
 from weightgen.concepts.spec import Concept
+from weightgen.data.datamodule import images_to_tensor
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.examples import PairEncoder, bank_features, fixed_choice, fixed_derangement
@@ -64,6 +75,8 @@ from weightgen.finetune.controls import (
     TrainingAdapters,
     nearest_weights,
 )
+from weightgen.finetune.pairs_choice import choose_on_pairs, sample_name
+from weightgen.gan.pair_loss import PairLoss
 from weightgen.text.base import TextEmbedding, TextEncoder
 from weightgen.weights.store import WeightStore
 
@@ -85,7 +98,9 @@ class InitSources:
     no store work without one. ``example_pairs(concept_id)`` gives the uint8 (sources, targets)
     a concept's fine-tune trains on and ``pair_encoder()`` the base GAN's encoder of them; only
     the kinds that read example pairs call them (the encoder once). ``controls``: what the
-    controls and the shuffled pairs need besides (:class:`~weightgen.finetune.controls.ControlInputs`).
+    controls, the shuffled pairs and the choice on the pairs need besides
+    (:class:`~weightgen.finetune.controls.ControlInputs`). ``pair_loss()`` gives the scorer of
+    adapters on pairs that ``pairs_choice`` ranks its candidates with (made once, on first use).
     """
 
     def __init__(self, store: WeightStore, train_rows: Callable[[], list[dict]],
@@ -94,7 +109,8 @@ class InitSources:
                  generator: WeightGenerator | None = None, sampling: dict | None = None,
                  example_pairs: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None,
                  pair_encoder: Callable[[], PairEncoder] | None = None,
-                 controls: ControlInputs | None = None):
+                 controls: ControlInputs | None = None,
+                 pair_loss: Callable[[], PairLoss] | None = None):
         self.store, self.text_encoder = store, text_encoder
         self._read_train_rows, self._read_final_rows = train_rows, final_rows
         self.standard_state = standard_state
@@ -102,6 +118,7 @@ class InitSources:
         self.sampling = dict(sampling or {})
         self._example_pairs, self._make_pair_encoder = example_pairs, pair_encoder
         self.controls = controls
+        self._make_pair_loss = pair_loss
 
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
@@ -184,35 +201,46 @@ class InitSources:
             raise ConfigError(f"{what} needs the concept's pairs and the base GAN's encoder: "
                               f"build the inits with stages.artifacts.default_inits")
 
-    def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
-        """The standardised vector [F] of k of the concept's training pairs, as the generator
-        reads them (a fixed seeded choice: reruns are identical), the pairs picked and the
-        seconds their encoding took (reading them from the pair cache excluded)."""
+    def generator_pairs(self, concept_id: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The k of the concept's training pairs the generator reads: uint8 (sources, targets)
+        and their indices among the training pairs (a fixed seeded choice: reruns are
+        identical). Never its validation pairs."""
         self.require_examples()
         sources, targets = self._example_pairs(concept_id)
         picked = fixed_choice(len(sources), self.generator.examples_k,
                               int(self.sampling.get("seed", 0)))
+        return sources[picked], targets[picked], picked
+
+    def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
+        """The standardised vector [F] of the k pairs the generator reads
+        (:meth:`generator_pairs`), the pairs picked and the seconds their encoding took (reading
+        them from the pair cache excluded)."""
+        sources, targets, picked = self.generator_pairs(concept_id)
         start = time.perf_counter()
-        features = self._pair_encoder.features(sources[picked], targets[picked])
+        features = self._pair_encoder.features(sources, targets)
         vector = self.generator.example_standardiser.example_vector(features)
         return vector, picked, time.perf_counter() - start
 
     def _with_examples(self, kind: str, text: TextEmbedding, pairs_of: str,
-                       info: dict) -> AdapterInit:
-        """The generator's adapter for ``text`` and k training pairs of the concept ``pairs_of``;
-        the seconds include encoding the pairs."""
+                       info: dict, seed: int | None = None) -> AdapterInit:
+        """The generator's adapter for ``text`` and k training pairs of the concept ``pairs_of``
+        (``seed``: another sampling seed than the run's; the same pairs); the seconds include
+        encoding the pairs."""
         vector, picked, encoding = self.example_vector(pairs_of)
+        sampling = self.sampling | ({} if seed is None else {"seed": seed})
         result = self.generator.generate(Condition.of_text(text, vector.unsqueeze(0)),
-                                         **self.sampling)
+                                         **sampling)
         return AdapterInit(kind, result.state, encoding + result.seconds,
                            info | {"example_pairs": picked, "encoding_seconds": encoding})
 
-    def generated_examples(self, concept: Concept, prompt: str | None = None) -> AdapterInit:
+    def generated_examples(self, concept: Concept, prompt: str | None = None,
+                           seed: int | None = None) -> AdapterInit:
         """The generator's adapter for the concept's prompt (or ``prompt``: another wording) and
-        k of its training pairs."""
+        k of its training pairs (``seed``: sampled under another seed than the run's)."""
         prompt = concept.prompt if prompt is None else prompt
+        info = {"prompt": prompt} | ({} if seed is None else {"seed": seed})
         return self._with_examples("generated_examples", self.text_encoder.encode([prompt]),
-                                   concept.id, {"prompt": prompt})
+                                   concept.id, info, seed)
 
     def examples_only(self, concept: Concept) -> AdapterInit:
         """The generator's adapter for k of the concept's training pairs and no text (the empty
@@ -379,6 +407,46 @@ class InitSources:
         return self._ridge_init("text_ridge", fitted, query, time.perf_counter() - start,
                                 {"prompt": concept.prompt})
 
+    # --- the choice on the pairs the concept comes with (weightgen.finetune.pairs_choice) ----------
+    def choice_candidates(self) -> dict[str, Callable[[InitSources, Concept], AdapterInit]]:
+        """Candidate name -> what makes it: each kind of ``bench.controls.choice.candidates``
+        (checked), then ``samples`` text + examples generator samples under the sampling seeds
+        after the run's."""
+        knobs = self._controls()
+        candidates = {kind: INITS[kind] for kind in check_choice_candidates(knobs.choice_candidates)}
+        first = int(self.sampling.get("seed", 0)) + 1
+        for seed in range(first, first + int(knobs.choice_samples)):
+            candidates[sample_name(seed)] = partial(InitSources.generated_examples, seed=seed)
+        return candidates
+
+    def require_pair_loss(self) -> None:
+        """The scorer of candidates on pairs can be made, or an error naming the fix."""
+        if self._make_pair_loss is None:
+            raise ConfigError("choosing on the example pairs needs the base GAN to score the "
+                              "candidates: build the inits with stages.artifacts.default_inits")
+
+    @cached_property
+    def _pair_loss(self) -> PairLoss:
+        self.require_pair_loss()
+        return self._make_pair_loss()
+
+    def pairs_choice(self, concept: Concept) -> AdapterInit:
+        """The candidate whose base + adapter edits the k pairs the generator reads best (the
+        lowest fine-tune reconstruction loss; those are the concept's training pairs, never its
+        validation photos); its seconds are every candidate's own plus the scoring's."""
+        candidates = self.choice_candidates()
+        sources, targets, picked = self.generator_pairs(concept.id)
+        start = time.perf_counter()
+        text = self.text_encoder.encode([concept.prompt])
+        sources, targets = images_to_tensor(sources), images_to_tensor(targets)
+        pair_loss = self._pair_loss
+        choice = choose_on_pairs(
+            {name: partial(make, self, concept) for name, make in candidates.items()},
+            lambda state: pair_loss(state, sources, targets, text),
+            setup_seconds=time.perf_counter() - start)
+        return AdapterInit("pairs_choice", choice.start.state, choice.seconds,
+                           choice.info() | {"example_pairs": picked})
+
     def prepare(self, kind: str | None, method: str | None = None) -> None:
         """Check (and fit) what the init ``kind`` needs before any run starts from it, so a
         missing input is an error before hours of runs and a control's fit is not charged to the
@@ -386,6 +454,10 @@ class InitSources:
         if kind == "generated_examples_shuffled":
             for concept_id in self._controls().heldout:
                 self.pairs_partner(concept_id, method)
+        if kind == "pairs_choice":
+            self.require_pair_loss()
+            for candidate in check_choice_candidates(self._controls().choice_candidates):
+                self.prepare(candidate, method)
         if kind in CONTROL_FITS:
             CONTROL_FITS[kind](self)
 
@@ -399,6 +471,11 @@ class InitSources:
                     "validation_concepts": [c.id for c in self._controls().validation]}
         if kind == "generated_examples_shuffled":
             return {"pairs_of": self.pairs_partner(concept.id)}
+        if kind == "pairs_choice":
+            knobs = self._controls()
+            return {"candidates": {c: self.settings(c, concept)
+                                   for c in check_choice_candidates(knobs.choice_candidates)},
+                    "samples": int(knobs.choice_samples)}
         return {}
 
     def standard(self, concept: Concept) -> AdapterInit:
@@ -443,7 +520,39 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "examples_blend": InitSources.examples_blend,
     "examples_ridge": InitSources.examples_ridge,
     "text_ridge": InitSources.text_ridge,
+    "pairs_choice": InitSources.pairs_choice,
 }
+
+
+# Init kinds a choice on the pairs may not take as candidates, and why.
+NOT_CANDIDATES = {
+    "trained": "the concept's own adapter, the ceiling, which a new concept does not have",
+    "shuffled": "a control: another concept's prompt",
+    "generated_examples_shuffled": "a control: another concept's pairs",
+    "pairs_choice": "the choice itself",
+}
+
+
+def check_choice_candidates(candidates) -> tuple[str, ...]:
+    """``bench.controls.choice.candidates`` as a tuple, or a config error naming what is wrong
+    with it and the kinds it may hold."""
+    allowed = [kind for kind in INITS if kind not in NOT_CANDIDATES]
+    names = list(candidates) if candidates is not None else []
+    wrong = [n for n in names if n not in allowed]
+    repeated = sorted({n for n in names if n in allowed and names.count(n) > 1})
+    if not names:
+        problem = "it is empty"
+    elif wrong:
+        reasons = [f"{n!r} is {NOT_CANDIDATES[n]}" if n in NOT_CANDIDATES else
+                   f"{n!r} is no init kind" for n in wrong]
+        problem = "; ".join(reasons)
+    elif repeated:
+        problem = f"{', '.join(repeated)} appears twice"
+    else:
+        return tuple(names)
+    raise ConfigError(f"bench.controls.choice.candidates={names!r}: {problem}; use a list of "
+                      f"distinct init kinds out of {', '.join(allowed)}")
+
 
 # The controls' fits, done once (InitSources.prepare runs them before any bench run).
 CONTROL_FITS: dict[str, Callable[[InitSources], object]] = {

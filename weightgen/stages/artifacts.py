@@ -8,6 +8,7 @@ they call take plain arguments; this is where the config is read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,10 +25,12 @@ from weightgen.diffusion import bundle
 from weightgen.diffusion.bundle import WeightGenerator
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.examples import PairEncoder
+from weightgen.diffusion.prior import check_prior
 from weightgen.diffusion.staleness import (
     check_generator_conditioning,
     check_generator_examples,
     check_generator_inputs,
+    check_generator_prior,
     check_generator_texts,
 )
 from weightgen.diffusion.task_loss import TaskLoss
@@ -38,6 +41,7 @@ from weightgen.finetune.inits import InitSources
 from weightgen.gan import base as base_gan
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.base import BaseGAN
+from weightgen.gan.pair_loss import PairLoss
 from weightgen.stages.workspace import Workspace
 from weightgen.weights import training_set
 from weightgen.weights.freshness import check_rows_current
@@ -123,6 +127,11 @@ def configured_examples_k(ws: Workspace) -> int:
     return int(ws.cfg.diffusion.examples.k)
 
 
+def configured_prior(ws: Workspace) -> str | None:
+    """The run's ``diffusion.prior`` (None: no prior), checked."""
+    return check_prior(ws.cfg.diffusion.prior)
+
+
 def load_generator(ws: Workspace) -> WeightGenerator:
     """The run's weight generator, checked against its configuration, base and weight store.
 
@@ -133,6 +142,7 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     meta = WeightGenerator.read_meta(folder, expect=generator_expectations(ws))
     check_generator_conditioning(meta, folder, configured_conditioning(ws))
     check_generator_examples(meta, folder, configured_examples_k(ws))
+    check_generator_prior(meta, folder, configured_prior(ws))
     check_generator_inputs(meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})
@@ -179,29 +189,34 @@ def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | Non
     ``standard_state``: the standard init of an adapter already attached (an evaluator's);
     by default a new adapter is attached to a copy of the base (which draws random numbers).
     ``pair_store``: where the concepts' example pairs are (default: the run's pair cache; a new
-    concept's folder pairs have a store of their own).
+    concept's folder pairs have a store of their own, and the training concepts' pairs, which
+    the controls read, stay in the run's).
     """
     if standard_state is None:
         adapter = instantiate(ws.cfg.adapter)
         adapter.attach(base.fresh_copy()[0])
         standard_state = adapter.standard_state()
     store = ws.weight_store
-    pairs = ws.pair_store if pair_store is None else pair_store
+    run_pairs = partial(training_pairs, ws.pair_store)
+    pairs = run_pairs if pair_store is None else partial(pairs_from_either, pair_store, run_pairs)
     return InitSources(store, partial(training_rows, ws, "last"),
                        lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
                        standard_state, generator, dict(ws.cfg.diffusion.sampling),
-                       example_pairs=partial(training_pairs, pairs),
+                       example_pairs=pairs,
                        pair_encoder=partial(PairEncoder, base.generator),
-                       controls=control_inputs(ws))
+                       controls=control_inputs(ws),
+                       pair_loss=partial(PairLoss, base, instantiate(ws.cfg.adapter)))
 
 
 def control_inputs(ws: Workspace) -> ControlInputs:
-    """The controls' knobs (``bench.controls``), the run's held-out and validation concepts and
-    every training phrasing of the training concepts."""
+    """The controls' knobs (``bench.controls``, the choice on the pairs' included), the run's
+    held-out and validation concepts and every training phrasing of the training concepts."""
     knobs = ws.cfg.bench.controls
     return ControlInputs(
         k_blend=int(knobs.k_blend), ridge_alphas=tuple(float(a) for a in knobs.ridge_alphas),
-        seed=int(knobs.seed), heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
+        seed=int(knobs.seed), choice_candidates=tuple(knobs.choice.candidates),
+        choice_samples=int(knobs.choice.samples),
+        heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
         validation=ws.val_concepts,
         training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),
     )
@@ -211,6 +226,16 @@ def training_pairs(pair_store: PairStore, concept_id: str) -> tuple[np.ndarray, 
     """uint8 [N, S, S, 3] (sources, targets) a concept's fine-tune trains on."""
     pairs = pair_store.load(concept_id)
     return pairs.train_source, pairs.train_target
+
+
+def pairs_from_either(pair_store: PairStore,
+                      otherwise: Callable[[str], tuple[np.ndarray, np.ndarray]],
+                      concept_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training pairs of ``concept_id`` from ``pair_store`` when it holds them (a new
+    concept's own store), else from ``otherwise`` (the run's pair cache)."""
+    if pair_store.fingerprints([concept_id])[concept_id] is not None:
+        return training_pairs(pair_store, concept_id)
+    return otherwise(concept_id)
 
 
 def adapter_evaluator(ws: Workspace, base: BaseGAN,

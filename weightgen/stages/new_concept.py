@@ -51,6 +51,7 @@ from weightgen.editor.export import export_model_folder
 from weightgen.editor.model_folder import read_card, write_model_folder
 from weightgen.errors import ConfigError, OutputExistsError
 from weightgen.finetune.finetuner import OUTPUTS, run_method
+from weightgen.finetune.pairs_choice import CHOSEN
 from weightgen.gan.base import BaseGAN
 from weightgen.gan.evaluate import evaluate
 from weightgen.gan.module import GANModule
@@ -271,6 +272,10 @@ def make_concept_editor(ws: Workspace) -> NewConcept:
     run, module = run_method(setup, concept, choice.method.name, choice.kind,
                              int(cfg.steps), int(cfg.eval_every), cfg.target_psnr,
                              progress=bool(cfg.progress))
+    if CHOSEN in run.info:
+        log.info("chosen on its %d example pairs: %s (L1 %s)", len(run.info["example_pairs"]),
+                 run.info[CHOSEN], ", ".join(f"{name} {score['l1']:.4f}"
+                                             for name, score in run.info["scores"].items()))
     zero_shot = zero_shot_by_init(evaluator, inits, concept, choice.kind, run.zero_shot)
 
     pairs = pair_store.load(concept.id)

@@ -5,8 +5,10 @@ A new concept always comes with its example pairs, and on the bench's new combin
 generator that reads them starts 2.9 dB higher than from the prompt alone and fine-tunes about
 1.8x sooner (issue 25). So ``init=auto`` takes the best start the loaded weight generator can
 make: text + the concept's own pairs (``generated_examples``) when it was trained with example
-pairs, text only (``generated``) otherwise. An explicit ``init=`` the generator cannot make is
-refused before any work. The model card then sets the start used beside the cheap ones (mean,
+pairs, text only (``generated``) otherwise. ``init=pairs_choice`` scores a few candidate starts
+on the concept's example pairs and takes the best (``weightgen.finetune.pairs_choice``; an
+explicit choice for now, ``auto`` is decided by measurement). An explicit ``init=`` the
+generator cannot make is refused before any work. The model card then sets the start used beside the cheap ones (mean,
 nearest, standard; text only as well when examples were used), each scored zero-shot by the
 adapter scorer on the held-out validation crops, so the user sees what the generator gave them.
 The inits themselves are ``weightgen.finetune.inits.INITS``.
@@ -25,7 +27,7 @@ from weightgen.gan.adapter_evaluator import AdapterEvaluator
 
 AUTO = "auto"
 # The starts a new concept can have (``trained`` has no adapter of it; ``shuffled`` is a control).
-CHOICES = ("generated_examples", "generated", "nearest", "mean", "standard")
+CHOICES = ("generated_examples", "generated", "pairs_choice", "nearest", "mean", "standard")
 CHEAP = ("nearest", "mean", "standard")  # no generator needed: scored beside every start
 
 
@@ -55,9 +57,9 @@ def choose_init(requested, examples_k: int, generator_dir: str | Path) -> InitCh
             f"init={requested!r} is not a start a new concept can have: use init=auto (the best "
             f"the weight generator can make) or one of {', '.join(CHOICES)}"
         )
-    if requested == "generated_examples" and examples_k == 0:
+    if requested != AUTO and method_of_init(requested).needs_examples and examples_k == 0:
         raise ConfigError(
-            f"init=generated_examples needs a weight generator trained with example pairs, but "
+            f"init={requested} needs a weight generator trained with example pairs, but "
             f"the one at {generator_dir} reads text only; use init=auto or init=generated, or "
             f"train one with weightgen-train-generator diffusion.examples.k=8 and run with "
             f"diffusion.examples.k=8"
@@ -75,9 +77,11 @@ def choose_init(requested, examples_k: int, generator_dir: str | Path) -> InitCh
 
 
 def compared_inits(kind: str) -> tuple[str, ...]:
-    """The cheap starts scored beside ``kind``: text only too when examples were used."""
-    text_only = ("generated",) if kind == "generated_examples" else ()
-    return tuple(k for k in (*text_only, *CHEAP) if k != kind)
+    """The cheap starts scored beside ``kind``: text only too when examples were used, and text +
+    examples too when the start was chosen on the pairs."""
+    generated = {"generated_examples": ("generated",),
+                 "pairs_choice": ("generated_examples", "generated")}.get(kind, ())
+    return tuple(k for k in (*generated, *CHEAP) if k != kind)
 
 
 def zero_shot_by_init(evaluator: AdapterEvaluator, inits: InitSources, concept: Concept,

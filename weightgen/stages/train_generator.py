@@ -14,6 +14,10 @@ training concept are encoded once by the base GAN's encoder before training
 their standardisation is saved with the generator.
 With ``diffusion.task_loss.weight > 0`` the generator also learns through the frozen base GAN
 (``weightgen.diffusion.task_loss``); the setting is part of the training identity.
+With ``diffusion.prior`` a ridge map from the example vector (or the pooled text vector) to the
+tokens is fitted before training (``weightgen.diffusion.prior``): the denoiser learns the
+residual from its out-of-fold predictions, and the map fitted on every training concept is saved
+with the generator, which adds it when it generates.
 Under DDP every rank trains; rank 0 validates and writes the generator, and the ranks' parameter
 checksums are compared at the end (replicas that diverged are an error).
 """
@@ -50,12 +54,20 @@ from weightgen.diffusion.examples import (
     bank_features,
 )
 from weightgen.diffusion.module import WeightDiffusionModule, phrasing_table
+from weightgen.diffusion.prior import (
+    PriorFit,
+    RidgePrior,
+    concept_targets,
+    fit_prior,
+    training_inputs,
+)
 from weightgen.errors import ConfigError
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.stages.artifacts import (
     adapter_evaluator,
     configured_conditioning,
     configured_examples_k,
+    configured_prior,
     default_inits,
     generator_expectations,
     load_base,
@@ -88,8 +100,10 @@ class GeneratedAdapterQuality(L.Callback):
     """At each validation, GAN PSNR of generated adapters for a few train and test concepts, and
     (with W&B) their outputs: source | target | generated adapter's output."""
 
-    def __init__(self, ws: Workspace, tokenizer, concepts: list[Concept], sampling: dict):
+    def __init__(self, ws: Workspace, tokenizer, concepts: list[Concept], sampling: dict,
+                 prior: RidgePrior | None = None):
         self.ws, self.tokenizer, self.concepts, self.sampling = ws, tokenizer, concepts, sampling
+        self.prior = prior  # the generator's prior (diffusion.prior), added to what it generates
         self.history: list[dict] = []
         self._evaluator: AdapterEvaluator | None = None
         self._reference: dict[str, dict[str, float]] = {}
@@ -110,7 +124,7 @@ class GeneratedAdapterQuality(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, module: WeightDiffusionModule) -> None:
         evaluator = self._setup()
         generator = WeightGenerator(module.denoiser, self.tokenizer,
-                                    {"scheduler": dict(module.scheduler.config)})
+                                    {"scheduler": dict(module.scheduler.config)}, prior=self.prior)
         row: dict[str, float] = {"step": trainer.global_step}
         strips = {}
         for split in ("train", "test"):
@@ -175,6 +189,9 @@ def training_identity(cfg: DictConfig, expectations: dict, base_sha256: str, row
         diffusion.pop("examples")
     if diffusion["task_loss"]["weight"] == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
+    if diffusion["prior"] is None:  # no prior, whatever its alphas and folds say
+        for key in ("prior", "prior_alphas", "prior_folds"):
+            diffusion.pop(key)
     diffusion.pop("seed")  # resolved into "seed" below
     identity = expectations | {
         "diffusion": diffusion,
@@ -201,6 +218,23 @@ def example_bank(encoder: PairEncoder, pair_store: PairStore, concept_ids: list[
              features.shape[0] * features.shape[1], len(concept_ids), features.shape[2],
              time.perf_counter() - start)
     return standardiser(features), standardiser
+
+
+def ridge_prior(kind: str, alphas: list[float], folds: int, blocks: torch.Tensor,
+                concept_index: torch.Tensor, bank: torch.Tensor | None,
+                pooled: torch.Tensor | None, phrasings: torch.Tensor, seed: int) -> PriorFit:
+    """The prior of ``kind`` (``diffusion.prior``, ``prior_alphas``, ``prior_folds``), fitted on
+    the training tokens ``blocks`` of the concepts ``concept_index`` from the standardised
+    example ``bank`` or the ``pooled`` vectors of the training texts (``phrasings``: each
+    concept's); its folds drawn with the generator's ``seed``."""
+    start = time.perf_counter()
+    inputs, row_concept = training_inputs(kind, bank, pooled, phrasings)
+    targets = concept_targets(blocks, concept_index, phrasings.shape[0])
+    fit = fit_prior(kind, inputs, row_concept, targets, alphas, folds, seed)
+    log.info("fitted the %s prior on %d rows of %d training concepts (alpha %g, %d folds) in "
+             "%.1f s", kind, len(row_concept), targets.shape[0], fit.prior.alpha,
+             fit.prior.fit["folds"], time.perf_counter() - start)
+    return fit
 
 
 def train_weight_generator(ws: Workspace) -> dict:
@@ -237,8 +271,12 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     objective = None  # built before seeding: the denoiser starts as without the task loss
     if cfg.task_loss.weight > 0:
         objective = task_loss(ws, tokenizer, concept_ids, blocks, concept_index)
-
     seed = generator_seed(ws.cfg)
+    prior_kind = configured_prior(ws)
+    prior = (ridge_prior(prior_kind, [float(a) for a in cfg.prior_alphas], int(cfg.prior_folds),
+                         blocks, concept_index, bank, text.pooled, phrasing_index, seed)
+             if prior_kind else None)  # draws nothing global
+
     L.seed_everything(seed, workers=True)
     denoiser_cfg = OmegaConf.to_container(ws.cfg.denoiser, resolve=True) | {
         "block_size": tokenizer.block_size,
@@ -259,14 +297,14 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index, text_noise=cfg.text_noise,
         examples=ExampleBank(bank, examples_k, cfg.examples.drop_prob) if examples_k else None,
-        task_loss=objective,
+        task_loss=objective, prior=prior.out_of_fold if prior else None,
     )
     data = WeightBlocksDataModule(
         WeightBlocksDataset(blocks, concept_index), batch_size=cfg.batch_size, seed=seed
     )
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True)
     quality = GeneratedAdapterQuality(ws, tokenizer, validation_concepts(ws, cfg.val_concepts),
-                                      sampling)
+                                      sampling, prior.prior if prior else None)
     callbacks: list[L.Callback] = [quality]
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
@@ -311,7 +349,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         }
         if examples_k:
             meta["examples"] = {"k": examples_k, "bank": bank.shape[1], "features": FEATURES}
-        WeightGenerator(module.denoiser, tokenizer, meta, standardiser).save(folder)
+        WeightGenerator(module.denoiser, tokenizer, meta, standardiser,
+                        prior.prior if prior else None).save(folder)
         # Only now that the new generator is in place: a failed save keeps the old one's.
         drop_generator_reports(folder, ws.cfg.paths.bench_dir)
         for logger in loggers:
