@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 from helpers import compose_config
 from omegaconf import OmegaConf
 
@@ -100,3 +101,13 @@ def test_finetune_recipe_grids_every_fine_tuned_method_and_chooses_on_steps():
             measured(MEAN, grid[0], 8, 60), measured(MEAN, grid[1], 8, 30),
             measured(TEXT_ONLY, grid[0], 8, 10)]
     assert module.chosen(rows, grid) == {BASELINE: grid[0]["recipe"], MEAN: grid[1]["recipe"]}
+
+
+def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
+    """conf/experiment/bench.yaml's recipes are the grid's chosen.yaml, method for method: a
+    method the grid has chosen for trains the bench with that recipe and no other; a method not
+    yet through the grid has no recipe there (it trains with the gan group as it is)."""
+    chosen = yaml.safe_load((EXPERIMENTS / "finetune_recipe" / "chosen.yaml").read_text())
+    bench = compose_config(["experiment=bench"]).bench
+    assert OmegaConf.to_container(bench.recipes) == chosen
+    assert set(chosen) <= set(bench.methods)
