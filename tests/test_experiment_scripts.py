@@ -95,12 +95,16 @@ def test_finetune_recipe_grids_every_fine_tuned_method_and_chooses_on_steps():
 
     def measured(method, recipe, reached, steps):
         return {"method": method, "recipe": recipe["name"], "overrides": recipe["recipe"],
-                "reached": reached, "steps_to_target": steps, "seconds_to_target": steps / 10}
+                "reached": reached, "concepts": 8, "steps_to_target": steps,
+                "seconds_to_target": steps / 10, "zero_shot_psnr": 15.0, "final_psnr": 24.0}
 
     rows = [measured(BASELINE, grid[0], 8, 50), measured(BASELINE, grid[1], 7, 20),
             measured(MEAN, grid[0], 8, 60), measured(MEAN, grid[1], 8, 30),
             measured(TEXT_ONLY, grid[0], 8, 10)]
     assert module.chosen(rows, grid) == {BASELINE: grid[0]["recipe"], MEAN: grid[1]["recipe"]}
+    marked = [line for line in module.table(rows, grid).splitlines() if "**best**" in line]
+    assert [line.split(" | ")[:2] for line in marked] == [  # none for a method partway through
+        [f"| {BASELINE}", "`slow`"], [f"| {MEAN}", "`fast`"]]
 
 
 def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():

@@ -120,12 +120,14 @@ def chosen(rows: list[dict], recipes: list[dict]) -> dict[str, dict | None]:
     return choice
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], recipes: list[dict]) -> str:
+    """One line per (method, recipe); "best" marks the choice of a method the whole grid
+    measured (a method partway through it has no choice yet)."""
     lines = ["| method | recipe | reached (of n) | median s to target | median steps | "
              "PSNR at step 0 / at the end | best |",
              "|---|---|---|---|---|---|---|"]
-    winners = [best([r for r in rows if r["method"] == m])
-               for m in dict.fromkeys(r["method"] for r in rows)]
+    choice = chosen(rows, recipes)
+    winners = [best([r for r in rows if r["method"] == m]) for m in choice]
     for r in rows:
         seconds = "—" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.1f}"
         steps = "—" if r["steps_to_target"] is None else f"{r['steps_to_target']:g}"
@@ -141,7 +143,7 @@ def write(rows: list[dict], recipes: list[dict], split: str) -> None:
     grid = [entry["name"] for entry in recipes]
     rows = sorted(rows, key=lambda r: (list(METHODS).index(r["method"]), grid.index(r["recipe"])))
     atomic_write_json(HERE / "results.json", {"split": split, "rows": rows})
-    atomic_write_text(HERE / "results.md", table(rows))
+    atomic_write_text(HERE / "results.md", table(rows, recipes))
     atomic_write_text(HERE / "chosen.yaml",
                       "# Each method's best recipe on the validation split, for methods the whole "
                       "grid measured (run.py writes this)\n"
