@@ -5,6 +5,9 @@ through ``weightgen.cli.app.compose_workspace``. Composing only: nothing is meas
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -115,3 +118,20 @@ def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
     bench = compose_config(["experiment=bench"]).bench
     assert OmegaConf.to_container(bench.recipes) == chosen
     assert set(chosen) <= set(bench.methods)
+
+
+
+@pytest.mark.slow
+def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path):
+    """--table-only over an empty artifacts root: one usage error naming the fix, exit 2, no
+    traceback and no table written (it crashed on an empty min() before)."""
+    configs = tmp_path / "nothing_measured.yaml"
+    configs.write_text("- {name: a, note: '', overrides: []}\n")
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "generalisation" / "run.py"), "--configs", str(configs),
+         "--table-only"], env={**os.environ, "WEIGHTGEN_ARTIFACTS": str(tmp_path)},
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "has been measured" in done.stderr and "run without --table-only" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (EXPERIMENTS / "generalisation" / configs.stem).exists()

@@ -192,8 +192,9 @@ def check_config(cfg: DictConfig) -> None:
             )
     gan = _get(cfg, "gan")
     if gan is not None:
-        _check_gan_training(gan, "gan", int(_get(cfg, "bench.finetune_steps") or 1))
-        _check_bench_recipes(cfg, gan)
+        steps = int(_get(cfg, "bench.finetune_steps") or 1)
+        _check_gan_training(gan, "gan", steps)
+        _check_bench_recipes(cfg, gan, steps)
     split = OmegaConf.select(cfg, "bench.split", default=_ABSENT)
     if split is not _ABSENT and split not in HELD_OUT_SPLITS:
         raise ConfigError(f"bench.split={split!r} is no held-out split: use bench.split=val (where "
@@ -233,13 +234,12 @@ def _check_gan_training(gan, where: str, steps: int) -> None:
                           f"values under {where}.lr_scheduler") from err
 
 
-def _check_bench_recipes(cfg: DictConfig, gan: DictConfig) -> None:
+def _check_bench_recipes(cfg: DictConfig, gan: DictConfig, steps: int) -> None:
     """Each ``bench.recipes.<method>`` overrides part of the ``gan`` group for that method's
     fine-tunes: the values it sets pass the same checks as ``gan.*``, named under the recipe."""
     recipes = _get(cfg, "bench.recipes")
     if not isinstance(recipes, DictConfig):
         return  # null; any other shape is refused by the bench stage, naming the form
-    steps = int(_get(cfg, "bench.finetune_steps") or 1)
     for method, recipe in recipes.items():
         if not isinstance(recipe, DictConfig):
             continue

@@ -165,6 +165,9 @@ if __name__ == "__main__":
             if args.bench:
                 bench(entry, tuple(args.generated) if args.generated else None)
     records = [r for r in map(record, configs) if r is not None]
+    if not records:
+        parser.error(f"no configuration of {args.configs} has been measured under this artifacts "
+                     f"root yet, so there is no table to write: run without --table-only first")
     out = output_folder(args.configs)
     out.mkdir(exist_ok=True)
     generalisation_table(records, out)
