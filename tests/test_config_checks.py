@@ -12,6 +12,7 @@ from helpers import TINY, TINY_GENERATOR, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+import weightgen.stages.bench as bench_stage
 from weightgen.cli.app import CONFIG_DIR, entry_point
 from weightgen.config_checks import check_config, check_pick
 from weightgen.errors import ConfigError
@@ -126,7 +127,8 @@ def test_a_stage_pick_larger_than_the_run_names_both_counts():
 def test_the_entry_point_checks_before_any_work(tmp_path, monkeypatch, capsys):
     """weightgen-* start through entry_point: a bad knob stops them before the task runs."""
     started = []
-    main = entry_point(started.append, "weightgen.cli.bench")
+    monkeypatch.setattr(bench_stage, "run_benchmark", started.append)
+    main = entry_point("weightgen.stages.bench:run_benchmark", "weightgen.cli.bench")
     monkeypatch.setattr(sys, "argv", ["weightgen-bench", *TINY, f"paths.artifacts={tmp_path}",
                                       "bench.n_unseen=-1"])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)

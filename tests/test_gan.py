@@ -12,11 +12,11 @@ from torch.utils.data import DataLoader
 
 from weightgen.data.datamodule import ConceptPairsDataset
 from weightgen.gan.adapters import FullDeltaAdapter, LoRAAdapter
-from weightgen.gan.base import gan_training_options
 from weightgen.gan.discriminator import PatchDiscriminator
 from weightgen.gan.evaluate import evaluate, generate
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.gan.module import GANModule
+from weightgen.gan.training_options import gan_training_options
 from weightgen.training import make_trainer
 
 TEXT_DIM = 8

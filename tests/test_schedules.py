@@ -15,10 +15,10 @@ from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.mlp import MLPDenoiser
 from weightgen.diffusion.module import WeightDiffusionModule
 from weightgen.errors import ConfigError
-from weightgen.gan.base import gan_training_options
 from weightgen.gan.discriminator import PatchDiscriminator
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.gan.module import GANModule
+from weightgen.gan.training_options import gan_training_options
 from weightgen.utils.schedules import constant_then_decay, warmup_then_cosine
 
 

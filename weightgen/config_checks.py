@@ -29,8 +29,7 @@ from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.prior import check_prior
 from weightgen.errors import ConfigError
 from weightgen.finetune.inits import check_choice_candidates
-from weightgen.gan.base import gan_training_options
-from weightgen.gan.module import GAN_MODES
+from weightgen.gan.training_options import GAN_MODES, gan_training_options
 from weightgen.utils.schedules import DECAYS
 from weightgen.weights.store import Shard
 

@@ -1,6 +1,12 @@
 """The one way entry points start: compose ``conf/weightgen.yaml`` with Hydra, check it, hand a
 Workspace on. Scripts that call stages in their own process (``experiments/``) start the same way
-through :func:`compose_workspace`."""
+through :func:`compose_workspace`.
+
+This module and the ``cli`` modules import Hydra and OmegaConf only: the checks, the Workspace and
+the stage (torch, Lightning, peft, diffusers, transformers: seconds of imports) are imported once
+the config is composed, so ``--help`` and a bad run folder answer at once and a config error
+before the training stack is loaded.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,16 @@ import json
 import resource
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from weightgen.cli.user_errors import in_multirun, user_errors_reported
-from weightgen.config_checks import check_config
-from weightgen.stages.workspace import Workspace
+
+if TYPE_CHECKING:
+    from weightgen.stages.workspace import Workspace
 
 
 def peak_rss_mib() -> float:
@@ -41,8 +49,18 @@ if not OmegaConf.has_resolver("weightgen.command_help"):
 def checked_workspace(cfg: DictConfig) -> Workspace:
     """The composed config checked (:func:`check_config`, a ``ConfigError`` on the first knob
     that cannot work), then its Workspace: how every command starts."""
+    from weightgen.config_checks import check_config
+
     check_config(cfg)
+    from weightgen.stages.workspace import Workspace
+
     return Workspace(cfg)
+
+
+def stage_task(path: str) -> Callable[[Workspace], dict | None]:
+    """The stage function ``"weightgen.stages.<module>:<function>"``, imported now."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def compose_workspace(overrides: Sequence[str] = (), config_name: str = CONFIG_NAME) -> Workspace:
@@ -58,13 +76,15 @@ def print_json(ws: Workspace, summary: dict) -> None:
 
 
 def entry_point(
-    task: Callable[[Workspace], dict | None],
+    task: str,
     command: str,
     config_name: str = CONFIG_NAME,
     present: Callable[[Workspace, dict], None] = print_json,
 ) -> Callable[[], None]:
-    """Wrap ``task(workspace) -> summary`` as a Hydra app that hands the summary (with the peak
-    RSS) to ``present``: printed as JSON unless the entry point says otherwise.
+    """Wrap the stage ``task`` (``"weightgen.stages.<module>:<function>"``, a function
+    ``workspace -> summary``) as a Hydra app that hands the summary (with the peak RSS) to
+    ``present``: printed as JSON unless the entry point says otherwise. The stage is imported
+    after the config checks (:func:`stage_task`).
 
     ``command`` is the calling ``weightgen.cli`` module's ``__name__``: Hydra names the job
     after it (``hydra.job.name``: its log file, and its ``--help``, which shows the module's
@@ -77,7 +97,7 @@ def entry_point(
     def main(cfg: DictConfig) -> dict | None:
         with user_errors_reported(cfg.debug or in_multirun()):
             ws = checked_workspace(cfg)
-            summary = task(ws)
+            summary = stage_task(task)(ws)
         if summary is not None:
             summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
             present(ws, summary)

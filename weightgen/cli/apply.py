@@ -21,22 +21,24 @@ from omegaconf import DictConfig
 
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.user_errors import user_errors_reported
-from weightgen.config_checks import check_config
-from weightgen.editor import apply_editor, load_editor
-from weightgen.editor.sizing import AutoTile
 from weightgen.errors import ConfigError
 from weightgen.utils.paths import folder_holding
-from weightgen.utils.threads import use_threads
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="apply", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors_reported(cfg.debug):
+        from weightgen.config_checks import check_config  # torch and the editor: after --help
+
         check_config(cfg)
-        use_threads(cfg.num_threads)
         if folder_holding(cfg.output, {"model": cfg.model}) is not None:  # even with overwrite
             raise ConfigError(f"output={cfg.output} is the model folder or inside it: its files "
                               f"are the editor's own; choose another output folder")
+        from weightgen.editor import apply_editor, load_editor
+        from weightgen.editor.sizing import AutoTile
+        from weightgen.utils.threads import use_threads
+
+        use_threads(cfg.num_threads)
         editor = load_editor(cfg.model, device=cfg.device)
         auto_tile = None
         if cfg.auto_tile_above_px is not None:

@@ -5,6 +5,5 @@ diffusion, trainer, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.bench import run_benchmark
 
-main = entry_point(run_benchmark, __name__)
+main = entry_point("weightgen.stages.bench:run_benchmark", __name__)

@@ -6,6 +6,5 @@ logger, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.dataset import build_weight_dataset
 
-main = entry_point(build_weight_dataset, __name__)
+main = entry_point("weightgen.stages.dataset:build_weight_dataset", __name__)

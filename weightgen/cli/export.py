@@ -18,15 +18,17 @@ from omegaconf import DictConfig
 
 from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.user_errors import user_errors_reported
-from weightgen.config_checks import check_config
-from weightgen.editor import export_model_folder
-from weightgen.utils.threads import use_threads
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors_reported(cfg.debug):
+        from weightgen.config_checks import check_config  # torch and the editor: after --help
+
         check_config(cfg)
+        from weightgen.editor import export_model_folder
+        from weightgen.utils.threads import use_threads
+
         use_threads(cfg.num_threads)
         card = export_model_folder(
             cfg.model,

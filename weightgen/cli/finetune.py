@@ -5,6 +5,5 @@ diffusion (sampling), trainer, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.finetune import finetune_one
 
-main = entry_point(finetune_one, __name__, config_name="finetune")
+main = entry_point("weightgen.stages.finetune:finetune_one", __name__, config_name="finetune")

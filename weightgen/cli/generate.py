@@ -5,6 +5,6 @@ paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.generate import generate_adapter_file
 
-main = entry_point(generate_adapter_file, __name__, config_name="generate")
+main = entry_point("weightgen.stages.generate:generate_adapter_file", __name__,
+                   config_name="generate")

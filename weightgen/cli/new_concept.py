@@ -14,16 +14,23 @@ Config groups it reads: data, editor, text_encoder, gan, adapter, tokenizer, den
 diffusion (sampling), trainer, paths; its own keys are in conf/new_concept.yaml.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from weightgen.cli.app import entry_point, print_json
-from weightgen.stages.new_concept import new_concept
-from weightgen.stages.new_concept_init import comparison_lines
-from weightgen.stages.workspace import Workspace
+
+if TYPE_CHECKING:
+    from weightgen.stages.workspace import Workspace
 
 
 def present(ws: Workspace, summary: dict) -> None:
     """The JSON summary, then the table of starts the user reads last."""
+    from weightgen.stages.new_concept_init import comparison_lines
+
     print_json(ws, summary)
     print("\n".join(comparison_lines(summary["init"], summary["zero_shot_psnr_by_init"])))
 
 
-main = entry_point(new_concept, __name__, config_name="new_concept", present=present)
+main = entry_point("weightgen.stages.new_concept:new_concept", __name__,
+                   config_name="new_concept", present=present)

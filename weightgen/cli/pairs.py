@@ -4,6 +4,5 @@ Config groups it reads: concepts, data, editor, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.pairs import build_pairs_with_preview
 
-main = entry_point(build_pairs_with_preview, __name__)
+main = entry_point("weightgen.stages.pairs:build_pairs_with_preview", __name__)

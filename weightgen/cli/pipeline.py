@@ -7,8 +7,13 @@ Config groups it reads: every group of conf/weightgen.yaml (it runs every stage)
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.pipeline import run_pipeline
-from weightgen.stages.pipeline_report import write_pipeline_report
 
-main = entry_point(run_pipeline, __name__,
-                   present=lambda ws, summary: write_pipeline_report(ws.run_dir, summary))
+
+def present(ws, summary: dict) -> None:
+    """The short console summary; the full one into ``<run>/reports/pipeline.json``."""
+    from weightgen.stages.pipeline_report import write_pipeline_report
+
+    write_pipeline_report(ws.run_dir, summary)
+
+
+main = entry_point("weightgen.stages.pipeline:run_pipeline", __name__, present=present)

@@ -10,6 +10,5 @@ weightgen-train-generator and weightgen-bench.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.study import run_study_job
 
-main = entry_point(run_study_job, __name__)
+main = entry_point("weightgen.stages.study:run_study_job", __name__)

@@ -5,6 +5,5 @@ trainer, logger, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.train_generator import train_weight_generator
 
-main = entry_point(train_weight_generator, __name__)
+main = entry_point("weightgen.stages.train_generator:train_weight_generator", __name__)

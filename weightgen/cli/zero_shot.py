@@ -5,6 +5,5 @@ diffusion, paths.
 """
 
 from weightgen.cli.app import entry_point
-from weightgen.stages.zero_shot import zero_shot_report
 
-main = entry_point(zero_shot_report, __name__)
+main = entry_point("weightgen.stages.zero_shot:zero_shot_report", __name__)

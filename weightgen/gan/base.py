@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from weightgen.gan.adapters import Adapter
 from weightgen.gan.module import GANModule
+from weightgen.gan.training_options import gan_training_options
 from weightgen.text.base import TextEmbedding
 from weightgen.utils.checked_folder import (
     intact_meta,
@@ -50,14 +51,6 @@ def build_networks(gan: DictConfig, text_dim: int) -> tuple[torch.nn.Module, tor
     """Generator and discriminator of the ``gan`` config group, randomly initialised (seeded by
     the caller)."""
     return instantiate(gan.generator, text_dim=text_dim), instantiate(gan.discriminator)
-
-
-def gan_training_options(gan: DictConfig) -> dict:
-    """GANModule's keyword arguments from the ``gan`` group: losses, optimiser and LR schedule."""
-    return dict(gan.loss) | {
-        "optimizer": instantiate(gan.optimizer, _convert_="all"),
-        "lr_scheduler": instantiate(gan.lr_scheduler, _convert_="all"),
-    }
 
 
 def gan_module(gan: DictConfig, generator, discriminator, text: TextEmbedding,

@@ -22,9 +22,9 @@ from torch import nn
 
 from weightgen.errors import ConfigError
 from weightgen.gan.adapters import Adapter
+from weightgen.gan.training_options import GAN_MODES
 from weightgen.metrics.image_quality import psnr_per_image, ssim_per_image
 
-GAN_MODES = ("lsgan", "vanilla")  # gan.loss.gan_mode: least-squares or cross-entropy GAN loss
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
