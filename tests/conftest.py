@@ -10,11 +10,14 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402
-from helpers import photos_loaded_once, run_workspace  # noqa: E402
+from helpers import photos_loaded_once, run_workspace, tiny_workspace  # noqa: E402
 
 # Fixtures that build a trained toy run (pairs, base, adapters, weight generator): tens of seconds
-# once, so every test that uses one is `slow` (`make test-fast` leaves them out).
+# once, so every test that uses one is `slow` (`make test-fast` leaves them out). The store alone
+# (`tiny_store`) takes a few seconds and serves fast tests too.
 SLOW_FIXTURES = {"tiny_run", "flow_run"}
 # The weight generator with example pairs of ``examples_run``.
 EXAMPLES = ["diffusion.examples.k=2", "diffusion.examples.bank=4", "diffusion.steps=20",
@@ -35,20 +38,34 @@ def photos_once():
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Built once per session: pairs, base, adapters (builder) and a trained weight generator.
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Built once per session: the tiny config's pairs, base and adapters (``weightgen-dataset``,
+    ``builder.stage=all``), the one build every toy run of the suite starts from.
+
+    ``{"artifacts": Path, "dataset": summary}``. Tests must not write into it: copy the folder
+    (``shutil.copytree``) to change or extend it.
+    """
+    from weightgen.stages.dataset import build_weight_dataset
+
+    artifacts = tmp_path_factory.mktemp("tiny_store")
+    with photos_loaded_once():
+        dataset = build_weight_dataset(tiny_workspace(artifacts))
+    return {"artifacts": artifacts, "dataset": dataset}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_store: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Built once per session: a copy of ``tiny_store`` with a trained weight generator.
 
     ``{"artifacts": Path, "dataset": summary, "generator": summary}``. Tests must not write into
     it: point ``paths.bench_dir`` / ``paths.generator_dir`` / ``out`` elsewhere.
     """
-    from weightgen.stages.dataset import build_weight_dataset
     from weightgen.stages.train_generator import train_weight_generator
 
     artifacts = tmp_path_factory.mktemp("tiny_trained_run")
-    with photos_loaded_once():
-        dataset = build_weight_dataset(run_workspace(artifacts))
+    shutil.copytree(tiny_store["artifacts"], artifacts, dirs_exist_ok=True)
     generator = train_weight_generator(run_workspace(artifacts))
-    return {"artifacts": artifacts, "dataset": dataset, "generator": generator}
+    return {"artifacts": artifacts, "dataset": tiny_store["dataset"], "generator": generator}
 
 
 @pytest.fixture(scope="session")

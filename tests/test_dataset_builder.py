@@ -10,7 +10,7 @@ import signal
 
 import pytest
 import torch
-from helpers import photos_loaded_once, run_workspace, tiny_workspace
+from helpers import tiny_workspace
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -34,13 +34,11 @@ pytestmark = pytest.mark.usefixtures("photos_once")
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """One uninterrupted, unsharded build (builder.stage=all) that other tests compare with."""
-    artifacts = tmp_path_factory.mktemp("reference")
-    ws = tiny_workspace(artifacts)
-    with photos_loaded_once():
-        summary = build_weight_dataset(ws)
-    return artifacts, ws, summary, ws.weight_store.rows()
+def reference(tiny_store):
+    """One uninterrupted, unsharded build (builder.stage=all, the session's ``tiny_store``) that
+    other tests compare with."""
+    ws = tiny_workspace(tiny_store["artifacts"])
+    return tiny_store["artifacts"], ws, tiny_store["dataset"], ws.weight_store.rows()
 
 
 def run_stage(artifacts, stage: str, shard: str = "0/1", *overrides: str) -> dict:
@@ -493,14 +491,14 @@ def test_worker_processes_with_a_distributed_trainer_are_refused(tmp_path):
         run_stage(tmp_path, "adapters", "0/1", "builder.processes=2", "trainer.devices=2")
 
 
-def test_the_merged_store_comes_with_its_convergence_report(tiny_run):
+def test_the_merged_store_comes_with_its_convergence_report(tiny_store):
     """Every adapter's curve along its checkpoints, and whether it was still gaining."""
-    reports = run_workspace(tiny_run["artifacts"]).run_dir / "reports"
+    reports = tiny_workspace(tiny_store["artifacts"]).run_dir / "reports"
     report = json.loads((reports / "adapter_convergence.json").read_text())
     concepts = {p.stem for p in (reports / "adapters").glob("*.json")}
     assert concepts and {row["concept"] for row in report["adapters"]} == concepts
     assert report["summary"]["adapters"] == len(concepts)
-    assert tiny_run["dataset"]["convergence"]["adapters"] == len(concepts)
+    assert tiny_store["dataset"]["convergence"]["adapters"] == len(concepts)
     first = report["adapters"][0]
     assert first["plateau"] == (first["last_third_gain_db"] < report["summary"]["plateau_db"])
     assert "# Adapter convergence" in (reports / "adapter_convergence.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -71,12 +72,14 @@ pytestmark = pytest.mark.usefixtures("photos_once")
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory):
-    """A built toy run (base, adapters) with a trained weight generator."""
+def flow_run(tiny_store, tmp_path_factory):
+    """A built toy run (a copy of the session's ``tiny_store``: base, adapters) with a trained
+    weight generator."""
     artifacts = tmp_path_factory.mktemp("run")
+    shutil.copytree(tiny_store["artifacts"], artifacts, dirs_exist_ok=True)
     ws = flow_workspace(artifacts, "prompt=unused", "out=unused")
     with photos_loaded_once():
-        build_weight_dataset(ws)
+        assert build_weight_dataset(ws)["adapters"] == []  # the copy is this config's store
         train_weight_generator(ws)
     return artifacts
 
