@@ -6,6 +6,7 @@ Tests compose ``conf/weightgen.yaml`` exactly as the entry points do and only sh
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import signal
@@ -17,6 +18,9 @@ import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 from torch import nn
 
@@ -69,10 +73,33 @@ TINY = [
 ]
 
 
-def compose_config(overrides: list[str] = ()) -> DictConfig:
-    """The real config with ``overrides`` (no shrinking)."""
+@functools.cache
+def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(CONFIG_NAME, overrides=list(overrides))
+        return compose(config_name, overrides=list(group_overrides))
+
+
+def _picks_a_config(override: Override) -> bool:
+    """An override Hydra composes with (a config group's option, anything of Hydra's own node);
+    every other sets a value, applied after the groups are merged."""
+    key = override.key_or_group
+    return key.split(".")[0].split("/")[0] == "hydra" or (
+        (Path(CONFIG_DIR) / key).is_dir() and not isinstance(override.value(), dict))
+
+
+def compose_config(overrides: list[str] = (), config_name: str = CONFIG_NAME) -> DictConfig:
+    """The real config (``conf/<config_name>.yaml``) with ``overrides`` (no shrinking), as Hydra
+    composes it: Hydra merges the config groups, then applies the value overrides in order.
+
+    Merging reads every YAML file (~0.3 s) and the suite composes hundreds of configs, so the
+    merge is done once per session for each choice of groups, and each call applies its value
+    overrides to its own copy with Hydra's own code (``test_configs.py`` checks the two agree).
+    """
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    picks = tuple(o.input_line for o in parsed if _picks_a_config(o))
+    cfg = copy.deepcopy(_composed(config_name, picks))
+    ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not _picks_a_config(o)], cfg)
+    return cfg
 
 
 def tiny_config(artifacts: str | Path, *overrides: str) -> DictConfig:
@@ -131,9 +158,8 @@ def run_workspace(artifacts: str | Path, *overrides: str) -> Workspace:
 
 def entry_workspace(config_name: str, artifacts: str | Path, *overrides: str) -> Workspace:
     """A Workspace over an entry point's own config (generate, finetune) on a tiny trained run."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=[*TINY, f"paths.artifacts={artifacts}",
-                                              *TINY_GENERATOR, *overrides])
+    cfg = compose_config([*TINY, f"paths.artifacts={artifacts}", *TINY_GENERATOR, *overrides],
+                         config_name)
     return Workspace(cfg, text_encoder=shared_minilm())
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY, TINY_GENERATOR, compose_config
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import weightgen.stages.bench as bench_stage
@@ -28,8 +27,7 @@ def test_every_preset_passes(preset):
 @pytest.mark.parametrize(("name", "extra"), [("finetune", ["concept=x"]), ("generate", []),
                                              ("new_concept", [])])
 def test_every_entry_config_passes_at_test_size(name, extra):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        check_config(compose(name, overrides=[*TINY, *TINY_GENERATOR, *extra]))
+    check_config(compose_config([*TINY, *TINY_GENERATOR, *extra], name))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from omegaconf import DictConfig, OmegaConf
 
 from weightgen.cli.app import CONFIG_DIR, CONFIG_NAME
@@ -201,8 +201,7 @@ def keys_read() -> dict[str, set[str]]:
 
 
 def compose_entry(name: str, overrides: list[str] = ()) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(name, overrides=list(overrides))
+    return compose_config(list(overrides), name)
 
 
 def missing(cfg: DictConfig, keys: set[str]) -> list[str]:

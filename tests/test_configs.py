@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import compose_config, shared_minilm
+from helpers import TINY, compose_config, shared_minilm
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
@@ -60,6 +61,24 @@ def _plain(node, key: str):
 def _option_override(group: str, option: str) -> str:
     # Groups outside the primary defaults list are appended with "+".
     return f"{group}={option}" if group in DEFAULT_CHOICES else f"+{group}={option}"
+
+
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("weightgen", ["experiment=quickstart", "adapter=full", "data.size=24", "data.size=32"]),
+    ("weightgen", ["bench.recipes=null", "bench.recipes={e2gan_lora: {optimizer: {lr: 1}}}",
+                   "seed=${data.size}", "+extra.key=3", "~bench.controls"]),
+    ("weightgen", ["data=folder", "data.folder=/p", "data.val_photos=[a.png]"]),
+    ("generate", [*TINY, "paths.artifacts=/a b", "prompt=x", "out=/a b/y.safetensors"]),
+])
+def test_the_suites_compose_config_is_hydras_compose(name, overrides):
+    """helpers.compose_config merges each choice of groups once and applies value overrides to a
+    copy: the same config as Hydra's own compose, and a key the config lacks is refused too."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        expected = compose(name, overrides=overrides)
+    for _ in range(2):  # composed, then from the cache
+        assert compose_config(overrides, name) == expected
+    with pytest.raises(ConfigCompositionException, match="Could not override 'data.nokey'"):
+        compose_config([*overrides, "data.nokey=1"], name)
 
 
 def test_the_config_groups_are_found():

@@ -23,13 +23,11 @@ from helpers import (
     run_workspace,
     shared_minilm,
 )
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors import safe_open
 from torch import nn
 
-from weightgen.cli.app import CONFIG_DIR
 from weightgen.concepts.spec import Concept, save_concepts
 from weightgen.concepts.text_fingerprints import texts_fingerprint
 from weightgen.diffusion.bundle import WeightGenerator
@@ -997,9 +995,8 @@ def knob_workspace(config_name: str, artifacts, denoiser: str, *overrides: str) 
     (the run's generator settings size an MLP)."""
     generator = [o for o in TINY_GENERATOR if not o.startswith("denoiser")]
     sizes = ["denoiser.hidden_dim=128", "denoiser.depth=2"] if denoiser == "mlp" else []
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=[*TINY, f"paths.artifacts={artifacts}", *generator,
-                                              f"denoiser={denoiser}", *sizes, *overrides])
+    cfg = compose_config([*TINY, f"paths.artifacts={artifacts}", *generator,
+                          f"denoiser={denoiser}", *sizes, *overrides], config_name)
     return Workspace(cfg, text_encoder=shared_minilm())
 
 

@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from omegaconf import OmegaConf
 
 import weightgen
 from weightgen import errors
-from weightgen.cli.app import CONFIG_DIR
 
 PACKAGE = Path(weightgen.__file__).parent
 # The config a file's messages are shown under (default: conf/weightgen.yaml, which the
@@ -121,9 +120,8 @@ def config_key_paths() -> set[str]:
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        for name in ("weightgen", *{c for configs in CONFIG_OF_FILE.values() for c in configs}):
-            walk(OmegaConf.to_container(compose(name)), "")
+    for name in ("weightgen", *{c for configs in CONFIG_OF_FILE.values() for c in configs}):
+        walk(OmegaConf.to_container(compose_config([], name)), "")
     return paths
 
 
@@ -180,10 +178,9 @@ def test_the_scan_finds_the_hints_it_is_meant_to_check():
 @pytest.mark.parametrize(("file", "config", "override"), CASES,
                          ids=[f"{f}:{o}" for f, _, o in CASES])
 def test_every_suggested_key_composes(file, config, override):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        if "=" in override:
-            compose(config, overrides=[override])  # Hydra refuses a key the config lacks
-            return
-        sentinel = object()  # a key named without a value: it must be in the config
-        found = OmegaConf.select(compose(config), override, default=sentinel)
+    if "=" in override:
+        compose_config([override], config)  # Hydra refuses a key the config lacks
+        return
+    sentinel = object()  # a key named without a value: it must be in the config
+    found = OmegaConf.select(compose_config([], config), override, default=sentinel)
     assert found is not sentinel, f"{file} names {override}, which conf/{config}.yaml lacks"

@@ -8,14 +8,19 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, StopAtStep, photos_loaded_once, shared_minilm, tiny_metrics
-from hydra import compose, initialize_config_dir
+from helpers import (
+    TINY,
+    StopAtStep,
+    compose_config,
+    photos_loaded_once,
+    shared_minilm,
+    tiny_metrics,
+)
 from offline_wandb import offline_runs
 from PIL import Image
 
 import weightgen.cli.new_concept as new_concept_cli
 from weightgen.bench.methods import method_of_init
-from weightgen.cli.app import CONFIG_DIR
 from weightgen.concepts.spec import Concept
 from weightgen.data.pair_folder import read_pair_folder, write_folder_pair_store
 from weightgen.data.pairs import PairSettings, PairStore
@@ -61,10 +66,8 @@ PROMPT = "A sepia photo, gently blurred!"
 
 def flow_workspace(artifacts, *overrides: str) -> Workspace:
     """The tiny run's config composed as ``weightgen-new-concept`` composes it."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("new_concept", overrides=[
-            *TINY, *GENERATOR, *FLOW, f"paths.artifacts={artifacts}", *overrides,
-        ])
+    cfg = compose_config([*TINY, *GENERATOR, *FLOW, f"paths.artifacts={artifacts}", *overrides],
+                         "new_concept")
     return Workspace(cfg, text_encoder=shared_minilm())
 
 

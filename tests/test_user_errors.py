@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import compose_config
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from weightgen.cli.app import CONFIG_DIR
 from weightgen.cli.run_folder import RunFolderCheck, make_run_folder
 from weightgen.cli.user_errors import user_errors_reported
 from weightgen.errors import ConfigError, MissingInputError, OutputExistsError
@@ -83,9 +81,8 @@ def test_other_exceptions_keep_their_traceback():
 
 @pytest.mark.parametrize("name", TOP_LEVEL_CONFIGS)
 def test_every_top_level_config_has_the_debug_switch_off(name):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        assert compose(name).debug is False
-        assert compose(name, overrides=["debug=true"]).debug is True
+    assert compose_config([], name).debug is False
+    assert compose_config(["debug=true"], name).debug is True
 
 
 @pytest.mark.slow  # a console script in a subprocess
@@ -132,18 +129,15 @@ def test_generate_checks_out_before_any_work(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match=rf"out={blocker / 'a.safetensors'}: .* is a file"):
         checked_out_file(blocker / "a.safetensors", False, {})
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("generate", overrides=[f"paths.artifacts={tmp_path}", "prompt=x",
-                                             f"out={tmp_path}"])
+    cfg = compose_config([f"paths.artifacts={tmp_path}", "prompt=x", f"out={tmp_path}"], "generate")
     with pytest.raises(ConfigError, match="is a folder"):
         generate_adapter_file(Workspace(cfg))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def generate_workspace(artifacts: Path, out: Path, *overrides: str) -> Workspace:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return Workspace(compose("generate", overrides=[f"paths.artifacts={artifacts}",
-                                                        "prompt=x", f"out={out}", *overrides]))
+    return Workspace(compose_config([f"paths.artifacts={artifacts}", "prompt=x", f"out={out}",
+                                     *overrides], "generate"))
 
 
 def test_generate_refuses_an_existing_out_unless_overwrite_is_true(tmp_path):
