@@ -51,12 +51,22 @@ def test_a_user_error_is_one_line_on_stderr_and_exit_status_1(tmp_path):
     assert list((tmp_path / "existing").iterdir()) == []  # nothing written into it
 
 
-@pytest.mark.slow  # a console script in a subprocess
-def test_debug_true_shows_the_traceback(tmp_path):
-    done = generate_into_a_folder(tmp_path, "debug=true")
-    assert done.returncode == 1
-    assert "Traceback" in done.stderr and "ConfigError" in done.stderr
-    assert "is a folder; give the adapter file's path" in done.stderr
+def test_debug_true_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    """The command's own main in this process (the console script's wiring is the test above)."""
+    from weightgen.cli.generate import main
+
+    (tmp_path / "existing").mkdir()
+    monkeypatch.setattr(sys, "argv", ["weightgen-generate", "prompt=a sepia photo",
+                                      f"out={tmp_path / 'existing'}",
+                                      f"paths.artifacts={tmp_path / 'artifacts'}", "logger=none",
+                                      "debug=true"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ConfigError" in err
+    assert "is a folder; give the adapter file's path" in err
 
 
 def test_hydra_full_error_lets_the_error_through(monkeypatch):
