@@ -15,7 +15,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import wandb
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -76,6 +75,8 @@ def log_line_series(loggers, key: str, lines: Mapping[str, tuple[list, list]], t
                     xname: str) -> None:
     """One chart, one line per entry of ``lines`` (name -> (xs, ys))."""
     for logger in wandb_loggers(loggers):
+        import wandb  # only runs that log to W&B pay for its import
+
         chart = wandb.plot.line_series(
             xs=[list(xs) for xs, _ in lines.values()], ys=[list(ys) for _, ys in lines.values()],
             keys=list(lines), title=title, xname=xname,
