@@ -83,6 +83,7 @@ def train(module: WeightDiffusionModule, batch: dict, steps: int, lr: float = 1e
         optimizer.step()
 
 
+@pytest.mark.slow  # 200 training steps: over 5 s
 @pytest.mark.parametrize("timestep", ["last", "random"])
 def test_the_task_loss_trains_the_denoiser_only(timestep):
     task = tiny_task(timestep=timestep)

@@ -115,6 +115,7 @@ def test_the_bench_scores_fid_and_clip_with_local_models(bench, clip_dir):
         markdown)
 
 
+@pytest.mark.slow  # a tiny dataset build and generator training with W&B logging
 def test_the_dataset_and_generator_runs_hold_sample_images(tmp_path):
     ws = tiny_workspace(tmp_path, WANDB, "denoiser=mlp", "denoiser.hidden_dim=32",
                         "denoiser.depth=1", "diffusion.steps=2", "diffusion.val_every=2",
