@@ -4,8 +4,7 @@ through :func:`compose_workspace`.
 
 This module and the ``cli`` modules import Hydra and OmegaConf only: the checks, the Workspace and
 the stage (torch, Lightning, peft, diffusers, transformers: seconds of imports) are imported once
-the config is composed, so ``--help`` and a bad run folder answer at once and a config error
-before the training stack is loaded.
+the config is composed, so ``--help`` and a bad run folder answer without them.
 """
 
 from __future__ import annotations

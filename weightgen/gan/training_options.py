@@ -1,8 +1,7 @@
 """The ``gan`` group's training options: its loss words and keywords, its optimiser and its LR
 schedule as the GAN module takes them.
 
-Apart from the module (Lightning, peft) so that the config checks build them at start-up, before
-an entry point imports the training stack.
+Apart from the module (Lightning, peft): the config checks build them from the config alone.
 """
 
 from __future__ import annotations
