@@ -39,7 +39,6 @@ def test_help_header_is_the_commands_purpose_and_groups(command):
     assert cfg.hydra.help.template.startswith(doc)
 
 
-@pytest.mark.slow  # a fresh interpreter imports torch, lightning and diffusers
 def test_dataset_help_prints_its_purpose_groups_and_options():
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     done = subprocess.run([Path(sys.executable).parent / "weightgen-dataset", "--help"],

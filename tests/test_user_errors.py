@@ -95,7 +95,6 @@ def test_every_top_level_config_has_the_debug_switch_off(name):
     assert compose_config(["debug=true"], name).debug is True
 
 
-@pytest.mark.slow  # a console script in a subprocess
 def test_an_artifacts_root_that_is_a_file_is_one_clear_error(tmp_path):
     """Item 6: WEIGHTGEN_ARTIFACTS=<a file> was a raw NotADirectoryError."""
     root = tmp_path / "not-a-folder"
