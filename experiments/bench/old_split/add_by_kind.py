@@ -1,6 +1,6 @@
 """The committed bench results (run before issue 23's protocol) split by kind of held-out concept.
 
-    .venv/bin/python experiments/bench/add_by_kind.py experiments/bench/results.json
+    .venv/bin/python experiments/bench/old_split/add_by_kind.py experiments/bench/old_split/results.json
 
 Each concept's row is rebuilt with today's ``bench.summary.concept_result`` from the curves the
 old bench stored, its kind (new or paraphrase) taken from the built-in catalogue, and today's
@@ -26,7 +26,7 @@ from weightgen.utils.io import atomic_write_json
 HEADLINE = WITH_EXAMPLES  # the old bench preset's best measured method
 SOURCE = ("the committed runs of the bench before issue 23 (evaluations every 10 steps, no "
           "controls, recipes chosen on these concepts), rows rebuilt by "
-          "experiments/bench/add_by_kind.py with today's summary code")
+          "experiments/bench/old_split/add_by_kind.py with today's summary code")
 
 
 def rebuilt_row(row: dict, concept) -> dict:
