@@ -131,10 +131,10 @@ def test_the_summary_names_the_headline_method_and_calls_two_concepts_a_demonstr
     assert headline.startswith("The headline method, denoised_init (generated: text), reached")
     assert "on the 1 new concept" in headline and "on the 1 paraphrase concept" in headline
     note = lines[lines.index(headline) + 1]
-    assert note.startswith("2 held-out concepts make a demonstration, not evidence: over the 1 "
-                           "new concept no sign test can reach p < 0.05.")
+    assert note.startswith("With 2 held-out concepts this run is a demonstration, not "
+                           "evidence: over the 1 new concept no sign test can reach p < 0.05.")
     assert "make bench" in note
     for new_concepts, demonstration in ((5, True), (6, False)):
         summary["heldout_kinds"] = {"new": new_concepts, "paraphrase": 1}
         text = format_pipeline_report(summary, "run/reports/x.json")
-        assert ("make a demonstration, not evidence" in text) is demonstration, new_concepts
+        assert ("a demonstration, not evidence" in text) is demonstration, new_concepts

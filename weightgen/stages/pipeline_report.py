@@ -111,9 +111,10 @@ def _demonstration_note(summary: dict) -> str | None:
     if count and sign_test(count, 0) < EVIDENCE_P:
         return None
     total = sum(summary["heldout_kinds"].values())
-    return (f"{total} held-out concepts make a demonstration, not evidence: over "
-            f"{_concepts(count, HEADLINE_KIND)} no sign test can reach p < {EVIDENCE_P}. The "
-            "benchmark measures the method (make bench; docs/RESULTS.md).")
+    return (f"With {total} held-out concept{'s' if total != 1 else ''} this run is a "
+            f"demonstration, not evidence: over {_concepts(count, HEADLINE_KIND)} no sign test "
+            f"can reach p < {EVIDENCE_P}. The benchmark measures the method (make bench; "
+            "docs/RESULTS.md).")
 
 
 def _duration(seconds: float) -> str:
