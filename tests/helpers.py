@@ -7,8 +7,12 @@ Tests compose ``conf/weightgen.yaml`` exactly as the entry points do and only sh
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +106,43 @@ def photos_loaded_once() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pairs_stage, "bundled_photos", _bundled_photos_once)
         yield
+
+
+class _WarningRecords(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname}: {record.getMessage()}")
+
+
+@contextmanager
+def everything_printed() -> Iterator[list[str]]:
+    """The lines a command would show, for a module-scoped fixture (pytest's capfd is per test):
+    what reaches file descriptors 1 and 2 (print, tqdm, libraries writing to the terminal),
+    every Python warning that gets past the filters, and every log record at WARNING or above.
+    The list is filled when the block ends."""
+    lines: list[str] = []
+    handler = _WarningRecords(lines)
+    logging.getLogger().addHandler(handler)
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as shown:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
+            logging.getLogger().removeHandler(handler)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").replace("\r", "\n")
+            lines += text.splitlines()
+            lines += [f"{w.category.__name__}: {w.message}" for w in shown]
 
 
 # --- the tiny trained run (conftest.py's ``tiny_run``) shared by the generator, fine-tuner,
