@@ -14,7 +14,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import lightning as L
@@ -120,21 +120,24 @@ class _WarningRecords(logging.Handler):
 @contextmanager
 def everything_printed() -> Iterator[list[str]]:
     """The lines a command would show, for a module-scoped fixture (pytest's capfd is per test):
-    what reaches file descriptors 1 and 2 (print, tqdm, libraries writing to the terminal),
-    every Python warning that gets past the filters, and every log record at WARNING or above.
-    The list is filled when the block ends."""
+    what reaches file descriptors 1 and 2 (libraries writing to the terminal) or sys.stdout and
+    sys.stderr (print, tqdm; pytest points those at its own buffers, so they are pointed back at
+    the descriptors here), every Python warning that gets past the filters, and every log record
+    at WARNING or above. The list is filled when the block ends."""
     lines: list[str] = []
     handler = _WarningRecords(lines)
     logging.getLogger().addHandler(handler)
     sys.stdout.flush(), sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as shown:
+    with (tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as shown,
+          open(1, "w", closefd=False) as stdout, open(2, "w", closefd=False) as stderr,
+          redirect_stdout(stdout), redirect_stderr(stderr)):
         for fd in saved:
             os.dup2(sink.fileno(), fd)
         try:
             yield lines
         finally:
-            sys.stdout.flush(), sys.stderr.flush()
+            stdout.flush(), stderr.flush()
             for fd, original in saved.items():
                 os.dup2(original, fd)
                 os.close(original)
