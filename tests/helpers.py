@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import signal
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import lightning as L
@@ -129,6 +133,46 @@ def photos_loaded_once() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pairs_stage, "bundled_photos", _bundled_photos_once)
         yield
+
+
+class _WarningRecords(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname}: {record.getMessage()}")
+
+
+@contextmanager
+def everything_printed() -> Iterator[list[str]]:
+    """The lines a command would show, for a module-scoped fixture (pytest's capfd is per test):
+    what reaches file descriptors 1 and 2 (libraries writing to the terminal) or sys.stdout and
+    sys.stderr (print, tqdm; pytest points those at its own buffers, so they are pointed back at
+    the descriptors here), every Python warning that gets past the filters, and every log record
+    at WARNING or above. The list is filled when the block ends."""
+    lines: list[str] = []
+    handler = _WarningRecords(lines)
+    logging.getLogger().addHandler(handler)
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with (tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as shown,
+          open(1, "w", closefd=False) as stdout, open(2, "w", closefd=False) as stderr,
+          redirect_stdout(stdout), redirect_stderr(stderr)):
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            stdout.flush(), stderr.flush()
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
+            logging.getLogger().removeHandler(handler)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").replace("\r", "\n")
+            lines += text.splitlines()
+            lines += [f"{w.category.__name__}: {w.message}" for w in shown]
 
 
 # --- the tiny trained run (conftest.py's ``tiny_run``) shared by the generator, fine-tuner,

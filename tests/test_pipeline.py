@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from helpers import tiny_workspace
+from helpers import everything_printed, tiny_workspace
 
+from weightgen.bench.methods import METHODS
 from weightgen.stages.pipeline import STAGES, run_pipeline
+from weightgen.stages.pipeline_report import write_pipeline_report
 
 TINY_PIPELINE = [
     "denoiser=mlp", "denoiser.hidden_dim=32", "denoiser.depth=1", "tokenizer.block_size=128",
@@ -18,11 +21,27 @@ TINY_PIPELINE = [
 ]  # fmt: skip
 
 
+# What a default run prints beside the tiny sizes: the default loggers (W&B offline + CSV) and
+# progress bars, the quiet console.
+DEFAULT_CONSOLE = ["logger=wandb_csv", "progress=true", "verbose=false"]
+
+
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def printed_pipeline(tmp_path_factory):
+    """The tiny pipeline with the default console, as weightgen-pipeline runs it (its closing
+    summary included), and every line it printed."""
     artifacts = tmp_path_factory.mktemp("pipeline")
-    ws = tiny_workspace(artifacts, *TINY_PIPELINE)
-    return ws, run_pipeline(ws)
+    ws = tiny_workspace(artifacts, *TINY_PIPELINE, *DEFAULT_CONSOLE)
+    with everything_printed() as printed:
+        summary = run_pipeline(ws)
+        write_pipeline_report(ws.run_dir, summary)
+    return ws, summary, printed
+
+
+@pytest.fixture(scope="module")
+def pipeline(printed_pipeline):
+    ws, summary, _ = printed_pipeline
+    return ws, summary
 
 
 @pytest.mark.slow
@@ -58,3 +77,19 @@ def test_a_second_run_resumes_every_stage_to_the_same_results(pipeline):
     again = run_pipeline(tiny_workspace(Path(ws.cfg.paths.artifacts), *TINY_PIPELINE))
     for key in ("base_val_psnr", "speedup_vs_pix2pix", "speedup_vs_e2gan", "final_psnr"):
         assert again[key] == first[key], key
+
+
+@pytest.mark.slow
+def test_a_default_run_prints_no_warning_and_its_summary_names_the_headline(printed_pipeline):
+    """Issue 25: no line of a default run (Lightning's, W&B's, the libraries' warnings and log
+    records included) says "warning" or "truncated"; the closing summary names bench.headline
+    and the held-out concepts' number and kind."""
+    ws, summary, printed = printed_pipeline
+    assert any("stage bench done" in line for line in printed)  # the capture saw the run
+    noisy = [line for line in printed if re.search("warning|truncated", line, re.IGNORECASE)]
+    assert not noisy, noisy
+    headline = METHODS[ws.cfg.bench.headline].title
+    kind = ws.test_concepts[0].kind
+    assert any(line.startswith(f"The headline method, {headline}, reached pix2pix's final PSNR "
+                               f"on the 1 {kind} concept") for line in printed), printed[-30:]
+    assert f"Benchmarked on the test split: 1 {kind} held-out concept(s)" in "\n".join(printed)

@@ -116,5 +116,25 @@ def test_the_summary_headlines_the_new_concepts_and_reports_paraphrases_beside()
     assert "the wording test): sepia.paraphrase" in text
     assert "20.00x" in table_lines(text, "Paraphrases")["denoised_init"]  # 20 s / 1 s
     headline = next(line for line in text.splitlines() if line.startswith("The headline method"))
-    assert headline.index("on new concepts 4.00x sooner") < headline.index(
-        "on paraphrase concepts 20.00x sooner than pix2pix, 4.00x vs the E2GAN-style fine-tune")
+    assert headline.index("on the 1 new concept 4.00x sooner") < headline.index(
+        "on the 1 paraphrase concept 20.00x sooner than pix2pix, 4.00x vs the E2GAN-style "
+        "fine-tune")
+
+
+def test_the_summary_names_the_headline_method_and_calls_two_concepts_a_demonstration():
+    """Issue 25: the quickstart's closing sentence names bench.headline with its label, says how
+    many held-out concepts of which kind it has and that so few are a demonstration; a bench
+    with enough new concepts for a sign test to reach p < 0.05 (6) is not called one."""
+    summary = pipeline_summary(results_payload())
+    lines = format_pipeline_report(summary, "run/reports/x.json").splitlines()
+    headline = next(line for line in lines if line.startswith("The headline method"))
+    assert headline.startswith("The headline method, denoised_init (generated: text), reached")
+    assert "on the 1 new concept" in headline and "on the 1 paraphrase concept" in headline
+    note = lines[lines.index(headline) + 1]
+    assert note.startswith("With 2 held-out concepts this run is a demonstration, not "
+                           "evidence: over the 1 new concept no sign test can reach p < 0.05.")
+    assert "make bench" in note
+    for new_concepts, demonstration in ((5, True), (6, False)):
+        summary["heldout_kinds"] = {"new": new_concepts, "paraphrase": 1}
+        text = format_pipeline_report(summary, "run/reports/x.json")
+        assert ("a demonstration, not evidence" in text) is demonstration, new_concepts

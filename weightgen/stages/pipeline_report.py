@@ -14,7 +14,8 @@ from pathlib import Path
 
 from weightgen.bench.methods import METHODS, REFERENCE
 from weightgen.bench.report import KIND_TITLES
-from weightgen.bench.stats import median_or_none
+from weightgen.bench.stats import median_or_none, sign_test
+from weightgen.bench.summary import HEADLINE_KIND
 from weightgen.utils.io import atomic_write_json
 
 
@@ -72,18 +73,24 @@ def _notes(rows: list[dict], finetune_steps: int, kind: str) -> list[str]:
     return notes
 
 
+def _concepts(count: int, kind: str) -> str:
+    return f"the {count} {kind} concept" + ("s" if count != 1 else "")
+
+
 def _headline(summary: dict) -> str:
-    """The line about the headline method (``bench.headline``): new concepts first."""
+    """The line about the headline method (``bench.headline``): new concepts first, each kind
+    with its number of held-out concepts."""
     name = summary["headline"]
     parts = []
     for kind, rows in summary["heldout"].items():
         ours = next((r for r in rows if r["method"] == name), None)
         if ours is None:
             return f"The headline method {name} was not benchmarked (bench.methods)."
+        concepts = _concepts(summary["heldout_kinds"][kind], kind)
         if ours["speedup_vs_pix2pix"] is None:
-            parts.append(f"on {kind} concepts no measurable speed-up at this scale (see the notes)")
+            parts.append(f"on {concepts} no measurable speed-up at this scale (see the notes)")
             continue
-        part = f"on {kind} concepts {ours['speedup_vs_pix2pix']:.2f}x sooner than pix2pix"
+        part = f"on {concepts} {ours['speedup_vs_pix2pix']:.2f}x sooner than pix2pix"
         e2gan = summary["by_kind"][kind]["speedup_vs_e2gan"]
         if e2gan:
             part += f", {e2gan:.2f}x vs the E2GAN-style fine-tune"
@@ -91,6 +98,23 @@ def _headline(summary: dict) -> str:
     return (f"The headline method, {METHODS[name].title}, reached pix2pix's final PSNR "
             + "; ".join(parts) + " (medians per concept; where E2GAN missed the target, its "
             "whole budget counts).")
+
+
+# A paired comparison is evidence once a sign test over the concepts can reach this p-value.
+EVIDENCE_P = 0.05
+
+
+def _demonstration_note(summary: dict) -> str | None:
+    """Said when the headline kind has too few concepts for any sign test to reach
+    ``EVIDENCE_P`` (fewer than 6): the figures show the method working, they do not measure it."""
+    count = summary["heldout_kinds"].get(HEADLINE_KIND, 0)
+    if count and sign_test(count, 0) < EVIDENCE_P:
+        return None
+    total = sum(summary["heldout_kinds"].values())
+    return (f"With {total} held-out concept{'s' if total != 1 else ''} this run is a "
+            f"demonstration, not evidence: over {_concepts(count, HEADLINE_KIND)} no sign test "
+            f"can reach p < {EVIDENCE_P}. The benchmark measures the method (make bench; "
+            "docs/RESULTS.md).")
 
 
 def _duration(seconds: float) -> str:
@@ -129,6 +153,9 @@ def format_pipeline_report(summary: dict, json_path: str) -> str:
             )
         notes += _notes(rows, summary["finetune_steps"], kind)
     lines += ["", _headline(summary)]
+    demonstration = _demonstration_note(summary)
+    if demonstration:
+        lines.append(demonstration)
     if notes:
         lines += ["Notes:"] + [f"  - {note}" for note in notes]
     files = summary["files"]
@@ -143,7 +170,6 @@ def format_pipeline_report(summary: dict, json_path: str) -> str:
         f"Summary JSON: {json_path}",
     ]
     return "\n".join(lines)
-
 
 
 def write_pipeline_report(run_dir: Path, summary: dict) -> None:
