@@ -5,8 +5,7 @@ through ``weightgen.cli.app.compose_workspace``. Composing only: nothing is meas
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -121,17 +120,18 @@ def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
 
 
 
-@pytest.mark.slow
-def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path):
-    """--table-only over an empty artifacts root: one usage error naming the fix, exit 2, no
-    traceback and no table written (it crashed on an empty min() before)."""
+def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path, monkeypatch, capsys):
+    """--table-only over an empty artifacts root: one usage error naming the fix, exit 2 and no
+    table written (it crashed on an empty min() before). The script runs as ``__main__`` in this
+    process (a subprocess would pay the imports for nothing)."""
     configs = tmp_path / "nothing_measured.yaml"
     configs.write_text("- {name: a, note: '', overrides: []}\n")
-    done = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "generalisation" / "run.py"), "--configs", str(configs),
-         "--table-only"], env={**os.environ, "WEIGHTGEN_ARTIFACTS": str(tmp_path)},
-        capture_output=True, text=True, check=False)
-    assert done.returncode == 2, done.stderr
-    assert "has been measured" in done.stderr and "run without --table-only" in done.stderr
-    assert "Traceback" not in done.stderr
+    monkeypatch.setenv("WEIGHTGEN_ARTIFACTS", str(tmp_path))
+    script_path = EXPERIMENTS / "generalisation" / "run.py"
+    monkeypatch.setattr(sys, "argv", [str(script_path), "--configs", str(configs), "--table-only"])
+    with pytest.raises(SystemExit) as exit_status:
+        runpy.run_path(str(script_path), run_name="__main__")
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert "has been measured" in error and "run without --table-only" in error
     assert not (EXPERIMENTS / "generalisation" / configs.stem).exists()
