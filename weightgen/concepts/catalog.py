@@ -35,6 +35,7 @@ Phrasings never change ids, splits or prompts: weight stores are keyed by id.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -170,6 +171,13 @@ def _concept(concept_id: str, parts: Sequence[str], steps: list[dict], **fields)
 
 def builtin_concepts() -> list[Concept]:
     """All built-in concepts in a fixed order: singles, then pairings, then paraphrases."""
+    return list(_builtin_concepts())
+
+
+@functools.cache
+def _builtin_concepts() -> tuple[Concept, ...]:
+    """Built once per process (~50 ms of phrasing templates; every command's config check reads
+    it); the concepts are frozen, so callers share them."""
     held_out = dict.fromkeys(HELDOUT_COMBINATIONS, "test") | dict.fromkeys(
         VALIDATION_COMBINATIONS, "val")
     singles = {**STRUCTURE_PARTS, **COLOUR_PARTS, **VARIANT_PARTS}
@@ -204,7 +212,7 @@ def builtin_concepts() -> list[Concept]:
                 phrasings=phrasings,
             )
         )
-    return concepts
+    return tuple(concepts)
 
 
 def split_concepts(concepts: Sequence[Concept]) -> tuple[list[Concept], list[Concept], list[Concept]]:
