@@ -16,6 +16,7 @@ import pytest
 
 from weightgen.bench.methods import METHODS, REFERENCE, method_named, method_of_init
 from weightgen.errors import ConfigError
+from weightgen.finetune.init_kinds import INIT_KINDS
 from weightgen.finetune.inits import INITS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,12 @@ def test_the_scan_finds_names_in_strings_and_f_strings_but_not_in_docstrings(tmp
         'LABEL = "denoised_initial"  # another word\n')
     assert method_literals(tmp_path, ("weightgen",), METHODS) == [
         "weightgen/stage.py:2: denoised_init", "weightgen/stage.py:5: trained_init"]
+
+
+def test_the_light_list_of_init_kinds_is_inits_own():
+    """init_kinds.INIT_KINDS lets the config checks name the kinds without the training stack;
+    it must be INITS's keys, in order."""
+    assert INIT_KINDS == tuple(INITS)
 
 
 def test_every_method_starts_from_a_known_init_and_the_reference_from_none():

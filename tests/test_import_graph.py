@@ -101,7 +101,49 @@ def workspace_importers(root: Path) -> list[str]:
     return offenders
 
 
+def eager_imports(module: str, root: Path = ROOT) -> set[str]:
+    """Every module that importing ``module`` (a weightgen module) loads at once: the imports at
+    the top of each weightgen file it reaches, followed through weightgen, others named as
+    written (imports inside functions are lazy and not followed)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        if parts[0] != "weightgen":
+            continue
+        base = root.joinpath(*parts[1:])
+        path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        if not path.is_file():
+            continue
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # its packages
+        for node in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo.append(node.module)
+                todo += [f"{node.module}.{alias.name}" for alias in node.names
+                         if (root.joinpath(*node.module.split(".")[1:], alias.name)).exists()
+                         or root.joinpath(*node.module.split(".")[1:], f"{alias.name}.py").exists()]
+    return seen
+
+
+# The training stack: ~10 s of imports on 2 cores, which a config error must not wait for.
+TRAINING_STACK = {"lightning", "diffusers", "transformers", "torchmetrics"}
+
+
 # --- the real tree ------------------------------------------------------------------------------
+
+
+def test_the_config_checks_load_no_training_stack():
+    """A config error is printed before any stage is imported (weightgen.cli), so what the
+    checks import is what a user waits for: torch, not Lightning and the models."""
+    assert not {m.split(".")[0] for m in eager_imports("weightgen.config_checks")} & TRAINING_STACK
+    # The walker does find the stack where it is: the inits import the data module (Lightning).
+    assert "lightning" in eager_imports("weightgen.finetune.inits")
 
 
 def test_only_stages_and_cli_import_the_workspace():

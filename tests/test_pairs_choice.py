@@ -19,7 +19,8 @@ from weightgen.data.datamodule import images_to_tensor
 from weightgen.data.pairs import PairStore
 from weightgen.errors import ConfigError
 from weightgen.finetune.controls import ControlInputs
-from weightgen.finetune.inits import AdapterInit, InitSources, check_choice_candidates
+from weightgen.finetune.init_kinds import check_choice_candidates
+from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.finetune.pairs_choice import choose_on_pairs, sample_name
 from weightgen.gan.adapters import FullDeltaAdapter
 from weightgen.gan.base import BaseGAN

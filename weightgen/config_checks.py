@@ -28,7 +28,7 @@ from weightgen.concepts.spec import HELD_OUT_SPLITS, load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.prior import check_prior
 from weightgen.errors import ConfigError
-from weightgen.finetune.inits import check_choice_candidates
+from weightgen.finetune.init_kinds import check_choice_candidates
 from weightgen.gan.training_options import GAN_MODES, gan_training_options
 from weightgen.utils.schedules import DECAYS
 from weightgen.weights.store import Shard

@@ -75,6 +75,7 @@ from weightgen.finetune.controls import (
     TrainingAdapters,
     nearest_weights,
 )
+from weightgen.finetune.init_kinds import check_choice_candidates
 from weightgen.finetune.pairs_choice import choose_on_pairs, sample_name
 from weightgen.gan.pair_loss import PairLoss
 from weightgen.text.base import TextEmbedding, TextEncoder
@@ -522,36 +523,6 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "text_ridge": InitSources.text_ridge,
     "pairs_choice": InitSources.pairs_choice,
 }
-
-
-# Init kinds a choice on the pairs may not take as candidates, and why.
-NOT_CANDIDATES = {
-    "trained": "the concept's own adapter, the ceiling, which a new concept does not have",
-    "shuffled": "a control: another concept's prompt",
-    "generated_examples_shuffled": "a control: another concept's pairs",
-    "pairs_choice": "the choice itself",
-}
-
-
-def check_choice_candidates(candidates) -> tuple[str, ...]:
-    """``bench.controls.choice.candidates`` as a tuple, or a config error naming what is wrong
-    with it and the kinds it may hold."""
-    allowed = [kind for kind in INITS if kind not in NOT_CANDIDATES]
-    names = list(candidates) if candidates is not None else []
-    wrong = [n for n in names if n not in allowed]
-    repeated = sorted({n for n in names if n in allowed and names.count(n) > 1})
-    if not names:
-        problem = "it is empty"
-    elif wrong:
-        reasons = [f"{n!r} is {NOT_CANDIDATES[n]}" if n in NOT_CANDIDATES else
-                   f"{n!r} is no init kind" for n in wrong]
-        problem = "; ".join(reasons)
-    elif repeated:
-        problem = f"{', '.join(repeated)} appears twice"
-    else:
-        return tuple(names)
-    raise ConfigError(f"bench.controls.choice.candidates={names!r}: {problem}; use a list of "
-                      f"distinct init kinds out of {', '.join(allowed)}")
 
 
 # The controls' fits, done once (InitSources.prepare runs them before any bench run).
