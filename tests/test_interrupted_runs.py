@@ -47,10 +47,12 @@ def test_an_interrupted_fit_raises_and_says_so(stop, cause):
         with pytest.raises(InterruptedRunError, match=rf"training the toy model was interrupted "
                                                       rf"\({cause}\) at step 2 of 6.*rerun"):
             _fit([StopAtStep(stop)])
-        # A later SIGTERM ends the process as usual: Lightning's handler is gone after fit.
+        # A later SIGTERM ends the process as usual, and Ctrl-C works again: Lightning ignores
+        # Ctrl-C during its shutdown and puts both handlers back at teardown.
         assert signal.getsignal(signal.SIGTERM) == handlers[signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) == handlers[signal.SIGINT]
     finally:
-        signal.signal(signal.SIGINT, handlers[signal.SIGINT])  # Lightning ignores Ctrl-C after one
+        signal.signal(signal.SIGINT, handlers[signal.SIGINT])  # whatever the outcome, for the suite
 
 
 def test_an_uninterrupted_fit_returns():
