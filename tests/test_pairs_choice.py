@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +129,36 @@ def test_the_candidates_are_the_listed_kinds_then_generator_samples_under_the_ne
                                                  sample_name(5)]
     assert sample_name(4) == "generated_examples_seed4"
     assert list(bare_sources(["mean"]).choice_candidates()) == ["mean"]
+
+
+class CountingEncoder:
+    """A stand-in pair encoder: mean pixel of each pair, every call counted."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def features(self, sources, targets):
+        self.calls += 1
+        return torch.tensor(np.stack([sources, targets]).mean(axis=(2, 3, 4)).T, dtype=torch.float32)
+
+
+def test_the_choice_encodes_a_concepts_pairs_once_and_counts_the_seconds_once():
+    """Several candidates read the same k pairs: inside sharing_example_vectors the first pays the
+    encoding, the others reuse it at 0 s; outside, each init encodes and pays its own."""
+    encoder = CountingEncoder()
+    generator = SimpleNamespace(examples_k=2, example_standardiser=SimpleNamespace(
+        example_vector=lambda features: features.mean(0)))
+    pairs = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    sources = InitSources(None, list, list, None, {}, generator=generator, sampling={"seed": 0},
+                          example_pairs=lambda concept_id: (pairs, 255 - pairs),
+                          pair_encoder=lambda: encoder)
+    with sources.sharing_example_vectors():
+        first, picked, _ = sources.example_vector("c")
+        again, picked_again, seconds = sources.example_vector("c")
+    assert encoder.calls == 1 and seconds == 0.0
+    assert torch.equal(first, again) and picked == picked_again
+    alone = sources.example_vector("c")
+    assert encoder.calls == 2 and torch.equal(alone[0], first)
 
 
 def test_the_stored_settings_change_with_the_candidates_and_their_knobs():

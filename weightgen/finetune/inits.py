@@ -55,7 +55,8 @@ the distances or the ridge weights, the weighted sum); the others cost nothing t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 
@@ -120,6 +121,7 @@ class InitSources:
         self._example_pairs, self._make_pair_encoder = example_pairs, pair_encoder
         self.controls = controls
         self._make_pair_loss = pair_loss
+        self._shared_vectors: dict[str, tuple[torch.Tensor, list[int]]] | None = None
 
     @cached_property
     def _final_rows(self) -> dict[str, dict]:
@@ -215,12 +217,29 @@ class InitSources:
     def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
         """The standardised vector [F] of the k pairs the generator reads
         (:meth:`generator_pairs`), the pairs picked and the seconds their encoding took (reading
-        them from the pair cache excluded)."""
+        them from the pair cache excluded; 0 for a vector already encoded inside
+        :meth:`sharing_example_vectors`)."""
+        if self._shared_vectors is not None and concept_id in self._shared_vectors:
+            return *self._shared_vectors[concept_id], 0.0
         sources, targets, picked = self.generator_pairs(concept_id)
         start = time.perf_counter()
         features = self._pair_encoder.features(sources, targets)
         vector = self.generator.example_standardiser.example_vector(features)
+        if self._shared_vectors is not None:
+            self._shared_vectors[concept_id] = (vector, picked)
         return vector, picked, time.perf_counter() - start
+
+    @contextmanager
+    def sharing_example_vectors(self) -> Iterator[None]:
+        """Inside, each concept's pairs are encoded once: the first init that reads them pays the
+        seconds, the others reuse the vector at 0 s (the choice on the pairs makes several
+        candidates from the same pairs and counts the encoding once). Outside, every init
+        encodes and pays its own, as a bench method alone would."""
+        self._shared_vectors = {}
+        try:
+            yield
+        finally:
+            self._shared_vectors = None
 
     def _with_examples(self, kind: str, text: TextEmbedding, pairs_of: str,
                        info: dict, seed: int | None = None) -> AdapterInit:
@@ -434,17 +453,19 @@ class InitSources:
     def pairs_choice(self, concept: Concept) -> AdapterInit:
         """The candidate whose base + adapter edits the k pairs the generator reads best (the
         lowest fine-tune reconstruction loss; those are the concept's training pairs, never its
-        validation photos); its seconds are every candidate's own plus the scoring's."""
+        validation photos); its seconds are every candidate's own plus the scoring's, the pairs'
+        encoding counted once (the first candidate that reads them pays it)."""
         candidates = self.choice_candidates()
         sources, targets, picked = self.generator_pairs(concept.id)
         start = time.perf_counter()
         text = self.text_encoder.encode([concept.prompt])
         sources, targets = images_to_tensor(sources), images_to_tensor(targets)
         pair_loss = self._pair_loss
-        choice = choose_on_pairs(
-            {name: partial(make, self, concept) for name, make in candidates.items()},
-            lambda state: pair_loss(state, sources, targets, text),
-            setup_seconds=time.perf_counter() - start)
+        with self.sharing_example_vectors():
+            choice = choose_on_pairs(
+                {name: partial(make, self, concept) for name, make in candidates.items()},
+                lambda state: pair_loss(state, sources, targets, text),
+                setup_seconds=time.perf_counter() - start)
         return AdapterInit("pairs_choice", choice.start.state, choice.seconds,
                            choice.info() | {"example_pairs": picked})
 
