@@ -21,8 +21,10 @@ install:
 test:
 	$(BIN)/python -m pytest tests
 
+# The developer loop: the tests not marked slow, one worker process per core (pytest-xdist; each
+# worker runs torch on one thread, tests/conftest.py). `make test` (CI) stays in one process.
 test-fast:
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow" -n auto
 
 lint:
 	$(BIN)/ruff check weightgen tests experiments
