@@ -24,10 +24,12 @@ def package_of(module: str) -> str | None:
     return parts[1] if parts[0] == "weightgen" and len(parts) > 1 else None
 
 
-def imports_of(path: Path) -> list[tuple[str, list[str]]]:
-    """(module, imported names) for each import statement of one file."""
+def imports_of(path: Path, top_level_only: bool = False) -> list[tuple[str, list[str]]]:
+    """(module, imported names) for each import statement of one file (``top_level_only``: those
+    run when the file is imported, not the ones inside functions)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -101,6 +103,16 @@ def workspace_importers(root: Path) -> list[str]:
     return offenders
 
 
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """The file of a weightgen module or package (``weightgen.gan`` -> gan/__init__.py)."""
+    parts = module.split(".")
+    if parts[0] != "weightgen":
+        return None
+    base = root.joinpath(*parts[1:])
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    return path if path.is_file() else None
+
+
 def eager_imports(module: str, root: Path = ROOT) -> set[str]:
     """Every module that importing ``module`` (a weightgen module) loads at once: the imports at
     the top of each weightgen file it reaches, followed through weightgen, others named as
@@ -112,22 +124,14 @@ def eager_imports(module: str, root: Path = ROOT) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
+        path = module_file(name, root)
+        if path is None:
+            continue
         parts = name.split(".")
-        if parts[0] != "weightgen":
-            continue
-        base = root.joinpath(*parts[1:])
-        path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
-        if not path.is_file():
-            continue
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # its packages
-        for node in ast.parse(path.read_text(), filename=str(path)).body:
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                todo.append(node.module)
-                todo += [f"{node.module}.{alias.name}" for alias in node.names
-                         if (root.joinpath(*node.module.split(".")[1:], alias.name)).exists()
-                         or root.joinpath(*node.module.split(".")[1:], f"{alias.name}.py").exists()]
+        for imported, names in imports_of(path, top_level_only=True):
+            todo.append(imported)  # `from a.b import c`: c may be a module of a.b
+            todo += [f"{imported}.{n}" for n in names if module_file(f"{imported}.{n}", root)]
     return seen
 
 
