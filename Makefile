@@ -20,8 +20,8 @@ install:
 	@$(BIN)/python -c "import torch; print('installed torch', torch.__version__, '(cuda:', torch.cuda.is_available(), ')')"
 
 # Tests run in one worker process per core (pytest-xdist; each worker runs torch on one thread,
-# tests/conftest.py): 2 idle cores take the suite from 294 s to 181 s and the fast subset from
-# 113 s to 82 s. TEST_WORKERS=0 runs them in this process (a debugger, -x, reading the order).
+# tests/conftest.py; timings in tests/README.md). TEST_WORKERS=0 runs them in this process (a
+# debugger, -x, reading the order).
 test:
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS)
 
