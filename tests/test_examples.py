@@ -36,6 +36,7 @@ from weightgen.diffusion.unet1d import UNet1DDenoiser
 from weightgen.errors import ConfigError
 from weightgen.gan.generator import E2GANGenerator
 from weightgen.stages.artifacts import default_inits, load_base, load_generator
+from weightgen.study.zero_shot_controls import control_kinds
 from weightgen.weights.tokenizer import BlockTokenizer
 
 NGF = 4
@@ -451,7 +452,9 @@ def test_the_zero_shot_table_adds_text_plus_examples(examples_run):
     from weightgen.stages.zero_shot import zero_shot_report
     from weightgen.study.generalisation import generalisation_table
 
-    summary = zero_shot_report(examples_run["ws"], n_train=1)
+    ws = run_workspace(examples_run["artifacts"], *examples_run["overrides"],
+                       "bench.controls.k_blend=2")  # the tiny run has 2 training adapters
+    summary = zero_shot_report(ws, n_train=1)
     report = json.loads((examples_run["folder"] / "zero_shot.json").read_text())
     for row in report["concepts"]:
         assert {"generated", "generated_examples"} <= set(row)
@@ -460,6 +463,20 @@ def test_the_zero_shot_table_adds_text_plus_examples(examples_run):
     assert set(summary["generated_examples_beats_nearest"]) == {"train", "test"}
     table = (examples_run["folder"] / "zero_shot.md").read_text()
     assert "| generated | generated_examples |" in table and "With 2 example pairs" in table
+    # The held-out concepts against the controls that see the same inputs, scored once: the
+    # kinds the rows hold read the same PSNR.
+    held_out = ws.test_concepts
+    controls = report["controls"]
+    assert [(r["concept"], r["kind"]) for r in controls] == [(c.id, c.kind) for c in held_out]
+    rows = {r["concept"]: r for r in report["concepts"]}
+    for control in controls:
+        assert set(control_kinds(True)) <= set(control)
+        for kind in ("mean", "nearest", "trained", "generated", "generated_examples"):
+            assert control[kind] == rows[control["concept"]][kind]["psnr"]
+    by_kind = summary["controls"]["by_kind"]
+    assert summary["controls"]["split"] == "test" and set(by_kind) == {c.kind for c in held_out}
+    assert set(next(iter(by_kind.values()))["wins"]) == {"generated_examples", "generated"}
+    assert "## Against the controls that see the same inputs (test split)" in table
     out = examples_run["folder"] / "table"
     generalisation_table([{"name": "ex", "note": "", "overrides": [], "train_seconds": 1.0,
                            "zero_shot": report}], out)

@@ -135,3 +135,17 @@ def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path, monke
     error = capsys.readouterr().err
     assert "has been measured" in error and "run without --table-only" in error
     assert not (EXPERIMENTS / "generalisation" / configs.stem).exists()
+
+
+def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
+    """issue 24's configurations compose as the commands do, each on the validation split (never
+    the reported test split), and are tabulated against the controls."""
+    module = script("generalisation")
+    configs = EXPERIMENTS / "generalisation" / "against_controls.yaml"
+    assert module.table_of(configs) is module.controls_table
+    assert module.table_of(EXPERIMENTS / "generalisation" / "levers.yaml") is (
+        module.generalisation_table)
+    for configuration in module.read_configs(configs):
+        ws = module.workspace(configuration)
+        assert ws.cfg.bench.split == "val", configuration["name"]
+        assert ws.cfg.paths.generator_dir.endswith(f"generalisation/{configuration['name']}")

@@ -5,7 +5,9 @@
 
 ``--configs`` (default ``configs.yaml``, the issue-8 configurations) names the YAML list to
 measure; its table goes to the folder named after the file (``configs.yaml``: this folder;
-``levers.yaml``: ``levers/``).
+``levers.yaml``: ``levers/``). A file whose ``table`` is ``controls`` (issue 24's levers) is
+tabulated against the controls that see the generator's inputs, on the new concepts of its
+``bench.split`` (``weightgen.study.controls_table``); any other, by the generalisation table.
 
 Each configuration is composed as `experiment=bench` + its overrides (the real configs), trained
 by the generator stage and scored by the zero-shot table; a configuration whose folder already
@@ -33,6 +35,7 @@ from weightgen.stages.bench import run_benchmark
 from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
+from weightgen.study.controls_table import controls_table
 from weightgen.study.generalisation import generalisation_table
 
 HERE = Path(__file__).resolve().parent
@@ -122,6 +125,13 @@ def record(entry: dict) -> dict | None:
             "bench": json.loads(bench_results.read_text()) if bench_results.is_file() else None}
 
 
+def table_of(path: Path):
+    """The table a configs file is written as: ``table: controls`` or the generalisation table."""
+    entries = yaml.safe_load(path.read_text())
+    return (controls_table if isinstance(entries, dict) and entries.get("table") == "controls"
+            else generalisation_table)
+
+
 def read_configs(path: Path) -> list[dict]:
     """The configurations of a file; a sampling variant carries its source entry along.
 
@@ -170,4 +180,4 @@ if __name__ == "__main__":
                      f"root yet, so there is no table to write: run without --table-only first")
     out = output_folder(args.configs)
     out.mkdir(exist_ok=True)
-    generalisation_table(records, out)
+    table_of(args.configs)(records, out)

@@ -79,15 +79,26 @@ from weightgen.utils.io import atomic_save_safetensors, atomic_write_json, sha25
 log = logging.getLogger(__name__)
 
 
+def split_concepts(ws: Workspace) -> list:
+    """The held-out concepts of ``bench.split``; none is a config error that names the knob."""
+    split = ws.cfg.bench.split
+    held_out = ws.held_out_of(split)
+    if not held_out:
+        raise ConfigError(f"the benchmark and the zero-shot table score the held-out concepts of "
+                          f"bench.split={split}: set {_picked_by(split)} > 0")
+    return held_out
+
+
+def _picked_by(split: str) -> str:
+    return "concepts.n_val" if split == "val" else "concepts.n_test"
+
+
 def bench_concepts(ws: Workspace) -> list:
     """The held-out (unseen) concepts of ``bench.split`` first (``bench.n_unseen`` of them; null:
     all), then optionally a few train (seen) concepts."""
     cfg = ws.cfg.bench
-    held_out = ws.held_out_of(cfg.split)
-    picked_by = "concepts.n_val" if cfg.split == "val" else "concepts.n_test"
-    if not held_out:
-        raise ConfigError(f"the benchmark needs held-out concepts of bench.split={cfg.split}: set "
-                          f"{picked_by} > 0")
+    held_out = split_concepts(ws)
+    picked_by = _picked_by(cfg.split)
     n_unseen = len(held_out) if cfg.n_unseen is None else cfg.n_unseen
     check_pick("bench.n_unseen", n_unseen, len(held_out), picked_by)
     check_pick("bench.n_seen", cfg.n_seen, len(ws.train_concepts), "concepts.n_train")

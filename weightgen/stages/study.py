@@ -38,11 +38,12 @@ from weightgen.utils.wandb_media import update_summary, wandb_loggers
 
 def _zero_shot(ws: Workspace) -> dict:
     summary = zero_shot_report(ws, n_train=ws.cfg.study.n_train_eval)
-    flat = {f"{split}/{kind}": psnr for split in ("train", "test") if split in summary
+    held_out = summary["controls"]["split"]  # bench.split: val or test
+    flat = {f"{split}/{kind}": psnr for split in ("train", held_out) if split in summary
             for kind, psnr in summary[split].items()}
     for rival in ("mean", "nearest"):
-        flat[f"test/beats_{rival}"] = summary[f"generated_beats_{rival}"]["test"]
-    flat["test/count"] = len(ws.test_concepts)
+        flat[f"{held_out}/beats_{rival}"] = summary[f"generated_beats_{rival}"][held_out]
+    flat[f"{held_out}/count"] = len(ws.held_out_of(held_out))
     flat["generation_seconds"] = summary["generation_seconds"]
     return flat
 

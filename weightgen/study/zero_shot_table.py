@@ -34,19 +34,19 @@ def zero_shot_markdown(rows: list[dict], summary: dict) -> str:
     for r in rows:
         lines.append(f"| {r['concept']} | {r['split']} | "
                      + " | ".join(f"{r[k]['psnr']:.2f}" for k in kinds) + " |")
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         if split in summary:
             lines.append(f"| **median** | {split} | "
                          + " | ".join(f"**{summary[split][k]:.2f}**" for k in kinds) + " |")
     lines += ["", f"Generation: {summary['generation_seconds']:.3f} s per adapter (median). "
               f"Generated beats mean on {summary['generated_beats_mean']} concepts and nearest on "
-              f"{summary['generated_beats_nearest']} (train/test counts)."]
+              f"{summary['generated_beats_nearest']} (train/held-out counts)."]
     if EXAMPLES_KIND in kinds:
         lines += ["", f"With {summary['examples_k']} example pairs (`{EXAMPLES_KIND}`: prompt + k "
                   f"training pairs, encoding included): "
                   f"{summary['examples_generation_seconds']:.3f} s per adapter (median); beats "
                   f"mean on {summary['generated_examples_beats_mean']} concepts and nearest on "
-                  f"{summary['generated_examples_beats_nearest']} (train/test counts)."]
+                  f"{summary['generated_examples_beats_nearest']} (train/held-out counts)."]
     for key, what in (("paraphrase_gap", "generated"),
                       ("paraphrase_gap_examples", "generated with the same example pairs")):
         gap = summary.get(key)

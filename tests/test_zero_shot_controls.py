@@ -1,0 +1,123 @@
+"""The zero-shot comparison with the controls that see the generator's inputs (issue 24's bar):
+per held-out kind, medians, paired wins with the sign test, and the count above every rival."""
+
+import json
+
+import pytest
+
+from weightgen.study.controls_table import controls_table
+from weightgen.study.zero_shot_controls import (
+    EXAMPLES_KINDS,
+    TEXT_KINDS,
+    control_kinds,
+    controls_markdown,
+    score_controls,
+    summarise_controls,
+)
+
+
+def row(concept: str, kind: str, **psnr: float) -> dict:
+    return {"concept": concept, "split": "val", "kind": kind} | psnr
+
+
+def test_the_kinds_scored_add_the_examples_side_only_for_a_generator_with_pairs():
+    assert control_kinds(False) == (*TEXT_KINDS, "trained")
+    assert control_kinds(True) == (*TEXT_KINDS, *EXAMPLES_KINDS, "trained")
+
+
+def test_each_concept_is_scored_with_every_kind_and_keeps_its_held_out_kind():
+    class Concept:
+        def __init__(self, id, kind):
+            self.id, self.split, self.kind = id, "val", kind
+
+    asked = []
+
+    def psnr(kind, concept):
+        asked.append((kind, concept.id))
+        return float(len(asked))
+
+    rows = score_controls([Concept("a", "new"), Concept("b", "paraphrase")], ("mean", "trained"),
+                          psnr)
+    assert rows == [row("a", "new", mean=1.0, trained=2.0),
+                    row("b", "paraphrase", mean=3.0, trained=4.0)]
+
+
+def test_wins_count_each_rival_and_all_of_them_at_once_per_held_out_kind():
+    rows = [
+        # above ridge, blend and mean
+        row("a", "new", generated_examples=20.0, examples_ridge=19.0, examples_blend=18.0, mean=15.0,
+            generated=16.0, text_ridge=17.0),
+        # above blend and mean, below ridge
+        row("b", "new", generated_examples=18.0, examples_ridge=19.0, examples_blend=17.0, mean=15.0,
+            generated=16.0, text_ridge=15.5),
+        # a tie with ridge counts as neither a win nor a loss, and not as above all
+        row("c", "new", generated_examples=19.0, examples_ridge=19.0, examples_blend=17.0, mean=15.0,
+            generated=14.0, text_ridge=15.0),
+        row("d", "paraphrase", generated_examples=25.0, examples_ridge=22.0, examples_blend=24.0,
+            mean=16.0, generated=20.0, text_ridge=19.0),
+    ]
+    summary = summarise_controls(rows)
+    assert list(summary) == ["new", "paraphrase"]
+    new = summary["new"]
+    assert new["concepts"] == 3
+    assert new["median"]["generated_examples"] == 19.0 and new["median"]["text_ridge"] == 15.5
+    examples = new["wins"]["generated_examples"]
+    assert examples["examples_ridge"] == {"wins": 1, "losses": 1, "p_value": 1.0}
+    assert examples["examples_blend"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert examples["above_all"] == 1
+    text = new["wins"]["generated"]
+    assert text["text_ridge"] == {"wins": 1, "losses": 2, "p_value": 1.0}
+    assert text["mean"]["wins"] == 2 and text["above_all"] == 1
+    assert summary["paraphrase"]["wins"]["generated_examples"]["above_all"] == 1
+
+
+def test_a_text_only_generator_is_compared_with_the_text_controls_only():
+    rows = [row("a", "new", mean=15.0, nearest=14.0, text_ridge=16.0, generated=17.0, trained=20.0)]
+    summary = summarise_controls(rows)
+    assert list(summary["new"]["wins"]) == ["generated"]
+    assert summary["new"]["wins"]["generated"]["above_all"] == 1
+
+
+def test_the_markdown_section_gives_medians_and_wins_per_held_out_kind():
+    rows = [row("a", "new", mean=15.0, nearest=14.0, text_ridge=16.0, generated=17.0,
+                trained=20.0),
+            row("b", "paraphrase", mean=15.0, nearest=18.0, text_ridge=16.0, generated=14.0,
+                trained=21.0)]
+    text = "\n".join(controls_markdown(summarise_controls(rows), "val"))
+    assert "(val split)" in text and "| init | new (1) | paraphrase (1) |" in text
+    assert "| text_ridge | 16.00 | 16.00 |" in text
+    assert "| generated vs text_ridge | 1 / 0 (p 1) | 0 / 1 (p 1) |" in text
+    assert "| generated above text_ridge and mean | 1 of 1 | 0 of 1 |" in text
+    assert controls_markdown({}, "val") == []
+
+
+@pytest.mark.parametrize("kind", ["generated_examples", "generated"])
+def test_a_win_needs_a_strictly_higher_start(kind):
+    rival = "examples_ridge" if kind == "generated_examples" else "text_ridge"
+    others = ({"examples_blend": 0.0} if kind == "generated_examples" else {})
+    rows = [row("a", "new", **{kind: 18.0, rival: 18.0, "mean": 0.0}, **others)]
+    wins = summarise_controls(rows)["new"]["wins"][kind]
+    assert wins[rival] == {"wins": 0, "losses": 0, "p_value": None}
+    assert wins["above_all"] == 0
+
+
+def test_the_lever_table_reads_each_configuration_on_one_held_out_kind(tmp_path):
+    def record(name, generated_examples, ridge):
+        rows = [row(c, "new", generated_examples=g, examples_ridge=r, examples_blend=15.0,
+                    examples_nearest=14.0, mean=14.0, nearest=13.0, generated=15.0,
+                    text_ridge=16.0, trained=22.0)
+                for c, g, r in zip("abcd", generated_examples, ridge, strict=True)]
+        summary = {"controls": {"split": "val", "by_kind": summarise_controls(rows)}}
+        return {"name": name, "note": "a note", "overrides": ["x=1"], "train_seconds": 12.0,
+                "zero_shot": {"summary": summary}}
+
+    records = [record("behind", [17.0, 17.0, 19.0, 17.0], [18.0] * 4),
+               record("ahead", [19.0, 19.0, 19.0, 17.0], [18.0] * 4)]
+    markdown = controls_table(records, tmp_path).read_text()
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in table["configurations"]] == ["behind", "ahead"]
+    assert table["configurations"][1]["wins"]["generated_examples"]["above_all"] == 3
+    assert "new concepts of the val split" in markdown
+    assert "| 3 / 1 (p 0.625) | 3 of 4 (75%) **met** |" in markdown
+    assert "| 1 / 3 (p 0.625) | 1 of 4 (25%) |" in markdown
+    assert (tmp_path / "results.png").stat().st_size > 0

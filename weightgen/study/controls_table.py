@@ -1,0 +1,106 @@
+"""The lever table (issue 24): each generator configuration against the controls that see its
+inputs, on one held-out kind of one split.
+
+Input: one record per configuration with its zero-shot report (``weightgen-zero-shot``, whose
+``summary["controls"]`` scores the held-out concepts of ``bench.split`` against the ridge maps,
+retrieval and the mean). Output: ``results.json``, ``results.md`` (medians; wins over each
+control with the sign test; the share of concepts above all of them, the bar is 75%) and
+``results.png`` (the generated medians as bars, the controls as markers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from weightgen.study.zero_shot_controls import RIVALS
+from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
+
+BAR = 0.75  # issue 24: above every control on at least this share of the new concepts
+COLUMNS = ("generated_examples", "examples_ridge", "examples_blend", "examples_nearest", "mean",
+           "generated", "text_ridge", "nearest", "trained")
+
+
+def lever_row(record: dict, held_out_kind: str) -> dict:
+    """A configuration's medians and wins on ``held_out_kind`` of its zero-shot split."""
+    controls = record["zero_shot"]["summary"]["controls"]
+    group = controls["by_kind"][held_out_kind]
+    return {"name": record["name"], "note": record["note"], "overrides": record["overrides"],
+            "train_seconds": record["train_seconds"], "split": controls["split"],
+            "kind": held_out_kind, "concepts": group["concepts"], "median": group["median"],
+            "wins": group["wins"]}
+
+
+def controls_table(records: Sequence[dict], out_dir: str | Path,
+                   held_out_kind: str = "new") -> Path:
+    """Write results.{json,md,png} for the configurations measured so far; return results.md."""
+    out = Path(out_dir)
+    rows = [lever_row(r, held_out_kind) for r in records]
+    atomic_write_json(out / "results.json", {"kind": held_out_kind, "bar": BAR,
+                                             "configurations": rows})
+    splits = sorted({r["split"] for r in rows})
+    lines = [f"# Generator configurations against the controls: {held_out_kind} concepts of the "
+             f"{' / '.join(splits)} split", "",
+             "Median zero-shot GAN PSNR (dB). Wins: concepts above the control / below it (sign-"
+             f"test p). Above all: the share above every control at once (the bar: "
+             f"{BAR:.0%}).", "",
+             "| configuration | n | " + " | ".join(COLUMNS) + " | text + examples vs ridge | "
+             "text + examples above all | text only vs text ridge | text only above all | "
+             "train s |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 5)]
+    for row in rows:
+        medians = [f"{row['median'][c]:.2f}" if c in row["median"] else "—" for c in COLUMNS]
+        lines.append(f"| `{row['name']}` | {row['concepts']} | " + " | ".join(medians)
+                     + f" | {_versus(row, 'generated_examples', 'examples_ridge')}"
+                     + f" | {_above_all(row, 'generated_examples')}"
+                     + f" | {_versus(row, 'generated', 'text_ridge')}"
+                     + f" | {_above_all(row, 'generated')} | {row['train_seconds']:.0f} |")
+    lines += ["", "Each configuration's overrides:", ""]
+    lines += [f"- `{row['name']}`: {row['note']} (`{' '.join(row['overrides'])}`)" for row in rows]
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    _plot(rows, out / "results.png")
+    return out / "results.md"
+
+
+def _versus(row: dict, generated: str, rival: str) -> str:
+    won = row["wins"].get(generated, {}).get(rival)
+    if won is None:
+        return "—"
+    p = "—" if won["p_value"] is None else f"{won['p_value']:.3g}"
+    return f"{won['wins']} / {won['losses']} (p {p})"
+
+
+def _above_all(row: dict, generated: str) -> str:
+    if generated not in row["wins"]:
+        return "—"
+    above = row["wins"][generated]["above_all"]
+    share = above / row["concepts"]
+    return f"{above} of {row['concepts']} ({share:.0%}){' **met**' if share >= BAR else ''}"
+
+
+def _plot(rows: Sequence[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = range(len(rows))
+    fig, axes = plt.subplots(1, len(RIVALS), figsize=(max(8.0, 1.2 * len(rows) + 5), 4.2))
+    markers = {"examples_ridge": "r_", "examples_blend": "m^", "text_ridge": "r_", "mean": "kx",
+               "trained": "g*"}
+    for ax, (generated, rivals) in zip(axes, RIVALS.items(), strict=True):
+        ax.bar(x, [r["median"].get(generated, 0.0) for r in rows], color="tab:blue",
+               label=generated)
+        for rival in (*rivals, "trained"):
+            ax.plot(x, [r["median"].get(rival) for r in rows], markers[rival], markersize=14,
+                    label=rival)
+        ax.set_title(f"{generated} ({rows[0]['kind']} concepts, median)", fontsize=9)
+        ax.set_xticks(list(x), [r["name"] for r in rows], rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("zero-shot GAN PSNR (dB)")
+        low = min(min(v for v in r["median"].values()) for r in rows) - 2
+        ax.set_ylim(bottom=max(0.0, low))
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
