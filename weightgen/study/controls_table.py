@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from weightgen.study.zero_shot_controls import RIVALS
+from weightgen.utils.bar_axes import style_psnr_bars
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 BAR = 0.75  # issue 24: above every control on at least this share of the new concepts
@@ -95,12 +96,8 @@ def _plot(rows: Sequence[dict], path: Path) -> None:
             ax.plot(x, [r["median"].get(rival) for r in rows], markers[rival], markersize=14,
                     label=rival)
         ax.set_title(f"{generated} ({rows[0]['kind']} concepts, median)", fontsize=9)
-        ax.set_xticks(list(x), [r["name"] for r in rows], rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel("zero-shot GAN PSNR (dB)")
-        low = min(min(v for v in r["median"].values()) for r in rows) - 2
-        ax.set_ylim(bottom=max(0.0, low))
-        ax.legend(fontsize=7)
-        ax.grid(axis="y", alpha=0.3)
+        style_psnr_bars(ax, [r["name"] for r in rows],
+                        min(min(r["median"].values()) for r in rows) - 2)
     fig.tight_layout()
     atomic_save_figure(fig, path)
     plt.close(fig)

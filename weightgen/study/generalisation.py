@@ -15,6 +15,7 @@ from pathlib import Path
 
 from weightgen.bench.methods import BASELINE, TEXT_ONLY, WITH_EXAMPLES
 from weightgen.study.zero_shot_table import EXAMPLES_KIND, generated_wins
+from weightgen.utils.bar_axes import style_psnr_bars
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 
@@ -174,13 +175,9 @@ def _plot(rows: Sequence[dict], path: Path) -> None:
     test.plot(x, [r["test_nearest"] for r in rows], "m^", label="nearest init")
     test.plot(x, [r["test_standard"] for r in rows], "k_", markersize=18, label="base")
     test.set_title("generalise: held-out prompts (median)", fontsize=9)
+    low = min(min(r["test_standard"], r["train_mean"]) for r in rows) - 3
     for ax in (fit, test):
-        ax.set_xticks(list(x), names, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel("zero-shot GAN PSNR (dB)")
-        low = min(min(r["test_standard"], r["train_mean"]) for r in rows) - 3
-        ax.set_ylim(bottom=max(0.0, low))
-        ax.legend(fontsize=7)
-        ax.grid(axis="y", alpha=0.3)
+        style_psnr_bars(ax, names, low)
     fig.tight_layout()
     atomic_save_figure(fig, path)
     plt.close(fig)
