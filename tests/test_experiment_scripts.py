@@ -145,7 +145,10 @@ def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
     assert module.table_of(configs) is module.controls_table
     assert module.table_of(EXPERIMENTS / "generalisation" / "levers.yaml") is (
         module.generalisation_table)
-    for configuration in module.read_configs(configs):
-        ws = module.workspace(configuration)
-        assert ws.cfg.bench.split == "val", configuration["name"]
-        assert ws.cfg.paths.generator_dir.endswith(f"generalisation/{configuration['name']}")
+    entries = module.read_configs(configs)
+    for configuration in entries:  # the split set by the base and never again
+        splits = [o for o in module.overrides(configuration) if o.startswith("bench.split=")]
+        assert splits == ["bench.split=val"], configuration["name"]
+    ws = module.workspace(entries[1])  # one composed as the commands do (each takes seconds)
+    assert ws.cfg.bench.split == "val" and ws.cfg.diffusion.prior == "examples_ridge"
+    assert ws.cfg.paths.generator_dir.endswith(f"generalisation/{entries[1]['name']}")
