@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from weightgen.study.controls_table import controls_table
+from weightgen.study.controls_table import controls_table, pooled_over_seeds, seed_family
 from weightgen.study.zero_shot_controls import (
     EXAMPLES_KINDS,
     TEXT_KINDS,
@@ -121,3 +121,23 @@ def test_the_lever_table_reads_each_configuration_on_one_held_out_kind(tmp_path)
     assert "| 3 / 1 (p 0.625) | 3 of 4 (75%) **met** |" in markdown
     assert "| 1 / 3 (p 0.625) | 1 of 4 (25%) |" in markdown
     assert (tmp_path / "results.png").stat().st_size > 0
+
+
+def test_a_configurations_seeds_are_pooled_concept_by_concept():
+    def lever(name, ridge_wins, ridge_losses, above_all, median):
+        return {"name": name, "note": "", "overrides": [], "train_seconds": 10.0, "split": "val",
+                "kind": "new", "concepts": 8, "median": {"generated_examples": median},
+                "wins": {"generated_examples": {
+                    "examples_ridge": {"wins": ridge_wins, "losses": ridge_losses},
+                    "above_all": above_all}}}
+
+    rows = [lever("preset", 6, 2, 5, 20.0), lever("preset_seed1", 5, 3, 4, 21.0),
+            lever("preset_seed2", 7, 1, 6, 21.5), lever("prior", 1, 7, 0, 15.0)]
+    assert [seed_family(r["name"]) for r in rows] == ["preset"] * 3 + ["prior"]
+    (pooled,) = pooled_over_seeds(rows)  # one seed of `prior`: nothing to pool
+    assert pooled["name"] == "preset (3 seeds)" and pooled["concepts"] == 24
+    assert pooled["median"]["generated_examples"] == pytest.approx(20.8333, abs=1e-3)
+    ridge = pooled["wins"]["generated_examples"]["examples_ridge"]
+    assert (ridge["wins"], ridge["losses"]) == (18, 6)
+    assert ridge["p_value"] == pytest.approx(0.0227, abs=1e-3)
+    assert pooled["wins"]["generated_examples"]["above_all"] == 15

@@ -4,15 +4,19 @@ inputs, on one held-out kind of one split.
 Input: one record per configuration with its zero-shot report (``weightgen-zero-shot``, whose
 ``summary["controls"]`` scores the held-out concepts of ``bench.split`` against the ridge maps,
 retrieval and the mean). Output: ``results.json``, ``results.md`` (medians; wins over each
-control with the sign test; the share of concepts above all of them, the bar is 75%) and
+control with the sign test; the share of concepts above all of them, the bar is 75%; a
+configuration measured on several seeds, ``<name>_seed<n>`` beside ``<name>``, also pooled) and
 ``results.png`` (the generated medians as bars, the controls as markers).
 """
 
 from __future__ import annotations
 
+import re
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from weightgen.bench.stats import sign_test
 from weightgen.study.zero_shot_controls import RIVALS
 from weightgen.utils.bar_axes import style_psnr_bars
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
@@ -32,13 +36,53 @@ def lever_row(record: dict, held_out_kind: str) -> dict:
             "wins": group["wins"]}
 
 
+def seed_family(name: str) -> str:
+    """A configuration's name without its ``_seed<n>`` suffix: the seeds of one configuration."""
+    return re.sub(r"_seed\d+$", "", name)
+
+
+def pooled_over_seeds(rows: Sequence[dict]) -> list[dict]:
+    """One row per configuration measured on more than one seed: the seeds' mean medians, their
+    wins and losses summed (one pair per concept and seed) with the sign test redone, and the
+    count above all summed over ``seeds x concepts``."""
+    families: dict[str, list[dict]] = {}
+    for row in rows:
+        families.setdefault(seed_family(row["name"]), []).append(row)
+    pooled = []
+    for family, seeds in families.items():
+        if len(seeds) < 2:
+            continue
+        first = seeds[0]
+        wins = {}
+        for generated, rivals in first["wins"].items():
+            wins[generated] = {"above_all": sum(s["wins"][generated]["above_all"] for s in seeds)}
+            for rival in rivals:
+                if rival == "above_all":
+                    continue
+                won = sum(s["wins"][generated][rival]["wins"] for s in seeds)
+                lost = sum(s["wins"][generated][rival]["losses"] for s in seeds)
+                wins[generated][rival] = {"wins": won, "losses": lost,
+                                          "p_value": sign_test(won, lost)}
+        pooled.append({
+            "name": f"{family} ({len(seeds)} seeds)",
+            "note": f"pooled: {', '.join(s['name'] for s in seeds)}",
+            "overrides": first["overrides"],
+            "train_seconds": statistics.mean(s["train_seconds"] for s in seeds),
+            "split": first["split"], "kind": first["kind"],
+            "concepts": sum(s["concepts"] for s in seeds),
+            "median": {k: statistics.mean(s["median"][k] for s in seeds) for k in first["median"]},
+            "wins": wins, "seeds": [s["name"] for s in seeds]})
+    return pooled
+
+
 def controls_table(records: Sequence[dict], out_dir: str | Path,
                    held_out_kind: str = "new") -> Path:
     """Write results.{json,md,png} for the configurations measured so far; return results.md."""
     out = Path(out_dir)
     rows = [lever_row(r, held_out_kind) for r in records]
+    pooled = pooled_over_seeds(rows)
     atomic_write_json(out / "results.json", {"kind": held_out_kind, "bar": BAR,
-                                             "configurations": rows})
+                                             "configurations": rows, "pooled_over_seeds": pooled})
     splits = sorted({r["split"] for r in rows})
     lines = [f"# Generator configurations against the controls: {held_out_kind} concepts of the "
              f"{' / '.join(splits)} split", "",
@@ -49,13 +93,17 @@ def controls_table(records: Sequence[dict], out_dir: str | Path,
              "text + examples above all | text only vs text ridge | text only above all | "
              "train s |",
              "|---|---|" + "---|" * (len(COLUMNS) + 5)]
-    for row in rows:
+    for row in [*rows, *pooled]:
         medians = [f"{row['median'][c]:.2f}" if c in row["median"] else "—" for c in COLUMNS]
         lines.append(f"| `{row['name']}` | {row['concepts']} | " + " | ".join(medians)
                      + f" | {_versus(row, 'generated_examples', 'examples_ridge')}"
                      + f" | {_above_all(row, 'generated_examples')}"
                      + f" | {_versus(row, 'generated', 'text_ridge')}"
                      + f" | {_above_all(row, 'generated')} | {row['train_seconds']:.0f} |")
+    if pooled:
+        lines += ["", "Rows named `(n seeds)` pool a configuration's seeds: mean medians, wins and "
+                  "losses summed over concepts x seeds (the sign test redone), n counts "
+                  "concepts x seeds."]
     lines += ["", "Each configuration's overrides:", ""]
     lines += [f"- `{row['name']}`: {row['note']} (`{' '.join(row['overrides'])}`)" for row in rows]
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
