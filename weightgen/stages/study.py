@@ -38,7 +38,7 @@ from weightgen.utils.wandb_media import update_summary, wandb_loggers
 
 def _zero_shot(ws: Workspace) -> dict:
     summary = zero_shot_report(ws, n_train=ws.cfg.study.n_train_eval)
-    held_out = summary["controls"]["split"]  # bench.split: val or test
+    held_out = str(ws.cfg.bench.split)  # val or test: the zero-shot table's held-out rows
     flat = {f"{split}/{kind}": psnr for split in ("train", held_out) if split in summary
             for kind, psnr in summary[split].items()}
     for rival in ("mean", "nearest"):

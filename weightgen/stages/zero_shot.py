@@ -10,8 +10,9 @@ pairs, also its adapter for the prompt and k of the concept's training pairs
 Beside them, the paraphrase gap: the generated (text-only) adapter of the train concepts that
 the split's paraphrases reword, under their training prompt, their held-out phrasing and a
 wrong prompt (``summary["paraphrase_gap"]``; with example pairs, each prompt beside the same k
-pairs too: ``summary["paraphrase_gap_examples"]``). Last, the held-out concepts against the controls that see the same inputs, new concepts and paraphrases apart
-(``report["controls"]``, ``summary["controls"]["by_kind"]``: ``weightgen.study.zero_shot_controls``).
+pairs too: ``summary["paraphrase_gap_examples"]``). Last, the held-out concepts against the
+controls that see the same inputs, new concepts and paraphrases apart (``report["controls"]``,
+``summary["controls"]["by_kind"]``: ``weightgen.study.zero_shot_controls``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from weightgen.bench.stats import sign_test
-from weightgen.study.zero_shot_controls import RIVALS
+from weightgen.study.zero_shot_controls import RIVALS, wins_cell
 from weightgen.utils.bar_axes import style_psnr_bars
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
@@ -113,10 +113,7 @@ def controls_table(records: Sequence[dict], out_dir: str | Path,
 
 def _versus(row: dict, generated: str, rival: str) -> str:
     won = row["wins"].get(generated, {}).get(rival)
-    if won is None:
-        return "—"
-    p = "—" if won["p_value"] is None else f"{won['p_value']:.3g}"
-    return f"{won['wins']} / {won['losses']} (p {p})"
+    return "—" if won is None else wins_cell(won)
 
 
 def _above_all(row: dict, generated: str) -> str:

@@ -45,6 +45,12 @@ def paired_wins(rows: Sequence[dict], kind: str, rival: str) -> dict:
     return {"wins": wins, "losses": losses, "p_value": sign_test(wins, losses)}
 
 
+def wins_cell(won: dict) -> str:
+    """``wins / losses (p ...)`` of :func:`paired_wins`; without the p where all were ties."""
+    cell = f"{won['wins']} / {won['losses']}"
+    return cell if won["p_value"] is None else f"{cell} (p {won['p_value']:.3g})"
+
+
 def summarise_controls(rows: Sequence[dict]) -> dict:
     """Per held-out kind: concept count, each init's median PSNR, and each generated init's wins
     over each rival and over all of them at once (``above_all``)."""
@@ -87,9 +93,8 @@ def controls_markdown(summary: dict, split: str) -> list[str]:
             cells = []
             for k in held_out_kinds:
                 won = summary[k]["wins"][generated][rival]
-                cells.append(f"{won} of {summary[k]['concepts']}" if rival == "above_all" else
-                             f"{won['wins']} / {won['losses']} (p {won['p_value']:.3g})"
-                             if won["p_value"] is not None else "0 / 0")
+                cells.append(f"{won} of {summary[k]['concepts']}" if rival == "above_all"
+                             else wins_cell(won))
             what = f"above {' and '.join(rivals)}" if rival == "above_all" else f"vs {rival}"
             lines.append(f"| {generated} {what} | " + " | ".join(cells) + " |")
     return lines
