@@ -15,6 +15,7 @@ from weightgen.concepts.catalog import (
     builtin_concepts,
     select_concepts,
     split_concepts,
+    train_pick_order,
 )
 from weightgen.concepts.ops import (
     NAMED_COLOURS,
@@ -443,6 +444,17 @@ def test_select_concepts_all_and_out_of_range(catalog):
         select_concepts(catalog, 3, 999, seed=0)
     with pytest.raises(ValueError, match="concepts.n_val=9 is out of range: there are 8 val"):
         select_concepts(catalog, 3, 1, seed=0, n_val=9)
+
+
+def test_a_prefix_of_the_train_pick_order_is_the_train_set_of_that_size(catalog):
+    order = train_pick_order(catalog, n_test=24, seed=0, n_val=8)
+    assert sorted(order) == sorted(c.id for c in split_concepts(catalog)[0])
+    for k in (12, 24, 96):
+        picked = select_concepts(catalog, n_train=k, n_test=24, seed=0, n_val=8)
+        assert set(order[:k]) == {c.id for c in picked if c.split == "train"}
+    first = {c.id: c for c in catalog}
+    # Spread: the first 24 hold two-part combinations, not only the catalogue's single ops first.
+    assert sum(len(first[c].parts) > 1 for c in order[:24]) >= 6
 
 
 # ---- procedural editor -------------------------------------------------------------------------

@@ -524,3 +524,23 @@ def test_the_merged_store_comes_with_its_convergence_report(tiny_store):
     first = report["adapters"][0]
     assert first["plateau"] == (first["last_third_gain_db"] < report["summary"]["plateau_db"])
     assert "# Adapter convergence" in (reports / "adapter_convergence.md").read_text()
+
+
+def test_a_build_resumed_with_another_adapter_recipe_trains_its_adapters_again(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    recipe = "+builder.adapter_recipe.optimizer.lr=0.01"
+    summary = run_stage(artifacts, "all", "0/1", recipe)
+    ws = tiny_workspace(artifacts, recipe)
+    assert sorted(s["concept"] for s in summary["adapters"]) == sorted(c.id for c in ws.concepts)
+    rows, before = ws.weight_store.rows(), reference[3]
+    assert len({r["recipe_sha256"] for r in rows}) == 1
+    assert {r["recipe_sha256"] for r in rows} != {r["recipe_sha256"] for r in before}
+    assert all(r["sha256"] != b["sha256"] for r, b in zip(rows, before, strict=True))
+    assert run_stage(artifacts, "all", "0/1", recipe)["adapters"] == []  # now it resumes
+
+
+def test_an_adapter_recipe_that_is_no_gan_override_is_refused(reference, tmp_path):
+    artifacts = copy_of(reference, tmp_path)
+    with pytest.raises(ConfigError, match=r"builder.adapter_recipe does not fit the gan group "
+                                          r"\(unknown keys: optimiser\)"):
+        run_stage(artifacts, "all", "0/1", "+builder.adapter_recipe.optimiser.lr=0.01")

@@ -152,3 +152,20 @@ def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
     ws = module.workspace(entries[1])  # one composed as the commands do (each takes seconds)
     assert ws.cfg.bench.split == "val" and ws.cfg.diffusion.prior == "examples_ridge"
     assert ws.cfg.paths.generator_dir.endswith(f"generalisation/{entries[1]['name']}")
+
+
+def test_the_scaling_curve_trains_on_the_validation_split_and_reports_the_test_split():
+    """issue 24's scaling configurations: every generator is trained and scored on the val split
+    of the 265-concept store; the test split only re-scores a trained one (``sampling_of``); the
+    table is the scaling curve, written beside the file."""
+    module = script("generalisation")
+    configs = EXPERIMENTS / "scaling" / "against_controls.yaml"
+    assert module.table_of(configs) is module.scaling_table
+    assert module.output_folder(configs) == EXPERIMENTS / "scaling" / "against_controls"
+    assert module.output_folder(EXPERIMENTS / "generalisation" / "configs.yaml") == (
+        EXPERIMENTS / "generalisation")
+    for entry in module.read_configs(configs):
+        split = [o for o in module.overrides(entry) if o.startswith("bench.split=")][-1]
+        assert split == ("bench.split=test" if "sampling_of" in entry else "bench.split=val")
+        assert ("run_name=bench273" in module.overrides(entry)) and (
+            "concepts.n_train=null" in module.overrides(entry))

@@ -15,7 +15,8 @@ CONTRACT_KEYS = {"concept", "prompt", "split", "step", "psnr", "ssim", "file", "
 SEPIA = Concept("sepia", "a sepia tone", recipe=[{"op": "sepia"}])
 INVERT = Concept("invert", "an inverted photo", recipe=[{"op": "invert"}], split="test")
 ALONE = Shard()
-INPUTS = {"base_sha256": "b" * 64, "pairs_sha256": "p" * 64, "texts_sha256": "t" * 64}
+INPUTS = {"base_sha256": "b" * 64, "pairs_sha256": "p" * 64, "texts_sha256": "t" * 64,
+          "recipe_sha256": "r" * 64}
 
 
 def adapter(seed: int) -> dict[str, torch.Tensor]:

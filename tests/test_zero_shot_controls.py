@@ -6,6 +6,7 @@ import json
 import pytest
 
 from weightgen.study.controls_table import controls_table, pooled_over_seeds, seed_family
+from weightgen.study.scaling_curve import scaling_table
 from weightgen.study.zero_shot_controls import (
     EXAMPLES_KINDS,
     TEXT_KINDS,
@@ -101,16 +102,19 @@ def test_a_win_needs_a_strictly_higher_start(kind):
     assert wins["above_all"] == 0
 
 
-def test_the_lever_table_reads_each_configuration_on_one_held_out_kind(tmp_path):
-    def record(name, generated_examples, ridge):
-        rows = [row(c, "new", generated_examples=g, examples_ridge=r, examples_blend=15.0,
-                    examples_nearest=14.0, mean=14.0, nearest=13.0, generated=15.0,
-                    text_ridge=16.0, trained=22.0)
-                for c, g, r in zip("abcd", generated_examples, ridge, strict=True)]
-        summary = {"controls": {"split": "val", "by_kind": summarise_controls(rows)}}
-        return {"name": name, "note": "a note", "overrides": ["x=1"], "train_seconds": 12.0,
-                "zero_shot": {"summary": summary}}
+def record(name, generated_examples, ridge, train_concepts=96):
+    """A lever record over concepts a-d: the text + examples generator and the example ridge
+    as given, every other control fixed."""
+    rows = [row(c, "new", generated_examples=g, examples_ridge=r, examples_blend=15.0,
+                examples_nearest=14.0, mean=14.0, nearest=13.0, generated=15.0,
+                text_ridge=16.0, trained=22.0)
+            for c, g, r in zip("abcd", generated_examples, ridge, strict=True)]
+    summary = {"controls": {"split": "val", "by_kind": summarise_controls(rows)}}
+    return {"name": name, "note": "a note", "overrides": ["x=1"], "train_seconds": 12.0,
+            "train_concepts": train_concepts, "zero_shot": {"summary": summary}}
 
+
+def test_the_lever_table_reads_each_configuration_on_one_held_out_kind(tmp_path):
     records = [record("behind", [17.0, 17.0, 19.0, 17.0], [18.0] * 4),
                record("ahead", [19.0, 19.0, 19.0, 17.0], [18.0] * 4)]
     markdown = controls_table(records, tmp_path).read_text()
@@ -141,3 +145,18 @@ def test_a_configurations_seeds_are_pooled_concept_by_concept():
     assert (ridge["wins"], ridge["losses"]) == (18, 6)
     assert ridge["p_value"] == pytest.approx(0.0227, abs=1e-3)
     assert pooled["wins"]["generated_examples"]["above_all"] == 15
+
+
+def test_the_scaling_curve_averages_seeds_per_training_set_size(tmp_path):
+    records = [record("concepts_24", [17.0, 17.0, 17.0, 17.0], [18.0] * 4, train_concepts=24),
+               record("concepts_96", [19.0, 19.0, 19.0, 17.0], [18.0] * 4),
+               record("concepts_96_seed1", [19.0, 17.0, 17.0, 17.0], [20.0] * 4)]
+    markdown = scaling_table(records, tmp_path).read_text()
+    points = json.loads((tmp_path / "scaling.json").read_text())["points"]
+    assert [(p["split"], p["train_concepts"], p["seeds"]) for p in points] == [
+        ("val", 24, 1), ("val", 96, 2)]
+    assert points[0]["above_all"]["generated_examples"] == 0.0
+    assert points[1]["above_all"]["generated_examples"] == 0.375  # 3 of 4, then 0 of 4
+    assert points[1]["median"]["examples_ridge"] == 19.0 and points[1]["median"]["trained"] == 22.0
+    assert "| val | 96 | 2 | 4 | 18.00 | 19.00 |" in markdown and "| 38% |" in markdown
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "results.md").is_file()

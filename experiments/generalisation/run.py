@@ -37,6 +37,7 @@ from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
 from weightgen.study.controls_table import controls_table
 from weightgen.study.generalisation import generalisation_table
+from weightgen.study.scaling_curve import scaling_table
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_FILE = "examples.safetensors"
@@ -121,15 +122,20 @@ def record(entry: dict) -> dict | None:
     bench_results = measured / "bench" / "results.json"
     return {"name": entry["name"], "note": entry["note"], "overrides": entry["overrides"],
             "sampling_of": entry.get("sampling_of"), "train_seconds": training["seconds"],
+            "train_concepts": training["concepts"],
             "zero_shot": json.loads((measured / "zero_shot.json").read_text()),
             "bench": json.loads(bench_results.read_text()) if bench_results.is_file() else None}
 
 
+TABLES = {"controls": controls_table, "scaling": scaling_table}
+
+
 def table_of(path: Path):
-    """The table a configs file is written as: ``table: controls`` or the generalisation table."""
+    """The table a configs file is written as: ``table: controls`` (the lever table), ``table:
+    scaling`` (it and the curve over training-set sizes) or the generalisation table."""
     entries = yaml.safe_load(path.read_text())
-    return (controls_table if isinstance(entries, dict) and entries.get("table") == "controls"
-            else generalisation_table)
+    kind = entries.get("table") if isinstance(entries, dict) else None
+    return TABLES.get(kind, generalisation_table)
 
 
 def read_configs(path: Path) -> list[dict]:
@@ -147,8 +153,10 @@ def read_configs(path: Path) -> list[dict]:
 
 
 def output_folder(configs: Path) -> Path:
-    """Where a configs file's table goes: this folder for configs.yaml, else a folder by name."""
-    return HERE if configs.name == "configs.yaml" else HERE / configs.stem
+    """Where a configs file's table goes: this folder for its configs.yaml, else a folder named
+    after the file beside it (experiments/scaling/against_controls.yaml: .../against_controls/)."""
+    configs = configs.resolve()
+    return HERE if configs == HERE / "configs.yaml" else configs.parent / configs.stem
 
 
 if __name__ == "__main__":

@@ -288,6 +288,23 @@ def select_concepts(
     quickstart still covers most op families.
     Returns train, then val, then test picks, each in the order of `concepts`.
     """
+    trains, vals, tests = _picks(concepts, n_train, n_test, seed, n_val)
+    order = {concept.id: index for index, concept in enumerate(concepts)}
+    return [c for picks in (trains, vals, tests) for c in sorted(picks, key=lambda c: order[c.id])]
+
+
+def train_pick_order(concepts: Sequence[Concept], n_test: int | None, seed: int,
+                     n_val: int | None = None) -> list[str]:
+    """Every train concept's id in the order :func:`select_concepts` picks them: the first k are
+    the train concepts of ``n_train=k`` (the held-out concepts' parts first, then spread over
+    ops and parts), so a prefix is a fair small training set (the scaling study's)."""
+    n_train = len(split_concepts(concepts)[0])
+    return [c.id for c in _picks(concepts, n_train, n_test, seed, n_val)[0]]
+
+
+def _picks(concepts: Sequence[Concept], n_train: int | None, n_test: int | None, seed: int,
+           n_val: int | None) -> tuple[list[Concept], list[Concept], list[Concept]]:
+    """(train, val, test) picks, each in pick order."""
     train, val, test = split_concepts(concepts)
     for name, n, pool in (("n_train", n_train, train), ("n_val", n_val, val),
                           ("n_test", n_test, test)):
@@ -298,5 +315,4 @@ def select_concepts(
     tests = _pick_held_out(test, n_test, rng)
     vals = _pick_held_out(val, n_val, rng)
     trains = train if n_train is None else _pick_train(train, n_train, tests + vals, rng)
-    order = {concept.id: index for index, concept in enumerate(concepts)}
-    return [c for picks in (trains, vals, tests) for c in sorted(picks, key=lambda c: order[c.id])]
+    return trains, vals, tests

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from weightgen.concepts.spec import Concept
 from weightgen.data.datamodule import PairsDataModule
@@ -27,6 +27,7 @@ from weightgen.finetune.inits import AdapterInit, InitSources
 from weightgen.gan.base import BaseGAN, build_networks, gan_module
 from weightgen.gan.evaluate import Quality, evaluate, generate
 from weightgen.gan.module import GANModule
+from weightgen.gan.recipe import with_recipe
 from weightgen.text.base import TextEncoder
 from weightgen.utils.grid import to_uint8
 
@@ -51,10 +52,7 @@ class FineTuneSetup:
     def gan_for(self, method: str) -> DictConfig:
         """The ``gan`` group a method trains with: its recipe merged over the run's (a recipe may
         add keyword arguments, e.g. ``lr_scheduler.warmup_steps``)."""
-        recipe = self.recipes.get(method)
-        if not recipe:
-            return self.gan
-        return OmegaConf.merge(OmegaConf.to_container(self.gan, resolve=True), recipe)
+        return with_recipe(self.gan, self.recipes.get(method))
 
 
 # The samples key of a run's final outputs on every validation image (what image metrics score).

@@ -165,7 +165,7 @@ def training_rows(ws: Workspace, checkpoints: str | None = None) -> list[dict]:
     each checked to be trained on the run's base and pairs of now."""
     data = ws.cfg.diffusion.data
     return current_rows(ws, training_set.training_rows(
-        ws.weight_store, [c.id for c in ws.train_concepts], {c.id for c in ws.held_out_concepts},
+        ws.weight_store, ws.train_pick_order, {c.id for c in ws.held_out_concepts},
         data.n_concepts, data.checkpoints if checkpoints is None else checkpoints,
     ))
 

@@ -65,6 +65,7 @@ from weightgen.config_checks import check_pick
 from weightgen.derived_reports import bench_reports_dir
 from weightgen.errors import ConfigError
 from weightgen.finetune.finetuner import FineTuneSetup, MethodRun, run_method
+from weightgen.gan.recipe import check_recipe
 from weightgen.metrics.suite import MetricSuite
 from weightgen.stages.artifacts import (
     default_inits,
@@ -120,14 +121,8 @@ def bench_recipes(ws: Workspace) -> dict[str, dict]:
     if unknown:
         raise ConfigError(f"bench.recipes names {', '.join(unknown)}, which is no benchmark "
                           f"method (methods: {', '.join(METHODS)}): fix the name or drop it")
-    for method, recipe in recipes.items():
-        strange = sorted(set(recipe or {}) - set(ws.cfg.gan))
-        if not isinstance(recipe, dict) or strange:
-            raise ConfigError(f"bench.recipes.{method} does not fit the gan group (unknown keys: "
-                              f"{', '.join(strange) or recipe!r}): give overrides of its groups, "
-                              f"e.g. {{optimizer: {{lr: 1.0e-4}}, lr_scheduler: {{warmup_steps: "
-                              f"20}}}}")
-    return recipes
+    return {method: check_recipe(recipe, ws.cfg.gan, f"bench.recipes.{method}")
+            for method, recipe in recipes.items()}
 
 
 def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_every: int,

@@ -52,6 +52,7 @@ from weightgen.finetune.concept_fit import adapter_module, fit_on_concept
 from weightgen.gan.adapters import Adapter, count_parameters
 from weightgen.gan.base import BaseGAN
 from weightgen.gan.module import GANModule
+from weightgen.gan.recipe import check_recipe, recipe_fingerprint, with_recipe
 from weightgen.stages.artifacts import load_base
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.grid import save_grid, to_uint8
@@ -64,13 +65,21 @@ from weightgen.weights.store import Shard, WeightStore
 log = logging.getLogger(__name__)
 
 
+def adapter_gan(cfg: DictConfig) -> DictConfig:
+    """The ``gan`` group the store's adapters train with: ``builder.adapter_recipe`` merged over
+    the run's (e.g. a higher rate for fewer ``builder.adapter_steps``)."""
+    return with_recipe(cfg.gan, check_recipe(cfg.builder.get("adapter_recipe"), cfg.gan,
+                                             "builder.adapter_recipe"))
+
+
 def adapter_inputs(ws: Workspace, base: BaseGAN, concept_ids: list[str]) -> dict[str, dict]:
-    """Per concept, the base, pairs and texts fingerprints its adapter is trained from (store
-    rows)."""
+    """Per concept, the base, pairs, texts and training-recipe fingerprints its adapter is
+    trained from (store rows)."""
     pairs = ws.pair_store.fingerprints(concept_ids)
     texts = texts_fingerprints(ws.concept(c) for c in concept_ids)
+    recipe = recipe_fingerprint(adapter_gan(ws.cfg), ws.cfg.builder.adapter_steps)
     return {c: {"base_sha256": base.meta["generator_sha256"], "pairs_sha256": pairs[c],
-                "texts_sha256": texts[c]} for c in concept_ids}
+                "texts_sha256": texts[c], "recipe_sha256": recipe} for c in concept_ids}
 
 
 class StoreCheckpoints(L.Callback):
@@ -116,7 +125,7 @@ def train_adapter(ws: Workspace, base: BaseGAN, concept: Concept, store: WeightS
     L.seed_everything(ws.cfg.seed, workers=True)
     adapter: Adapter = instantiate(ws.cfg.adapter)
     text = ws.embed([concept.prompt])
-    module = adapter_module(base, adapter, text, ws.cfg.gan)
+    module = adapter_module(base, adapter, text, adapter_gan(ws.cfg))
     data = PairsDataModule(ws.cfg.paths.pairs_dir, [concept.id], ws.cfg.data.batch_size,
                            seed=ws.cfg.seed)
     inputs = adapter_inputs(ws, base, [concept.id])[concept.id]

@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from weightgen.concepts.catalog import builtin_concepts, select_concepts
+from weightgen.concepts.catalog import builtin_concepts, select_concepts, train_pick_order
 from weightgen.concepts.spec import Concept, load_concepts
 from weightgen.console import configure_console, drop_unset_anonymous, wandb_settings
 from weightgen.data.pairs import PairStore
@@ -53,17 +53,29 @@ class Workspace:
     def concepts(self) -> list[Concept]:
         """The run's concepts: train picks then test picks (``concepts`` config group)."""
         spec = self.cfg.concepts
+        return select_concepts(self._pool, spec.n_train, spec.n_test, spec.seed, spec.n_val)
+
+    @cached_property
+    def _pool(self) -> list[Concept]:
+        """Every concept of the ``concepts`` source, before the selection."""
+        spec = self.cfg.concepts
         if spec.source == "builtin":
-            pool = builtin_concepts()
-        elif spec.source == "file":
-            pool = load_concepts(spec.path)
-        else:
-            raise ConfigError(f"concepts.source={spec.source!r}: use builtin or file")
-        return select_concepts(pool, spec.n_train, spec.n_test, spec.seed, spec.n_val)
+            return builtin_concepts()
+        if spec.source == "file":
+            return load_concepts(spec.path)
+        raise ConfigError(f"concepts.source={spec.source!r}: use builtin or file")
 
     @property
     def train_concepts(self) -> list[Concept]:
         return [c for c in self.concepts if c.split == "train"]
+
+    @cached_property
+    def train_pick_order(self) -> list[str]:
+        """The run's train concept ids in the order the selection picks them (a prefix of k is
+        the train set of ``concepts.n_train=k``: ``diffusion.data.n_concepts`` takes one)."""
+        spec, run = self.cfg.concepts, {c.id for c in self.train_concepts}
+        order = train_pick_order(self._pool, spec.n_test, spec.seed, spec.n_val)
+        return [c for c in order if c in run]
 
     @property
     def val_concepts(self) -> list[Concept]:

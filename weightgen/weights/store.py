@@ -46,7 +46,9 @@ MANIFEST = "manifest.jsonl"
 # key -> (what it fingerprints, what differs when it does not match).
 INPUT_KEYS = {"base_sha256": ("base GAN", "another base GAN"),
               "pairs_sha256": ("pairs", "other pairs"),
-              "texts_sha256": ("texts", "other texts (prompt, phrasings)")}
+              "texts_sha256": ("texts", "other texts (prompt, phrasings)"),
+              "recipe_sha256": ("training recipe", "another training recipe (builder.adapter_steps, "
+                                "builder.adapter_recipe, the gan group's optimiser, schedule or loss)")}
 
 
 def inputs_mismatch(rows: list[dict], inputs: Mapping[str, str | None]) -> str | None:

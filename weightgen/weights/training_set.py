@@ -2,8 +2,10 @@
 
 One rule serves the generator's training and the cheap initialisations built from the same data
 (mean, nearest), so a control never sees adapters the generator did not: the train-split
-concepts of the weight store, in the run's concept order, optionally only the first
-``n_concepts`` of them (``diffusion.data.n_concepts``, the scaling study's knob), and of those
+concepts of the weight store, in the order the run's selection picks them
+(``Workspace.train_pick_order``: spread over ops and parts), optionally only the first
+``n_concepts`` of them (``diffusion.data.n_concepts``, the scaling study's knob: the train set
+of ``concepts.n_train=n_concepts``, not a catalogue prefix of single ops), and of those
 either every stored checkpoint or only the last (``diffusion.data.checkpoints``). A concept that
 is held out in this run never counts, whatever split its store rows carry: the store trains
 held-out concepts' adapters too (the bench's ceiling), and they must not reach the generator.
