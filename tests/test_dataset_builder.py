@@ -544,3 +544,12 @@ def test_an_adapter_recipe_that_is_no_gan_override_is_refused(reference, tmp_pat
     with pytest.raises(ConfigError, match=r"builder.adapter_recipe does not fit the gan group "
                                           r"\(unknown keys: optimiser\)"):
         run_stage(artifacts, "all", "0/1", "+builder.adapter_recipe.optimiser.lr=0.01")
+
+
+def test_a_shard_trains_held_out_concepts_first_then_train_ones_in_pick_order():
+    """So a build stopped part-way holds about the train set of a smaller concepts.n_train."""
+    ws = tiny_workspace("unused", "concepts.n_train=6", "concepts.n_test=2", "concepts.n_val=1")
+    order = adapters_stage.build_order(ws, sorted(ws.concepts, key=lambda c: c.id))
+    held_out = sorted(c.id for c in ws.held_out_concepts)
+    assert [c.id for c in order] == held_out + ws.train_pick_order
+    assert ws.train_pick_order[:3] != sorted(ws.train_pick_order)[:3]  # not by id

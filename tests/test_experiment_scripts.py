@@ -169,3 +169,28 @@ def test_the_scaling_curve_trains_on_the_validation_split_and_reports_the_test_s
         assert split == ("bench.split=test" if "sampling_of" in entry else "bench.split=val")
         assert ("run_name=bench273" in module.overrides(entry)) and (
             "concepts.n_train=null" in module.overrides(entry))
+
+
+def test_adapter_recipes_are_compared_concept_by_concept_with_the_reference(tmp_path):
+    """experiments/adapter_recipe: each recipe trains a probe run beside the run (its base and
+    pairs), and the table's differences and speed are paired with the reference recipe's."""
+    module = script("adapter_recipe")
+    spec = yaml.safe_load((EXPERIMENTS / "adapter_recipe" / "recipes.yaml").read_text())
+    assert spec["reference"] in [r["name"] for r in spec["recipes"]]
+    for recipe in spec["recipes"]:  # each composes as the command would
+        overrides = module.probe_overrides(["experiment=bench", "run_name=bench273"], tmp_path,
+                                           recipe, "0/38")
+        cfg = compose_config(overrides)
+        assert cfg.run_name == f"bench273_recipe_{recipe['name']}"
+        assert cfg.paths.base_dir == f"{tmp_path}/base" and cfg.builder.stage == "adapters"
+        assert max(cfg.builder.checkpoint_steps) == cfg.builder.adapter_steps
+    results = {"concepts": ["a", "b", "c"], "reference": "slow", "recipes": {
+        "slow": {"note": "", "steps": 300, "final_psnr": {"a": 20.0, "b": 22.0, "c": 24.0},
+                 "curves": {}, "seconds": {"a": 90.0, "b": 80.0, "c": 100.0}},
+        "fast": {"note": "", "steps": 100, "final_psnr": {"a": 21.0, "b": 21.5, "c": 24.5},
+                 "curves": {}, "seconds": {"a": 30.0, "b": 30.0, "c": 20.0}}}}
+    module.summarise(results)
+    fast = results["recipes"]["fast"]["summary"]
+    assert (fast["wins"], fast["losses"], fast["median_difference_db"]) == (2, 1, 0.5)
+    assert fast["speed_vs_reference"] == 3.0
+    assert "| `fast`:  | 100 | 21.50 | +0.50 (2-1) | 30.0 | 3.00x |" in module.markdown(results)

@@ -3,8 +3,8 @@ store, in this process or in worker processes; their metrics and results table t
 
 ``builder.processes=P`` splits one command's adapters (stage ``all`` or ``adapters``) over P
 spawned worker processes on this machine, built on the shards: the command's shard i/n holds the
-concepts i, i+n, ...; worker k builds shard (i+k*n)/(n*P), every P-th of them, so the workers
-together build exactly shard i/n, each under its own shard lock and into its own manifest part
+concepts i, i+n, ... by id (each shard trains its own in :func:`build_order`); worker k builds
+shard (i+k*n)/(n*P), every P-th of them, so the workers together build exactly shard i/n, each under its own shard lock and into its own manifest part
 (``manifest.shard-<i+k*n>-of-<n*P>.jsonl``), resumable as any shard. The command holds shard
 i/n's lock meanwhile (a second copy of it waits or fails as before), starts only the workers
 with something to train, and gives each ``(num_threads or the cores) // workers`` torch threads
@@ -181,6 +181,15 @@ def shard_order(ws: Workspace) -> list[Concept]:
     return sorted(ws.concepts, key=lambda c: c.id)
 
 
+def build_order(ws: Workspace, concepts: list[Concept]) -> list[Concept]:
+    """The order a shard trains its ``concepts`` in: held-out ones first (the ceiling's adapters,
+    few), then train ones in the selection's pick order, so a build stopped part-way holds about
+    a fair training set (the first k train concepts of a whole build are those of
+    ``concepts.n_train=k``, what ``diffusion.data.n_concepts=k`` reads)."""
+    rank = {concept_id: index for index, concept_id in enumerate(ws.train_pick_order)}
+    return sorted(concepts, key=lambda c: (not c.held_out, rank.get(c.id, -1), c.id))
+
+
 def _pending(ws: Workspace, base: BaseGAN, shard: Shard,
              store: WeightStore) -> tuple[list[Concept], list[Concept], dict[str, str]]:
     """(the shard's concepts, those to train, why each complete one that is not kept is not)."""
@@ -193,8 +202,9 @@ def _pending(ws: Workspace, base: BaseGAN, shard: Shard,
 
 def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightStore,
                     finished: Callable[[dict], None]) -> list[dict]:
-    """Train this shard's pending concepts one after the other (the caller holds the shard's
-    lock); ``finished(summary)`` after each."""
+    """Train this shard's pending concepts one after the other, in :func:`build_order` (the
+    caller holds the shard's lock); ``finished(summary)`` after each; summaries in the shard's
+    concept order."""
     concepts, pending, rejected = _pending(ws, base, shard, store)
     for concept in pending:
         if concept.id in rejected:
@@ -204,7 +214,8 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightSto
     if pending:
         store.unmerge()
     summaries = []
-    bar = tqdm(pending, desc="adapters", unit="concept", disable=not ws.cfg.progress)
+    bar = tqdm(build_order(ws, pending), desc="adapters", unit="concept",
+               disable=not ws.cfg.progress)
     for concept in bar:
         bar.set_postfix_str(concept.id)
         store.drop_concept(concept.id)
@@ -212,7 +223,8 @@ def _build_adapters(ws: Workspace, base: BaseGAN, shard: Shard, store: WeightSto
         atomic_write_json(adapter_report(ws, concept.id), summary)
         summaries.append(summary)
         finished(summary)
-    return summaries
+    order = {c.id: i for i, c in enumerate(concepts)}
+    return sorted(summaries, key=lambda s: order[s["concept"]])
 
 
 class AdapterResults:
