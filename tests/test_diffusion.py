@@ -208,9 +208,8 @@ def test_zero_shot_report_scores_every_init_for_train_and_held_out_concepts(run,
     ws = run["ws"]
     summary = zero_shot_report(ws, n_train=1)
     table = json.loads((Path(ws.cfg.paths.generator_dir) / "zero_shot.json").read_text())
-    assert [r["concept"] for r in table["concepts"]] == [
-        c.id for c in ws.train_concepts[:1] + ws.test_concepts
-    ]
+    assert [r["concept"] for r in table["concepts"]] == [  # train: the first in pick order
+        *ws.train_pick_order[:1], *(c.id for c in ws.test_concepts)]
     built = {a["concept"]: a for a in tiny_run["dataset"]["adapters"]}
     for row in table["concepts"]:
         assert set(KINDS) <= set(row) and row["generation_seconds"] > 0

@@ -40,7 +40,10 @@ from weightgen.utils.io import atomic_write_json, atomic_write_text
 
 
 def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
-    """Score every init kind on ``n_train`` train concepts and all held-out ones; write a table."""
+    """Score every init kind on ``n_train`` train concepts and all held-out ones; write a table.
+
+    The train concepts are the first ``n_train`` in the selection's pick order, which every
+    ``diffusion.data.n_concepts`` >= ``n_train`` trains on (did the generator fit its data?)."""
     evaluator, inits = scoring_tools(ws)
     examples_k = inits.generator.examples_k
     generated = ("generated",) + ((EXAMPLES_KIND,) if examples_k else ())
@@ -60,7 +63,8 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         return scored[kind, concept.id]
 
     rows = []
-    for concept in ws.train_concepts[:n_train] + held_out:
+    seen = [ws.concept(concept_id) for concept_id in ws.train_pick_order[:n_train]]
+    for concept in seen + held_out:
         row = {"concept": concept.id, "split": concept.split}
         for kind in kinds:
             result = score(kind, concept)
