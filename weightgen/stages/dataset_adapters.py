@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 def adapter_gan(cfg: DictConfig) -> DictConfig:
     """The ``gan`` group the store's adapters train with: ``builder.adapter_recipe`` merged over
     the run's (e.g. a higher rate for fewer ``builder.adapter_steps``)."""
-    return with_recipe(cfg.gan, check_recipe(cfg.builder.get("adapter_recipe"), cfg.gan,
+    return with_recipe(cfg.gan, check_recipe(cfg.builder.adapter_recipe, cfg.gan,
                                              "builder.adapter_recipe"))
 
 
