@@ -96,6 +96,7 @@ def _plot(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
                   ylim=(0, 1), title=f"generator above every control at once ({split})")
         for axes in (left, right):
             axes.set_xticks(sizes, [str(s) for s in sizes])
+            axes.minorticks_off()
             axes.grid(alpha=0.3)
             axes.legend(fontsize=7)
     fig.tight_layout()
