@@ -4,8 +4,9 @@ store, in this process or in worker processes; their metrics and results table t
 ``builder.processes=P`` splits one command's adapters (stage ``all`` or ``adapters``) over P
 spawned worker processes on this machine, built on the shards: the command's shard i/n holds the
 concepts i, i+n, ... by id (each shard trains its own in :func:`build_order`); worker k builds
-shard (i+k*n)/(n*P), every P-th of them, so the workers together build exactly shard i/n, each under its own shard lock and into its own manifest part
-(``manifest.shard-<i+k*n>-of-<n*P>.jsonl``), resumable as any shard. The command holds shard
+shard (i+k*n)/(n*P), every P-th of them, so the workers together build exactly shard i/n, each
+under its own shard lock and into its own manifest part (``manifest.shard-<i+k*n>-of-<n*P>.jsonl``),
+resumable as any shard. The command holds shard
 i/n's lock meanwhile (a second copy of it waits or fails as before), starts only the workers
 with something to train, and gives each ``(num_threads or the cores) // workers`` torch threads
 (at least 1). Each worker loads its own base and text encoder (memory grows with P) and needs a

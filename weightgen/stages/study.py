@@ -66,8 +66,7 @@ def _finetune(ws: Workspace) -> dict:
 def scored_concepts(ws: Workspace) -> list:
     """The first ``study.n_train_eval`` train concepts in pick order (those every
     ``diffusion.data.n_concepts`` of at least as many trains on) and every held-out one."""
-    seen = ws.train_pick_order[: ws.cfg.study.n_train_eval]
-    return [ws.concept(concept_id) for concept_id in seen] + ws.test_concepts
+    return ws.first_train_concepts(ws.cfg.study.n_train_eval) + ws.test_concepts
 
 
 def _prompts(ws: Workspace) -> dict:

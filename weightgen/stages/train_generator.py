@@ -154,8 +154,7 @@ def validation_concepts(ws: Workspace, count: int) -> list[Concept]:
     """The concepts the generator's quality is tracked on while it trains: the first ``count``
     train concepts in pick order (in every ``diffusion.data.n_concepts`` of at least as many)
     and the first ``count`` test concepts."""
-    seen = [ws.concept(concept_id) for concept_id in ws.train_pick_order[:count]]
-    return seen + ws.test_concepts[:count]
+    return ws.first_train_concepts(count) + ws.test_concepts[:count]
 
 
 def generator_seed(cfg: DictConfig) -> int:

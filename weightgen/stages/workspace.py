@@ -77,6 +77,13 @@ class Workspace:
         order = train_pick_order(self._pool, spec.n_test, spec.seed, spec.n_val)
         return [c for c in order if c in run]
 
+    def first_train_concepts(self, count: int) -> list[Concept]:
+        """The first ``count`` train concepts in pick order: those every
+        ``diffusion.data.n_concepts`` of at least ``count`` trains on (where a stage checks how
+        well the generator fits its own data)."""
+        by_id = {c.id: c for c in self.train_concepts}
+        return [by_id[concept_id] for concept_id in self.train_pick_order[:count]]
+
     @property
     def val_concepts(self) -> list[Concept]:
         """Held out from the generator; where choices are made by looking at results."""

@@ -63,8 +63,7 @@ def zero_shot_report(ws: Workspace, n_train: int = 8) -> dict:
         return scored[kind, concept.id]
 
     rows = []
-    seen = [ws.concept(concept_id) for concept_id in ws.train_pick_order[:n_train]]
-    for concept in seen + held_out:
+    for concept in ws.first_train_concepts(n_train) + held_out:
         row = {"concept": concept.id, "split": concept.split}
         for kind in kinds:
             result = score(kind, concept)
