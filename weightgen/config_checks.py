@@ -30,6 +30,7 @@ from weightgen.diffusion.prior import check_prior
 from weightgen.errors import ConfigError
 from weightgen.finetune.init_kinds import check_choice_candidates
 from weightgen.gan.training_options import GAN_MODES, gan_training_options
+from weightgen.text.clauses import check_text_view
 from weightgen.utils.schedules import DECAYS
 from weightgen.weights.store import Shard
 
@@ -287,6 +288,9 @@ def _check_relations(cfg: DictConfig) -> None:
     conditioning = _get(cfg, "diffusion.conditioning")
     if conditioning is not None:
         check_conditioning(conditioning)  # its ConfigError names the key and the three modes
+    view = _get(cfg, "diffusion.text_view")
+    if view is not None:
+        check_text_view(view, _get(cfg, "diffusion.clause_words"))
     k, bank = _get(cfg, "diffusion.examples.k"), _get(cfg, "diffusion.examples.bank")
     if k and bank is not None and k > min(bank, crops or bank):
         raise ConfigError(f"diffusion.examples.k={k} is more than the pairs each concept has to "

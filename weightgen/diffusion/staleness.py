@@ -16,7 +16,9 @@ a generator for another tokenizer), naming both sides. The same for example pair
 :func:`check_generator_examples`, and for the prior the denoiser corrects (``diffusion.prior``, in
 ``generator.json``'s ``prior``; none before the knob): :func:`check_generator_prior`. A generator
 with a prior generates the prior's prediction plus its correction; read as one without (or the
-other way round) it would make other adapters than it was trained to.
+other way round) it would make other adapters than it was trained to. The same for how it reads a
+prompt (``diffusion.text_view`` and its clause words, in ``generator.json``'s ``text_view``; the
+whole prompt before the knob): :func:`check_generator_text_view`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from weightgen.concepts.text_fingerprints import changed_texts
 from weightgen.diffusion.conditioning import DEFAULT_CONDITIONING
 from weightgen.errors import ConfigError, StaleArtifactError
+from weightgen.text.clauses import DEFAULT_TEXT_VIEW
 
 
 def trained_conditioning(meta: dict) -> str:
@@ -38,15 +41,7 @@ def trained_conditioning(meta: dict) -> str:
 def check_generator_conditioning(meta: dict, folder: str | Path, configured: str) -> None:
     """Refuse a generator (``meta`` of the one at ``folder``) trained with another
     ``diffusion.conditioning`` than the run's ``configured`` one."""
-    trained = trained_conditioning(meta)
-    if trained != configured:
-        raise ConfigError(
-            f"the weight generator at {folder} was trained with diffusion.conditioning="
-            f"{trained}, but this run configures diffusion.conditioning={configured}; train a "
-            f"generator with it (weightgen-train-generator diffusion.conditioning={configured}, "
-            f"with another paths.generator_dir to keep this one) or set "
-            f"diffusion.conditioning={trained}"
-        )
+    _refuse_other("diffusion.conditioning", folder, trained_conditioning(meta), configured)
 
 
 def trained_examples_k(meta: dict) -> int:
@@ -58,14 +53,7 @@ def trained_examples_k(meta: dict) -> int:
 def check_generator_examples(meta: dict, folder: str | Path, configured_k: int) -> None:
     """Refuse a generator (``meta`` of the one at ``folder``) trained with another
     ``diffusion.examples.k`` than the run's ``configured_k``."""
-    trained = trained_examples_k(meta)
-    if trained != configured_k:
-        raise ConfigError(
-            f"the weight generator at {folder} was trained with diffusion.examples.k={trained}, "
-            f"but this run configures diffusion.examples.k={configured_k}; train a generator "
-            f"with it (weightgen-train-generator diffusion.examples.k={configured_k}, with "
-            f"another paths.generator_dir to keep this one) or set diffusion.examples.k={trained}"
-        )
+    _refuse_other("diffusion.examples.k", folder, trained_examples_k(meta), configured_k)
 
 
 def trained_prior(meta: dict) -> str | None:
@@ -77,16 +65,38 @@ def trained_prior(meta: dict) -> str | None:
 def check_generator_prior(meta: dict, folder: str | Path, configured: str | None) -> None:
     """Refuse a generator (``meta`` of the one at ``folder``) trained with another
     ``diffusion.prior`` than the run's ``configured`` one (None: null, no prior)."""
-    trained = trained_prior(meta)
-    if trained != configured:
-        trained_value, configured_value = trained or "null", configured or "null"
-        raise ConfigError(
-            f"the weight generator at {folder} was trained with diffusion.prior="
-            f"{trained_value}, but this run configures diffusion.prior={configured_value}; "
-            f"train a generator with it (weightgen-train-generator diffusion.prior="
-            f"{configured_value}, with another paths.generator_dir to keep this one) or set "
-            f"diffusion.prior={trained_value}"
-        )
+    _refuse_other("diffusion.prior", folder, trained_prior(meta) or "null", configured or "null")
+
+
+def text_view_record(view: str, clause_words: tuple[str, ...]) -> dict:
+    """What ``generator.json`` records of ``diffusion.text_view`` (the words only for clauses)."""
+    return {"kind": view} | ({"clause_words": list(clause_words)} if view == "clauses" else {})
+
+
+def check_generator_text_view(meta: dict, folder: str | Path, view: str,
+                              clause_words: tuple[str, ...]) -> None:
+    """Refuse a generator (``meta`` of the one at ``folder``) that reads prompts another way than
+    the run's ``diffusion.text_view`` (and, for clauses, its ``clause_words``); one trained before
+    the knob existed read the whole prompt."""
+    trained = meta.get("text_view") or {"kind": DEFAULT_TEXT_VIEW}
+    _refuse_other("diffusion.text_view", folder, trained["kind"], view)
+    if view == "clauses":  # as an override writes the list: [with,and]
+        _refuse_other("diffusion.clause_words", folder,
+                      f"[{','.join(trained.get('clause_words', []))}]",
+                      f"[{','.join(clause_words)}]")
+
+
+def _refuse_other(knob: str, folder: str | Path, trained, configured) -> None:
+    """A :class:`ConfigError` if a generator (the one at ``folder``) was trained with another
+    value of the generator-shaping ``knob`` than the run configures, naming both ways out."""
+    if trained == configured:
+        return
+    raise ConfigError(
+        f"the weight generator at {folder} was trained with {knob}={trained}, but this run "
+        f"configures {knob}={configured}; train a generator with it (weightgen-train-generator "
+        f"{knob}={configured}, with another paths.generator_dir to keep this one) or set "
+        f"{knob}={trained}"
+    )
 
 
 def _retrain(folder: str | Path) -> str:

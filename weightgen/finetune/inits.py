@@ -30,7 +30,8 @@ training concepts' final adapters, the rows the generator trains on):
 * ``examples_blend``  the mean of the ``k_blend`` nearest by example vector.
 * ``examples_ridge``  ridge regression from the example vector to the adapter's weights.
 * ``text_ridge`` ridge regression from the pooled text vector to the adapter's weights, one row
-                 per training phrasing of every training concept (the text-only counterpart).
+                 per training phrasing of every training concept (the text-only counterpart);
+                 the text as the generator reads it (``generator_text``: ``diffusion.text_view``).
 
 The ridge maps choose their alpha on the run's validation concepts when it has some, else by
 closed-form leave-one-concept-out; each init's ``info["fit"]`` says which, with the fit's seconds.
@@ -103,6 +104,9 @@ class InitSources:
     controls, the shuffled pairs and the choice on the pairs need besides
     (:class:`~weightgen.finetune.controls.ControlInputs`). ``pair_loss()`` gives the scorer of
     adapters on pairs that ``pairs_choice`` ranks its candidates with (made once, on first use).
+    ``generator_text``: the text encoder as the generator reads prompts (its clauses view,
+    :mod:`weightgen.text.clauses`), for the generator's inits and ``text_ridge``; by default
+    ``text_encoder``, which the GAN and the text-nearest control always read.
     """
 
     def __init__(self, store: WeightStore, train_rows: Callable[[], list[dict]],
@@ -112,8 +116,10 @@ class InitSources:
                  example_pairs: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None,
                  pair_encoder: Callable[[], PairEncoder] | None = None,
                  controls: ControlInputs | None = None,
-                 pair_loss: Callable[[], PairLoss] | None = None):
+                 pair_loss: Callable[[], PairLoss] | None = None,
+                 generator_text: TextEncoder | None = None):
         self.store, self.text_encoder = store, text_encoder
+        self.generator_text = text_encoder if generator_text is None else generator_text
         self._read_train_rows, self._read_final_rows = train_rows, final_rows
         self.standard_state = standard_state
         self.generator = generator
@@ -179,7 +185,7 @@ class InitSources:
             raise ConfigError(
                 f"init '{kind}' needs a trained weight generator; train one with `make generator`"
             )
-        result = self.generator.generate(Condition.of_text(self.text_encoder.encode([prompt])),
+        result = self.generator.generate(Condition.of_text(self.generator_text.encode([prompt])),
                                          **self.sampling)
         return AdapterInit(kind, result.state, result.seconds, {"prompt": prompt})
 
@@ -259,7 +265,7 @@ class InitSources:
         k of its training pairs (``seed``: sampled under another seed than the run's)."""
         prompt = concept.prompt if prompt is None else prompt
         info = {"prompt": prompt} | ({} if seed is None else {"seed": seed})
-        return self._with_examples("generated_examples", self.text_encoder.encode([prompt]),
+        return self._with_examples("generated_examples", self.generator_text.encode([prompt]),
                                    concept.id, info, seed)
 
     def examples_only(self, concept: Concept) -> AdapterInit:
@@ -288,7 +294,7 @@ class InitSources:
         training pairs (:meth:`pairs_partner`)."""
         partner = self.pairs_partner(concept.id)
         return self._with_examples("generated_examples_shuffled",
-                                   self.text_encoder.encode([concept.prompt]), partner,
+                                   self.generator_text.encode([concept.prompt]), partner,
                                    {"prompt": concept.prompt, "pairs_of": partner})
 
     def _controls(self) -> ControlInputs:
@@ -367,8 +373,8 @@ class InitSources:
         texts = [text for concept in adapters.concepts for text in phrasings[concept]]
         rows = [index for index, concept in enumerate(adapters.concepts)
                 for _ in phrasings[concept]]
-        control = self._fitted_ridge(self.text_encoder.encode(texts).pooled, rows,
-                                     lambda: self.text_encoder.encode(
+        control = self._fitted_ridge(self.generator_text.encode(texts).pooled, rows,
+                                     lambda: self.generator_text.encode(
                                          [c.prompt for c in self._controls().validation]).pooled)
         return control, seconds + time.perf_counter() - start
 
@@ -423,7 +429,7 @@ class InitSources:
     def text_ridge(self, concept: Concept) -> AdapterInit:
         fitted = self._text_ridge
         start = time.perf_counter()
-        query = self.text_encoder.encode([concept.prompt]).pooled[0]
+        query = self.generator_text.encode([concept.prompt]).pooled[0]
         return self._ridge_init("text_ridge", fitted, query, time.perf_counter() - start,
                                 {"prompt": concept.prompt})
 

@@ -31,6 +31,7 @@ from weightgen.diffusion.staleness import (
     check_generator_examples,
     check_generator_inputs,
     check_generator_prior,
+    check_generator_text_view,
     check_generator_texts,
 )
 from weightgen.diffusion.task_loss import TaskLoss
@@ -43,6 +44,7 @@ from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.gan.base import BaseGAN
 from weightgen.gan.pair_loss import PairLoss
 from weightgen.stages.workspace import Workspace
+from weightgen.text.clauses import check_text_view
 from weightgen.weights import training_set
 from weightgen.weights.freshness import check_rows_current
 from weightgen.weights.tokenizer import BlockTokenizer
@@ -132,6 +134,11 @@ def configured_prior(ws: Workspace) -> str | None:
     return check_prior(ws.cfg.diffusion.prior)
 
 
+def configured_text_view(ws: Workspace) -> tuple[str, tuple[str, ...]]:
+    """The run's ``diffusion.text_view`` and its clause words, checked."""
+    return check_text_view(ws.cfg.diffusion.text_view, ws.cfg.diffusion.clause_words)
+
+
 def load_generator(ws: Workspace) -> WeightGenerator:
     """The run's weight generator, checked against its configuration, base and weight store.
 
@@ -143,6 +150,7 @@ def load_generator(ws: Workspace) -> WeightGenerator:
     check_generator_conditioning(meta, folder, configured_conditioning(ws))
     check_generator_examples(meta, folder, configured_examples_k(ws))
     check_generator_prior(meta, folder, configured_prior(ws))
+    check_generator_text_view(meta, folder, *configured_text_view(ws))
     check_generator_inputs(meta, folder, ws.cfg.paths.base_dir,
                            read_base_meta(ws)["generator_sha256"], ws.cfg.paths.weights_dir,
                            {row["sha256"] for row in ws.weight_store.rows()})
@@ -202,6 +210,7 @@ def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | Non
     return InitSources(store, partial(training_rows, ws, "last"),
                        lambda: current_rows(ws, store.final_rows()), ws.text_encoder,
                        standard_state, generator, dict(ws.cfg.diffusion.sampling),
+                       generator_text=ws.generator_text,
                        example_pairs=pairs,
                        pair_encoder=partial(PairEncoder, base.generator),
                        controls=control_inputs(ws),

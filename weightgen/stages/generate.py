@@ -50,7 +50,7 @@ def generate_adapter_file(ws: Workspace) -> dict:
     out = checked_out_file(ws.cfg.out, bool(ws.cfg.overwrite), ws.artifact_folders)
     generator = load_generator(ws)
     sampling = dict(ws.cfg.diffusion.sampling)
-    result = generator.generate(Condition.of_text(ws.embed([prompt])), **sampling)
+    result = generator.generate(Condition.of_text(ws.generator_text.encode([prompt])), **sampling)
     sha = atomic_save_safetensors(result.state, out, {"prompt": prompt})
     print(f"generated an adapter for {prompt!r} in {result.seconds:.3f} s -> {out}")
     return {"prompt": prompt, "out": str(out), "seconds": result.seconds, "sha256": sha,

@@ -61,6 +61,7 @@ from weightgen.diffusion.prior import (
     fit_prior,
     training_inputs,
 )
+from weightgen.diffusion.staleness import text_view_record
 from weightgen.errors import ConfigError
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
 from weightgen.stages.artifacts import (
@@ -68,6 +69,7 @@ from weightgen.stages.artifacts import (
     configured_conditioning,
     configured_examples_k,
     configured_prior,
+    configured_text_view,
     default_inits,
     generator_expectations,
     load_base,
@@ -78,6 +80,7 @@ from weightgen.stages.artifacts import (
     training_texts,
 )
 from weightgen.stages.workspace import Workspace, finish_loggers
+from weightgen.text.clauses import DEFAULT_TEXT_VIEW
 from weightgen.training import fit, make_trainer
 from weightgen.utils.locks import lock_beside, store_lock
 from weightgen.utils.wandb_media import log_strips, wandb_on
@@ -130,7 +133,7 @@ class GeneratedAdapterQuality(L.Callback):
         for split in ("train", "test"):
             gaps = []
             for concept in (c for c in self.concepts if c.split == split):
-                text = Condition.of_text(self.ws.embed([concept.prompt]))
+                text = Condition.of_text(self.ws.generator_text.encode([concept.prompt]))
                 state = generator.generate(text, **self.sampling).state
                 psnr = evaluator.quality(concept, state).psnr
                 if wandb_on(trainer.loggers):
@@ -186,6 +189,9 @@ def training_identity(cfg: DictConfig, expectations: dict, base_sha256: str, row
     # The same for the conditioning and text-noise knobs at their defaults (today's training).
     if diffusion["conditioning"] == DEFAULT_CONDITIONING:
         diffusion.pop("conditioning")
+    if diffusion["text_view"] == DEFAULT_TEXT_VIEW:  # the whole prompt, whatever the words say
+        diffusion.pop("text_view")
+        diffusion.pop("clause_words")
     if diffusion["text_noise"] == 0:
         diffusion.pop("text_noise")
     if not diffusion["examples"]["k"]:
@@ -265,7 +271,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     blocks = torch.stack([tokenizer.tokenize(a) for a in adapters]).float()
     concept_ids = sorted({r["concept"] for r in rows})
     texts, phrasing_index = phrasing_table([phrasings[c] for c in concept_ids])
-    text = ws.embed(texts)  # every phrasing encoded once, before training
+    text = ws.generator_text.encode(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
     examples_k = configured_examples_k(ws)
     bank, standardiser = (example_bank(PairEncoder(load_base(ws).generator), ws.pair_store,
@@ -345,6 +351,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
             "denoiser": denoiser_cfg,
             "scheduler": dict(scheduler.config),
             "text_encoder": ws.text_encoder.config(),
+            "text_view": text_view_record(*configured_text_view(ws)),
             "train_concepts": concept_ids,
             "train_phrasings": {c: list(phrasings[c]) for c in concept_ids},
             "identity": identity,

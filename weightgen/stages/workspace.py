@@ -21,6 +21,7 @@ from weightgen.console import configure_console, drop_unset_anonymous, wandb_set
 from weightgen.data.pairs import PairStore
 from weightgen.errors import ConfigError, UnknownConceptError
 from weightgen.text.base import TextEmbedding, TextEncoder
+from weightgen.text.clauses import generator_text_encoder
 from weightgen.utils.io import atomic_write_text
 from weightgen.utils.threads import use_threads
 from weightgen.weights.store import WeightStore
@@ -115,6 +116,13 @@ class Workspace:
 
     def embed(self, prompts: list[str]) -> TextEmbedding:
         return self.text_encoder.encode(list(prompts))
+
+    @cached_property
+    def generator_text(self) -> TextEncoder:
+        """The text encoder as the weight generator reads prompts (``diffusion.text_view``: the
+        GAN's encoder itself, or its clauses view); the GAN always reads :meth:`embed`'s."""
+        return generator_text_encoder(self.text_encoder, self.cfg.diffusion.text_view,
+                                      self.cfg.diffusion.clause_words)
 
     # --- data -----------------------------------------------------------------------------
     @property
