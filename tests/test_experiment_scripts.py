@@ -154,21 +154,49 @@ def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
     assert ws.cfg.paths.generator_dir.endswith(f"generalisation/{entries[1]['name']}")
 
 
-def test_the_scaling_curve_trains_on_the_validation_split_and_reports_the_test_split():
-    """issue 24's scaling configurations: every generator is trained and scored on the val split
-    of the 265-concept store; the test split only re-scores a trained one (``sampling_of``); the
-    table is the scaling curve, written beside the file."""
+# Configuration files on the 265-concept store; an entry name they share is one generator folder.
+STORE_265 = [EXPERIMENTS / "scaling" / "against_controls.yaml",
+             EXPERIMENTS / "scaling" / "examples_k.yaml",
+             EXPERIMENTS / "generalisation" / "text_parts.yaml"]
+
+
+def test_the_scaling_curve_is_tabulated_as_a_curve_beside_its_file():
     module = script("generalisation")
     configs = EXPERIMENTS / "scaling" / "against_controls.yaml"
     assert module.table_of(configs) is module.scaling_table
+    assert module.table_of(EXPERIMENTS / "generalisation" / "text_parts.yaml") is (
+        module.controls_table)
     assert module.output_folder(configs) == EXPERIMENTS / "scaling" / "against_controls"
     assert module.output_folder(EXPERIMENTS / "generalisation" / "configs.yaml") == (
         EXPERIMENTS / "generalisation")
+
+
+@pytest.mark.parametrize("configs", STORE_265, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_265_concept_studies_train_on_the_validation_split_and_report_the_test_split(configs):
+    """issue 24's studies on the 265-concept store (the scaling curve, the k-curve, the clauses
+    view): every generator is trained and scored on the val split; the test split only re-scores
+    a trained one (``sampling_of``)."""
+    module = script("generalisation")
     for entry in module.read_configs(configs):
         split = [o for o in module.overrides(entry) if o.startswith("bench.split=")][-1]
         assert split == ("bench.split=test" if "sampling_of" in entry else "bench.split=val")
         assert ("run_name=bench273" in module.overrides(entry)) and (
             "concepts.n_train=null" in module.overrides(entry))
+
+
+def test_an_entry_the_265_concept_studies_share_is_one_configuration():
+    """A name in two files is one generator folder (artifacts/<run>/generalisation/<name>/): the
+    second file reuses the first's generator, so both must mean the same overrides."""
+    module = script("generalisation")
+    seen: dict[str, tuple[list[str], Path]] = {}
+    shared = set()
+    for configs in STORE_265:
+        for entry in module.read_configs(configs):
+            overrides = module.overrides(entry)
+            first = seen.setdefault(entry["name"], (overrides, configs))
+            assert first[0] == overrides, (entry["name"], first[1], configs)
+            shared |= {entry["name"]} if first[1] != configs else set()
+    assert {"concepts_265", "test_concepts_265"} <= shared  # what the files say they reuse
 
 
 def test_adapter_recipes_are_compared_concept_by_concept_with_the_reference(tmp_path):
