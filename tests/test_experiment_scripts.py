@@ -157,6 +157,7 @@ def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
 # Configuration files on the 265-concept store; an entry name they share is one generator folder.
 STORE_265 = [EXPERIMENTS / "scaling" / "against_controls.yaml",
              EXPERIMENTS / "scaling" / "examples_k.yaml",
+             EXPERIMENTS / "scaling" / "capacity.yaml",
              EXPERIMENTS / "generalisation" / "text_parts.yaml"]
 
 
