@@ -55,7 +55,7 @@ def test_results_json_has_the_contract_keys(benchmark):
     assert summary == json.loads(json.dumps(benchmark["summary"]))  # what run_benchmark returned
     ws = benchmark["ws"]
     assert summary["heldout_concepts"] == [ws.test_concepts[0].id]
-    assert summary["seen_concepts"] == [ws.train_concepts[0].id]
+    assert summary["seen_concepts"] == [ws.first_train_concepts(1)[0].id]
     for key in ("speedup_vs_pix2pix", "speedup_vs_e2gan", "speedup_ceiling_vs_pix2pix",
                 "speedup_ceiling_vs_e2gan"):
         assert isinstance(summary[key], float) and summary[key] >= 0, key
@@ -101,7 +101,8 @@ def test_results_record_each_concept_and_method(benchmark):
     assert results["config"]["finetune_steps"] == 4
     by_concept = {r["concept"]: r for r in results["concepts"]}
     heldout = by_concept[benchmark["ws"].test_concepts[0].id]
-    assert not heldout["seen"] and by_concept[benchmark["ws"].train_concepts[0].id]["seen"]
+    seen = benchmark["ws"].first_train_concepts(1)[0].id
+    assert not heldout["seen"] and by_concept[seen]["seen"]
     p2p = heldout["methods"]["pix2pix_scratch"]
     # bench.log_eval_until (32) then every bench.eval_every (2) up to bench.pix2pix_steps (6)
     assert [p["step"] for p in p2p["curve"]] == [0, 1, 2, 4, 6]
@@ -163,7 +164,8 @@ def test_a_made_up_method_needs_only_its_registry_entry_and_its_init(benchmark, 
     summary = run_benchmark(bench_workspace(
         benchmark["artifacts"], tmp_path, "bench.methods=[pix2pix_scratch,mean_init,made_up_init]",
         "bench.headline=made_up_init"))
-    concepts = [c.id for c in benchmark["ws"].test_concepts[:1] + benchmark["ws"].train_concepts[:1]]
+    concepts = [c.id for c in benchmark["ws"].test_concepts[:1]
+                + benchmark["ws"].first_train_concepts(1)]
     assert calls == [(c, "made_up_init") for c in concepts]
     results = json.loads((tmp_path / "results.json").read_text())
     for result in results["concepts"]:
@@ -688,3 +690,13 @@ def test_sample_grid_labels_name_methods_and_concepts_in_full(benchmark, tmp_pat
     assert drawn["col_labels"] == ["source", "target"] + [
         f"{m} {when}" for m in METHODS for when in ("step 0", "end")]
     assert len(drawn["rows"][0]) == len(drawn["col_labels"])
+
+
+def test_the_seen_concepts_are_the_first_the_generator_trains_on(tmp_path):
+    """bench.n_seen=k benchmarks the first k train concepts in pick order, those every
+    diffusion.data.n_concepts >= k trains on (the catalogue's first k may not be among them)."""
+    ws = Workspace(tiny_config(tmp_path, "concepts.n_train=12", "bench.n_unseen=0",
+                               "bench.n_seen=3"))
+    seen = [c.id for c in bench_concepts(ws)]
+    assert seen == ws.train_pick_order[:3]
+    assert seen != [c.id for c in ws.train_concepts[:3]]  # the two orders differ here

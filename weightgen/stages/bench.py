@@ -96,14 +96,15 @@ def _picked_by(split: str) -> str:
 
 def bench_concepts(ws: Workspace) -> list:
     """The held-out (unseen) concepts of ``bench.split`` first (``bench.n_unseen`` of them; null:
-    all), then optionally a few train (seen) concepts."""
+    all), then optionally a few train (seen) concepts: the first ``bench.n_seen`` in pick order,
+    which the generator trains on under any ``diffusion.data.n_concepts`` of at least that."""
     cfg = ws.cfg.bench
     held_out = split_concepts(ws)
     picked_by = _picked_by(cfg.split)
     n_unseen = len(held_out) if cfg.n_unseen is None else cfg.n_unseen
     check_pick("bench.n_unseen", n_unseen, len(held_out), picked_by)
     check_pick("bench.n_seen", cfg.n_seen, len(ws.train_concepts), "concepts.n_train")
-    return held_out[:n_unseen] + ws.train_concepts[: cfg.n_seen]
+    return held_out[:n_unseen] + ws.first_train_concepts(cfg.n_seen)
 
 
 def _run_file(ws: Workspace, concept_id: str, method: str) -> Path:
