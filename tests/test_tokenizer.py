@@ -245,6 +245,26 @@ def test_pca_projects_unseen_adapters_onto_the_training_span():
     assert not torch.allclose(flat, original)  # 3 adapters cannot span a random one
 
 
+@pytest.mark.parametrize(("block_size", "basis_rank", "warned"), [
+    (4, None, True),    # 5 coordinates: a full block and one of 4 in the second
+    (2, None, False),   # 2 + 2 + 1: the last block is half full
+    (8, None, False),   # one block
+    (4, 4, False),      # cut to whole blocks, as the warning says
+])
+def test_a_thin_last_block_of_pca_coordinates_is_warned_with_the_fix(block_size, basis_rank,
+                                                                      warned, caplog):
+    """6 training adapters have 5 principal components; a last block less than half full holds
+    only the smallest of them and is trained on as often as a full one."""
+    BlockTokenizer(block_size, basis="pca", basis_rank=basis_rank).fit(TRAIN)
+    thin = [r.getMessage() for r in caplog.records if "tokenizer.basis=pca" in r.getMessage()]
+    assert bool(thin) == warned
+    if warned:
+        assert thin == ["tokenizer.basis=pca: 5 coordinates fill 2 blocks of 4, the last with "
+                        "only 1 (the smallest components), which the denoiser trains on as often "
+                        "as a full one; set tokenizer.basis_rank=4 (whole blocks) or "
+                        "tokenizer.block_size=5 (one block)"]
+
+
 def test_pca_rank_cap_state_round_trip_and_errors():
     tokenizer = BlockTokenizer(4, "sequential", "per_tensor", basis="pca", basis_rank=2).fit(TRAIN)
     assert tokenizer.num_coefficients == 2 and tokenizer.num_blocks == 1
