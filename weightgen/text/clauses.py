@@ -10,11 +10,15 @@ where the parts' vectors would put it. Encoded as clauses, the parts are explici
               before this knob).
 * ``clauses`` the prompt split at each of ``diffusion.clause_words`` (whole words, any case,
               dropped: "with" splits every built-in phrasing into its ops, "a pencil sketch with
-              a red tint" -> "a pencil sketch" | "a red tint"), each clause encoded alone. The sentence vector is the **sum** of the
-              clauses' vectors, so a linear map on it (the ridge control, the denoiser's first
-              layer) gives a combination the sum of what it gives each part, plus the intercept;
-              the token states are the clauses' real tokens one after another (each clause's
-              own [CLS] ... [SEP]), cut at the encoder's ``max_length`` with a warning.
+              a red tint" -> "a pencil sketch" | "a red tint"), each clause encoded alone. The
+              sentence vector is the **sum** of the clauses' vectors, so a linear map on it (the
+              ridge control, the denoiser's first layer) gives a combination the sum of what it
+              gives each part, plus the intercept; the token states are the clauses' real
+              tokens one after another (each clause's own [CLS] ... [SEP]), cut at the
+              encoder's ``max_length`` with a warning.
+
+Measured on new concepts (experiments/generalisation/text_parts): it did not make the text-only
+generator compose, and moved the ridge map both ways; so the default stays ``prompt``.
 
 The GAN itself always reads the whole prompt (its cross-attention was trained on it): the view
 is the generator's and the text controls' that see its inputs (``ridge_text_init``), never the
