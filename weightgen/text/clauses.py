@@ -80,12 +80,21 @@ class ClauseTextEncoder(TextEncoder):
                 "encoder": self.encoder.config()}
 
     def _embed(self, prompts: list[str]) -> TextEmbedding:
-        rows = [self._composed(prompt) for prompt in prompts]
+        """Every clause of every prompt through the wrapped encoder in one call (one batch for
+        the clauses it has not encoded yet), then each prompt composed from its own."""
+        split = [split_clauses(prompt, self.clause_words) for prompt in prompts]
+        clauses = self.encoder.encode([clause for parts in split for clause in parts])
+        rows, start = [], 0
+        for prompt, parts in zip(prompts, split, strict=True):
+            rows.append(self._composed(prompt, clauses, slice(start, start + len(parts))))
+            start += len(parts)
         return TextEmbedding(*(torch.stack(parts) for parts in zip(*rows, strict=True)))
 
-    def _composed(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        clauses = self.encoder.encode(split_clauses(prompt, self.clause_words))
-        real = clauses.tokens[clauses.mask]  # [tokens of every clause, D], clause order
+    def _composed(self, prompt: str, clauses: TextEmbedding,
+                  own: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens, mask, pooled) of ``prompt`` from its clauses, the rows ``own`` of
+        ``clauses``."""
+        real = clauses.tokens[own][clauses.mask[own]]  # [tokens of every clause, D], clause order
         if len(real) > self.max_length:
             log.warning("the clauses of %r have %d tokens together, cut to "
                         "text_encoder.max_length=%d; raise text_encoder.max_length", prompt,
@@ -94,7 +103,7 @@ class ClauseTextEncoder(TextEncoder):
         tokens = torch.zeros(self.max_length, self.dim)
         tokens[:len(real)] = real
         mask = torch.arange(self.max_length) < len(real)
-        return tokens, mask, clauses.pooled.sum(0)
+        return tokens, mask, clauses.pooled[own].sum(0)
 
 
 def generator_text_encoder(encoder: TextEncoder, view: str,
