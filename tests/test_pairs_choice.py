@@ -146,8 +146,7 @@ def test_the_choice_encodes_a_concepts_pairs_once_and_counts_the_seconds_once():
     """Several candidates read the same k pairs: inside sharing_example_vectors the first pays the
     encoding, the others reuse it at 0 s; outside, each init encodes and pays its own."""
     encoder = CountingEncoder()
-    generator = SimpleNamespace(examples_k=2, example_standardiser=SimpleNamespace(
-        example_vector=lambda features: features.mean(0)))
+    generator = SimpleNamespace(examples_k=2, example_standardiser=lambda features: features)
     pairs = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
     sources = InitSources(None, list, list, None, {}, generator=generator, sampling={"seed": 0},
                           example_pairs=lambda concept_id: (pairs, 255 - pairs),

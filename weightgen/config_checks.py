@@ -115,6 +115,8 @@ KNOBS = (
     Knob("diffusion.examples.k", 0, meaning="example pairs the generator reads (0: text only)"),
     Knob("diffusion.examples.bank", 1, meaning="training pairs per concept encoded before training"),
     Knob("diffusion.examples.drop_prob", 0, 1, integer=False),
+    Knob("diffusion.examples.set_width", 0,
+         meaning="width of the learned encoder over the pairs (0: their mean alone)"),
     Knob("diffusion.task_loss.weight", 0, integer=False,
          meaning="weight of the generated adapters' L1 through the base GAN (0: off)"),
     Knob("diffusion.task_loss.diffusion_weight", 0, integer=False,
@@ -296,6 +298,11 @@ def _check_relations(cfg: DictConfig) -> None:
         raise ConfigError(f"diffusion.examples.k={k} is more than the pairs each concept has to "
                           f"draw from (diffusion.examples.bank={bank}, data.n_train={crops}); "
                           f"use diffusion.examples.k <= {min(bank, crops or bank)}")
+    set_width = _get(cfg, "diffusion.examples.set_width")
+    if set_width and not k:
+        raise ConfigError(f"diffusion.examples.set_width={set_width} encodes example pairs, but "
+                          f"diffusion.examples.k=0 reads none: set diffusion.examples.k (e.g. 8) "
+                          f"or diffusion.examples.set_width=0")
     if (_get(cfg, "diffusion.task_loss.weight") or 0) > 0:
         _check_task_loss(cfg)
     _check_prior(cfg)

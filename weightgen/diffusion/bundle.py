@@ -88,8 +88,8 @@ class WeightGenerator:
                  seed: int = 0) -> GeneratedAdapter:
         """A full adapter for one ``condition`` (one row); timed end to end.
 
-        Its ``examples`` (``example_standardiser.example_vector``, [1, F]) only for a generator
-        trained with example pairs; None: zeros there, text only. With a ``prior`` the adapter
+        Its ``examples`` (the k pairs' standardised vectors, [1, k, F], or their mean, [1, F])
+        only for a generator trained with example pairs; None: zeros there, text only. With a ``prior`` the adapter
         is the prior's prediction plus the denoised residual (the prior of no examples: the
         training targets' mean)."""
         start = time.perf_counter()

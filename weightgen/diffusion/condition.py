@@ -31,7 +31,8 @@ class Condition:
     tokens: Tensor | None = None  # [B, L, D] float: the text encoder's token states
     mask: Tensor | None = None  # [B, L] bool, True = real token; all-False: the empty prompt
     pooled: Tensor | None = None  # [B, D] float: the sentence vector (TextEmbedding.pooled)
-    examples: Tensor | None = None  # [B, F] float: the example pairs' vector (zeros: none)
+    examples: Tensor | None = None  # [B, F] float: the example pairs' vector (zeros: none), or
+    # [B, k, F]: the k pairs' standardised vectors (a set; the vector is their mean)
 
     @classmethod
     def of_text(cls, text: TextEmbedding, examples: Tensor | None = None) -> Condition:
@@ -92,7 +93,8 @@ class Condition:
         if self.pooled is not None and tuple(self.pooled.shape) != (batch, text_dim):
             found.append(f"pooled must be [{batch}, {text_dim}], got {list(self.pooled.shape)}")
         if (example_dim and self.examples is not None
-                and tuple(self.examples.shape) != (batch, example_dim)):
-            found.append(f"examples must be [{batch}, {example_dim}], got "
-                         f"{list(self.examples.shape)}")
+                and (self.examples.dim() not in (2, 3) or self.examples.shape[0] != batch
+                     or self.examples.shape[-1] != example_dim)):
+            found.append(f"examples must be [{batch}, {example_dim}] or [{batch}, k, "
+                         f"{example_dim}], got {list(self.examples.shape)}")
         return found

@@ -29,7 +29,11 @@ What is read, by ``conditioning`` (``diffusion.conditioning``; the names:
 An empty prompt (an all-False mask row) reads a zero pooled vector whatever was passed for it,
 so "no prompt" is one input in every mode (the Linear's bias). With ``example_dim = F > 0``
 (``diffusion.examples.k > 0``) the example pairs' vector [B, F] (zeros: no examples) is projected
-by one more Linear and added to the vector like the pooled text.
+by one more Linear and added to the vector like the pooled text. The examples may also come as
+the set of k standardised per-pair vectors, [B, k, F]: the Linear reads their mean (the same
+vector), and a denoiser built with ``example_set_width = w > 0`` adds a learned encoder of the set
+(:class:`~weightgen.diffusion.pair_set_encoder.PairSetEncoder`; a [B, F] vector is then a set of
+one).
 
 Both denoisers subclass :class:`ConditionEncoder` rather than hold one as a submodule: its
 layers (``condition``, ``text``, ``pooled``, ``examples``) are the denoiser's own attributes, so
@@ -50,6 +54,7 @@ from torch import Tensor, nn
 from weightgen.diffusion.condition import Condition
 from weightgen.diffusion.conditioning import uses_pooled, uses_tokens
 from weightgen.diffusion.embeddings import TextContext, TimestepBlockEmbedding, masked_mean
+from weightgen.diffusion.pair_set_encoder import PairSetEncoder
 
 
 class EncodedCondition(NamedTuple):
@@ -91,12 +96,16 @@ class ConditionEncoder(nn.Module):
         else:
             self.text = TextContext(text_dim, context_dim)  # cross-attended
         self.pooled = nn.Linear(text_dim, dim) if self.uses_pooled else None
-        self.example_dim, self.examples = 0, None
+        self.example_dim, self.examples, self.example_set = 0, None, None
 
-    def add_example_layer(self, example_dim: int, dim: int) -> None:
-        """The example pairs' Linear (``example_dim`` 0: none); a denoiser calls this last."""
+    def add_example_layer(self, example_dim: int, dim: int, set_width: int = 0) -> None:
+        """The example pairs' Linear (``example_dim`` 0: none) and, with ``set_width > 0``, their
+        set encoder; a denoiser calls this last."""
+        if set_width and not example_dim:
+            raise ValueError(f"example_set_width={set_width} needs example pairs (example_dim > 0)")
         self.example_dim = example_dim
         self.examples = nn.Linear(example_dim, dim) if example_dim else None
+        self.example_set = PairSetEncoder(example_dim, set_width, dim) if set_width else None
 
     def encode_condition(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
                          condition: Condition) -> EncodedCondition:
@@ -114,7 +123,11 @@ class ConditionEncoder(nn.Module):
         if self.uses_pooled:
             vector = vector + self.pooled(prompt_pooled(condition.pooled, condition.mask))
         if self.examples is not None:
-            vector = vector + self.examples(condition.examples)
+            pairs = condition.examples
+            pairs = pairs if pairs.dim() == 3 else pairs[:, None]  # a vector: a set of one
+            vector = vector + self.examples(pairs.mean(1))
+            if self.example_set is not None:
+                vector = vector + self.example_set(pairs)
         return EncodedCondition(F.silu(vector), context, context_bias)
 
     def _check(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
@@ -124,7 +137,8 @@ class ConditionEncoder(nn.Module):
         if self.uses_pooled:
             needed["pooled"] = f"pooled [B, {self.text_dim}] (TextEmbedding.pooled)"
         if self.example_dim:
-            needed["examples"] = f"examples [B, {self.example_dim}] (zeros for none)"
+            needed["examples"] = (f"examples [B, {self.example_dim}] or [B, k, "
+                                  f"{self.example_dim}] (zeros for none)")
         missing = [hint for name, hint in needed.items() if getattr(condition, name) is None]
         if missing:
             raise ValueError(f"this denoiser (conditioning={self.conditioning}, example_dim="

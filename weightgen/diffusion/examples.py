@@ -16,7 +16,8 @@ does (the colour of a tint, a pixelation) where the prompt only names it. One pa
   it, cheaply.
 
 The difference says what the edit changes, the target what the result looks like. k pairs are
-one vector, the mean of theirs, so the condition does not depend on their order. Each feature is
+one vector, the mean of theirs, so the condition does not depend on their order (a learned
+encoder over the set can be added: :mod:`weightgen.diffusion.pair_set_encoder`). Each feature is
 standardised with the mean and standard deviation over the training bank (the pairs encoded
 before training), stored with the generator (``examples.safetensors``), so a loaded generator
 reads vectors as in training. The all-zero vector is "no examples": it is what prompt (and
@@ -100,10 +101,6 @@ class ExampleStandardiser:
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
-
-    def example_vector(self, features: torch.Tensor) -> torch.Tensor:
-        """k per-pair vectors [k, F] -> the standardised vector a generator reads, [F]."""
-        return self(features).mean(0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean.contiguous(), "std": self.std.contiguous()}

@@ -42,11 +42,13 @@ class MLPDenoiser(ConditionEncoder):
         block_size, num_blocks, text_dim, conditioning, example_dim: the condition's, as
             :class:`~weightgen.diffusion.condition_encoder.ConditionEncoder` reads them (the
             sizes from the tokenizer and the text encoder; ``example_dim`` 0: no examples).
+        example_set_width: width of the learned encoder over the example pairs (0: their mean
+            alone; :mod:`weightgen.diffusion.pair_set_encoder`).
     """
 
     def __init__(self, block_size: int, num_blocks: int, text_dim: int, hidden_dim: int = 384,
                  depth: int = 4, mlp_ratio: int = 2, conditioning: str = DEFAULT_CONDITIONING,
-                 example_dim: int = 0) -> None:
+                 example_dim: int = 0, example_set_width: int = 0) -> None:
         if depth < 1:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         super().__init__(block_size, num_blocks, text_dim, hidden_dim, conditioning)
@@ -56,7 +58,8 @@ class MLPDenoiser(ConditionEncoder):
         self.output = nn.Linear(hidden_dim, block_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
-        self.add_example_layer(example_dim, hidden_dim)  # last: example_dim=0 is the old network
+        # last: example_dim=0 is the old network
+        self.add_example_layer(example_dim, hidden_dim, example_set_width)
 
     def forward(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
                 condition: Condition) -> Tensor:

@@ -71,7 +71,8 @@ def prior_input(kind: str, condition: Condition) -> Tensor:
         if condition.examples is None:
             raise ValueError("the examples_ridge prior reads the example vector: pass examples "
                              "(zeros for none)")
-        return condition.examples
+        examples = condition.examples
+        return examples.mean(1) if examples.dim() == 3 else examples  # a set: its mean vector
     if condition.pooled is None:
         raise ValueError("the text_ridge prior reads the pooled sentence vector: pass pooled")
     return condition.pooled

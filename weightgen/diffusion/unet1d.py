@@ -182,6 +182,8 @@ class UNet1DDenoiser(ConditionEncoder):
         block_size, num_blocks, text_dim, conditioning, example_dim: the condition's, as
             :class:`~weightgen.diffusion.condition_encoder.ConditionEncoder` reads them (the
             sizes from the tokenizer and the text encoder; ``example_dim`` 0: no examples).
+        example_set_width: width of the learned encoder over the example pairs (0: their mean
+            alone; :mod:`weightgen.diffusion.pair_set_encoder`).
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class UNet1DDenoiser(ConditionEncoder):
         mlp_ratio: int = 2,
         conditioning: str = DEFAULT_CONDITIONING,
         example_dim: int = 0,
+        example_set_width: int = 0,
     ) -> None:
         channels = list(channels)
         if len(channels) < 1:
@@ -247,7 +250,8 @@ class UNet1DDenoiser(ConditionEncoder):
         self.output = nn.Linear(channels[0], patch_size)
         nn.init.zeros_(self.output.weight)  # starts as the zero map: stable first steps
         nn.init.zeros_(self.output.bias)
-        self.add_example_layer(example_dim, emb_dim)  # last: example_dim=0 is the old network
+        # last: example_dim=0 is the old network
+        self.add_example_layer(example_dim, emb_dim, example_set_width)
 
     def forward(self, x: Tensor, timesteps: Tensor, block_index: Tensor,
                 condition: Condition) -> Tensor:

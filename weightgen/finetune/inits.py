@@ -220,20 +220,25 @@ class InitSources:
                               int(self.sampling.get("seed", 0)))
         return sources[picked], targets[picked], picked
 
-    def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
-        """The standardised vector [F] of the k pairs the generator reads
+    def example_set(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
+        """The standardised per-pair vectors [k, F] of the k pairs the generator reads
         (:meth:`generator_pairs`), the pairs picked and the seconds their encoding took (reading
-        them from the pair cache excluded; 0 for a vector already encoded inside
+        them from the pair cache excluded; 0 for pairs already encoded inside
         :meth:`sharing_example_vectors`)."""
         if self._shared_vectors is not None and concept_id in self._shared_vectors:
             return *self._shared_vectors[concept_id], 0.0
         sources, targets, picked = self.generator_pairs(concept_id)
         start = time.perf_counter()
-        features = self._pair_encoder.features(sources, targets)
-        vector = self.generator.example_standardiser.example_vector(features)
+        pairs = self.generator.example_standardiser(self._pair_encoder.features(sources, targets))
         if self._shared_vectors is not None:
-            self._shared_vectors[concept_id] = (vector, picked)
-        return vector, picked, time.perf_counter() - start
+            self._shared_vectors[concept_id] = (pairs, picked)
+        return pairs, picked, time.perf_counter() - start
+
+    def example_vector(self, concept_id: str) -> tuple[torch.Tensor, list[int], float]:
+        """The mean [F] of :meth:`example_set`'s vectors (what the controls and a generator
+        without a set encoder read), the pairs picked and the seconds of their encoding."""
+        pairs, picked, seconds = self.example_set(concept_id)
+        return pairs.mean(0), picked, seconds
 
     @contextmanager
     def sharing_example_vectors(self) -> Iterator[None]:
@@ -252,10 +257,9 @@ class InitSources:
         """The generator's adapter for ``text`` and k training pairs of the concept ``pairs_of``
         (``seed``: another sampling seed than the run's; the same pairs); the seconds include
         encoding the pairs."""
-        vector, picked, encoding = self.example_vector(pairs_of)
+        pairs, picked, encoding = self.example_set(pairs_of)
         sampling = self.sampling | ({} if seed is None else {"seed": seed})
-        result = self.generator.generate(Condition.of_text(text, vector.unsqueeze(0)),
-                                         **sampling)
+        result = self.generator.generate(Condition.of_text(text, pairs.unsqueeze(0)), **sampling)
         return AdapterInit(kind, result.state, encoding + result.seconds,
                            info | {"example_pairs": picked, "encoding_seconds": encoding})
 

@@ -196,6 +196,8 @@ def training_identity(cfg: DictConfig, expectations: dict, base_sha256: str, row
         diffusion.pop("text_noise")
     if not diffusion["examples"]["k"]:
         diffusion.pop("examples")
+    elif not diffusion["examples"]["set_width"]:  # the mean of the pairs, as before the knob
+        diffusion["examples"].pop("set_width")
     if diffusion["task_loss"]["weight"] == 0:
         diffusion.pop("task_loss")  # off: the diffusion loss alone, whatever its other knobs say
     if diffusion["prior"] is None:  # no prior, whatever its alphas and folds say
@@ -274,6 +276,7 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
     text = ws.generator_text.encode(texts)  # every phrasing encoded once, before training
     concept_index = torch.tensor([concept_ids.index(r["concept"]) for r in rows])
     examples_k = configured_examples_k(ws)
+    set_width = int(cfg.examples.set_width) if examples_k else 0
     bank, standardiser = (example_bank(PairEncoder(load_base(ws).generator), ws.pair_store,
                                        concept_ids, int(cfg.examples.bank))
                           if examples_k else (None, None))
@@ -292,7 +295,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         "num_blocks": tokenizer.num_blocks,
         "text_dim": ws.text_encoder.dim,
         "conditioning": configured_conditioning(ws),  # recorded: the bundle rebuilds it
-    } | ({"example_dim": standardiser.dim} if examples_k else {})
+    } | ({"example_dim": standardiser.dim} if examples_k else {}) | (
+        {"example_set_width": set_width} if set_width else {})
     try:
         make_denoiser, denoiser_kwargs = denoiser_class(denoiser_cfg)
     except ValueError as err:
@@ -305,7 +309,8 @@ def _train_weight_generator(ws: Workspace, folder: Path) -> dict:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         lr_scheduler=instantiate(cfg.lr_scheduler, _convert_="all"),
         cond_drop_prob=cfg.cond_drop_prob, phrasings=phrasing_index, text_noise=cfg.text_noise,
-        examples=ExampleBank(bank, examples_k, cfg.examples.drop_prob) if examples_k else None,
+        examples=(ExampleBank(bank, examples_k, cfg.examples.drop_prob, sets=set_width > 0)
+                  if examples_k else None),
         task_loss=objective, prior=prior.out_of_fold if prior else None,
     )
     data = WeightBlocksDataModule(
