@@ -158,6 +158,7 @@ def test_the_levers_against_the_controls_are_chosen_on_the_validation_split():
 STORE_265 = [EXPERIMENTS / "scaling" / "against_controls.yaml",
              EXPERIMENTS / "scaling" / "examples_k.yaml",
              EXPERIMENTS / "scaling" / "capacity.yaml",
+             EXPERIMENTS / "scaling" / "set_encoder.yaml",
              EXPERIMENTS / "generalisation" / "text_parts.yaml"]
 
 
