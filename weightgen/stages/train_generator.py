@@ -10,8 +10,10 @@ vector, or both) goes into the denoiser's config and so into ``generator.json``;
 ``diffusion.text_noise`` perturbs the training texts only (``weightgen.diffusion.module``).
 With ``diffusion.examples.k > 0`` up to ``diffusion.examples.bank`` training pairs of each
 training concept are encoded once by the base GAN's encoder before training
-(``weightgen.diffusion.examples``); the denoiser reads k of them per item besides the text, and
-their standardisation is saved with the generator.
+(``weightgen.diffusion.examples``); the denoiser reads k of them per item besides the text (as
+their mean, and with ``diffusion.examples.set_width > 0`` also as a set through a learned
+encoder, ``weightgen.diffusion.pair_set_encoder``), and their standardisation is saved with the
+generator.
 With ``diffusion.task_loss.weight > 0`` the generator also learns through the frozen base GAN
 (``weightgen.diffusion.task_loss``); the setting is part of the training identity.
 With ``diffusion.prior`` a ridge map from the example vector (or the pooled text vector) to the
