@@ -159,6 +159,7 @@ STORE_265 = [EXPERIMENTS / "scaling" / "against_controls.yaml",
              EXPERIMENTS / "scaling" / "examples_k.yaml",
              EXPERIMENTS / "scaling" / "capacity.yaml",
              EXPERIMENTS / "scaling" / "set_encoder.yaml",
+             EXPERIMENTS / "scaling" / "speedups.yaml",
              EXPERIMENTS / "generalisation" / "text_parts.yaml"]
 
 
@@ -188,17 +189,36 @@ def test_the_265_concept_studies_train_on_the_validation_split_and_report_the_te
 
 def test_an_entry_the_265_concept_studies_share_is_one_configuration():
     """A name in two files is one generator folder (artifacts/<run>/generalisation/<name>/): the
-    second file reuses the first's generator, so both must mean the same overrides."""
+    second file reuses the first's generator and zero-shot table, so both must mean the same
+    overrides, up to which held-out concepts a fine-tune runs on (``bench.n_unseen``: the
+    bench only, which writes its own subfolder)."""
     module = script("generalisation")
     seen: dict[str, tuple[list[str], Path]] = {}
     shared = set()
     for configs in STORE_265:
         for entry in module.read_configs(configs):
-            overrides = module.overrides(entry)
+            overrides = [o for o in module.overrides(entry) if not o.startswith("bench.n_unseen=")]
             first = seen.setdefault(entry["name"], (overrides, configs))
             assert first[0] == overrides, (entry["name"], first[1], configs)
             shared |= {entry["name"]} if first[1] != configs else set()
     assert {"concepts_265", "test_concepts_265"} <= shared  # what the files say they reuse
+
+
+def test_a_fine_tune_of_a_configuration_runs_the_chosen_methods_pix2pix_first():
+    """run.py --bench --reused ... --generated ...: bench.methods is the generator-free methods
+    asked for (pix2pix first: it sets the target), then the generated inits; the headline is the
+    text-only init where it runs."""
+    module = script("generalisation")
+    entry = {e["name"]: e for e in module.read_configs(EXPERIMENTS / "scaling" / "speedups.yaml")}[
+        "test_concepts_24"]
+    reused = ("pix2pix_scratch", "e2gan_lora", "trained_init")
+    chosen = module.overrides(entry, ("denoised_examples_init", "knn_examples_init"), reused)
+    assert "bench.methods=[pix2pix_scratch,e2gan_lora,trained_init,denoised_examples_init," \
+           "knn_examples_init]" in chosen
+    assert "bench.headline=denoised_examples_init" in chosen
+    assert "bench.headline=denoised_init" in module.overrides(entry, ("denoised_init",), reused)
+    assert module.bench_methods(entry)[:len(module.REUSED_METHODS)] == module.REUSED_METHODS
+    assert "bench.n_unseen=16" in chosen and "diffusion.data.n_concepts=24" in chosen
 
 
 def test_adapter_recipes_are_compared_concept_by_concept_with_the_reference(tmp_path):

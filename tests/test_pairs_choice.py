@@ -112,15 +112,17 @@ def test_the_candidate_that_is_the_concepts_own_adapter_wins_and_its_seconds_add
     assert tie.chosen == "first"
 
 
-def controls(candidates, samples: int = 0) -> ControlInputs:
+def controls(candidates, samples: int = 0, n_concepts: int | None = None) -> ControlInputs:
     return ControlInputs(k_blend=3, ridge_alphas=(0.1, 1.0), seed=0,
                          choice_candidates=tuple(candidates), choice_samples=samples,
-                         heldout=[], validation=[], training_phrasings=dict)
+                         heldout=[], validation=[], training_phrasings=dict,
+                         n_concepts=n_concepts)
 
 
-def bare_sources(candidates, samples: int = 0, seed: int = 3) -> InitSources:
+def bare_sources(candidates, samples: int = 0, seed: int = 3,
+                 n_concepts: int | None = None) -> InitSources:
     return InitSources(None, list, list, None, {}, sampling={"seed": seed},
-                       controls=controls(candidates, samples))
+                       controls=controls(candidates, samples, n_concepts))
 
 
 def test_the_candidates_are_the_listed_kinds_then_generator_samples_under_the_next_seeds():
@@ -169,6 +171,26 @@ def test_the_stored_settings_change_with_the_candidates_and_their_knobs():
     assert bare_sources(["mean"]).settings("pairs_choice", concept) != settings
     blended = bare_sources(["mean", "examples_blend"]).settings("pairs_choice", concept)
     assert blended["candidates"]["examples_blend"] == {"k_blend": 3}  # the candidate's own knob
+
+
+def test_a_control_read_from_a_training_subset_is_stored_with_it():
+    """A bench run of a control made on diffusion.data.n_concepts=24 must not be reused on 96
+    (or on every training concept); a generator's run depends on the generator instead, and a run
+    on the whole training set keeps the settings it was stored with."""
+    concept = Concept("c", "a prompt", instruction="x", split="test")
+    subset = bare_sources(["mean", "examples_ridge"], n_concepts=24)
+    whole = bare_sources(["mean", "examples_ridge"])
+    for kind in ("mean", "nearest", "examples_nearest", "examples_blend", "examples_ridge",
+                 "text_ridge"):
+        assert subset.settings(kind, concept)["n_concepts"] == 24
+        assert "n_concepts" not in whole.settings(kind, concept)
+        assert subset.settings(kind, concept) != bare_sources(
+            ["mean"], n_concepts=96).settings(kind, concept)
+    for kind in ("standard", "trained", "generated", "generated_examples"):
+        assert subset.settings(kind, concept) == whole.settings(kind, concept) == {}
+    choice = subset.settings("pairs_choice", concept)["candidates"]
+    assert choice == {"mean": {"n_concepts": 24}, "examples_ridge": {
+        "ridge_alphas": [0.1, 1.0], "validation_concepts": [], "n_concepts": 24}}
 
 
 @pytest.mark.parametrize(("candidates", "message"), [

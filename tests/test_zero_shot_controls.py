@@ -160,3 +160,39 @@ def test_the_scaling_curve_averages_seeds_per_training_set_size(tmp_path):
     assert points[1]["median"]["examples_ridge"] == 19.0 and points[1]["median"]["trained"] == 22.0
     assert "| val | 96 | 2 | 4 | 18.00 | 19.00 |" in markdown and "| 38% |" in markdown
     assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "results.md").is_file()
+
+
+def bench_results(generator_steps: float, ridge_steps: float) -> dict:
+    """A fine-tuned record's bench results: the generator and the ridge map on 4 new concepts."""
+    def paired(ratio):
+        return {"median_ratio": ratio, "wins": 3, "losses": 1, "ties": 0, "concepts": 4,
+                "p_value": 0.625}
+
+    new = {"paired_vs_e2gan": {"denoised_examples_init": paired(generator_steps * 0.9),
+                               "ridge_examples_init": paired(ridge_steps * 0.9)},
+           "paired_steps_vs_e2gan": {"denoised_examples_init": paired(generator_steps),
+                                     "ridge_examples_init": paired(ridge_steps)},
+           "speedup_by_method": {"denoised_examples_init": 4 * generator_steps,
+                                 "ridge_examples_init": 4 * ridge_steps}}
+    return {"summary": {"split": "test", "heldout_kinds": {"new": 4}, "by_kind": {"new": new}}}
+
+
+def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(tmp_path):
+    records = [record("concepts_24", [17.0] * 4, [18.0] * 4, train_concepts=24)
+               | {"bench": bench_results(2.5, 1.5)},
+               record("concepts_96", [19.0] * 4, [18.0] * 4),  # not fine-tuned: no speed-up row
+               record("concepts_192", [19.0] * 4, [18.0] * 4, train_concepts=192)
+               | {"bench": bench_results(1.5, 3.0)}]
+    markdown = scaling_table(records, tmp_path).read_text()
+    speedups = json.loads((tmp_path / "scaling.json").read_text())["speedups"]
+    assert [(p["train_concepts"], p["concepts"]) for p in speedups] == [(24, 4), (192, 4)]
+    assert speedups[1]["methods"]["ridge_examples_init"] == {
+        "vs_e2gan_seconds": pytest.approx(2.7), "vs_e2gan_steps": 3.0, "wins_seconds": [3, 1],
+        "vs_pix2pix": 12.0}
+    assert "knn_examples_init" not in speedups[0]["methods"]  # only the inits it ran
+    assert "| test | 24 | 4 | 2.25x / 2.50x / 10.0x | 1.35x / 1.50x / 6.0x |" in markdown
+    assert (tmp_path / "speedups.png").stat().st_size > 0
+    plain = tmp_path / "plain"
+    scaling_table(records[1:2], plain)
+    assert "speed-ups" not in (plain / "scaling.md").read_text()
+    assert not (plain / "speedups.png").exists()

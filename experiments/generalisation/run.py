@@ -1,7 +1,7 @@
 """Train and score every generator configuration in a configs file; write the table and the plot.
 
     .venv/bin/python experiments/generalisation/run.py [--configs FILE] [--only NAME ...]
-        [--table-only] [--bench [--generated METHOD ...]]
+        [--table-only] [--bench [--generated METHOD ...] [--reused METHOD ...]]
 
 ``--configs`` (default ``configs.yaml``, the issue-8 configurations) names the YAML list to
 measure; its table goes to the folder named after the file (``configs.yaml``: this folder;
@@ -12,12 +12,13 @@ tabulated against the controls that see the generator's inputs, on the new conce
 Each configuration is composed as `experiment=bench` + its overrides (the real configs), trained
 by the generator stage and scored by the zero-shot table; a configuration whose folder already
 holds a zero_shot.json counts as measured and is skipped (delete the file to measure it again).
-With --bench it also fine-tunes from each selected configuration's generated init on the
-benchmark's held-out concepts (`weightgen-bench` with methods pix2pix_scratch, e2gan_lora,
-mean_init, nearest_init, trained_init and denoised_init into <generator folder>/bench; every
-method but denoised_init is reused from the main benchmark: they do not depend on the
-generator), for time and steps to target, and the per-concept comparisons against E2GAN and the
-nearest init.
+With --bench it also fine-tunes from each selected configuration's generated init(s) on the
+benchmark's held-out concepts (`weightgen-bench` into <generator folder>/bench), beside the
+generator-free methods (``--reused``: by default every one; ``--generated``: by default the
+text-only init and, with example pairs, the text + examples one). Every stored run of the main
+benchmark is offered to it and reused where its settings still hold (pix2pix, E2GAN and the
+ceiling always; a control only on the same training concepts), for time and steps to target and
+the per-concept comparisons.
 """
 
 from __future__ import annotations
@@ -45,18 +46,21 @@ GENERATOR_FILES = ("denoiser.safetensors", "generator.json", "tokenizer.safetens
                    EXAMPLES_FILE)
 
 
-# Every method that does not start from generated weights: copied from the main bench.
+# Every method that does not start from generated weights: by default benchmarked beside the
+# generated inits, reused from the main bench where its stored run still holds.
 REUSED_METHODS = tuple(m.name for m in METHODS.values() if not m.needs_generator)
 
 
-def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str]:
+def overrides(entry: dict, generated: tuple[str, ...] | None = None,
+              reused: tuple[str, ...] | None = None) -> list[str]:
     """experiment=bench + the entry's overrides (after its source's, for a sampling variant);
     the bench headlines the text-only method, which the table's speed-up columns are about, or,
     where it does not run (``--generated``), the first generated one (the headline must be one of
     ``bench.methods``)."""
     source = entry.get("source", {})
-    methods = bench_methods(entry, generated)
-    headline = TEXT_ONLY if TEXT_ONLY in methods else methods[len(REUSED_METHODS)]
+    reused = REUSED_METHODS if reused is None else reused
+    methods = bench_methods(entry, generated, reused)
+    headline = TEXT_ONLY if TEXT_ONLY in methods else methods[len(reused)]
     return ["experiment=bench", "logger=csv", *entry.get("base", []),
             *source.get("overrides", []), *entry["overrides"],
             f"paths.generator_dir=${{paths.run_dir}}/generalisation/{entry['name']}",
@@ -64,27 +68,34 @@ def overrides(entry: dict, generated: tuple[str, ...] | None = None) -> list[str
             f"bench.methods=[{','.join(methods)}]", f"bench.headline={headline}"]
 
 
-def bench_methods(entry: dict, generated: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The reused methods and the entry's generated init(s) (``generated``, or by default the
-    text-only method and, with example pairs, the text + examples one)."""
+def bench_methods(entry: dict, generated: tuple[str, ...] | None = None,
+                  reused: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The generator-free methods (``reused``, by default all of them) and the entry's generated
+    init(s) (``generated``, or by default the text-only method and, with example pairs, the
+    text + examples one)."""
     knobs = [*entry.get("source", {}).get("overrides", []), *entry["overrides"]]
     examples = [o for o in knobs if o.startswith("diffusion.examples.k=")]
     if generated is None:
         generated = (TEXT_ONLY,) + ((WITH_EXAMPLES,) if examples
                                     and examples[-1] != "diffusion.examples.k=0" else ())
-    return REUSED_METHODS + tuple(generated)
+    return (REUSED_METHODS if reused is None else tuple(reused)) + tuple(generated)
 
 
-def workspace(entry: dict, generated: tuple[str, ...] | None = None) -> Workspace:
+def workspace(entry: dict, generated: tuple[str, ...] | None = None,
+              reused: tuple[str, ...] | None = None) -> Workspace:
     """The entry's workspace, composed and checked as the commands do."""
-    return compose_workspace(overrides(entry, generated))
+    return compose_workspace(overrides(entry, generated, reused))
 
 
-def bench(entry: dict, generated: tuple[str, ...] | None = None) -> None:
-    """Fine-tune from the entry's generated init(s); reuse the main bench's generator-free runs."""
-    ws = workspace(entry, generated)
+def bench(entry: dict, generated: tuple[str, ...] | None = None,
+          reused: tuple[str, ...] | None = None) -> None:
+    """Fine-tune from the entry's generated init(s) beside the generator-free methods. Every
+    stored run of the main bench is offered to this one; the bench reuses those whose settings
+    still hold (pix2pix, E2GAN, the ceiling; a control on the same training set, a generated
+    init of the same generator) and reruns the rest."""
+    ws = workspace(entry, generated, reused)
     main_runs = Path(ws.cfg.paths.run_dir) / "bench" / "runs"
-    for method in REUSED_METHODS:
+    for method in ws.cfg.bench.methods:
         for run in main_runs.glob(f"*/{method}.*"):
             target = Path(ws.cfg.paths.bench_dir) / "runs" / run.parent.name / run.name
             if not target.exists():
@@ -169,6 +180,9 @@ if __name__ == "__main__":
     parser.add_argument("--generated", nargs="+",
                         help=f"with --bench: only these generated methods (default: {TEXT_ONLY} "
                              f"and, with example pairs, {WITH_EXAMPLES})")
+    parser.add_argument("--reused", nargs="+", choices=REUSED_METHODS,
+                        help="with --bench: only these generator-free methods (default: all; "
+                             "pix2pix_scratch first, it sets the target)")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()
@@ -181,7 +195,8 @@ if __name__ == "__main__":
         if entry["name"] in names:
             measure(entry)
             if args.bench:
-                bench(entry, tuple(args.generated) if args.generated else None)
+                bench(entry, tuple(args.generated) if args.generated else None,
+                      tuple(args.reused) if args.reused else None)
     records = [r for r in map(record, configs) if r is not None]
     if not records:
         parser.error(f"no configuration of {args.configs} has been measured under this artifacts "

@@ -33,7 +33,9 @@ class ControlInputs:
     held-out concepts (``denoised_examples_shuffled`` deranges their pairs), its validation
     concepts (the ridge maps choose alpha on them; none: leave-one-concept-out) and every
     training phrasing of each training concept (``ridge_text_init``'s rows). The choice on the
-    example pairs (``pairs_choice``) reads its candidates and generator samples from here too."""
+    example pairs (``pairs_choice``) reads its candidates and generator samples from here too.
+    ``n_concepts``: the training subset the controls read (``diffusion.data.n_concepts``; None:
+    every training concept), so a stored bench run of a control made on another subset is rerun."""
 
     k_blend: int
     ridge_alphas: Sequence[float]
@@ -43,6 +45,7 @@ class ControlInputs:
     heldout: Sequence[str]
     validation: Sequence[Concept]
     training_phrasings: Callable[[], dict[str, tuple[str, ...]]]
+    n_concepts: int | None = None
 
 
 @dataclass

@@ -495,7 +495,16 @@ class InitSources:
 
     def settings(self, kind: str | None, concept: Concept) -> dict:
         """What the init ``kind`` of ``concept`` depends on besides the base, its pairs and the
-        generator (a stored bench run made with other values is run again); {} for most kinds."""
+        generator (a stored bench run made with other values is run again); {} for most kinds.
+        An init read from the training adapters depends on which of them (``n_concepts``, only
+        when a subset is set: runs stored on the whole training set stay valid)."""
+        settings = self._kind_settings(kind, concept)
+        subset = self.controls.n_concepts if self.controls is not None else None
+        if kind in READS_TRAINING_ADAPTERS and subset is not None:
+            settings["n_concepts"] = int(subset)
+        return settings
+
+    def _kind_settings(self, kind: str | None, concept: Concept) -> dict:
         if kind == "examples_blend":
             return {"k_blend": int(self._controls().k_blend)}
         if kind in ("examples_ridge", "text_ridge"):
@@ -554,6 +563,12 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "text_ridge": InitSources.text_ridge,
     "pairs_choice": InitSources.pairs_choice,
 }
+
+
+# The init kinds made from the training concepts' adapters: which of them (diffusion.data's
+# subset) is part of what a stored bench run of one depends on.
+READS_TRAINING_ADAPTERS = frozenset({"mean", "nearest", "examples_nearest", "examples_blend",
+                                     "examples_ridge", "text_ridge"})
 
 
 # The controls' fits, done once (InitSources.prepare runs them before any bench run).

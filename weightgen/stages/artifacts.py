@@ -228,6 +228,7 @@ def control_inputs(ws: Workspace) -> ControlInputs:
         heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
         validation=ws.val_concepts,
         training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),
+        n_concepts=ws.cfg.diffusion.data.n_concepts,
     )
 
 

@@ -6,7 +6,10 @@ the same k), each with ``train_concepts`` = k, scored on the validation split, t
 both. Output: the lever table (``results.*``) and ``scaling.{json,md,png}``: per split and k
 (seeds averaged), the median zero-shot PSNR of the generators and their controls on one held-out
 kind, and the share of concepts where each generator is above all its controls at once, against
-the 75% bar.
+the 75% bar. Records that were also fine-tuned (``record["bench"]``: the bench's results.json)
+add the speed-ups per k (``speedups`` in scaling.json, a table in scaling.md, speedups.png):
+each init's per-concept median time-to-target ratio against E2GAN in seconds and in steps, and
+its speed-up over pix2pix, on the same held-out kind.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_wri
 
 CURVES = ("generated_examples", "examples_ridge", "examples_blend", "mean", "generated",
           "text_ridge", "trained")
+# The fine-tuned inits of a point: the generator (text + pairs, text only), the controls that
+# read the same inputs and the ceiling.
+SPEEDUP_METHODS = ("denoised_examples_init", "knn_examples_init", "knn_examples_blend",
+                   "ridge_examples_init", "denoised_init", "ridge_text_init", "trained_init")
 
 
 def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
@@ -43,13 +50,61 @@ def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
     return points
 
 
+def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
+    """One point per fine-tuned record (split, k): for each init it ran, the median per-concept
+    time-to-target ratio against E2GAN in seconds and in steps (with wins and losses) and its
+    speed-up over pix2pix, on ``held_out_kind``."""
+    points = []
+    for record in records:
+        results = record.get("bench")
+        if not results or held_out_kind not in results["summary"]["by_kind"]:
+            continue
+        group = results["summary"]["by_kind"][held_out_kind]
+        methods = {}
+        for method in SPEEDUP_METHODS:
+            seconds = group["paired_vs_e2gan"].get(method)
+            if seconds is None:
+                continue
+            steps = group["paired_steps_vs_e2gan"][method]
+            methods[method] = {
+                "vs_e2gan_seconds": seconds["median_ratio"], "vs_e2gan_steps": steps["median_ratio"],
+                "wins_seconds": [seconds["wins"], seconds["losses"]],
+                "vs_pix2pix": group["speedup_by_method"][method]}
+        points.append({"train_concepts": int(record["train_concepts"]), "name": record["name"],
+                       "split": results["summary"]["split"],
+                       "concepts": results["summary"]["heldout_kinds"][held_out_kind],
+                       "methods": methods})
+    return sorted(points, key=lambda p: (p["split"], p["train_concepts"]))
+
+
+def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
+    shown = [m for m in SPEEDUP_METHODS if any(m in p["methods"] for p in points)]
+    lines = ["", f"## Fine-tune speed-ups on the {held_out_kind} concepts", "",
+             "Per init: the per-concept median time-to-target ratio against E2GAN in seconds / "
+             "in steps, then the speed-up over pix2pix (medians of seconds to its target).", "",
+             "| split | train concepts | n | " + " | ".join(shown) + " |",
+             "|---|---|---|" + "---|" * len(shown)]
+    for p in points:
+        cells = []
+        for method in shown:
+            got = p["methods"].get(method)
+            cells.append("—" if got is None else
+                         f"{got['vs_e2gan_seconds']:.2f}x / {got['vs_e2gan_steps']:.2f}x / "
+                         f"{got['vs_pix2pix']:.1f}x")
+        lines.append(f"| {p['split']} | {p['train_concepts']} | {p['concepts']} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def scaling_table(records: Sequence[dict], out_dir: str | Path, held_out_kind: str = "new") -> Path:
     """The lever table of ``records`` and the curve over their training-set sizes; returns
     scaling.md."""
     out = Path(out_dir)
     controls_table(records, out, held_out_kind)
     points = scaling_points(records, held_out_kind)
-    atomic_write_json(out / "scaling.json", {"kind": held_out_kind, "bar": BAR, "points": points})
+    speedups = speedup_points(records, held_out_kind)
+    atomic_write_json(out / "scaling.json", {"kind": held_out_kind, "bar": BAR, "points": points,
+                                             "speedups": speedups})
     lines = [f"# Scaling the weight data: {held_out_kind} concepts", "",
              "Median zero-shot GAN PSNR (dB) of generators and controls built from the first k "
              "train concepts (seeds averaged); above all: the share of concepts where the "
@@ -63,6 +118,9 @@ def scaling_table(records: Sequence[dict], out_dir: str | Path, held_out_kind: s
         lines.append(f"| {p['split']} | {p['train_concepts']} | {p['seeds']} | {p['concepts']} | "
                      + " | ".join(medians)
                      + " | " + " | ".join(shares) + " |")
+    if speedups:
+        lines += _speedup_lines(speedups, held_out_kind)
+        _plot_speedups(speedups, held_out_kind, out / "speedups.png")
     atomic_write_text(out / "scaling.md", "\n".join(lines) + "\n")
     _plot(points, held_out_kind, out / "scaling.png")
     return out / "scaling.md"
@@ -99,6 +157,41 @@ def _plot(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
             axes.minorticks_off()
             axes.grid(alpha=0.3)
             axes.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
+
+
+def _plot_speedups(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
+    """Steps to target against E2GAN (left) and seconds against pix2pix (right) over k, a line
+    per init."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method in SPEEDUP_METHODS:
+        ours = [p for p in points if method in p["methods"] and method != "trained_init"]
+        if not ours:
+            continue
+        sizes = [p["train_concepts"] for p in ours]
+        style = "o-" if method.startswith("denoised") else "s--"
+        left.plot(sizes, [p["methods"][method]["vs_e2gan_steps"] for p in ours], style,
+                  label=method)
+        right.plot(sizes, [p["methods"][method]["vs_pix2pix"] for p in ours], style, label=method)
+    left.axhline(1.0, color="k", linestyle=":", label="E2GAN")
+    left.set(ylabel="time to target vs E2GAN, steps (x)",
+             title=f"speed-up over E2GAN ({held_out_kind} concepts)")
+    right.set(ylabel="speed-up over pix2pix, seconds (x)",
+              title=f"speed-up over pix2pix ({held_out_kind} concepts)")
+    sizes = sorted({p["train_concepts"] for p in points})
+    for axes in (left, right):
+        axes.set(xscale="log", xlabel="train concepts (weight data)")
+        axes.set_xticks(sizes, [str(s) for s in sizes])
+        axes.minorticks_off()
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
     fig.tight_layout()
     atomic_save_figure(fig, path)
     plt.close(fig)
