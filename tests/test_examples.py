@@ -668,6 +668,41 @@ def test_the_ridge_controls_choose_alpha_by_leave_one_concept_out_or_on_validati
     assert validating.settings("examples_ridge", concept)["validation_concepts"] == [concept.id]
 
 
+def test_the_joint_ridge_control_reads_the_sentence_and_the_example_vectors_side_by_side(
+        examples_run):
+    """text_examples_ridge: one row per training phrasing, its pooled sentence vector beside its
+    concept's example vector, each block over its root-mean-square norm; the query is the prompt
+    and the concept's k pairs scaled alike."""
+    from weightgen.stages.artifacts import training_rows, training_texts
+    from weightgen.weights.ridge import RidgeMap
+
+    ws, inits = example_inits(examples_run["artifacts"], *examples_run["overrides"])
+    concept = ws.test_concepts[0]
+    concepts = inits.generator.meta["train_concepts"]
+    states = [final_state(ws, c) for c in concepts]
+    phrasings = training_texts(ws, training_rows(ws, "last"), "all")
+    rows = [i for i, c in enumerate(concepts) for _ in phrasings[c]]
+    pooled = ws.embed([t for c in concepts for t in phrasings[c]]).pooled
+    examples = inits.training_bank().mean(1)[rows]
+    text_scale = pooled.pow(2).sum(1).mean().sqrt()
+    examples_scale = examples.pow(2).sum(1).mean().sqrt()
+    query, picked = generator_query(ws, inits, concept)
+    joint = inits.get("text_examples_ridge", concept)
+    inputs = torch.cat([pooled / text_scale, examples / examples_scale], dim=1)
+    asked = torch.cat([ws.embed([concept.prompt]).pooled[0] / text_scale, query / examples_scale])
+    row_weights = RidgeMap(inputs, joint.info["fit"]["alpha"]).weights(asked[None])[0]
+    weights = torch.zeros(len(concepts), dtype=torch.float64).index_add_(
+        0, torch.tensor(rows), row_weights)
+    for key in states[0]:
+        expected = sum(float(w) * s[key] for w, s in zip(weights, states, strict=True))
+        assert torch.allclose(joint.state[key], expected, atol=1e-5)
+    assert joint.info["example_pairs"] == picked and joint.info["prompt"] == concept.prompt
+    assert joint.seconds > joint.info["encoding_seconds"] > 0
+    assert joint.info["fit"]["alpha"] in list(ws.cfg.bench.controls.ridge_alphas)
+    assert set(inits.settings("text_examples_ridge", concept)) == {"ridge_alphas",
+                                                                   "validation_concepts"}
+
+
 @pytest.fixture(scope="module")
 def two_heldout(examples_run, tmp_path_factory):
     """The examples run with a second held-out concept (a concept file of the tiny run's
@@ -695,7 +730,7 @@ def two_heldout(examples_run, tmp_path_factory):
 
 
 CONTROLS = ["knn_examples_init", "knn_examples_blend", "ridge_examples_init", "ridge_text_init",
-            "denoised_examples_only", "denoised_examples_shuffled"]
+            "ridge_text_examples_init", "denoised_examples_only", "denoised_examples_shuffled"]
 
 
 def test_every_control_and_ablation_runs_through_the_bench(examples_run, two_heldout,
@@ -725,7 +760,7 @@ def test_every_control_and_ablation_runs_through_the_bench(examples_run, two_hel
                         .read_text())
     assert stored["settings"]["init"] == {"pairs_of": partner}
     fits = summary["control_fits"]
-    assert set(fits) == set(CONTROLS[:4]) and all(f["seconds"] > 0 for f in fits.values())
+    assert set(fits) == set(CONTROLS[:5]) and all(f["seconds"] > 0 for f in fits.values())
     assert fits["ridge_text_init"]["selection"] == "leave_one_concept_out"
     assert set(summary["paired_vs_controls"]) == {"knn_examples_init", "ridge_examples_init"}
     markdown = (bench_dir / "results.md").read_text()

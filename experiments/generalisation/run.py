@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from weightgen.bench.methods import METHODS, TEXT_ONLY, WITH_EXAMPLES
+from weightgen.bench.methods import METHODS, REFERENCE, TEXT_ONLY, WITH_EXAMPLES
 from weightgen.cli.app import compose_workspace
 from weightgen.stages.bench import run_benchmark
 from weightgen.stages.train_generator import train_weight_generator
@@ -181,8 +181,8 @@ if __name__ == "__main__":
                         help=f"with --bench: only these generated methods (default: {TEXT_ONLY} "
                              f"and, with example pairs, {WITH_EXAMPLES})")
     parser.add_argument("--reused", nargs="+", choices=REUSED_METHODS,
-                        help="with --bench: only these generator-free methods (default: all; "
-                             "pix2pix_scratch first, it sets the target)")
+                        help=f"with --bench: only these generator-free methods (default: all; "
+                             f"{REFERENCE} first, it sets the target)")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()

@@ -12,7 +12,8 @@ from weightgen.errors import ConfigError
 
 INIT_KINDS = ("standard", "mean", "nearest", "trained", "generated", "shuffled",
               "generated_examples", "generated_examples_only", "generated_examples_shuffled",
-              "examples_nearest", "examples_blend", "examples_ridge", "text_ridge", "pairs_choice")
+              "examples_nearest", "examples_blend", "examples_ridge", "text_ridge", "text_examples_ridge",
+              "pairs_choice")
 
 # Init kinds a choice on the pairs may not take as candidates, and why.
 NOT_CANDIDATES = {

@@ -32,6 +32,11 @@ training concepts' final adapters, the rows the generator trains on):
 * ``text_ridge`` ridge regression from the pooled text vector to the adapter's weights, one row
                  per training phrasing of every training concept (the text-only counterpart);
                  the text as the generator reads it (``generator_text``: ``diffusion.text_view``).
+* ``text_examples_ridge``  ridge regression from both of the generator's inputs side by side:
+                 one row per training phrasing, its sentence vector beside its concept's example
+                 vector, each block divided by its root-mean-square norm over the rows (so that
+                 the penalty weighs the two alike); the regression that reads all the generator
+                 reads.
 
 The ridge maps choose their alpha on the run's validation concepts when it has some, else by
 closed-form leave-one-concept-out; each init's ``info["fit"]`` says which, with the fit's seconds.
@@ -368,19 +373,55 @@ class InitSources:
         return control, seconds + time.perf_counter() - start
 
     @cached_property
-    def _text_ridge(self) -> tuple[RidgeControl, float]:
-        """The ridge map from pooled text vectors (one row per training phrasing), and the fit's
-        seconds (loading, encoding the phrasings, choosing alpha)."""
+    def _phrasing_rows(self) -> tuple[torch.Tensor, list[int], float]:
+        """The pooled sentence vector of every training phrasing [n, T], the training concept of
+        each row, and the seconds of loading the adapters and encoding the phrasings."""
         adapters, seconds = self._training_adapters
         start = time.perf_counter()
         phrasings = self._controls().training_phrasings()
         texts = [text for concept in adapters.concepts for text in phrasings[concept]]
         rows = [index for index, concept in enumerate(adapters.concepts)
                 for _ in phrasings[concept]]
-        control = self._fitted_ridge(self.generator_text.encode(texts).pooled, rows,
-                                     lambda: self.generator_text.encode(
-                                         [c.prompt for c in self._controls().validation]).pooled)
+        pooled = self.generator_text.encode(texts).pooled
+        return pooled, rows, seconds + time.perf_counter() - start
+
+    def _validation_pooled(self) -> torch.Tensor:
+        return self.generator_text.encode([c.prompt for c in self._controls().validation]).pooled
+
+    @cached_property
+    def _text_ridge(self) -> tuple[RidgeControl, float]:
+        """The ridge map from pooled text vectors (one row per training phrasing), and the fit's
+        seconds (loading, encoding the phrasings, choosing alpha)."""
+        pooled, rows, seconds = self._phrasing_rows
+        start = time.perf_counter()
+        control = self._fitted_ridge(pooled, rows, self._validation_pooled)
         return control, seconds + time.perf_counter() - start
+
+    @cached_property
+    def _joint_scales(self) -> tuple[float, float]:
+        """The root-mean-square norms of the sentence and the example vectors over the joint
+        ridge map's rows (each phrasing with its concept's example vector)."""
+        pooled, rows, _ = self._phrasing_rows
+        examples = self._bank_vectors[0][rows]
+        return (float(pooled.pow(2).sum(1).mean().sqrt()),
+                float(examples.pow(2).sum(1).mean().sqrt()))
+
+    def _joint(self, pooled: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
+        """[n, T + F]: sentence and example vectors side by side, each over its scale."""
+        text_scale, examples_scale = self._joint_scales
+        return torch.cat([pooled / text_scale, examples / examples_scale], dim=1)
+
+    @cached_property
+    def _text_examples_ridge(self) -> tuple[RidgeControl, float]:
+        """The ridge map from the sentence and example vectors together (one row per training
+        phrasing), and the fit's seconds (the text and example fits' inputs, choosing alpha)."""
+        pooled, rows, seconds = self._phrasing_rows
+        vectors, bank_seconds = self._bank_vectors
+        start = time.perf_counter()
+        control = self._fitted_ridge(self._joint(pooled, vectors[rows]), rows, lambda: self._joint(
+            self._validation_pooled(), torch.stack(
+                [self.example_vector(c.id)[0] for c in self._controls().validation])))
+        return control, seconds + bank_seconds + time.perf_counter() - start
 
     def _nearest_by_examples(self, concept: Concept, k: int, kind: str) -> AdapterInit:
         """The mean of the ``k`` training adapters nearest by example vector."""
@@ -436,6 +477,16 @@ class InitSources:
         query = self.generator_text.encode([concept.prompt]).pooled[0]
         return self._ridge_init("text_ridge", fitted, query, time.perf_counter() - start,
                                 {"prompt": concept.prompt})
+
+    def text_examples_ridge(self, concept: Concept) -> AdapterInit:
+        fitted = self._text_examples_ridge
+        examples, picked, encoding = self.example_vector(concept.id)
+        start = time.perf_counter()
+        query = self._joint(self.generator_text.encode([concept.prompt]).pooled, examples[None])[0]
+        return self._ridge_init("text_examples_ridge", fitted, query,
+                                encoding + time.perf_counter() - start,
+                                {"prompt": concept.prompt, "example_pairs": picked,
+                                 "encoding_seconds": encoding})
 
     # --- the choice on the pairs the concept comes with (weightgen.finetune.pairs_choice) ----------
     def choice_candidates(self) -> dict[str, Callable[[InitSources, Concept], AdapterInit]]:
@@ -507,7 +558,7 @@ class InitSources:
     def _kind_settings(self, kind: str | None, concept: Concept) -> dict:
         if kind == "examples_blend":
             return {"k_blend": int(self._controls().k_blend)}
-        if kind in ("examples_ridge", "text_ridge"):
+        if kind in ("examples_ridge", "text_ridge", "text_examples_ridge"):
             return {"ridge_alphas": [float(a) for a in self._controls().ridge_alphas],
                     "validation_concepts": [c.id for c in self._controls().validation]}
         if kind == "generated_examples_shuffled":
@@ -561,6 +612,7 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "examples_blend": InitSources.examples_blend,
     "examples_ridge": InitSources.examples_ridge,
     "text_ridge": InitSources.text_ridge,
+    "text_examples_ridge": InitSources.text_examples_ridge,
     "pairs_choice": InitSources.pairs_choice,
 }
 
@@ -568,7 +620,7 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
 # The init kinds made from the training concepts' adapters: which of them (diffusion.data's
 # subset) is part of what a stored bench run of one depends on.
 READS_TRAINING_ADAPTERS = frozenset({"mean", "nearest", "examples_nearest", "examples_blend",
-                                     "examples_ridge", "text_ridge"})
+                                     "examples_ridge", "text_ridge", "text_examples_ridge"})
 
 
 # The controls' fits, done once (InitSources.prepare runs them before any bench run).
@@ -577,4 +629,5 @@ CONTROL_FITS: dict[str, Callable[[InitSources], object]] = {
     "examples_blend": lambda sources: (sources.k_blend(), sources._bank_vectors),
     "examples_ridge": lambda sources: sources._examples_ridge,
     "text_ridge": lambda sources: sources._text_ridge,
+    "text_examples_ridge": lambda sources: sources._text_examples_ridge,
 }

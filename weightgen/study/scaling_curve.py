@@ -18,16 +18,19 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from weightgen.bench.methods import CEILING, METHODS
 from weightgen.study.controls_table import BAR, controls_table, lever_row
 from weightgen.study.zero_shot_controls import RIVALS
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
-CURVES = ("generated_examples", "examples_ridge", "examples_blend", "mean", "generated",
-          "text_ridge", "trained")
-# The fine-tuned inits of a point: the generator (text + pairs, text only), the controls that
-# read the same inputs and the ceiling.
-SPEEDUP_METHODS = ("denoised_examples_init", "knn_examples_init", "knn_examples_blend",
-                   "ridge_examples_init", "denoised_init", "ridge_text_init", "trained_init")
+CURVES = ("generated_examples", "examples_ridge", "examples_blend", "text_examples_ridge", "mean",
+          "generated", "text_ridge", "trained")
+# The fine-tuned inits of a point, by init kind: the generator (text + pairs, text only), the
+# controls that read the same inputs and the ceiling; the bench methods that start from them.
+SPEEDUP_KINDS = ("generated_examples", "examples_nearest", "examples_blend", "examples_ridge",
+                 "text_examples_ridge", "generated", "text_ridge", "trained")
+SPEEDUP_METHODS = tuple(method.name for kind in SPEEDUP_KINDS for method in METHODS.values()
+                        if method.init == kind)
 
 
 def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
@@ -135,6 +138,7 @@ def _plot(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
     splits = sorted({p["split"] for p in points})
     fig, panels = plt.subplots(len(splits), 2, figsize=(11, 4.2 * len(splits)), squeeze=False)
     styles = {"generated_examples": "o-", "examples_ridge": "s--", "examples_blend": "^--",
+              "text_examples_ridge": "d--",
               "mean": "x:", "generated": "o-", "text_ridge": "s--", "trained": "*-"}
     for split, (left, right) in zip(splits, panels, strict=True):
         ours = [p for p in points if p["split"] == split]
@@ -172,11 +176,11 @@ def _plot_speedups(points: Sequence[dict], held_out_kind: str, path: Path) -> No
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for method in SPEEDUP_METHODS:
-        ours = [p for p in points if method in p["methods"] and method != "trained_init"]
+        ours = [p for p in points if method in p["methods"] and method != CEILING]
         if not ours:
             continue
         sizes = [p["train_concepts"] for p in ours]
-        style = "o-" if method.startswith("denoised") else "s--"
+        style = "o-" if METHODS[method].init.startswith("generated") else "s--"
         left.plot(sizes, [p["methods"][method]["vs_e2gan_steps"] for p in ours], style,
                   label=method)
         right.plot(sizes, [p["methods"][method]["vs_pix2pix"] for p in ours], style, label=method)

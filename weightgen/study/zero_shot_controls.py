@@ -4,7 +4,8 @@ The generator earns its place only where it starts above what a closed-form map 
 makes of the same inputs (issue 24's bar): with example pairs, above the ridge map from the
 example vector (``examples_ridge``), the mean of the nearest adapters by example vector
 (``examples_blend``) and the mean adapter; from text alone, above the ridge map from the
-sentence vector (``text_ridge``) and the mean. Scored on the held-out concepts of
+sentence vector (``text_ridge``) and the mean. The ridge map from both inputs together
+(``text_examples_ridge``) is scored beside them, outside the bar. Scored on the held-out concepts of
 ``bench.split`` (``val`` where levers are chosen, ``test`` where they are reported), new concepts
 and paraphrases apart, with per-concept win counts and the sign test.
 """
@@ -17,7 +18,8 @@ from collections.abc import Callable, Sequence
 from weightgen.bench.stats import sign_test
 
 TEXT_KINDS = ("mean", "nearest", "text_ridge", "generated")
-EXAMPLES_KINDS = ("examples_nearest", "examples_blend", "examples_ridge", "generated_examples")
+EXAMPLES_KINDS = ("examples_nearest", "examples_blend", "examples_ridge", "text_examples_ridge",
+                  "generated_examples")
 CEILING = "trained"
 
 # Each generated init and the controls it must start above (issue 24: on >= 75% of new concepts).
