@@ -400,7 +400,9 @@ def test_an_explicit_init_is_taken_as_asked(kind):
                            r"example pairs, but the one at gen reads text only; use init=auto"),
     ("pairs_choice", r"init=pairs_choice needs a weight generator trained with example pairs"),
     ("trained", r"init='trained' is not a start a new concept can have: use init=auto .* "
-                r"generated_examples, generated, pairs_choice, nearest, mean, standard"),
+                r"generated_examples, generated, pairs_choice, examples_nearest, examples_ridge, "
+                r"text_examples_ridge, text_ridge, nearest, mean, standard"),
+    ("examples_nearest", r"init=examples_nearest needs a weight generator trained with example"),
     ("nearst", r"init='nearst' is not a start"),
 ])
 def test_an_init_the_generator_cannot_make_is_refused(requested, message):
@@ -414,6 +416,9 @@ def test_the_cheap_starts_are_compared_and_text_only_too_when_examples_were_used
                                               "mean", "standard")
     assert compared_inits("generated") == ("nearest", "mean", "standard")
     assert compared_inits("nearest") == ("mean", "standard")
+    assert compared_inits("examples_nearest") == ("generated_examples", "generated", "nearest",
+                                                  "mean", "standard")
+    assert compared_inits("text_ridge") == ("generated", "nearest", "mean", "standard")
 
 
 def test_the_closing_table_lists_the_starts_best_first_and_marks_the_one_used(capsys):
@@ -521,7 +526,8 @@ def test_a_start_chosen_on_a_pairs_folders_pairs_reads_the_controls_data_from_th
 
 
 @pytest.mark.parametrize(("init", "generator"), [("nearest", "text only"),
-                                                 ("generated", "examples")])
+                                                 ("generated", "examples"),
+                                                 ("examples_nearest", "examples")])
 def test_an_explicit_init_is_the_start_and_the_card_says_so(flow_run, examples_generator,
                                                             tmp_path, init, generator):
     overrides = examples_generator if generator == "examples" else []

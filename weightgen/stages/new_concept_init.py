@@ -5,9 +5,14 @@ A new concept always comes with its example pairs, and on the bench's new combin
 generator that reads them starts 2.9 dB higher than from the prompt alone and fine-tunes about
 1.8x sooner (issue 25). So ``init=auto`` takes the best start the loaded weight generator can
 make: text + the concept's own pairs (``generated_examples``) when it was trained with example
-pairs, text only (``generated``) otherwise. ``init=pairs_choice`` scores a few candidate starts
-on the concept's example pairs and takes the best (``weightgen.finetune.pairs_choice``; an
-explicit choice for now, ``auto`` is decided by measurement). An explicit ``init=`` the
+pairs, text only (``generated``) otherwise: on the bench store's validation concepts (96
+training concepts) it reaches the target in the fewest steps of every start
+(experiments/finetune_recipe). ``init=pairs_choice`` scores a few candidate starts on the
+concept's example pairs and takes the best (``weightgen.finetune.pairs_choice``). The controls
+that read the generator's inputs are starts too, named for what they are: retrieval by the pairs
+(``examples_nearest``, the best start on the 265-concept store's new test concepts:
+experiments/scaling) and the ridge maps (``examples_ridge``, ``text_examples_ridge``,
+``text_ridge``). An explicit ``init=`` the
 generator cannot make is refused before any work. The model card then sets the start used beside the cheap ones (mean,
 nearest, standard; text only as well when examples were used), each scored zero-shot by the
 adapter scorer on the held-out validation crops, so the user sees what the generator gave them.
@@ -27,7 +32,8 @@ from weightgen.gan.adapter_evaluator import AdapterEvaluator
 
 AUTO = "auto"
 # The starts a new concept can have (``trained`` has no adapter of it; ``shuffled`` is a control).
-CHOICES = ("generated_examples", "generated", "pairs_choice", "nearest", "mean", "standard")
+CHOICES = ("generated_examples", "generated", "pairs_choice", "examples_nearest", "examples_ridge",
+           "text_examples_ridge", "text_ridge", "nearest", "mean", "standard")
 CHEAP = ("nearest", "mean", "standard")  # no generator needed: scored beside every start
 
 
@@ -78,9 +84,14 @@ def choose_init(requested, examples_k: int, generator_dir: str | Path) -> InitCh
 
 def compared_inits(kind: str) -> tuple[str, ...]:
     """The cheap starts scored beside ``kind``: text only too when examples were used, and text +
-    examples too when the start was chosen on the pairs."""
-    generated = {"generated_examples": ("generated",),
-                 "pairs_choice": ("generated_examples", "generated")}.get(kind, ())
+    examples too when the start was chosen on the pairs or is a control that reads them (the
+    generator's start beside the regression or retrieval used instead)."""
+    if kind in ("generated_examples", "text_ridge"):
+        generated = ("generated",)
+    elif method_of_init(kind).needs_examples:
+        generated = ("generated_examples", "generated")
+    else:
+        generated = ()
     return tuple(k for k in (*generated, *CHEAP) if k != kind)
 
 
