@@ -55,7 +55,7 @@ def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
 
 def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
     """One point per fine-tuned record (split, k): for each init it ran, the median per-concept
-    time-to-target ratio against E2GAN in seconds and in steps (with wins and losses) and its
+    time-to-target ratio against E2GAN in steps (with wins and losses) and in seconds, and its
     speed-up over pix2pix, on ``held_out_kind``."""
     points = []
     for record in records:
@@ -70,8 +70,9 @@ def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
                 continue
             steps = group["paired_steps_vs_e2gan"][method]
             methods[method] = {
-                "vs_e2gan_seconds": seconds["median_ratio"], "vs_e2gan_steps": steps["median_ratio"],
-                "wins_seconds": [seconds["wins"], seconds["losses"]],
+                "vs_e2gan_steps": steps["median_ratio"], "wins_steps": [steps["wins"],
+                                                                       steps["losses"]],
+                "vs_e2gan_seconds": seconds["median_ratio"],
                 "vs_pix2pix": group["speedup_by_method"][method]}
         points.append({"train_concepts": int(record["train_concepts"]), "name": record["name"],
                        "split": results["summary"]["split"],
@@ -83,8 +84,11 @@ def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
 def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
     shown = [m for m in SPEEDUP_METHODS if any(m in p["methods"] for p in points)]
     lines = ["", f"## Fine-tune speed-ups on the {held_out_kind} concepts", "",
-             "Per init: the per-concept median time-to-target ratio against E2GAN in seconds / "
-             "in steps, then the speed-up over pix2pix (medians of seconds to its target).", "",
+             "Per init: the per-concept median time-to-target ratio against E2GAN in steps "
+             "(wins-losses; steps do not depend on the machine's load, and an adapter's step "
+             "costs the same from any init), then in seconds, then the speed-up over pix2pix "
+             "(medians of seconds to its target). Seconds are comparable only between runs "
+             "made under the same load.", "",
              "| split | train concepts | n | " + " | ".join(shown) + " |",
              "|---|---|---|" + "---|" * len(shown)]
     for p in points:
@@ -92,7 +96,8 @@ def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
         for method in shown:
             got = p["methods"].get(method)
             cells.append("—" if got is None else
-                         f"{got['vs_e2gan_seconds']:.2f}x / {got['vs_e2gan_steps']:.2f}x / "
+                         f"{got['vs_e2gan_steps']:.2f}x ({got['wins_steps'][0]}-"
+                         f"{got['wins_steps'][1]}) / {got['vs_e2gan_seconds']:.2f}x / "
                          f"{got['vs_pix2pix']:.1f}x")
         lines.append(f"| {p['split']} | {p['train_concepts']} | {p['concepts']} | "
                      + " | ".join(cells) + " |")
@@ -167,35 +172,28 @@ def _plot(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
 
 
 def _plot_speedups(points: Sequence[dict], held_out_kind: str, path: Path) -> None:
-    """Steps to target against E2GAN (left) and seconds against pix2pix (right) over k, a line
-    per init."""
+    """Time to target against E2GAN in steps (load-independent) over k, a line per init."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(figsize=(6.5, 4.2))
     for method in SPEEDUP_METHODS:
         ours = [p for p in points if method in p["methods"] and method != CEILING]
-        if not ours:
-            continue
-        sizes = [p["train_concepts"] for p in ours]
-        style = "o-" if METHODS[method].init.startswith("generated") else "s--"
-        left.plot(sizes, [p["methods"][method]["vs_e2gan_steps"] for p in ours], style,
-                  label=method)
-        right.plot(sizes, [p["methods"][method]["vs_pix2pix"] for p in ours], style, label=method)
-    left.axhline(1.0, color="k", linestyle=":", label="E2GAN")
-    left.set(ylabel="time to target vs E2GAN, steps (x)",
-             title=f"speed-up over E2GAN ({held_out_kind} concepts)")
-    right.set(ylabel="speed-up over pix2pix, seconds (x)",
-              title=f"speed-up over pix2pix ({held_out_kind} concepts)")
+        if ours:
+            style = "o-" if METHODS[method].init.startswith("generated") else "s--"
+            axes.plot([p["train_concepts"] for p in ours],
+                      [p["methods"][method]["vs_e2gan_steps"] for p in ours], style, label=method)
+    axes.axhline(1.0, color="k", linestyle=":", label="E2GAN")
     sizes = sorted({p["train_concepts"] for p in points})
-    for axes in (left, right):
-        axes.set(xscale="log", xlabel="train concepts (weight data)")
-        axes.set_xticks(sizes, [str(s) for s in sizes])
-        axes.minorticks_off()
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+    axes.set(xscale="log", xlabel="train concepts (weight data)",
+             ylabel="time to target vs E2GAN, steps (x)",
+             title=f"fine-tune speed-up over E2GAN ({held_out_kind} concepts)")
+    axes.set_xticks(sizes, [str(s) for s in sizes])
+    axes.minorticks_off()
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
     fig.tight_layout()
     atomic_save_figure(fig, path)
     plt.close(fig)
