@@ -183,14 +183,26 @@ def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(
                record("concepts_96", [19.0] * 4, [18.0] * 4),  # not fine-tuned: no speed-up row
                record("concepts_192", [19.0] * 4, [18.0] * 4, train_concepts=192)
                | {"bench": bench_results(1.5, 3.0)}]
+    seed1 = bench_results(2.5, 2.0)  # a second seed of the 192 point, without the ridge map
+    for table in ("paired_vs_e2gan", "paired_steps_vs_e2gan", "speedup_by_method"):
+        del seed1["summary"]["by_kind"]["new"][table]["ridge_examples_init"]
+    records.append(record("concepts_192_seed1", [19.0] * 4, [18.0] * 4, train_concepts=192)
+                   | {"bench": seed1})
     markdown = scaling_table(records, tmp_path).read_text()
     speedups = json.loads((tmp_path / "scaling.json").read_text())["speedups"]
-    assert [(p["train_concepts"], p["concepts"]) for p in speedups] == [(24, 4), (192, 4)]
+    assert [(p["train_concepts"], p["seeds"], p["concepts"]) for p in speedups] == [
+        (24, 1, 4), (192, 2, 4)]
     assert speedups[1]["methods"]["ridge_examples_init"] == {
-        "vs_e2gan_steps": 3.0, "wins_steps": [3, 1], "vs_e2gan_seconds": pytest.approx(2.7),
-        "vs_pix2pix": 12.0}
+        "seeds": 1, "vs_e2gan_steps": 3.0, "wins_steps": [3, 1], "p_steps": 0.625,
+        "vs_e2gan_seconds": pytest.approx(2.7), "vs_pix2pix": 12.0}
+    generator = speedups[1]["methods"]["denoised_examples_init"]  # seeds 1.5 and 2.5: mean 2.0
+    assert generator["seeds"] == 2 and generator["vs_e2gan_steps"] == pytest.approx(2.0)
+    assert generator["wins_steps"] == [6, 2] and generator["vs_pix2pix"] == pytest.approx(8.0)
     assert "knn_examples_init" not in speedups[0]["methods"]  # only the inits it ran
-    assert "| test | 24 | 4 | 2.50x (3-1) / 2.25x / 10.0x | 1.50x (3-1) / 1.35x / 6.0x |" in markdown
+    assert "| test | 24 | 1 | 4 | 2.50x (3-1) / 2.25x / 10.0x | 1.50x (3-1) / 1.35x / 6.0x |" \
+        in markdown
+    assert "| test | 192 | 2 | 4 | 2.00x (6-2) / 1.80x / 8.0x | 3.00x (3-1) / 2.70x / 12.0x (1 seed) |" \
+        in markdown
     assert (tmp_path / "speedups.png").stat().st_size > 0
     plain = tmp_path / "plain"
     scaling_table(records[1:2], plain)

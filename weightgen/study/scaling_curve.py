@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from weightgen.bench.methods import CEILING, METHODS
+from weightgen.bench.stats import sign_test
 from weightgen.study.controls_table import BAR, controls_table, lever_row
 from weightgen.study.zero_shot_controls import RIVALS
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
@@ -54,31 +55,39 @@ def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
 
 
 def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
-    """One point per fine-tuned record (split, k): for each init it ran, the median per-concept
-    time-to-target ratio against E2GAN in steps (with wins and losses) and in seconds, and its
-    speed-up over pix2pix, on ``held_out_kind``."""
-    points = []
+    """One point per split and training-set size that was fine-tuned: for each init, over the
+    seeds that ran it, the mean of their median per-concept time-to-target ratios against E2GAN
+    in steps (wins and losses summed over the concept-seeds, with the sign test's p-value) and in
+    seconds, and of their speed-ups over pix2pix."""
+    by_size: dict[tuple[str, int], list[dict]] = {}
     for record in records:
         results = record.get("bench")
         if not results or held_out_kind not in results["summary"]["by_kind"]:
             continue
-        group = results["summary"]["by_kind"][held_out_kind]
+        key = (results["summary"]["split"], int(record["train_concepts"]))
+        by_size.setdefault(key, []).append(record)
+    points = []
+    for (split, size), group in sorted(by_size.items()):
+        kinds = [r["bench"]["summary"]["by_kind"][held_out_kind] for r in group]
         methods = {}
         for method in SPEEDUP_METHODS:
-            seconds = group["paired_vs_e2gan"].get(method)
-            if seconds is None:
+            ran = [kind for kind in kinds if method in kind["paired_vs_e2gan"]]
+            if not ran:
                 continue
-            steps = group["paired_steps_vs_e2gan"][method]
+            steps = [kind["paired_steps_vs_e2gan"][method] for kind in ran]
+            wins, losses = sum(s["wins"] for s in steps), sum(s["losses"] for s in steps)
             methods[method] = {
-                "vs_e2gan_steps": steps["median_ratio"], "wins_steps": [steps["wins"],
-                                                                       steps["losses"]],
-                "vs_e2gan_seconds": seconds["median_ratio"],
-                "vs_pix2pix": group["speedup_by_method"][method]}
-        points.append({"train_concepts": int(record["train_concepts"]), "name": record["name"],
-                       "split": results["summary"]["split"],
-                       "concepts": results["summary"]["heldout_kinds"][held_out_kind],
+                "seeds": len(ran),
+                "vs_e2gan_steps": statistics.mean(s["median_ratio"] for s in steps),
+                "wins_steps": [wins, losses], "p_steps": sign_test(wins, losses),
+                "vs_e2gan_seconds": statistics.mean(kind["paired_vs_e2gan"][method]["median_ratio"]
+                                                    for kind in ran),
+                "vs_pix2pix": statistics.mean(kind["speedup_by_method"][method] for kind in ran)}
+        points.append({"train_concepts": size, "split": split, "seeds": len(group),
+                       "names": [r["name"] for r in group],
+                       "concepts": group[0]["bench"]["summary"]["heldout_kinds"][held_out_kind],
                        "methods": methods})
-    return sorted(points, key=lambda p: (p["split"], p["train_concepts"]))
+    return points
 
 
 def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
@@ -87,19 +96,23 @@ def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
              "Per init: the per-concept median time-to-target ratio against E2GAN in steps "
              "(wins-losses; steps do not depend on the machine's load, and an adapter's step "
              "costs the same from any init), then in seconds, then the speed-up over pix2pix "
-             "(medians of seconds to its target). Seconds are comparable only between runs "
-             "made under the same load.", "",
-             "| split | train concepts | n | " + " | ".join(shown) + " |",
-             "|---|---|---|" + "---|" * len(shown)]
+             "(medians of seconds to its target); over a point's seeds, the mean of these "
+             "medians and the wins and losses summed (an init that ran on fewer seeds says so). "
+             "Seconds are comparable only between runs made under the same load.", "",
+             "| split | train concepts | seeds | n | " + " | ".join(shown) + " |",
+             "|---|---|---|---|" + "---|" * len(shown)]
     for p in points:
         cells = []
         for method in shown:
             got = p["methods"].get(method)
-            cells.append("—" if got is None else
-                         f"{got['vs_e2gan_steps']:.2f}x ({got['wins_steps'][0]}-"
+            if got is None:
+                cells.append("—")
+                continue
+            fewer = "" if got["seeds"] == p["seeds"] else f" ({got['seeds']} seed)"
+            cells.append(f"{got['vs_e2gan_steps']:.2f}x ({got['wins_steps'][0]}-"
                          f"{got['wins_steps'][1]}) / {got['vs_e2gan_seconds']:.2f}x / "
-                         f"{got['vs_pix2pix']:.1f}x")
-        lines.append(f"| {p['split']} | {p['train_concepts']} | {p['concepts']} | "
+                         f"{got['vs_pix2pix']:.1f}x{fewer}")
+        lines.append(f"| {p['split']} | {p['train_concepts']} | {p['seeds']} | {p['concepts']} | "
                      + " | ".join(cells) + " |")
     return lines
 
