@@ -174,7 +174,16 @@ def bench_results(generator_steps: float, ridge_steps: float) -> dict:
                                      "ridge_examples_init": paired(ridge_steps)},
            "speedup_by_method": {"denoised_examples_init": 4 * generator_steps,
                                  "ridge_examples_init": 4 * ridge_steps}}
-    return {"summary": {"split": "test", "heldout_kinds": {"new": 4}, "by_kind": {"new": new}}}
+    def concept(generator, ridge):  # steps to target; None: missed within the 100 steps
+        def run(steps):
+            return {"steps_to_target": steps, "final_step": 100}
+        return {"kind": "new", "seen": False,
+                "methods": {"denoised_examples_init": run(generator), "ridge_examples_init": run(ridge)}}
+
+    concepts = [concept(10, 20), concept(10, 40), concept(50, 25), concept(5, None),
+                {"kind": "paraphrase", "seen": False, "methods": {}}]
+    return {"summary": {"split": "test", "heldout_kinds": {"new": 4}, "by_kind": {"new": new}},
+            "concepts": concepts}
 
 
 def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(tmp_path):
@@ -196,6 +205,10 @@ def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(
     generator = speedups[1]["methods"]["denoised_examples_init"]  # seeds 1.5 and 2.5: mean 2.0
     assert generator["seeds"] == 2 and generator["vs_e2gan_steps"] == pytest.approx(2.0)
     assert generator["wins_steps"] == [6, 2] and generator["vs_pix2pix"] == pytest.approx(8.0)
+    head_to_head = speedups[1]["generator_vs"]["ridge_examples_init"]  # 2 seeds x 4 concepts
+    assert (head_to_head["wins"], head_to_head["losses"], head_to_head["concepts"]) == (6, 2, 8)
+    assert head_to_head["median_ratio"] == pytest.approx(3.0)  # 20/10, 40/10, 0.5, 100/5, twice
+    assert "| test | 192 | 3.00x (6-2, p = 0.29) |" in markdown
     assert "knn_examples_init" not in speedups[0]["methods"]  # only the inits it ran
     assert "| test | 24 | 1 | 4 | 2.50x (3-1) / 2.25x / 10.0x | 1.50x (3-1) / 1.35x / 6.0x |" \
         in markdown

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from weightgen.bench.methods import CEILING, METHODS
-from weightgen.bench.stats import sign_test
+from weightgen.bench.stats import paired_comparison, sign_test
+from weightgen.bench.summary import paired_ratios
 from weightgen.study.controls_table import BAR, controls_table, lever_row
 from weightgen.study.zero_shot_controls import RIVALS
 from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_write_text
@@ -33,6 +34,9 @@ SPEEDUP_KINDS = ("generated_examples", "examples_nearest", "examples_blend", "ex
                  "text_examples_ridge", "generated", "text_ridge", "trained")
 SPEEDUP_METHODS = tuple(method.name for kind in SPEEDUP_KINDS for method in METHODS.values()
                         if method.init == kind)
+# The text + examples generator's method, compared concept by concept (in steps) with each
+# control that ran beside it.
+GENERATOR_METHOD = next(m.name for m in METHODS.values() if m.init == "generated_examples")
 
 
 def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
@@ -85,10 +89,22 @@ def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
                                                     for kind in ran),
                 "vs_pix2pix": statistics.mean(kind["speedup_by_method"][method] for kind in ran)}
         points.append({"train_concepts": size, "split": split, "seeds": len(group),
+                       "generator_vs": _generator_vs_controls(group, held_out_kind),
                        "names": [r["name"] for r in group],
                        "concepts": group[0]["bench"]["summary"]["heldout_kinds"][held_out_kind],
                        "methods": methods})
     return points
+
+
+def _generator_vs_controls(group: Sequence[dict], held_out_kind: str) -> dict:
+    """The generator against each control of its point, concept by concept over every seed, in
+    steps to target: the median ratio (control / generator), wins, losses, the sign test."""
+    unseen = [concept for record in group for concept in record["bench"]["concepts"]
+              if concept["kind"] == held_out_kind and not concept["seen"]]
+    return {control: paired_comparison(paired_ratios(unseen, GENERATOR_METHOD, control, "steps"))
+            for control in SPEEDUP_METHODS
+            if control not in (GENERATOR_METHOD, CEILING)
+            and any({GENERATOR_METHOD, control} <= set(c["methods"]) for c in unseen)}
 
 
 def _distinct_runs(kinds: Sequence[dict], method: str) -> list[dict]:
@@ -128,6 +144,21 @@ def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
                          f"{got['vs_pix2pix']:.1f}x{fewer}")
         lines.append(f"| {p['split']} | {p['train_concepts']} | {p['seeds']} | {p['concepts']} | "
                      + " | ".join(cells) + " |")
+    rivals = [m for m in SPEEDUP_METHODS if any(m in p["generator_vs"] for p in points)]
+    if rivals:
+        lines += ["", f"`{GENERATOR_METHOD}` against each control, concept by concept over the "
+                  "seeds, in steps to target: the median ratio (the control's steps over the "
+                  "generator's; above 1: the generator is sooner), wins-losses, the sign test's p.",
+                  "", "| split | train concepts | " + " | ".join(rivals) + " |",
+                  "|---|---|" + "---|" * len(rivals)]
+        for p in points:
+            cells = []
+            for control in rivals:
+                got = p["generator_vs"].get(control)
+                cells.append("—" if got is None or got["median_ratio"] is None else
+                             f"{got['median_ratio']:.2f}x ({got['wins']}-{got['losses']}, "
+                             f"p = {got['p_value']:.2g})")
+            lines.append(f"| {p['split']} | {p['train_concepts']} | " + " | ".join(cells) + " |")
     return lines
 
 
