@@ -221,6 +221,18 @@ def test_a_fine_tune_of_a_configuration_runs_the_chosen_methods_pix2pix_first():
     assert "bench.n_unseen=16" in chosen and "diffusion.data.n_concepts=24" in chosen
 
 
+def test_threads_pin_every_configuration_after_its_base_and_compose():
+    """run.py --threads N: num_threads=N comes after each configuration's base, so two runs side
+    by side do not each take every core; the composed config carries it."""
+    module = script("generalisation")
+    configs = module.read_configs(EXPERIMENTS / "scaling" / "speedups.yaml")
+    assert module.with_threads(configs, None) is configs
+    pinned = {e["name"]: e for e in module.with_threads(configs, 1)}
+    chosen = module.overrides(pinned["test_concepts_96_seed1"])
+    assert chosen.index("num_threads=1") < chosen.index("diffusion.seed=1")
+    assert module.workspace(pinned["concepts_24"]).cfg.num_threads == 1
+
+
 def test_adapter_recipes_are_compared_concept_by_concept_with_the_reference(tmp_path):
     """experiments/adapter_recipe: each recipe trains a probe run beside the run (its base and
     pairs), and the table's differences and speed are paired with the reference recipe's."""

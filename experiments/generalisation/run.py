@@ -1,7 +1,7 @@
 """Train and score every generator configuration in a configs file; write the table and the plot.
 
     .venv/bin/python experiments/generalisation/run.py [--configs FILE] [--only NAME ...]
-        [--table-only] [--bench [--generated METHOD ...] [--reused METHOD ...]]
+        [--threads N] [--table-only] [--bench [--generated METHOD ...] [--reused METHOD ...]]
 
 ``--configs`` (default ``configs.yaml``, the issue-8 configurations) names the YAML list to
 measure; its table goes to the folder named after the file (``configs.yaml``: this folder;
@@ -163,6 +163,15 @@ def read_configs(path: Path) -> list[dict]:
             for e in entries]
 
 
+def with_threads(configs: list[dict], threads: int | None) -> list[dict]:
+    """Each configuration run on ``threads`` torch threads (``num_threads``, after its base):
+    without it a process takes every core, and two runs side by side oversubscribe the machine,
+    which inflates their seconds (their steps too can move: a thread count changes float sums)."""
+    if threads is None:
+        return configs
+    return [e | {"base": [*e.get("base", []), f"num_threads={threads}"]} for e in configs]
+
+
 def output_folder(configs: Path) -> Path:
     """Where a configs file's table goes: this folder for its configs.yaml, else a folder named
     after the file beside it (experiments/scaling/against_controls.yaml: .../against_controls/)."""
@@ -183,10 +192,13 @@ if __name__ == "__main__":
     parser.add_argument("--reused", nargs="+", choices=REUSED_METHODS,
                         help=f"with --bench: only these generator-free methods (default: all; "
                              f"{REFERENCE} first, it sets the target)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per run (default: every core; set it when two runs "
+                             "share the machine)")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; tabulate the configurations measured so far")
     args = parser.parse_args()
-    configs = read_configs(args.configs)
+    configs = with_threads(read_configs(args.configs), args.threads)
     names = set() if args.table_only else set(args.only or [e["name"] for e in configs])
     unknown = names - {e["name"] for e in configs}
     if unknown:
