@@ -145,6 +145,9 @@ def test_a_configurations_seeds_are_pooled_concept_by_concept():
     assert (ridge["wins"], ridge["losses"]) == (18, 6)
     assert ridge["p_value"] == pytest.approx(0.0227, abs=1e-3)
     assert pooled["wins"]["generated_examples"]["above_all"] == 15
+    rows[0]["median"]["text_examples_ridge"] = 19.0  # a control only seed 0 was scored with
+    (pooled,) = pooled_over_seeds(rows)
+    assert "text_examples_ridge" not in pooled["median"]
 
 
 def test_the_scaling_curve_averages_seeds_per_training_set_size(tmp_path):

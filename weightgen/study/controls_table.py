@@ -70,7 +70,8 @@ def pooled_over_seeds(rows: Sequence[dict]) -> list[dict]:
             "train_seconds": statistics.mean(s["train_seconds"] for s in seeds),
             "split": first["split"], "kind": first["kind"],
             "concepts": sum(s["concepts"] for s in seeds),
-            "median": {k: statistics.mean(s["median"][k] for s in seeds) for k in first["median"]},
+            "median": {k: statistics.mean(s["median"][k] for s in seeds) for k in first["median"]
+                       if all(k in s["median"] for s in seeds)},  # a column every seed scored
             "wins": wins, "seeds": [s["name"] for s in seeds]})
     return pooled
 
