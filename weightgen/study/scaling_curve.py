@@ -61,9 +61,10 @@ def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
 
 def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
     """One point per split and training-set size that was fine-tuned: for each init, over the
-    seeds that ran it (a run reused by several seeds counts once), the mean of their median per-concept time-to-target ratios against E2GAN
-    in steps (wins and losses summed over the concept-seeds, with the sign test's p-value) and in
-    seconds, and of their speed-ups over pix2pix."""
+    seeds that ran it (a run reused by several seeds counts once), the mean of their median
+    per-concept time-to-target ratios against E2GAN in steps (wins and losses summed over the
+    concept-seeds, with the sign test's p-value) and in seconds, and of their speed-ups over
+    pix2pix."""
     by_size: dict[tuple[str, int], list[dict]] = {}
     for record in records:
         results = record.get("bench")
@@ -155,7 +156,7 @@ def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
             cells = []
             for control in rivals:
                 got = p["generator_vs"].get(control)
-                cells.append("—" if got is None or got["median_ratio"] is None else
+                cells.append("—" if got is None else
                              f"{got['median_ratio']:.2f}x ({got['wins']}-{got['losses']}, "
                              f"p = {got['p_value']:.2g})")
             lines.append(f"| {p['split']} | {p['train_concepts']} | " + " | ".join(cells) + " |")
