@@ -190,14 +190,15 @@ def test_the_265_concept_studies_train_on_the_validation_split_and_report_the_te
 def test_an_entry_the_265_concept_studies_share_is_one_configuration():
     """A name in two files is one generator folder (artifacts/<run>/generalisation/<name>/): the
     second file reuses the first's generator and zero-shot table, so both must mean the same
-    overrides, up to which held-out concepts a fine-tune runs on (``bench.n_unseen``: the
-    bench only, which writes its own subfolder)."""
+    overrides, up to which held-out concepts a fine-tune runs on and its methods' recipes
+    (``bench.n_unseen``, ``bench.recipes``: the bench only, which writes its own subfolder)."""
     module = script("generalisation")
     seen: dict[str, tuple[list[str], Path]] = {}
     shared = set()
     for configs in STORE_265:
         for entry in module.read_configs(configs):
-            overrides = [o for o in module.overrides(entry) if not o.startswith("bench.n_unseen=")]
+            overrides = [o for o in module.overrides(entry)
+                         if not o.startswith(("bench.n_unseen=", "+bench.recipes."))]
             first = seen.setdefault(entry["name"], (overrides, configs))
             assert first[0] == overrides, (entry["name"], first[1], configs)
             shared |= {entry["name"]} if first[1] != configs else set()
@@ -256,3 +257,29 @@ def test_adapter_recipes_are_compared_concept_by_concept_with_the_reference(tmp_
     assert (fast["wins"], fast["losses"], fast["median_difference_db"]) == (2, 1, 0.5)
     assert fast["speed_vs_reference"] == 3.0
     assert "| `fast`:  | 100 | 21.50 | +0.50 (2-1) | 30.0 | 3.00x |" in module.markdown(results)
+
+
+def test_the_ensemble_grid_averages_every_subset_of_the_controls_with_and_without_the_generator():
+    """experiments/scaling/ensemble.py: each side chosen from the same subsets of the controls
+    (the generator's side: each with the generator's adapter added), pooled per size over seeds."""
+    spec = importlib.util.spec_from_file_location("ensemble_grid",
+                                                  EXPERIMENTS / "scaling" / "ensemble.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    combos = module.combinations()
+    generator_side = [c for c in combos if "G" in c]
+    controls_side = [c for c in combos if "G" not in c] + ["R", "B", "T"]
+    assert combos[:len(generator_side)] == generator_side and len(combos) == 11
+    assert sorted(c.replace("G", "") for c in generator_side) == sorted(controls_side)
+
+    def row(g, r, b):
+        return {"concept": "c", "split": "val", "G": g, "R": r, "B": b, "T": 0.0, "M": 10.0,
+                **{c: 15.0 for c in combos}}
+
+    records = {"concepts_96": {"split": "val", "train_concepts": 96,
+                               "rows": [row(20.0, 18.0, 17.0), row(16.0, 18.0, 17.0)]},
+               "concepts_96_seed1": {"split": "val", "train_concepts": 96,
+                                     "rows": [row(22.0, 18.0, 19.0), row(21.0, 18.0, 17.0)]}}
+    markdown = module.table(records)
+    # G: seed medians 18 and 21.5 -> 19.75; above R, B and M on 3 of 4 concept-seeds
+    assert "| val | 96 | 2 | 19.75 (3/4) | 18.00 (0/4) |" in markdown

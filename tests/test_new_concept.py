@@ -400,8 +400,9 @@ def test_an_explicit_init_is_taken_as_asked(kind):
                            r"example pairs, but the one at gen reads text only; use init=auto"),
     ("pairs_choice", r"init=pairs_choice needs a weight generator trained with example pairs"),
     ("trained", r"init='trained' is not a start a new concept can have: use init=auto .* "
-                r"generated_examples, generated, pairs_choice, examples_nearest, examples_ridge, "
-                r"text_examples_ridge, text_ridge, nearest, mean, standard"),
+                r"generated_examples, generated, pairs_choice, ensemble, examples_nearest, "
+                r"examples_ridge, text_examples_ridge, text_ridge, controls_ensemble, nearest, "
+                r"mean, standard"),
     ("examples_nearest", r"init=examples_nearest needs a weight generator trained with example"),
     ("nearst", r"init='nearst' is not a start"),
 ])

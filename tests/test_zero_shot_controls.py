@@ -208,7 +208,7 @@ def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(
     generator = speedups[1]["methods"]["denoised_examples_init"]  # seeds 1.5 and 2.5: mean 2.0
     assert generator["seeds"] == 2 and generator["vs_e2gan_steps"] == pytest.approx(2.0)
     assert generator["wins_steps"] == [6, 2] and generator["vs_pix2pix"] == pytest.approx(8.0)
-    head_to_head = speedups[1]["generator_vs"]["ridge_examples_init"]  # 2 seeds x 4 concepts
+    head_to_head = speedups[1]["versus"]["denoised_examples_init"]["ridge_examples_init"]
     assert (head_to_head["wins"], head_to_head["losses"], head_to_head["concepts"]) == (6, 2, 8)
     assert head_to_head["median_ratio"] == pytest.approx(3.0)  # 20/10, 40/10, 0.5, 100/5, twice
     assert "| test | 192 | 3.00x (6-2, p = 0.29) |" in markdown
@@ -218,7 +218,30 @@ def test_the_scaling_curve_tabulates_the_fine_tunes_of_the_points_that_ran_them(
     assert "| test | 192 | 2 | 4 | 2.00x (6-2) / 1.80x / 8.0x | 3.00x (3-1) / 2.70x / 12.0x (1 seed) |" \
         in markdown
     assert (tmp_path / "speedups.png").stat().st_size > 0
+    assert "`ensemble_init` against" not in markdown  # no ensemble ran
     plain = tmp_path / "plain"
     scaling_table(records[1:2], plain)
     assert "speed-ups" not in (plain / "scaling.md").read_text()
     assert not (plain / "speedups.png").exists()
+
+
+def test_the_ensemble_is_compared_with_the_controls_and_is_no_control_of_the_generator(tmp_path):
+    """An ensemble that holds the generator's adapter gets its own concept-by-concept table
+    against the controls (its own control, the controls' ensemble, included); the generator's
+    table lists controls only, never the ensemble or the text-only generator."""
+    results = bench_results(2.0, 1.5)
+    new = results["concepts"][:4]  # the fifth is a paraphrase
+    for concept, (ours, theirs) in zip(new, [(5, 10), (5, 20), (30, 20), (5, 50)], strict=True):
+        concept["methods"]["ensemble_init"] = {"steps_to_target": ours, "final_step": 100}
+        concept["methods"]["controls_ensemble_init"] = {"steps_to_target": theirs,
+                                                        "final_step": 100}
+        concept["methods"]["denoised_init"] = {"steps_to_target": 40, "final_step": 100}
+    markdown = scaling_table([record("concepts_96", [19.0] * 4, [18.0] * 4)
+                              | {"bench": results}], tmp_path).read_text()
+    versus = json.loads((tmp_path / "scaling.json").read_text())["speedups"][0]["versus"]
+    assert set(versus["denoised_examples_init"]) == {"ridge_examples_init",
+                                                     "controls_ensemble_init"}
+    mine = versus["ensemble_init"]["controls_ensemble_init"]
+    assert (mine["wins"], mine["losses"]) == (3, 1)
+    assert mine["median_ratio"] == pytest.approx(3.0)  # 2, 4, 2/3, 10
+    assert "`ensemble_init` against each control" in markdown

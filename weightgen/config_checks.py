@@ -28,7 +28,11 @@ from weightgen.concepts.spec import HELD_OUT_SPLITS, load_concepts
 from weightgen.diffusion.conditioning import check_conditioning
 from weightgen.diffusion.prior import check_prior
 from weightgen.errors import ConfigError
-from weightgen.finetune.init_kinds import check_choice_candidates
+from weightgen.finetune.init_kinds import (
+    ENSEMBLE_KEYS,
+    check_choice_candidates,
+    check_ensemble_members,
+)
 from weightgen.gan.training_options import GAN_MODES, gan_training_options
 from weightgen.text.clauses import check_text_view
 from weightgen.utils.schedules import DECAYS
@@ -182,6 +186,10 @@ def check_config(cfg: DictConfig) -> None:
     candidates = OmegaConf.select(cfg, "bench.controls.choice.candidates", default=_ABSENT)
     if candidates is not _ABSENT:
         check_choice_candidates(candidates)
+    for kind, (key, _) in ENSEMBLE_KEYS.items():
+        members = OmegaConf.select(cfg, key, default=_ABSENT)
+        if members is not _ABSENT:
+            check_ensemble_members(kind, members)
     headline = OmegaConf.select(cfg, "bench.headline", default=_ABSENT)
     if headline is not _ABSENT:
         method_named(headline, "bench.headline")  # its ConfigError names the key and the methods

@@ -42,6 +42,9 @@ WITH_EXAMPLES = "denoised_examples_init"  # generated from the prompt and k exam
 KNN_EXAMPLES = "knn_examples_init"
 RIDGE_EXAMPLES = "ridge_examples_init"
 EXAMPLE_CONTROLS = (KNN_EXAMPLES, RIDGE_EXAMPLES)
+# The mean of the generator's and the controls' starts, and of the controls' alone (its control).
+ENSEMBLE = "ensemble_init"
+CONTROLS_ENSEMBLE = "controls_ensemble_init"
 
 METHODS: dict[str, BenchMethod] = {method.name: method for method in (
     BenchMethod(REFERENCE, None, "from scratch"),
@@ -71,6 +74,11 @@ METHODS: dict[str, BenchMethod] = {method.name: method for method in (
                 needs_examples=True),
     BenchMethod("pairs_choice_init", "pairs_choice", "best candidate on the k example pairs",
                 needs_generator=True, needs_examples=True),
+    BenchMethod(ENSEMBLE, "ensemble", "mean of the generator's and the controls' adapters",
+                needs_generator=True, needs_examples=True),
+    BenchMethod(CONTROLS_ENSEMBLE, "controls_ensemble",
+                "mean of the controls' adapters, no generated weights", needs_generator=True,
+                needs_examples=True),
 )}
 
 

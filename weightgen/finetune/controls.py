@@ -33,7 +33,8 @@ class ControlInputs:
     held-out concepts (``denoised_examples_shuffled`` deranges their pairs), its validation
     concepts (the ridge maps choose alpha on them; none: leave-one-concept-out) and every
     training phrasing of each training concept (``ridge_text_init``'s rows). The choice on the
-    example pairs (``pairs_choice``) reads its candidates and generator samples from here too.
+    example pairs (``pairs_choice``) reads its candidates and generator samples from here too,
+    the ensembles (``ensemble``, ``controls_ensemble``) their members.
     ``n_concepts``: the training subset the controls read (``diffusion.data.n_concepts``; None:
     every training concept), so a stored bench run of a control made on another subset is rerun."""
 
@@ -42,6 +43,8 @@ class ControlInputs:
     seed: int
     choice_candidates: Sequence[str]
     choice_samples: int
+    ensemble_members: Sequence[str]
+    controls_ensemble_members: Sequence[str]
     heldout: Sequence[str]
     validation: Sequence[Concept]
     training_phrasings: Callable[[], dict[str, tuple[str, ...]]]

@@ -82,7 +82,12 @@ from weightgen.finetune.controls import (
     TrainingAdapters,
     nearest_weights,
 )
-from weightgen.finetune.init_kinds import check_choice_candidates
+from weightgen.finetune.ensemble import average
+from weightgen.finetune.init_kinds import (
+    ENSEMBLE_KEYS,
+    check_choice_candidates,
+    check_ensemble_members,
+)
 from weightgen.finetune.pairs_choice import choose_on_pairs, sample_name
 from weightgen.gan.pair_loss import PairLoss
 from weightgen.text.base import TextEmbedding, TextEncoder
@@ -250,7 +255,11 @@ class InitSources:
         """Inside, each concept's pairs are encoded once: the first init that reads them pays the
         seconds, the others reuse the vector at 0 s (the choice on the pairs makes several
         candidates from the same pairs and counts the encoding once). Outside, every init
-        encodes and pays its own, as a bench method alone would."""
+        encodes and pays its own, as a bench method alone would. Nested (an ensemble among a
+        choice's candidates), the outermost sharing holds."""
+        if self._shared_vectors is not None:
+            yield
+            return
         self._shared_vectors = {}
         try:
             yield
@@ -530,6 +539,28 @@ class InitSources:
         return AdapterInit("pairs_choice", choice.start.state, choice.seconds,
                            choice.info() | {"example_pairs": picked})
 
+    # --- the mean of several starts (weightgen.finetune.ensemble) -----------------------------------
+    def ensemble_members(self, kind: str) -> tuple[str, ...]:
+        """The checked members of the ensemble init ``kind`` (``ensemble`` or
+        ``controls_ensemble``)."""
+        knobs = self._controls()
+        members = (knobs.ensemble_members if kind == "ensemble"
+                   else knobs.controls_ensemble_members)
+        return check_ensemble_members(kind, members)
+
+    def _ensemble(self, kind: str, concept: Concept) -> AdapterInit:
+        """The mean of the members' adapters; the pairs' encoding counted once."""
+        with self.sharing_example_vectors():
+            state, seconds, info = average({name: partial(INITS[name], self, concept)
+                                            for name in self.ensemble_members(kind)})
+        return AdapterInit(kind, state, seconds, info)
+
+    def ensemble(self, concept: Concept) -> AdapterInit:
+        return self._ensemble("ensemble", concept)
+
+    def controls_ensemble(self, concept: Concept) -> AdapterInit:
+        return self._ensemble("controls_ensemble", concept)
+
     def prepare(self, kind: str | None, method: str | None = None) -> None:
         """Check (and fit) what the init ``kind`` needs before any run starts from it, so a
         missing input is an error before hours of runs and a control's fit is not charged to the
@@ -541,6 +572,9 @@ class InitSources:
             self.require_pair_loss()
             for candidate in check_choice_candidates(self._controls().choice_candidates):
                 self.prepare(candidate, method)
+        if kind in ENSEMBLE_KEYS:
+            for member in self.ensemble_members(kind):
+                self.prepare(member, method)
         if kind in CONTROL_FITS:
             CONTROL_FITS[kind](self)
 
@@ -568,6 +602,8 @@ class InitSources:
             return {"candidates": {c: self.settings(c, concept)
                                    for c in check_choice_candidates(knobs.choice_candidates)},
                     "samples": int(knobs.choice_samples)}
+        if kind in ENSEMBLE_KEYS:
+            return {"members": {m: self.settings(m, concept) for m in self.ensemble_members(kind)}}
         return {}
 
     def standard(self, concept: Concept) -> AdapterInit:
@@ -614,6 +650,8 @@ INITS: dict[str, Callable[[InitSources, Concept], AdapterInit]] = {
     "text_ridge": InitSources.text_ridge,
     "text_examples_ridge": InitSources.text_examples_ridge,
     "pairs_choice": InitSources.pairs_choice,
+    "ensemble": InitSources.ensemble,
+    "controls_ensemble": InitSources.controls_ensemble,
 }
 
 

@@ -218,13 +218,16 @@ def default_inits(ws: Workspace, base: BaseGAN, generator: WeightGenerator | Non
 
 
 def control_inputs(ws: Workspace) -> ControlInputs:
-    """The controls' knobs (``bench.controls``, the choice on the pairs' included), the run's
+    """The controls' knobs (``bench.controls``, the choice on the pairs' and the ensembles'
+    included), the run's
     held-out and validation concepts and every training phrasing of the training concepts."""
     knobs = ws.cfg.bench.controls
     return ControlInputs(
         k_blend=int(knobs.k_blend), ridge_alphas=tuple(float(a) for a in knobs.ridge_alphas),
         seed=int(knobs.seed), choice_candidates=tuple(knobs.choice.candidates),
         choice_samples=int(knobs.choice.samples),
+        ensemble_members=tuple(knobs.ensemble.members),
+        controls_ensemble_members=tuple(knobs.ensemble.controls),
         heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
         validation=ws.val_concepts,
         training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),

@@ -8,7 +8,9 @@ make: text + the concept's own pairs (``generated_examples``) when it was traine
 pairs, text only (``generated``) otherwise: on the bench store's validation concepts (96
 training concepts) it reaches the target in the fewest steps of every start
 (experiments/finetune_recipe). ``init=pairs_choice`` scores a few candidate starts on the
-concept's example pairs and takes the best (``weightgen.finetune.pairs_choice``). The controls
+concept's example pairs and takes the best (``weightgen.finetune.pairs_choice``);
+``init=ensemble`` starts from the mean of the generator's adapter and the controls'
+(``weightgen.finetune.ensemble``; ``controls_ensemble``: the controls' alone). The controls
 that read the generator's inputs are starts too, named for what they are: retrieval by the pairs
 (``examples_nearest``, the best start on the 265-concept store's new test concepts:
 experiments/scaling) and the ridge maps (``examples_ridge``, ``text_examples_ridge``,
@@ -32,8 +34,9 @@ from weightgen.gan.adapter_evaluator import AdapterEvaluator
 
 AUTO = "auto"
 # The starts a new concept can have (``trained`` has no adapter of it; ``shuffled`` is a control).
-CHOICES = ("generated_examples", "generated", "pairs_choice", "examples_nearest", "examples_ridge",
-           "text_examples_ridge", "text_ridge", "nearest", "mean", "standard")
+CHOICES = ("generated_examples", "generated", "pairs_choice", "ensemble", "examples_nearest",
+           "examples_ridge", "text_examples_ridge", "text_ridge", "controls_ensemble", "nearest",
+           "mean", "standard")
 CHEAP = ("nearest", "mean", "standard")  # no generator needed: scored beside every start
 
 

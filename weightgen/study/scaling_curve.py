@@ -29,14 +29,26 @@ from weightgen.utils.io import atomic_save_figure, atomic_write_json, atomic_wri
 CURVES = ("generated_examples", "examples_ridge", "examples_blend", "text_examples_ridge", "mean",
           "generated", "text_ridge", "trained")
 # The fine-tuned inits of a point, by init kind: the generator (text + pairs, text only), the
-# controls that read the same inputs and the ceiling; the bench methods that start from them.
-SPEEDUP_KINDS = ("generated_examples", "examples_nearest", "examples_blend", "examples_ridge",
-                 "text_examples_ridge", "generated", "text_ridge", "trained")
-SPEEDUP_METHODS = tuple(method.name for kind in SPEEDUP_KINDS for method in METHODS.values()
-                        if method.init == kind)
-# The text + examples generator's method, compared concept by concept (in steps) with each
-# control that ran beside it.
-GENERATOR_METHOD = next(m.name for m in METHODS.values() if m.init == "generated_examples")
+# controls that read the same inputs, the ensembles (the generator's adapter averaged with the
+# controls', and the controls' alone) and the ceiling; the bench methods that start from them.
+SPEEDUP_KINDS = ("generated_examples", "ensemble", "examples_nearest", "examples_blend",
+                 "examples_ridge", "text_examples_ridge", "controls_ensemble", "generated",
+                 "text_ridge", "trained")
+CONTROL_KINDS = ("examples_nearest", "examples_blend", "examples_ridge", "text_examples_ridge",
+                 "controls_ensemble", "text_ridge")
+
+
+def _methods_of(kinds: Sequence[str]) -> tuple[str, ...]:
+    return tuple(method.name for kind in kinds for method in METHODS.values()
+                 if method.init == kind)
+
+
+SPEEDUP_METHODS = _methods_of(SPEEDUP_KINDS)
+CONTROL_METHODS = _methods_of(CONTROL_KINDS)
+# The methods with generated weights compared concept by concept (in steps) with each control
+# that ran beside them: the text + examples generator, and the ensemble that holds its adapter.
+GENERATOR_METHOD, ENSEMBLE_METHOD = _methods_of(("generated_examples", "ensemble"))
+HEAD_TO_HEAD = (GENERATOR_METHOD, ENSEMBLE_METHOD)
 
 
 def scaling_points(records: Sequence[dict], held_out_kind: str = "new") -> list[dict]:
@@ -90,22 +102,27 @@ def speedup_points(records: Sequence[dict], held_out_kind: str = "new") -> list[
                                                     for kind in ran),
                 "vs_pix2pix": statistics.mean(kind["speedup_by_method"][method] for kind in ran)}
         points.append({"train_concepts": size, "split": split, "seeds": len(group),
-                       "generator_vs": _generator_vs_controls(group, held_out_kind),
+                       "versus": _versus_controls(group, held_out_kind),
                        "names": [r["name"] for r in group],
                        "concepts": group[0]["bench"]["summary"]["heldout_kinds"][held_out_kind],
                        "methods": methods})
     return points
 
 
-def _generator_vs_controls(group: Sequence[dict], held_out_kind: str) -> dict:
-    """The generator against each control of its point, concept by concept over every seed, in
-    steps to target: the median ratio (control / generator), wins, losses, the sign test."""
+def _versus_controls(group: Sequence[dict], held_out_kind: str) -> dict:
+    """Each method of :data:`HEAD_TO_HEAD` that ran against each control of its point, concept
+    by concept over every seed, in steps to target: the median ratio (control / method), wins,
+    losses, the sign test."""
     unseen = [concept for record in group for concept in record["bench"]["concepts"]
               if concept["kind"] == held_out_kind and not concept["seen"]]
-    return {control: paired_comparison(paired_ratios(unseen, GENERATOR_METHOD, control, "steps"))
-            for control in SPEEDUP_METHODS
-            if control not in (GENERATOR_METHOD, CEILING)
-            and any({GENERATOR_METHOD, control} <= set(c["methods"]) for c in unseen)}
+    versus = {}
+    for method in HEAD_TO_HEAD:
+        against = {control: paired_comparison(paired_ratios(unseen, method, control, "steps"))
+                   for control in CONTROL_METHODS
+                   if any({method, control} <= set(c["methods"]) for c in unseen)}
+        if against:
+            versus[method] = against
+    return versus
 
 
 def _distinct_runs(kinds: Sequence[dict], method: str) -> list[dict]:
@@ -145,17 +162,20 @@ def _speedup_lines(points: Sequence[dict], held_out_kind: str) -> list[str]:
                          f"{got['vs_pix2pix']:.1f}x{fewer}")
         lines.append(f"| {p['split']} | {p['train_concepts']} | {p['seeds']} | {p['concepts']} | "
                      + " | ".join(cells) + " |")
-    rivals = [m for m in SPEEDUP_METHODS if any(m in p["generator_vs"] for p in points)]
-    if rivals:
-        lines += ["", f"`{GENERATOR_METHOD}` against each control, concept by concept over the "
-                  "seeds, in steps to target: the median ratio (the control's steps over the "
-                  "generator's; above 1: the generator is sooner), wins-losses, the sign test's p.",
+    for method in HEAD_TO_HEAD:
+        rivals = [m for m in CONTROL_METHODS
+                  if any(m in p["versus"].get(method, {}) for p in points)]
+        if not rivals:
+            continue
+        lines += ["", f"`{method}` against each control, concept by concept over the "
+                  "seeds, in steps to target: the median ratio (the control's steps over "
+                  f"{method}'s; above 1: {method} is sooner), wins-losses, the sign test's p.",
                   "", "| split | train concepts | " + " | ".join(rivals) + " |",
                   "|---|---|" + "---|" * len(rivals)]
         for p in points:
             cells = []
             for control in rivals:
-                got = p["generator_vs"].get(control)
+                got = p["versus"].get(method, {}).get(control)
                 cells.append("—" if got is None else
                              f"{got['median_ratio']:.2f}x ({got['wins']}-{got['losses']}, "
                              f"p = {got['p_value']:.2g})")
@@ -241,7 +261,7 @@ def _plot_speedups(points: Sequence[dict], held_out_kind: str, path: Path) -> No
     for method in SPEEDUP_METHODS:
         ours = [p for p in points if method in p["methods"] and method != CEILING]
         if ours:
-            style = "o-" if METHODS[method].init.startswith("generated") else "s--"
+            style = "s--" if METHODS[method].init in CONTROL_KINDS else "o-"
             axes.plot([p["train_concepts"] for p in ours],
                       [p["methods"][method]["vs_e2gan_steps"] for p in ours], style, label=method)
     axes.axhline(1.0, color="k", linestyle=":", label="E2GAN")
