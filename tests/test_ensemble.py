@@ -91,8 +91,9 @@ def sources(members=("mean", "standard"), controls=("mean", "nearest"),
     """Init sources with a hand-made standard state and mean, no store or generator."""
     made = states()
     knobs = ControlInputs(k_blend=3, ridge_alphas=(0.1, 1.0), seed=0, choice_candidates=(),
-                          choice_samples=0, ensemble_members=tuple(members),
-                          controls_ensemble_members=tuple(controls), heldout=[], validation=[],
+                          choice_samples=0, ensembles={"ensemble": tuple(members),
+                                                       "controls_ensemble": tuple(controls)},
+                          heldout=[], validation=[],
                           training_phrasings=dict, n_concepts=n_concepts)
     built = InitSources(None, list, list, None, made[0], controls=knobs)
     built.__dict__["_mean"] = made[1]  # the cached mean adapter, as if read from a store

@@ -115,7 +115,7 @@ def test_the_candidate_that_is_the_concepts_own_adapter_wins_and_its_seconds_add
 def controls(candidates, samples: int = 0, n_concepts: int | None = None) -> ControlInputs:
     return ControlInputs(k_blend=3, ridge_alphas=(0.1, 1.0), seed=0,
                          choice_candidates=tuple(candidates), choice_samples=samples,
-                         ensemble_members=(), controls_ensemble_members=(),
+                         ensembles={},
                          heldout=[], validation=[], training_phrasings=dict,
                          n_concepts=n_concepts)
 

@@ -11,7 +11,7 @@ pairs, frozen base-GAN encoder and standardisation) or its prompt's pooled text 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -34,7 +34,7 @@ class ControlInputs:
     concepts (the ridge maps choose alpha on them; none: leave-one-concept-out) and every
     training phrasing of each training concept (``ridge_text_init``'s rows). The choice on the
     example pairs (``pairs_choice``) reads its candidates and generator samples from here too,
-    the ensembles (``ensemble``, ``controls_ensemble``) their members.
+    the ensembles their members (``ensembles``: init kind -> the kinds it averages).
     ``n_concepts``: the training subset the controls read (``diffusion.data.n_concepts``; None:
     every training concept), so a stored bench run of a control made on another subset is rerun."""
 
@@ -43,8 +43,7 @@ class ControlInputs:
     seed: int
     choice_candidates: Sequence[str]
     choice_samples: int
-    ensemble_members: Sequence[str]
-    controls_ensemble_members: Sequence[str]
+    ensembles: Mapping[str, Sequence[str]]
     heldout: Sequence[str]
     validation: Sequence[Concept]
     training_phrasings: Callable[[], dict[str, tuple[str, ...]]]

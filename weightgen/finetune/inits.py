@@ -543,10 +543,7 @@ class InitSources:
     def ensemble_members(self, kind: str) -> tuple[str, ...]:
         """The checked members of the ensemble init ``kind`` (``ensemble`` or
         ``controls_ensemble``)."""
-        knobs = self._controls()
-        members = (knobs.ensemble_members if kind == "ensemble"
-                   else knobs.controls_ensemble_members)
-        return check_ensemble_members(kind, members)
+        return check_ensemble_members(kind, self._controls().ensembles[kind])
 
     def _ensemble(self, kind: str, concept: Concept) -> AdapterInit:
         """The mean of the members' adapters; the pairs' encoding counted once."""

@@ -38,6 +38,7 @@ from weightgen.diffusion.task_loss import TaskLoss
 from weightgen.errors import StaleArtifactError
 from weightgen.finetune.controls import ControlInputs
 from weightgen.finetune.finetuner import FineTuneSetup
+from weightgen.finetune.init_kinds import ENSEMBLE_KEYS
 from weightgen.finetune.inits import InitSources
 from weightgen.gan import base as base_gan
 from weightgen.gan.adapter_evaluator import AdapterEvaluator
@@ -226,8 +227,8 @@ def control_inputs(ws: Workspace) -> ControlInputs:
         k_blend=int(knobs.k_blend), ridge_alphas=tuple(float(a) for a in knobs.ridge_alphas),
         seed=int(knobs.seed), choice_candidates=tuple(knobs.choice.candidates),
         choice_samples=int(knobs.choice.samples),
-        ensemble_members=tuple(knobs.ensemble.members),
-        controls_ensemble_members=tuple(knobs.ensemble.controls),
+        ensembles={kind: tuple(OmegaConf.select(ws.cfg, key))
+                   for kind, (key, _) in ENSEMBLE_KEYS.items()},
         heldout=[c.id for c in ws.held_out_of(ws.cfg.bench.split)],
         validation=ws.val_concepts,
         training_phrasings=lambda: training_texts(ws, training_rows(ws, "last"), "all"),
