@@ -109,6 +109,37 @@ def test_finetune_recipe_grids_every_fine_tuned_method_and_chooses_on_steps():
         [f"| {BASELINE}", "`slow`"], [f"| {MEAN}", "`fast`"]]
 
 
+def test_finetune_recipe_variants_rerun_generated_starts_only_and_pool_their_concepts(tmp_path):
+    """--variant (e.g. the generator's seeds): each gets its own bench folder; a start that needs
+    no generator runs under the first only (the variants cannot move it); a row pools the new
+    concepts of every variant's bench; rows are re-read from --out, recipes outside the grid
+    dropped."""
+    module = script("finetune_recipe")
+    variants = [["seed0"], ["seed1", "diffusion.seed=1"]]
+    assert module.measured_variants(BASELINE, variants) == [["seed0"]]
+    assert module.measured_variants(WITH_EXAMPLES, variants) == variants
+    entry = {"name": "lr_4e-4", "recipe": {"optimizer": {"lr": 4.0e-4}}}
+    ws = module.workspace(WITH_EXAMPLES, entry, "val", ["diffusion.seed=1"], "seed1")
+    assert ws.cfg.paths.bench_dir.endswith("recipes/val/seed1/lr_4e-4")
+    assert ws.cfg.diffusion.seed == 1
+
+    def bench(*steps):
+        return {"concepts": [{"seen": False, "methods": {WITH_EXAMPLES: {
+            "steps_to_target": n, "seconds_to_target": None if n is None else n / 10,
+            "zero_shot_psnr": 20.0, "final_psnr": 24.0}}} for n in steps]
+            + [{"seen": True, "methods": {WITH_EXAMPLES: {}}}]}
+
+    pooled = module.row(WITH_EXAMPLES, entry, [bench(10, 30), bench(20, None)], "val")
+    assert (pooled["variants"], pooled["concepts"], pooled["reached"]) == (2, 4, 3)
+    assert pooled["steps_to_target"] == 20
+    grid = [entry]
+    module.write([pooled], grid, "val", tmp_path)
+    assert module.stored_rows(tmp_path, grid) == [pooled]
+    assert module.stored_rows(tmp_path, [{"name": "lr_8e-4", "recipe": None}]) == []
+    assert yaml.safe_load((tmp_path / "chosen.yaml").read_text()) == {
+        WITH_EXAMPLES: entry["recipe"]}
+
+
 def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
     """conf/experiment/bench.yaml's recipes are the grid's chosen.yaml, method for method: a
     method the grid has chosen for trains the bench with that recipe and no other; a method not
@@ -119,6 +150,17 @@ def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
     assert set(chosen) <= set(bench.methods)
 
 
+
+
+def test_the_tuned_scaling_point_fine_tunes_each_start_with_the_stores_validation_choice():
+    """experiments/scaling/tuned.yaml fine-tunes every start of the 96-concept point with the
+    recipe the grid on that store chose on validation (recipes/chosen.yaml), method for method,
+    and no other recipe."""
+    chosen = yaml.safe_load((EXPERIMENTS / "scaling" / "recipes" / "chosen.yaml").read_text())
+    base = yaml.safe_load((EXPERIMENTS / "scaling" / "tuned.yaml").read_text())["base"]
+    bench = compose_config(["experiment=bench", *base]).bench
+    assert OmegaConf.to_container(bench.recipes) == chosen
+    assert {BASELINE, WITH_EXAMPLES} <= set(chosen)
 
 def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path, monkeypatch, capsys):
     """--table-only over an empty artifacts root: one usage error naming the fix, exit 2 and no

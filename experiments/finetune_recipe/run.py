@@ -2,7 +2,8 @@
 the validation split (issue 23 #5).
 
     .venv/bin/python experiments/finetune_recipe/run.py [--methods M ...] [--split val]
-        [--recipes FILE] [--overrides KEY=VALUE ...] [--table-only]
+        [--recipes FILE] [--overrides KEY=VALUE ...] [--variant NAME KEY=VALUE ...]
+        [--out DIR] [--table-only]
 
 Each (method, recipe) of ``recipes.yaml`` is a ``weightgen-bench`` run of ``experiment=bench``
 with ``bench.methods=[pix2pix_scratch, <method>]`` and ``bench.recipes={<method>: <recipe>}`` on
@@ -12,13 +13,21 @@ only place choices are made), into ``artifacts/bench/recipes/<split>/<recipe>``.
 time through the whole grid, E2GAN and the headline first, so an interrupted grid has whole
 methods chosen. pix2pix (its own schedule: it sets the target) trains once and is copied into the
 other recipes' folders; the bench resumes any run whose stored settings match, so a rerun
-continues where it stopped. Output: ``results.{json,md}`` here (per method and recipe: concepts
-at the target, median seconds and steps to it over those that reached it, PSNR at step 0 and at
-the end) and ``chosen.yaml``: per method measured with the whole grid, the recipe with the most
-concepts at the target, then the fewest median steps, then seconds (steps first: the recipes of
-one method cost the same per step, and steps do not depend on the machine's load).
-``conf/experiment/bench.yaml``'s ``bench.recipes`` copies ``chosen.yaml`` (a test keeps them
-equal); a bench method not yet through the grid has no recipe there.
+continues where it stopped. Output: ``results.{json,md}`` in ``--out`` (default: here; per method
+and recipe: concepts at the target, median seconds and steps to it over those that reached it,
+PSNR at step 0 and at the end) and ``chosen.yaml``: per method measured with the whole grid, the
+recipe with the most concepts at the target, then the fewest median steps, then seconds (steps
+first: the recipes of one method cost the same per step, and steps do not depend on the
+machine's load). ``conf/experiment/bench.yaml``'s ``bench.recipes`` copies the default
+``chosen.yaml`` (a test keeps them equal); a bench method not yet through the grid has no recipe
+there.
+
+``--variant NAME OVERRIDES...`` (repeatable) measures every method that starts from a generator
+again under each variant's overrides (e.g. its seeds: one seed's choice can reverse on the test
+concepts), into ``recipes/<split>/<NAME>/<recipe>``; a row pools the concepts of every variant.
+A method whose start needs no generator (E2GAN, the mean) is the same under each, so it runs
+under the first only. Rows are re-read from ``--out`` before each is written, so two processes
+with different ``--methods`` can fill one grid side by side.
 """
 
 from __future__ import annotations
@@ -57,16 +66,18 @@ def fine_tuned_methods(overrides: list[str]) -> list[str]:
             if m in bench.methods and METHODS[m].init is not None]
 
 
-def workspace(method: str, entry: dict, split: str, extra: list[str]) -> Workspace:
+def workspace(method: str, entry: dict, split: str, extra: list[str],
+              variant: str = "") -> Workspace:
     """The bench of one (method, recipe) on every held-out concept of ``split``, composed and
     checked as the commands do; it headlines ``method``. ``bench.recipes`` is set to null first
     so that the recipe replaces the preset's recipes (a Hydra override of a dict merges into it,
-    and refuses keys it lacks)."""
+    and refuses keys it lacks). A variant's runs get a folder of their own."""
     recipe = [f"bench.recipes={hydra_value({method: entry['recipe']})}"] if entry["recipe"] else []
+    folder = "/".join(part for part in (split, variant, entry["name"]) if part)
     overrides = ["experiment=bench", "logger=csv", *extra, f"bench.split={split}",
                  "bench.n_unseen=null", f"bench.methods=[{REFERENCE},{method}]",
                  f"bench.headline={method}", "bench.recipes=null", *recipe,
-                 f"paths.bench_dir=${{paths.run_dir}}/recipes/{split}/{entry['name']}"]
+                 f"paths.bench_dir=${{paths.run_dir}}/recipes/{folder}"]
     return compose_workspace(overrides)
 
 
@@ -80,21 +91,34 @@ def copy_reference_runs(source: Path, target: Path) -> None:
             shutil.copy2(run, copy)
 
 
-def measure(method: str, entry: dict, split: str, extra: list[str],
-            first_bench_dir: Path | None) -> tuple[dict, Path]:
-    ws = workspace(method, entry, split, extra)
-    bench_dir = Path(ws.cfg.paths.bench_dir)
-    if first_bench_dir is not None:
-        copy_reference_runs(first_bench_dir, bench_dir)
-    run_benchmark(ws)
-    return json.loads((bench_dir / split / "results.json").read_text()), bench_dir
+def measured_variants(method: str, variants: list[list[str]]) -> list[list[str]]:
+    """The variants a method runs under: all of them if its start needs a generator, else the
+    first (the variants move the generator; nothing else of its run)."""
+    return variants if METHODS[method].needs_generator else variants[:1]
 
 
-def row(method: str, entry: dict, results: dict, split: str) -> dict:
-    records = [c["methods"][method] for c in results["concepts"] if not c["seen"]]
+def measure(method: str, entry: dict, split: str, extra: list[str], variants: list[list[str]],
+            first_bench_dir: Path | None) -> tuple[list[dict], Path]:
+    """The bench of one (method, recipe) under each of its variants ([name, *overrides])."""
+    results = []
+    for name, *overrides in measured_variants(method, variants):
+        ws = workspace(method, entry, split, [*extra, *overrides], name)
+        bench_dir = Path(ws.cfg.paths.bench_dir)
+        if first_bench_dir is not None:
+            copy_reference_runs(first_bench_dir, bench_dir)
+        run_benchmark(ws)
+        first_bench_dir = first_bench_dir or bench_dir
+        results.append(json.loads((bench_dir / split / "results.json").read_text()))
+    return results, first_bench_dir
+
+
+def row(method: str, entry: dict, results: list[dict], split: str) -> dict:
+    """One (method, recipe): the new concepts of every variant's bench, pooled."""
+    records = [c["methods"][method] for one in results for c in one["concepts"] if not c["seen"]]
     reached = [r for r in records if r["seconds_to_target"] is not None]
     return {"method": method, "recipe": entry["name"], "overrides": entry["recipe"],
-            "split": split, "concepts": len(records), "reached": len(reached),
+            "split": split, "variants": len(results), "concepts": len(records),
+            "reached": len(reached),
             "seconds_to_target": statistics.median(r["seconds_to_target"] for r in reached)
             if reached else None,
             "steps_to_target": statistics.median(r["steps_to_target"] for r in reached)
@@ -138,16 +162,25 @@ def table(rows: list[dict], recipes: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(rows: list[dict], recipes: list[dict], split: str) -> None:
-    """results.{json,md} and chosen.yaml, rows in the registry's and the grid's order."""
+def stored_rows(out: Path, recipes: list[dict]) -> list[dict]:
+    """The rows ``out`` holds for the grid's recipes (rows of recipes no longer in it go)."""
+    grid = {entry["name"] for entry in recipes}
+    results = out / "results.json"
+    return [r for r in json.loads(results.read_text())["rows"] if r["recipe"] in grid
+            ] if results.is_file() else []
+
+
+def write(rows: list[dict], recipes: list[dict], split: str, out: Path) -> None:
+    """results.{json,md} and chosen.yaml in ``out``, rows in the registry's and the grid's order."""
     grid = [entry["name"] for entry in recipes]
     rows = sorted(rows, key=lambda r: (list(METHODS).index(r["method"]), grid.index(r["recipe"])))
-    atomic_write_json(HERE / "results.json", {"split": split, "rows": rows})
-    atomic_write_text(HERE / "results.md", table(rows, recipes))
-    atomic_write_text(HERE / "chosen.yaml",
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", {"split": split, "rows": rows})
+    atomic_write_text(out / "results.md", table(rows, recipes))
+    atomic_write_text(out / "chosen.yaml",
                       "# Each method's best recipe on the validation split, for methods the whole "
-                      "grid measured (run.py writes this; conf/experiment/bench.yaml's bench.recipes "
-                      "copies it)\n"
+                      "grid measured (run.py writes this; the configs that fine-tune with this "
+                      "grid's choices copy it, and a test keeps them equal)\n"
                       + yaml.safe_dump(chosen(rows, recipes), sort_keys=False))
 
 
@@ -156,22 +189,22 @@ if __name__ == "__main__":
     parser.add_argument("--methods", nargs="+", help="default: the bench's fine-tuned methods")
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--overrides", nargs="*", default=[], help="more config overrides")
+    parser.add_argument("--variant", nargs="+", action="append", metavar="NAME_THEN_OVERRIDES",
+                        help="a name and overrides (repeatable): generated starts run under each")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="where results.{json,md} and chosen.yaml go (default: here)")
     parser.add_argument("--recipes", type=Path, default=HERE / "recipes.yaml")
     parser.add_argument("--table-only", action="store_true",
                         help="measure nothing; rewrite results.md and chosen.yaml")
     args = parser.parse_args()
     entries = yaml.safe_load(args.recipes.read_text())
-    results = HERE / "results.json"
-    grid = {entry["name"] for entry in entries}  # rows of recipes no longer in the grid go
-    rows = [r for r in json.loads(results.read_text())["rows"] if r["recipe"] in grid
-            ] if results.is_file() else []
     methods = args.methods or fine_tuned_methods(args.overrides)
     first = None
     for method in [] if args.table_only else methods:
         for entry in entries:
-            measured, bench_dir = measure(method, entry, args.split, args.overrides, first)
-            first = first or bench_dir
-            rows = [r for r in rows if (r["method"], r["recipe"]) != (method, entry["name"])]
-            rows.append(row(method, entry, measured, args.split))
-            write(rows, entries, args.split)
-    write(rows, entries, args.split)
+            measured, first = measure(method, entry, args.split, args.overrides,
+                                      args.variant or [[""]], first)
+            rows = [r for r in stored_rows(args.out, entries)
+                    if (r["method"], r["recipe"]) != (method, entry["name"])]
+            write([*rows, row(method, entry, measured, args.split)], entries, args.split, args.out)
+    write(stored_rows(args.out, entries), entries, args.split, args.out)
