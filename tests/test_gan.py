@@ -162,6 +162,21 @@ def test_merged_state_dict_reproduces_base_plus_adapter(kind):
     assert not torch.allclose(expected, tiny_generator()(image, tokens, mask), atol=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (experiments/gpu/check.sh)")
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_adapter_states_are_cpu_data_while_the_generator_is_on_a_gpu(kind):
+    """A trainer moves the generator to its GPU after the adapter attached, and the store's
+    checkpoints read the adapter there, mid-training: states stay CPU data."""
+    adapter = ADAPTERS[kind]()
+    generator = adapter.attach(tiny_generator()).cuda()
+    state = randomized(adapter.standard_state())
+    adapter.load_state(generator, state)
+    read = adapter.state(generator)
+    assert {v.device.type for v in read.values()} == {"cpu"}
+    assert all(torch.allclose(v, state[k], rtol=0, atol=1e-6) for k, v in read.items())
+    assert {v.device.type for v in adapter.merged_state_dict(generator).values()} == {"cpu"}
+
+
 @pytest.mark.parametrize("kind", ADAPTERS)
 def test_load_state_rejects_other_layouts(kind):
     adapter = ADAPTERS[kind]()

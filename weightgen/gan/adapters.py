@@ -59,14 +59,16 @@ class Adapter(ABC):
 
     @abstractmethod
     def state(self, generator: nn.Module) -> dict[str, torch.Tensor]:
-        """The adapter's weights, detached copies, keyed by stable names."""
+        """The adapter's weights, detached copies on the CPU, keyed by stable names: data that is
+        stored, tokenised and compared wherever the generator trains (a GPU too)."""
 
     @abstractmethod
     def load_state(self, generator: nn.Module, state: dict[str, torch.Tensor]) -> None: ...
 
     @abstractmethod
     def merged_state_dict(self, generator: nn.Module) -> dict[str, torch.Tensor]:
-        """Plain generator weights with the adapter folded in (no adapter at inference)."""
+        """Plain generator weights with the adapter folded in (no adapter at inference), on the
+        CPU."""
 
     def standard_state(self) -> dict[str, torch.Tensor]:
         if self._standard is None:
@@ -133,7 +135,7 @@ class LoRAAdapter(Adapter):
 
     def state(self, generator: nn.Module) -> dict[str, torch.Tensor]:
         return {
-            name.replace(f".{_PEFT_ADAPTER}", ""): p.detach().clone()
+            name.replace(f".{_PEFT_ADAPTER}", ""): p.detach().to("cpu", copy=True)
             for name, p in generator.named_parameters()
             if "lora_" in name
         }
@@ -158,7 +160,7 @@ class LoRAAdapter(Adapter):
             owner = name.rsplit(".base_layer.", 1)[0] if ".base_layer." in name else None
             if owner in lora_layers and name.endswith(".base_layer.weight"):
                 tensor = tensor + lora_layers[owner].get_delta_weight(_PEFT_ADAPTER)
-            merged[plain] = tensor.detach().clone()
+            merged[plain] = tensor.detach().to("cpu", copy=True)
         return merged
 
 
@@ -175,23 +177,23 @@ class FullDeltaAdapter(Adapter):
     def _attach(self, generator: nn.Module) -> nn.Module:
         for name, p in generator.named_parameters():
             if _matches(name, self.targets):
-                self._base[name] = p.detach().clone()
+                self._base[name] = p.detach().to("cpu", copy=True)
                 p.requires_grad_(True)
         return generator
 
     def state(self, generator: nn.Module) -> dict[str, torch.Tensor]:
-        params = dict(generator.named_parameters())
-        return {name: (params[name].detach() - base) for name, base in self._base.items()}
+        params = dict(generator.named_parameters())  # the base copies stay on the CPU
+        return {name: params[name].detach().cpu() - base for name, base in self._base.items()}
 
     def load_state(self, generator: nn.Module, state: dict[str, torch.Tensor]) -> None:
         self.check_keys(state)
         params = dict(generator.named_parameters())
         with torch.no_grad():
             for name, delta in state.items():
-                params[name].copy_(self._base[name] + delta)
+                params[name].copy_(self._base[name] + delta.cpu())
 
     def merged_state_dict(self, generator: nn.Module) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in generator.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in generator.state_dict().items()}
 
 
 def count_parameters(state: dict[str, torch.Tensor]) -> int:
