@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import statistics
 from pathlib import Path
 
@@ -43,7 +42,7 @@ import yaml
 
 from weightgen.bench.methods import BASELINE, EXAMPLE_CONTROLS, METHODS, REFERENCE
 from weightgen.cli.app import compose_workspace
-from weightgen.stages.bench import run_benchmark
+from weightgen.stages.bench import offer_stored_runs, run_benchmark
 from weightgen.stages.workspace import Workspace
 from weightgen.utils.io import atomic_write_json, atomic_write_text
 
@@ -81,16 +80,6 @@ def workspace(method: str, entry: dict, split: str, extra: list[str],
     return compose_workspace(overrides)
 
 
-def copy_reference_runs(source: Path, target: Path) -> None:
-    """pix2pix's stored runs (and their validation outputs) from another recipe's bench folder:
-    its schedule is the same in every recipe, so it trains once."""
-    for run in (source / "runs").glob(f"*/{REFERENCE}.*"):
-        copy = target / "runs" / run.parent.name / run.name
-        if not copy.exists():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(run, copy)
-
-
 def measured_variants(method: str, variants: list[list[str]]) -> list[list[str]]:
     """The variants a method runs under: all of them if its start needs a generator, else the
     first (the variants move the generator; nothing else of its run)."""
@@ -104,8 +93,8 @@ def measure(method: str, entry: dict, split: str, extra: list[str], variants: li
     for name, *overrides in measured_variants(method, variants):
         ws = workspace(method, entry, split, [*extra, *overrides], name)
         bench_dir = Path(ws.cfg.paths.bench_dir)
-        if first_bench_dir is not None:
-            copy_reference_runs(first_bench_dir, bench_dir)
+        if first_bench_dir is not None:  # pix2pix's schedule is every recipe's: it trains once
+            offer_stored_runs(first_bench_dir, bench_dir, [REFERENCE])
         run_benchmark(ws)
         first_bench_dir = first_bench_dir or bench_dir
         results.append(json.loads((bench_dir / split / "results.json").read_text()))

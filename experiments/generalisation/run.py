@@ -32,7 +32,7 @@ import yaml
 
 from weightgen.bench.methods import METHODS, REFERENCE, TEXT_ONLY, WITH_EXAMPLES
 from weightgen.cli.app import compose_workspace
-from weightgen.stages.bench import run_benchmark
+from weightgen.stages.bench import offer_stored_runs, run_benchmark
 from weightgen.stages.train_generator import train_weight_generator
 from weightgen.stages.workspace import Workspace
 from weightgen.stages.zero_shot import zero_shot_report
@@ -94,13 +94,8 @@ def bench(entry: dict, generated: tuple[str, ...] | None = None,
     still hold (pix2pix, E2GAN, the ceiling; a control on the same training set, a generated
     init of the same generator) and reruns the rest."""
     ws = workspace(entry, generated, reused)
-    main_runs = Path(ws.cfg.paths.run_dir) / "bench" / "runs"
-    for method in ws.cfg.bench.methods:
-        for run in main_runs.glob(f"*/{method}.*"):
-            target = Path(ws.cfg.paths.bench_dir) / "runs" / run.parent.name / run.name
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(run, target)
+    offer_stored_runs(Path(ws.cfg.paths.run_dir) / "bench", Path(ws.cfg.paths.bench_dir),
+                      ws.cfg.bench.methods)
     run_benchmark(ws)
 
 

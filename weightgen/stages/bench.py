@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -155,6 +157,18 @@ def _run_settings(ws: Workspace, concept_id: str, method: str, steps: int, eval_
             sha256_file(generator_meta) if generator_meta.is_file() else None
         )
     return settings
+
+
+def offer_stored_runs(source_bench: Path, bench_dir: Path, methods: Iterable[str]) -> None:
+    """Copy another bench folder's stored runs of ``methods`` into ``bench_dir`` where it has none
+    of its own: the bench then reuses those whose settings still hold (a reference trained
+    once, a start that no recipe or generator of this bench changes) and reruns the rest."""
+    for method in methods:
+        for run in (Path(source_bench) / "runs").glob(f"*/{method}.*"):
+            copy = Path(bench_dir) / "runs" / run.parent.name / run.name
+            if not copy.exists():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run, copy)
 
 
 def _samples_file(ws: Workspace, concept_id: str, method: str) -> Path:
