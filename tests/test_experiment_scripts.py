@@ -152,12 +152,15 @@ def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
 
 
 
-def test_the_tuned_scaling_point_fine_tunes_each_start_with_the_stores_validation_choice():
-    """experiments/scaling/tuned.yaml fine-tunes every start of the 96-concept point with the
-    recipe the grid on that store chose on validation (recipes/chosen.yaml), method for method,
-    and no other recipe."""
-    chosen = yaml.safe_load((EXPERIMENTS / "scaling" / "recipes" / "chosen.yaml").read_text())
-    base = yaml.safe_load((EXPERIMENTS / "scaling" / "tuned.yaml").read_text())["base"]
+@pytest.mark.parametrize(("configs", "grid"), [("tuned.yaml", "recipes"),
+                                               ("tuned_265.yaml", "recipes_265")])
+def test_the_tuned_scaling_point_fine_tunes_each_start_with_the_stores_validation_choice(configs,
+                                                                                         grid):
+    """experiments/scaling/tuned.yaml (tuned_265.yaml) fine-tunes every start of the 96- (265-)
+    concept point with the recipe the grid at that size chose on validation (<grid>/chosen.yaml),
+    method for method, and no other recipe."""
+    chosen = yaml.safe_load((EXPERIMENTS / "scaling" / grid / "chosen.yaml").read_text())
+    base = yaml.safe_load((EXPERIMENTS / "scaling" / configs).read_text())["base"]
     bench = compose_config(["experiment=bench", *base]).bench
     assert OmegaConf.to_container(bench.recipes) == chosen
     assert {BASELINE, WITH_EXAMPLES} <= set(chosen)
