@@ -150,8 +150,6 @@ def test_the_bench_preset_fine_tunes_each_method_with_its_validation_choice():
     assert set(chosen) <= set(bench.methods)
 
 
-
-
 @pytest.mark.parametrize(("configs", "grid"), [("tuned.yaml", "recipes"),
                                                ("tuned_265.yaml", "recipes_265")])
 def test_the_tuned_scaling_point_fine_tunes_each_start_with_the_stores_validation_choice(configs,
@@ -164,6 +162,7 @@ def test_the_tuned_scaling_point_fine_tunes_each_start_with_the_stores_validatio
     bench = compose_config(["experiment=bench", *base]).bench
     assert OmegaConf.to_container(bench.recipes) == chosen
     assert {BASELINE, WITH_EXAMPLES} <= set(chosen)
+
 
 def test_generalisation_table_only_with_nothing_measured_says_so(tmp_path, monkeypatch, capsys):
     """--table-only over an empty artifacts root: one usage error naming the fix, exit 2 and no

@@ -222,12 +222,10 @@ def test_the_ddp_trainer_steps_the_gan_module():
     """One GAN step is two backward passes (discriminator, then generator), and the first leaves
     the generator's weights without a gradient: `trainer=ddp` must let DDP find unused weights
     (one CPU process with gloo; on a GPU the quickstart's base GAN stopped at its first step)."""
-    gen = torch.Generator().manual_seed(0)
-    sources = torch.rand(8, 3, 16, 16, generator=gen) * 2 - 1
-    tokens, mask = torch.randn(1, 3, TEXT_DIM, generator=gen), torch.ones(1, 3, dtype=torch.bool)
+    sources, tokens, mask = inputs(n=8)
     cfg = compose_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"])
-    module = GANModule(tiny_generator(), PatchDiscriminator(ndf=4, n_layers=2), tokens, mask,
-                       **gan_training_options(cfg.gan))
+    module = GANModule(tiny_generator(), PatchDiscriminator(ndf=4, n_layers=2), tokens[:1],
+                       mask[:1], **gan_training_options(cfg.gan))
     loader = DataLoader(ConceptPairsDataset(sources, (-sources).unsqueeze(0), flip=False),
                         batch_size=4)
     trainer = make_trainer(cfg.trainer, max_steps=2, val_every=None)
